@@ -1,0 +1,237 @@
+--- The agents buffer (`:Orch list`): one line per agent with name, kind, state, task and age,
+--- redrawn when an event changes an agent. Buffer-local keys attach, send, stop and restart.
+
+local Config = require("orch.config")
+local Util = require("orch.util")
+
+local M = {}
+
+---@class orch.ListView
+---@field conn orch.Conn
+---@field buf integer
+---@field rows table<integer, string> line number -> agent id
+---@field unsubscribe fun()
+
+---@type table<string, orch.ListView> by workspace root
+M.views = {}
+
+local ns = vim.api.nvim_create_namespace("orch.list")
+
+local STATE_HL = {
+  starting = "OrchStateStarting",
+  running = "OrchStateRunning",
+  idle = "OrchStateIdle",
+  busy = "OrchStateBusy",
+  waiting = "OrchStateWaiting",
+  exited = "OrchStateExited",
+  failed = "OrchStateFailed",
+  stopped = "OrchStateStopped",
+  lost = "OrchStateLost",
+}
+
+local function highlights()
+  local links = {
+    OrchStateStarting = "DiagnosticHint",
+    OrchStateRunning = "DiagnosticInfo",
+    OrchStateIdle = "DiagnosticOk",
+    OrchStateBusy = "DiagnosticInfo",
+    OrchStateWaiting = "DiagnosticWarn",
+    OrchStateExited = "Comment",
+    OrchStateFailed = "DiagnosticError",
+    OrchStateStopped = "Comment",
+    OrchStateLost = "DiagnosticError",
+    OrchHeader = "Title",
+  }
+  for group, link in pairs(links) do
+    vim.api.nvim_set_hl(0, group, { link = link, default = true })
+  end
+end
+
+--- The lines of the list for `agents` (pure, for tests).
+---@param agents orch.Agent[]
+---@param tasks table<string, table>
+---@return string[] lines
+---@return {col: integer, len: integer, state: string}[] state cells by agent row
+function M.format(agents, tasks)
+  local header = { "NAME", "KIND", "STATE", "TASK", "AGE" }
+  local rows = {}
+  for _, a in ipairs(agents) do
+    local task = "-"
+    if a.taskId and a.taskId ~= vim.NIL then
+      local t = tasks[a.taskId]
+      task = t and t.title or a.taskId
+      if #task > 30 then
+        task = task:sub(1, 29) .. "…"
+      end
+    end
+    rows[#rows + 1] = { a.name or a.id, a.kind or "-", a.state or "?", task, Util.age(a.createdAt) }
+  end
+  local widths = {}
+  for i, h in ipairs(header) do
+    widths[i] = vim.fn.strdisplaywidth(h)
+    for _, r in ipairs(rows) do
+      widths[i] = math.max(widths[i], vim.fn.strdisplaywidth(r[i]))
+    end
+  end
+  local function line(cells)
+    local parts = {}
+    for i, c in ipairs(cells) do
+      parts[i] = i < #cells and (c .. string.rep(" ", widths[i] - vim.fn.strdisplaywidth(c))) or c
+    end
+    return table.concat(parts, "  ")
+  end
+  local lines, cells = { line(header) }, {}
+  local state_col = widths[1] + 2 + widths[2] + 2
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = line(r)
+    cells[#cells + 1] = { col = state_col, len = #r[3], state = r[3] }
+  end
+  if #rows == 0 then
+    lines[#lines + 1] = "(no agents: :Orch spawn <kind>)"
+  end
+  return lines, cells
+end
+
+---@param view orch.ListView
+function M.render(view)
+  if not vim.api.nvim_buf_is_valid(view.buf) then
+    return
+  end
+  local agents = view.conn.state:agent_list()
+  local lines, cells = M.format(agents, view.conn.state.tasks)
+  view.rows = {}
+  for i, a in ipairs(agents) do
+    view.rows[i + 1] = a.id
+  end
+  Util.set_lines(view.buf, lines)
+  vim.api.nvim_buf_clear_namespace(view.buf, ns, 0, -1)
+  vim.api.nvim_buf_set_extmark(view.buf, ns, 0, 0, { end_col = #lines[1], hl_group = "OrchHeader" })
+  for i, c in ipairs(cells) do
+    vim.api.nvim_buf_set_extmark(view.buf, ns, i, c.col, {
+      end_col = c.col + c.len,
+      hl_group = STATE_HL[c.state] or "Normal",
+    })
+  end
+end
+
+--- The agent on the cursor line of the list.
+---@param view orch.ListView
+---@return orch.Agent?
+function M.cursor_agent(view)
+  local row = vim.api.nvim_win_get_cursor(0)[1]
+  local id = view.rows[row]
+  return id and view.conn.state.agents[id] or nil
+end
+
+---@param view orch.ListView
+local function keymaps(view)
+  local Orch = require("orch")
+  local actions = {
+    attach = function(a)
+      Orch.attach(a.name)
+    end,
+    send = function(a)
+      vim.ui.input({ prompt = ("send to %s: "):format(a.name) }, function(text)
+        if text and text ~= "" then
+          Orch.send(a.name, text)
+        end
+      end)
+    end,
+    stop = function(a)
+      Orch.stop(a.name)
+    end,
+    restart = function(a)
+      Orch.restart(a.name)
+    end,
+  }
+  local descs = {
+    attach = "attach to the agent's terminal",
+    send = "send text to the agent",
+    stop = "stop the agent",
+    restart = "restart the agent",
+    refresh = "refresh the list",
+    close = "close the list",
+    help = "show these keys",
+  }
+  local keys = Config.list_keys
+  for name, fn in pairs(actions) do
+    if keys[name] then
+      vim.keymap.set("n", keys[name], function()
+        local a = M.cursor_agent(view)
+        if a then
+          fn(a)
+        end
+      end, { buffer = view.buf, nowait = true, desc = "orch: " .. descs[name] })
+    end
+  end
+  if keys.refresh then
+    vim.keymap.set("n", keys.refresh, function()
+      view.conn:refresh_agents()
+    end, { buffer = view.buf, nowait = true, desc = "orch: " .. descs.refresh })
+  end
+  if keys.close then
+    vim.keymap.set("n", keys.close, function()
+      local w = Util.buf_win(view.buf)
+      if w and #vim.api.nvim_tabpage_list_wins(0) > 1 then
+        vim.api.nvim_win_close(w, false)
+      end
+    end, { buffer = view.buf, nowait = true, desc = "orch: " .. descs.close })
+  end
+  if keys.help then
+    vim.keymap.set("n", keys.help, function()
+      local lines = {}
+      for _, name in ipairs({ "attach", "send", "stop", "restart", "refresh", "close", "help" }) do
+        if keys[name] then
+          lines[#lines + 1] = ("%-8s %s"):format(keys[name], descs[name])
+        end
+      end
+      Util.info(lines)
+    end, { buffer = view.buf, nowait = true, desc = "orch: " .. descs.help })
+  end
+end
+
+--- Open (or focus) the agents list of `conn`.
+---@param conn orch.Conn
+---@return orch.ListView
+function M.open(conn)
+  highlights()
+  local view = M.views[conn.root]
+  if not view or not vim.api.nvim_buf_is_valid(view.buf) then
+    local buf = Util.scratch("orch://agents", "orch_list")
+    view = { conn = conn, buf = buf, rows = {}, unsubscribe = function() end }
+    M.views[conn.root] = view
+    -- Render on the next loop iteration, once per batch of events.
+    local scheduled = false
+    view.unsubscribe = conn.state:on(function(ev)
+      if ev and not vim.startswith(ev.kind or "", "agent.") and not vim.startswith(ev.kind or "", "task.") then
+        return
+      end
+      if not scheduled then
+        scheduled = true
+        vim.schedule(function()
+          scheduled = false
+          M.render(view)
+        end)
+      end
+    end)
+    vim.api.nvim_create_autocmd("BufWipeout", {
+      buffer = buf,
+      once = true,
+      callback = function()
+        view.unsubscribe()
+        if M.views[conn.root] == view then
+          M.views[conn.root] = nil
+        end
+      end,
+    })
+    keymaps(view)
+  end
+  M.render(view)
+  local win = Util.show(view.buf, Config.win.list, "orch agents")
+  vim.wo[win].cursorline = true
+  vim.wo[win].wrap = false
+  conn:refresh_agents()
+  return view
+end
+
+return M
