@@ -318,7 +318,10 @@ function Conn:request(method, params, cb)
         Util.error(Util.err_message(err))
       end
     end
-  params = params or vim.empty_dict()
+  -- An empty Lua table would encode as `[]`; the daemon expects an object.
+  if params == nil or (type(params) == "table" and next(params) == nil) then
+    params = vim.empty_dict()
+  end
   if not self:is_connected() then
     table.insert(self._queue, { method = method, params = params, cb = cb })
     self:start()
