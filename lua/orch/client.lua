@@ -250,10 +250,12 @@ function Conn:_on_exit(code, signal, client_id)
   self.client_id = nil
   self.initialized = false
   self.subscription = nil
-  self:_fail_all("orch: connection to the daemon lost (exit " .. tostring(code) .. ")")
   if self.stopping then
+    -- Our own stop: nobody waits for these answers any more.
+    self._pending, self._queue = {}, {}
     return
   end
+  self:_fail_all("orch: connection to the daemon lost (exit " .. tostring(code) .. ")")
   self:_schedule_reconnect()
 end
 

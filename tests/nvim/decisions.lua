@@ -7,11 +7,11 @@ H.init()
 H.run(function()
   vim.fn.writefile({
     "[agents.asker]",
-    [[command = ["bash", "-c", "printf 'Proceed? [y/N] '; read a; echo got-$a; exec sleep 120"]]=],
-    [[waiting_patterns = ["Proceed\\?"]]=],
+    [=[command = ["bash", "-c", "printf 'Proceed? [y/N] '; read a; echo got-$a; exec sleep 120"]]=],
+    [=[waiting_patterns = ["Proceed\\?"]]=],
     "",
     "[agents.failer]",
-    [[command = ["bash", "-c", "echo failing; sleep 0.5; exit 3"]]=],
+    [=[command = ["bash", "-c", "echo failing; sleep 0.5; exit 3"]]=],
   }, H.ws .. "/orch.toml")
 
   local chosen
