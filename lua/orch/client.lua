@@ -185,6 +185,9 @@ function Conn:_on_init(client, result)
     version = result.serverInfo and result.serverInfo.version,
     orch = vim.tbl_get(result, "capabilities", "experimental", "orch"),
   }
+  if self.connects > 1 then
+    Util.info(("reconnected to the daemon of %s"):format(self.root))
+  end
   -- Subscribe first so that the queued requests' effects (a spawn) arrive as events after it.
   self:_subscribe()
   self:_flush()

@@ -150,6 +150,19 @@ M.commands = {
   decide = {
     desc = "answer a pending decision",
     usage = "[decision-id]",
+    complete = function(_, args)
+      if #args > 0 then
+        return {}
+      end
+      local ids = {}
+      for id, d in pairs(require("orch.client").get().state.decisions) do
+        if d.state ~= "resolved" then
+          ids[#ids + 1] = id
+        end
+      end
+      table.sort(ids)
+      return ids
+    end,
     run = function(args)
       orch().decide(args[1])
     end,

@@ -1,7 +1,8 @@
 -- Scenario: `:Orch spawn shell` starts an agent the CLI sees; `:Orch list` shows it and follows
 -- its state; completion offers agent names and kinds; `:Orch attach` paints the shell's prompt and
 -- what is typed into the view reaches the shell; `:Orch send` (also from a range) types into it;
--- closing the view leaves the agent running; `:Orch stop` is reflected in the list.
+-- closing the view leaves the agent running; `:Orch restart` is followed by the view; the list's
+-- stop key stops it and the list shows that.
 local H = dofile(os.getenv("ORCH_REPO") .. "/tests/nvim/helpers.lua")
 H.init()
 
@@ -155,9 +156,35 @@ H.run(function()
     return term and vim.inspect(vim.api.nvim_buf_get_lines(term.buf, 0, -1, false)) or "no view"
   end)
 
-  -- Stop: the list follows.
-  vim.cmd("Orch stop " .. agent.name)
-  H.wait("the list shows the agent stopped", 20000, function()
+  -- Restart: the agent is counted restarted, and the attached view follows it.
+  vim.cmd("Orch restart " .. agent.name)
+  H.wait(":Orch restart restarts the agent", 20000, function()
+    local a = H.call("orch/agent/get", { id = agent.id })
+    return a and a.restarts >= 1 and not vim.tbl_contains({ "exited", "failed", "stopped", "lost" }, a.state)
+  end, function()
+    return vim.inspect(H.call("orch/agent/get", { id = agent.id }))
+  end)
+  H.wait("the view follows the restarted agent", 15000, function()
+    local a = conn.state.agents[agent.id]
+    term = Term.find(conn, a)
+    return term and term.tid == a.terminalId and term.ready and has_line("[%$#]%s*$")
+  end, function()
+    return term and vim.inspect(vim.api.nvim_buf_get_lines(term.buf, 0, -1, false)) or "no view"
+  end)
+
+  -- Stop with the list's key: the list follows.
+  local list_win = require("orch.util").buf_win(view.buf)
+  H.check("the list is still shown", list_win ~= nil)
+  if list_win then
+    vim.api.nvim_set_current_win(list_win)
+    for i, l in ipairs(vim.api.nvim_buf_get_lines(view.buf, 0, -1, false)) do
+      if l:find(agent.name, 1, true) then
+        vim.api.nvim_win_set_cursor(list_win, { i, 0 })
+      end
+    end
+    vim.api.nvim_feedkeys("x", "x", false)
+  end
+  H.wait("the list's stop key stops the agent, and the list shows it", 20000, function()
     return row():match("%sstopped%s") or row():match("%sexited%s")
   end, function()
     return H.text(view.buf)
