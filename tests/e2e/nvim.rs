@@ -191,18 +191,47 @@ fn stop_daemon(sandbox: &Sandbox, orch: &Path) {
     }
 }
 
+/// The `(major, minor)` version `nvim --version` reports, if it runs.
+fn nvim_version(nvim: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(nvim)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.lines().next()?.strip_prefix("NVIM v")?;
+    let mut parts = version.split(['.', '-']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Skip (or, on CI, fail) when no usable Neovim exists.
+fn missing_nvim(name: &str, why: &str) {
+    if env::var("CI").map(|v| v == "true").unwrap_or(false) {
+        panic!("{why}; CI=true requires Neovim >= 0.11 (set ORCH_NVIM or put nvim on PATH)");
+    }
+    eprintln!("skipping Neovim scenario {name}: {why} (set ORCH_NVIM or put nvim >= 0.11 on PATH)");
+}
+
 fn run_scenario(name: &str) {
     let Some(nvim) = find_nvim() else {
-        if env::var("CI").map(|v| v == "true").unwrap_or(false) {
-            panic!(
-                "nvim not found (set ORCH_NVIM or put nvim >= 0.11 on PATH); CI=true requires it"
-            );
-        }
-        eprintln!(
-            "skipping Neovim scenario {name}: nvim not found (set ORCH_NVIM or put nvim on PATH)"
-        );
+        missing_nvim(name, "nvim not found");
         return;
     };
+    match nvim_version(&nvim) {
+        Some(v) if v >= (0, 11) => {}
+        Some((major, minor)) => {
+            let why = format!("{} is Neovim {major}.{minor}", nvim.display());
+            missing_nvim(name, &why);
+            return;
+        }
+        None => {
+            let why = format!("`{} --version` failed", nvim.display());
+            missing_nvim(name, &why);
+            return;
+        }
+    }
     let orch = orch_bin();
     assert!(
         is_executable(&orch),
