@@ -46,10 +46,22 @@ function M.root()
   if type(root) == "function" then
     root = root()
   end
+  -- The same rule as the orch CLI, so that editor and CLI talk to the same daemon.
   if type(root) ~= "string" or root == "" then
-    root = vim.fs.root(vim.fn.getcwd(), Config.root_markers) or vim.fn.getcwd()
+    root = os.getenv("ORCH_WORKSPACE")
+  end
+  if type(root) ~= "string" or root == "" then
+    -- Nested: the markers have equal priority, the nearest directory holding any of them wins.
+    root = vim.fs.root(vim.fn.getcwd(), { Config.root_markers }) or vim.fn.getcwd()
   end
   return vim.fs.normalize(vim.fn.fnamemodify(root, ":p")):gsub("(.)/$", "%1")
+end
+
+--- The environment for `orch` processes serving `root`.
+---@param root string
+---@return table<string, string>
+function M.env(root)
+  return vim.tbl_extend("force", Config.env or {}, { ORCH_WORKSPACE = root })
 end
 
 --- The connection for `root` (default: the current workspace), created but not started.
@@ -128,7 +140,8 @@ function Conn:start()
     name = "orch",
     cmd = cmd,
     cmd_cwd = self.root,
-    cmd_env = Config.env,
+    -- Pin the forwarder to our root, whatever its own cwd-based guess would be.
+    cmd_env = M.env(self.root),
     root_dir = self.root,
     workspace_folders = { { uri = vim.uri_from_fname(self.root), name = self.root } },
     capabilities = capabilities(),

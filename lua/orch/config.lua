@@ -21,7 +21,8 @@ local defaults = {
   ---@type table<string, string>?
   env = nil,
   --- The workspace root (one daemon, one connection per root). A string, a function returning one,
-  --- or nil: the nearest directory above the cwd holding one of `root_markers`, else the cwd.
+  --- or nil: like the orch CLI, `$ORCH_WORKSPACE`, else the nearest directory upwards from the cwd
+  --- holding any of `root_markers`, else the cwd.
   ---@type string|fun():string?|nil
   root = nil,
   ---@type string[]

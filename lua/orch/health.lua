@@ -72,7 +72,7 @@ function M.check()
     health.info(("connections made: %d"):format(conn.connects))
   elseif bin ~= "" then
     local ok, res = pcall(function()
-      return vim.system({ bin, "status", "--json" }, { text = true, cwd = root, env = Config.env }):wait(5000)
+      return vim.system({ bin, "status", "--json" }, { text = true, cwd = root, env = Client.env(root) }):wait(5000)
     end)
     if ok and res.code == 0 then
       local decoded_ok, s = pcall(vim.json.decode, res.stdout or "")
