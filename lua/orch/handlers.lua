@@ -91,7 +91,7 @@ function M.on_event(conn, params)
     return
   end
   local state = conn.state
-  local applied, before = state:apply(ev)
+  local applied = state:apply(ev)
   if not applied then
     return
   end
@@ -107,7 +107,7 @@ function M.on_event(conn, params)
     end)
   end
   if not state:is_history(ev) then
-    M.notify_event(conn, ev, before)
+    M.notify_event(conn, ev)
     local Term = package.loaded["orch.ui.term"]
     local s = type(ev.data) == "table" and ev.data.state
     if Term and ev.kind == "agent.state" and (s == "exited" or s == "failed" or s == "stopped" or s == "lost") then
@@ -136,8 +136,7 @@ end
 --- Turn one new event into the notification a person wants, if any.
 ---@param conn orch.Conn
 ---@param ev orch.Event
----@param before? orch.Agent
-function M.notify_event(conn, ev, before)
+function M.notify_event(conn, ev)
   local data = type(ev.data) == "table" and ev.data or {}
   if ev.kind == "agent.state" then
     local name = agent_name(conn, ev.subject)

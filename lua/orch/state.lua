@@ -152,7 +152,6 @@ end
 --- Apply one event. Returns false when it was already applied (a replay overlap).
 ---@param ev orch.Event
 ---@return boolean applied
----@return orch.Agent? before a copy of the agent the event is about, before it was applied
 function State:apply(ev)
   if type(ev) ~= "table" or type(ev.seq) ~= "number" then
     return false
@@ -173,7 +172,6 @@ function State:apply(ev)
   end
 
   local kind, data = ev.kind or "", ev.data
-  local before = self.agents[ev.subject] and vim.deepcopy(self.agents[ev.subject]) or nil
   if vim.startswith(kind, "agent.") then
     local a = self.agents[ev.subject]
     local given = object(data, "agent")
@@ -211,7 +209,7 @@ function State:apply(ev)
     end
   end
   self:_emit(ev)
-  return true, before
+  return true
 end
 
 --- Whether `ev` happened before this Neovim connected the first time (history, not news).
