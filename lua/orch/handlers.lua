@@ -98,11 +98,18 @@ function M.on_event(conn, params)
   if ev.kind == "decision.resolved" then
     M.stale(ev.subject)
   end
-  if vim.startswith(ev.kind or "", "agent.") and ev.subject and not state.agents[ev.subject] then
-    -- An agent we have not seen yet (spawned by another client before our list): fetch it.
+  local fresh = ev.kind == "agent.spawned" or ev.kind == "agent.restarted" or ev.kind == "agent.adopted"
+  if vim.startswith(ev.kind or "", "agent.") and ev.subject and (fresh or not state.agents[ev.subject]) then
+    -- Event data carries the daemon's record, not the wire Agent: fetch the Agent itself (also
+    -- for an agent we have not seen yet, spawned by another client before our list).
     conn:request("orch/agent/get", { id = ev.subject }, function(err, agent)
-      if not err then
-        state:put_agent(agent)
+      if err or type(agent) ~= "table" then
+        return
+      end
+      state:put_agent(agent)
+      local Term = package.loaded["orch.ui.term"]
+      if Term and ev.kind == "agent.restarted" then
+        Term.retarget(conn, agent)
       end
     end)
   end
@@ -142,6 +149,9 @@ function M.notify_event(conn, ev)
     local name = agent_name(conn, ev.subject)
     local why = data.evidence and (" (" .. tostring(data.evidence) .. ")") or ""
     local agent = conn.state.agents[ev.subject]
+    if data.exitCode ~= nil and agent then
+      agent.exitCode = data.exitCode
+    end
     if data.state == "waiting" then
       say("waiting", ("%s is waiting for you%s"):format(name, why))
     elseif data.state == "failed" then
@@ -236,8 +246,11 @@ function M.prompt(w)
   end
   M.asking[w.key] = true
   local actions = w.params.actions or {}
+  -- The message is the decision's title, then its detail after a blank line: a select prompt
+  -- is one line.
+  local prompt = vim.split(tostring(w.params.message or "orch decision"), "\n", { trimempty = true })[1]
   vim.ui.select(actions, {
-    prompt = w.params.message or "orch decision",
+    prompt = prompt or "orch decision",
     kind = "orch.decision",
     format_item = function(a)
       return a.title

@@ -197,14 +197,7 @@ function M.restart(ref)
       return
     end
     conn.state:put_agent(agent)
-    local Term = require("orch.ui.term")
-    local term = Term.find(conn, agent)
-    if term and term.tid ~= agent.terminalId then
-      Term.detach(conn, term)
-      term.agent, term.tid = agent, agent.terminalId
-      conn.terms[term.tid] = term
-      Term.resubscribe(conn, term)
-    end
+    require("orch.ui.term").retarget(conn, agent)
     Util.info(("restarted %s"):format(agent.name or ref))
   end)
 end

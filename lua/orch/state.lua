@@ -183,8 +183,15 @@ function State:apply(ev)
       if kind == "agent.state" and data.state then
         a.state = data.state
         a.updatedAt = ev.time or a.updatedAt
+        if data.exitCode ~= nil then
+          a.exitCode = data.exitCode
+        end
       elseif kind == "agent.exited" then
         a.exitCode = data.exitCode or data.code or a.exitCode
+      elseif kind == "agent.restarted" then
+        a.terminalId = data.terminalId or a.terminalId
+        a.pid = data.pid
+        a.restarts = data.restarts or a.restarts
       elseif kind == "agent.removed" or kind == "agent.deleted" then
         self.agents[ev.subject] = nil
       end

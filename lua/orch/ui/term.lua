@@ -238,6 +238,27 @@ function M.attach(conn, agent)
   return term
 end
 
+--- Follow an agent that now runs in another terminal (a restart): resubscribe and repaint.
+---@param conn orch.Conn
+---@param agent orch.Agent
+function M.retarget(conn, agent)
+  local term = M.find(conn, agent)
+  if not term then
+    return
+  end
+  term.agent = agent
+  if term.tid == agent.terminalId then
+    return
+  end
+  M.detach(conn, term)
+  term.tid = agent.terminalId
+  term.size = nil
+  conn.terms[term.tid] = term
+  vim.b[term.buf].orch_terminal = agent.terminalId
+  M.resize(conn, term)
+  M.resubscribe(conn, term)
+end
+
 --- Say in the view that its agent is gone (the view stays readable).
 ---@param conn orch.Conn
 ---@param agent_id string
