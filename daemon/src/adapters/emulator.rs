@@ -1,0 +1,537 @@
+//! A headless terminal emulator: the screen, scrollback, cursor and modes of one terminal, kept
+//! by feeding it everything the program prints.
+//!
+//! It wraps alacritty_terminal's `Term` and its escape-sequence parser, captures what the
+//! terminal would send back to the program (cursor position reports, device attributes) so the
+//! caller can write it to the pty, and renders the screen as text lines and as a repaint
+//! sequence for a fresh view. It knows nothing of ptys, processes, threads or the wire: bytes in,
+//! replies and snapshots out.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alacritty_terminal::event::{Event, EventListener};
+use alacritty_terminal::grid::{Dimensions, Grid};
+use alacritty_terminal::index::{Column, Line};
+use alacritty_terminal::term::cell::{Cell, Flags};
+use alacritty_terminal::term::{Config, Term, TermMode};
+use alacritty_terminal::vte::ansi::{Color, NamedColor, Processor, Timeout};
+
+use crate::ports::ScreenSnapshot;
+
+/// One terminal's screen state, fed with the program's output.
+pub struct Emulator {
+    /// Grids (primary with scrollback, alternate), cursor and modes.
+    term: Term<Listener>,
+    /// The escape-sequence parser; it keeps a sequence split across two feeds until it ends.
+    parser: Processor<NoSync>,
+    /// Replies and title captured from the terminal's events, shared with its listener.
+    captured: Arc<Mutex<Captured>>,
+}
+
+impl Emulator {
+    /// A blank terminal of `cols` x `rows` cells keeping `scrollback` lines of history. Sizes
+    /// below one cell are raised to one: the grid cannot be empty.
+    pub fn new(cols: u16, rows: u16, scrollback: usize) -> Self {
+        let captured = Arc::new(Mutex::new(Captured::default()));
+        let config = Config { scrolling_history: scrollback, ..Config::default() };
+        let size = Size::new(cols, rows);
+        let term = Term::new(config, &size, Listener { captured: captured.clone() });
+        Self { term, parser: Processor::new(), captured }
+    }
+
+    /// Apply output from the program. Returns the bytes the terminal answers with (cursor
+    /// position reports, device attributes, mode reports), which the caller must write back to
+    /// the program: TUIs wait for them.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.parser.advance(&mut self.term, bytes);
+        std::mem::take(&mut self.captured.lock().unwrap().replies)
+    }
+
+    /// Change the size; the primary screen reflows wrapped lines.
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.term.resize(Size::new(cols, rows));
+    }
+
+    /// Whether the program asked for bracketed paste (`ESC[?2004h`).
+    pub fn bracketed_paste(&self) -> bool {
+        self.term.mode().contains(TermMode::BRACKETED_PASTE)
+    }
+
+    /// The visible lines, right-trimmed, joined by `\n`: what pattern matching looks at.
+    pub fn visible_text(&self) -> String {
+        let grid = self.term.grid();
+        let mut text = String::new();
+        for line in 0..grid.screen_lines() {
+            if line > 0 {
+                text.push('\n');
+            }
+            push_row_text(&mut text, grid, Line(line as i32));
+        }
+        text
+    }
+
+    /// The screen with up to `scrollback` lines of history above it, and a sequence that
+    /// repaints the visible part into a view of the same size.
+    pub fn snapshot(&self, scrollback: usize) -> ScreenSnapshot {
+        let grid = self.term.grid();
+        let history = scrollback.min(grid.history_size()) as i32;
+        let lines = (-history..grid.screen_lines() as i32)
+            .map(|line| {
+                let mut text = String::new();
+                push_row_text(&mut text, grid, Line(line));
+                text
+            })
+            .collect();
+        let cursor = grid.cursor.point;
+        ScreenSnapshot {
+            lines,
+            cursor_row: cursor.line.0.max(0) as u16,
+            cursor_col: cursor.column.0 as u16,
+            cols: grid.columns() as u16,
+            rows: grid.screen_lines() as u16,
+            title: self.captured.lock().unwrap().title.clone(),
+            ansi: self.repaint(),
+        }
+    }
+
+    /// Escape sequences that bring a view (fresh, or one that fell behind and resyncs) to this
+    /// screen: modes that change how the view draws or encodes keys, the visible cells with
+    /// their attributes, the cursor and the pen the program is writing with.
+    fn repaint(&self) -> String {
+        let grid = self.term.grid();
+        let mode = *self.term.mode();
+        let mut out = String::with_capacity(grid.columns() * grid.screen_lines() * 2);
+
+        // Undo whatever state a reused view may be in before painting: attributes, scroll
+        // region, origin mode; then pick the screen buffer the program is on, and clear it.
+        out.push_str("\x1b[0m\x1b[r\x1b[?6l\x1b[?7h");
+        out.push_str(if mode.contains(TermMode::ALT_SCREEN) { "\x1b[?1049h" } else { "\x1b[?1049l" });
+        out.push_str("\x1b[H\x1b[2J");
+
+        let mut pen = Pen::default();
+        for line in 0..grid.screen_lines() {
+            if line > 0 {
+                out.push_str("\r\n");
+            }
+            let row = &grid[Line(line as i32)];
+            let end = (0..grid.columns()).rev().find(|&c| !is_blank(&row[Column(c)])).map_or(0, |c| c + 1);
+            for col in 0..end {
+                push_cell(&mut out, &mut pen, &row[Column(col)]);
+            }
+        }
+
+        let cursor = &grid.cursor;
+        let (line, col) = (cursor.point.line.0 + 1, cursor.point.column.0 + 1);
+        if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) {
+            // The program wrote the last column and the next character wraps. A cursor move
+            // cannot express that, so write the last cell again: the view lands in the same
+            // pending-wrap state.
+            let _ = write!(out, "\x1b[{line};{col}H");
+            push_cell(&mut out, &mut pen, &grid[cursor.point]);
+        } else {
+            let _ = write!(out, "\x1b[{line};{col}H");
+        }
+        push_sgr(&mut out, &Pen::of(&cursor.template));
+
+        push_modes(&mut out, mode);
+        if let Some(title) = &self.captured.lock().unwrap().title {
+            let _ = write!(out, "\x1b]2;{title}\x07");
+        }
+        out
+    }
+}
+
+/// Private modes the repaint sets or resets, with the flag that says which.
+const REPAINTED_MODES: &[(TermMode, &str)] = &[
+    (TermMode::APP_CURSOR, "1"),
+    (TermMode::LINE_WRAP, "7"),
+    (TermMode::SHOW_CURSOR, "25"),
+    (TermMode::MOUSE_REPORT_CLICK, "1000"),
+    (TermMode::MOUSE_DRAG, "1002"),
+    (TermMode::MOUSE_MOTION, "1003"),
+    (TermMode::FOCUS_IN_OUT, "1004"),
+    (TermMode::UTF8_MOUSE, "1005"),
+    (TermMode::SGR_MOUSE, "1006"),
+    (TermMode::BRACKETED_PASTE, "2004"),
+];
+
+/// Set every mode of [`REPAINTED_MODES`] as the program left it, so that the view encodes keys,
+/// pastes and mouse events the way the program expects. Origin mode is left off: the scroll
+/// region it refers to is not readable from the emulator.
+fn push_modes(out: &mut String, mode: TermMode) {
+    for (flag, number) in REPAINTED_MODES {
+        let _ = write!(out, "\x1b[?{number}{}", if mode.contains(*flag) { 'h' } else { 'l' });
+    }
+    out.push_str(if mode.contains(TermMode::APP_KEYPAD) { "\x1b=" } else { "\x1b>" });
+    out.push_str(if mode.contains(TermMode::INSERT) { "\x1b[4h" } else { "\x1b[4l" });
+}
+
+/// Append the text of one grid row, right-trimmed.
+fn push_row_text(out: &mut String, grid: &Grid<Cell>, line: Line) {
+    let start = out.len();
+    let row = &grid[line];
+    for cell in (0..grid.columns()).map(|col| &row[Column(col)]) {
+        if cell.flags.intersects(Flags::WIDE_CHAR_SPACER | Flags::LEADING_WIDE_CHAR_SPACER) {
+            continue;
+        }
+        out.push(printable(cell.c));
+        if let Some(extra) = cell.zerowidth() {
+            out.extend(extra);
+        }
+    }
+    let trimmed = out[start..].trim_end().len();
+    out.truncate(start + trimmed);
+}
+
+/// Append one cell to a repaint, switching attributes first when they differ from `pen`.
+fn push_cell(out: &mut String, pen: &mut Pen, cell: &Cell) {
+    // The second half of a wide character: the view advances past it when it draws the first.
+    if cell.flags.contains(Flags::WIDE_CHAR_SPACER) {
+        return;
+    }
+    let want = Pen::of(cell);
+    if want != *pen {
+        push_sgr(out, &want);
+        *pen = want;
+    }
+    if cell.flags.contains(Flags::LEADING_WIDE_CHAR_SPACER) {
+        out.push(' ');
+        return;
+    }
+    out.push(printable(cell.c));
+    if let Some(extra) = cell.zerowidth() {
+        out.extend(extra);
+    }
+}
+
+/// The character to draw for a cell's content. Alacritty stores a tab in the cell where it
+/// started, to copy it back out; drawn as a tab it would move the view's cursor, so it is a
+/// space here.
+fn printable(c: char) -> char {
+    if c == '\t' {
+        ' '
+    } else {
+        c
+    }
+}
+
+/// Whether a cell looks like an untouched one: trailing runs of these need not be drawn because
+/// the clear before painting leaves the same.
+fn is_blank(cell: &Cell) -> bool {
+    (cell.c == ' ' || cell.c == '\t')
+        && cell.bg == Color::Named(NamedColor::Background)
+        && !cell.flags.intersects(
+            Flags::INVERSE | Flags::ALL_UNDERLINES | Flags::STRIKEOUT | Flags::LEADING_WIDE_CHAR_SPACER,
+        )
+        && cell.zerowidth().is_none()
+}
+
+/// The drawing attributes of a cell, compared to emit SGR only where they change.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Pen {
+    /// Foreground colour.
+    fg: Color,
+    /// Background colour.
+    bg: Color,
+    /// Underline colour, when set apart from the foreground.
+    underline: Option<Color>,
+    /// Attribute flags (bold, italic, ...), with layout-only flags removed.
+    flags: Flags,
+}
+
+impl Default for Pen {
+    fn default() -> Self {
+        Self {
+            fg: Color::Named(NamedColor::Foreground),
+            bg: Color::Named(NamedColor::Background),
+            underline: None,
+            flags: Flags::empty(),
+        }
+    }
+}
+
+impl Pen {
+    /// Flags that are drawing attributes; the rest describe layout (wrapping, wide characters).
+    const STYLE: Flags = Flags::BOLD
+        .union(Flags::DIM)
+        .union(Flags::ITALIC)
+        .union(Flags::ALL_UNDERLINES)
+        .union(Flags::INVERSE)
+        .union(Flags::HIDDEN)
+        .union(Flags::STRIKEOUT);
+
+    fn of(cell: &Cell) -> Self {
+        Self {
+            fg: cell.fg,
+            bg: cell.bg,
+            underline: cell.underline_color(),
+            flags: cell.flags & Self::STYLE,
+        }
+    }
+}
+
+/// Append one SGR sequence that sets exactly `pen`, starting from a reset.
+fn push_sgr(out: &mut String, pen: &Pen) {
+    out.push_str("\x1b[0");
+    let flags = pen.flags;
+    for (flag, code) in [
+        (Flags::BOLD, "1"),
+        (Flags::DIM, "2"),
+        (Flags::ITALIC, "3"),
+        (Flags::UNDERLINE, "4"),
+        (Flags::DOUBLE_UNDERLINE, "4:2"),
+        (Flags::UNDERCURL, "4:3"),
+        (Flags::DOTTED_UNDERLINE, "4:4"),
+        (Flags::DASHED_UNDERLINE, "4:5"),
+        (Flags::INVERSE, "7"),
+        (Flags::HIDDEN, "8"),
+        (Flags::STRIKEOUT, "9"),
+    ] {
+        if flags.contains(flag) {
+            out.push(';');
+            out.push_str(code);
+        }
+    }
+    push_color(out, pen.fg, 30, 90, 38);
+    push_color(out, pen.bg, 40, 100, 48);
+    if let Some(color) = pen.underline {
+        push_color(out, color, 58, 58, 58);
+    }
+    out.push('m');
+}
+
+/// Append `;<code>` for a colour: the 16 named ones as `base + n` / `bright + n - 8`, indexed
+/// and true colours as `extended;5;n` / `extended;2;r;g;b`. The default colours need nothing
+/// after the reset that starts every SGR.
+fn push_color(out: &mut String, color: Color, base: u16, bright: u16, extended: u16) {
+    let _ = match color {
+        Color::Named(named) => match named as u16 {
+            n @ 0..8 if base != extended => write!(out, ";{}", base + n),
+            n @ 8..16 if base != extended => write!(out, ";{}", bright + n - 8),
+            n @ 0..16 => write!(out, ";{extended};5;{n}"),
+            _ => Ok(()),
+        },
+        Color::Indexed(n) => write!(out, ";{extended};5;{n}"),
+        Color::Spec(rgb) => write!(out, ";{extended};2;{};{};{}", rgb.r, rgb.g, rgb.b),
+    };
+}
+
+/// What the terminal's listener captured while the parser ran.
+#[derive(Default)]
+struct Captured {
+    /// Bytes to send back to the program, in the order the terminal produced them.
+    replies: Vec<u8>,
+    /// The window title the program set (OSC 0/2), `None` after a reset.
+    title: Option<String>,
+}
+
+/// Receives the terminal's events. Only replies and the title matter headless: colour and
+/// pixel-size queries go unanswered because a headless terminal has neither, and clipboard
+/// requests are refused by ignoring them.
+struct Listener {
+    /// Where events are recorded for [`Emulator`] to pick up.
+    captured: Arc<Mutex<Captured>>,
+}
+
+impl EventListener for Listener {
+    fn send_event(&self, event: Event) {
+        match event {
+            Event::PtyWrite(text) => {
+                self.captured.lock().unwrap().replies.extend_from_slice(text.as_bytes())
+            }
+            Event::Title(title) => self.captured.lock().unwrap().title = Some(title),
+            Event::ResetTitle => self.captured.lock().unwrap().title = None,
+            _ => {}
+        }
+    }
+}
+
+/// Synchronized-update timing that never holds output back. Alacritty buffers the bytes between
+/// `ESC[?2026h` and `ESC[?2026l` until a renderer's timer fires; there is no renderer here, so
+/// updates apply at once and a snapshot never shows a screen older than the output fed.
+#[derive(Default)]
+struct NoSync;
+
+impl Timeout for NoSync {
+    fn set_timeout(&mut self, _duration: Duration) {}
+
+    fn clear_timeout(&mut self) {}
+
+    fn pending_timeout(&self) -> bool {
+        false
+    }
+}
+
+/// A terminal size in cells, as alacritty's `Term` takes it.
+struct Size {
+    /// Width in cells, at least 1.
+    cols: usize,
+    /// Height in cells, at least 1.
+    rows: usize,
+}
+
+impl Size {
+    fn new(cols: u16, rows: u16) -> Self {
+        Self { cols: usize::from(cols.max(1)), rows: usize::from(rows.max(1)) }
+    }
+}
+
+impl Dimensions for Size {
+    fn total_lines(&self) -> usize {
+        self.rows
+    }
+
+    fn screen_lines(&self) -> usize {
+        self.rows
+    }
+
+    fn columns(&self) -> usize {
+        self.cols
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fed(cols: u16, rows: u16, bytes: &[u8]) -> Emulator {
+        let mut emu = Emulator::new(cols, rows, 100);
+        emu.feed(bytes);
+        emu
+    }
+
+    #[test]
+    fn text_and_cursor() {
+        let emu = fed(20, 4, b"hello\r\nworld  \x1b[2;3H");
+        assert_eq!(emu.visible_text(), "hello\nworld\n\n");
+        let snap = emu.snapshot(0);
+        assert_eq!(snap.lines, ["hello", "world", "", ""]);
+        assert_eq!((snap.cursor_row, snap.cursor_col), (1, 2));
+        assert_eq!((snap.cols, snap.rows), (20, 4));
+        assert!(snap.ansi.contains("hello\r\nworld"), "{:?}", snap.ansi);
+        assert!(snap.ansi.contains("\x1b[2;3H"), "{:?}", snap.ansi);
+    }
+
+    #[test]
+    fn scrollback_comes_before_the_screen() {
+        let emu = fed(10, 2, b"one\r\ntwo\r\nthree\r\nfour");
+        assert_eq!(emu.snapshot(0).lines, ["three", "four"]);
+        assert_eq!(emu.snapshot(1).lines, ["two", "three", "four"]);
+        assert_eq!(emu.snapshot(99).lines, ["one", "two", "three", "four"]);
+    }
+
+    #[test]
+    fn colours_and_attributes_are_in_the_repaint() {
+        let emu = fed(40, 2, b"\x1b[1;31mred\x1b[0m plain \x1b[38;2;1;2;3;48;5;200mrgb\x1b[0m");
+        let ansi = emu.snapshot(0).ansi;
+        assert!(ansi.contains("\x1b[0;1;31mred\x1b[0m plain "), "{ansi:?}");
+        assert!(ansi.contains("\x1b[0;38;2;1;2;3;48;5;200mrgb"), "{ansi:?}");
+        assert_eq!(emu.snapshot(0).lines[0], "red plain rgb");
+    }
+
+    #[test]
+    fn repaint_reproduces_the_screen() {
+        let source = fed(
+            12,
+            4,
+            "\x1b]2;the title\x07\x1b[44m  blue \x1b[0m\r\nwide 界 é\r\n\x1b[7minv\x1b[0m\ttab\x1b[?25l\x1b[?2004h\x1b[3;2H\x1b[32m"
+                .as_bytes(),
+        );
+        let snap = source.snapshot(0);
+        let copy = fed(12, 4, snap.ansi.as_bytes());
+        let copied = copy.snapshot(0);
+        assert_eq!(copied.lines, snap.lines);
+        assert_eq!((copied.cursor_row, copied.cursor_col), (snap.cursor_row, snap.cursor_col));
+        assert_eq!(copied.title.as_deref(), Some("the title"));
+        assert!(copy.bracketed_paste());
+        assert!(!copy.term.mode().contains(TermMode::SHOW_CURSOR));
+        for line in 0..4 {
+            for col in 0..12 {
+                let (a, b) = (&source.term.grid()[Line(line)][Column(col)], &copy.term.grid()[Line(line)][Column(col)]);
+                assert_eq!((a.c, a.fg, a.bg, a.flags), (b.c, b.fg, b.bg, b.flags), "cell {line},{col}");
+            }
+        }
+        assert_eq!(copy.term.grid().cursor.template.fg, Color::Named(NamedColor::Green));
+    }
+
+    #[test]
+    fn pending_wrap_survives_the_repaint() {
+        let source = fed(5, 3, b"abcde");
+        let mut copy = fed(5, 3, source.snapshot(0).ansi.as_bytes());
+        copy.feed(b"f");
+        assert_eq!(copy.snapshot(0).lines, ["abcde", "f", ""]);
+    }
+
+    #[test]
+    fn cursor_position_report() {
+        let mut emu = Emulator::new(80, 24, 0);
+        assert_eq!(emu.feed(b"abc\r\nde\x1b[6n"), b"\x1b[2;3R");
+        assert_eq!(emu.feed(b"\x1b[c"), b"\x1b[?6c");
+        assert_eq!(emu.feed(b"nothing to answer"), b"");
+    }
+
+    #[test]
+    fn a_query_split_across_feeds_is_answered_once_complete() {
+        let mut emu = Emulator::new(80, 24, 0);
+        assert_eq!(emu.feed(b"\x1b["), b"");
+        assert_eq!(emu.feed(b"6n"), b"\x1b[1;1R");
+    }
+
+    #[test]
+    fn resize_reflows() {
+        let mut emu = fed(10, 3, b"0123456789abcde");
+        assert_eq!(emu.snapshot(0).lines, ["0123456789", "abcde", ""]);
+        emu.resize(20, 3);
+        assert_eq!(emu.snapshot(0).lines, ["0123456789abcde", "", ""]);
+        emu.resize(5, 3);
+        assert_eq!(emu.snapshot(10).lines, ["01234", "56789", "abcde"]);
+        assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (5, 3));
+    }
+
+    #[test]
+    fn title_set_and_reset() {
+        let mut emu = Emulator::new(80, 24, 0);
+        assert_eq!(emu.snapshot(0).title, None);
+        emu.feed(b"\x1b]0;agent: busy\x07");
+        assert_eq!(emu.snapshot(0).title.as_deref(), Some("agent: busy"));
+        emu.feed(b"\x1b]2;done\x1b\\");
+        assert_eq!(emu.snapshot(0).title.as_deref(), Some("done"));
+    }
+
+    #[test]
+    fn bracketed_paste_mode() {
+        let mut emu = Emulator::new(80, 24, 0);
+        assert!(!emu.bracketed_paste());
+        emu.feed(b"\x1b[?2004h");
+        assert!(emu.bracketed_paste());
+        emu.feed(b"\x1b[?2004l");
+        assert!(!emu.bracketed_paste());
+    }
+
+    #[test]
+    fn synchronized_updates_apply_at_once() {
+        let emu = fed(20, 2, b"\x1b[?2026hhalf a frame");
+        assert_eq!(emu.snapshot(0).lines[0], "half a frame");
+    }
+
+    #[test]
+    fn alternate_screen_is_repainted_as_such() {
+        let mut emu = fed(20, 2, b"shell$ ");
+        emu.feed(b"\x1b[?1049h\x1b[Hfull screen");
+        let ansi = emu.snapshot(0).ansi;
+        assert!(ansi.contains("\x1b[?1049h"), "{ansi:?}");
+        emu.feed(b"\x1b[?1049l");
+        assert_eq!(emu.snapshot(0).lines[0], "shell$");
+        assert!(emu.snapshot(0).ansi.contains("\x1b[?1049l"));
+    }
+
+    #[test]
+    fn zero_size_is_raised_to_one_cell() {
+        let mut emu = Emulator::new(0, 0, 0);
+        emu.feed(b"x");
+        emu.resize(0, 0);
+        assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (1, 1));
+    }
+}

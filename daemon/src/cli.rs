@@ -1,0 +1,781 @@
+//! The `orch` command line: `serve` and `lsp` for the daemon's two entry points, and commands
+//! for people (tables) and scripts (`--json`) that talk to the workspace daemon, starting it
+//! first when none runs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::runtime::clock;
+use crate::transport::client::{CallError, Client};
+use crate::transport::paths::WorkspacePaths;
+
+#[derive(Parser)]
+#[command(name = "orch", version, about = "Run and watch AI coding agents in terminals, per workspace")]
+struct Cli {
+    /// Workspace root (default: $ORCH_WORKSPACE, else the nearest directory upwards with an
+    /// orch.toml or .git, else the current directory).
+    #[arg(long, short = 'w', global = true)]
+    workspace: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon for the workspace (on its local socket).
+    Serve {
+        /// Serve one client on stdin/stdout instead of the socket.
+        #[arg(long)]
+        stdio: bool,
+    },
+    /// Stdio forwarder for editors: connects to (or starts) the workspace daemon.
+    Lsp,
+    /// Print the workspace daemon's socket path.
+    SocketPath,
+    /// Show the daemon's status.
+    Status,
+    /// Stop the daemon (its agents are stopped first).
+    Stop,
+    /// Print events; with --follow, keep printing new ones.
+    Events {
+        /// Only events after this seq.
+        #[arg(long)]
+        since: Option<u64>,
+        /// Keep following.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only kinds with this prefix (repeatable).
+        #[arg(long)]
+        kind: Vec<String>,
+        /// Only events about this id (repeatable).
+        #[arg(long)]
+        subject: Vec<String>,
+    },
+    /// Call any method with JSON params and print the result.
+    Call {
+        /// The method (`orch/status`).
+        method: String,
+        /// JSON params (default `{}`).
+        params: Option<String>,
+    },
+    /// Agents.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// An interactive view of an agent in this terminal (Ctrl-] detaches).
+    Attach {
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Tasks.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Decisions.
+    #[command(subcommand)]
+    Decision(DecisionCmd),
+    /// Wait for a task to finish: exit 0 done, 1 failed/escalated/cancelled, 2 timeout.
+    Wait {
+        /// Task id.
+        task: String,
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Start an agent: `orch agent spawn claude` or `orch agent spawn -- python bot.py`.
+    Spawn(SpawnArgs),
+    /// List agents.
+    List {
+        /// Only this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one agent.
+    Get {
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Type text into an agent (Enter is pressed after it unless --no-submit).
+    Send {
+        /// Agent id or name.
+        agent: String,
+        /// The text.
+        text: String,
+        /// Do not press Enter.
+        #[arg(long)]
+        no_submit: bool,
+    },
+    /// Print an agent's screen.
+    Screen {
+        /// Agent id or name.
+        agent: String,
+        /// Lines of history above the screen.
+        #[arg(long, default_value_t = 0)]
+        scrollback: u32,
+    },
+    /// Stop an agent (SIGTERM, SIGKILL after a grace period).
+    Stop {
+        /// Agent id or name.
+        agent: String,
+        /// SIGKILL at once.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restart an agent.
+    Restart {
+        /// Agent id or name.
+        agent: String,
+    },
+}
+
+#[derive(Args)]
+struct SpawnArgs {
+    /// A kind from orch.toml or the built-ins (shell, claude, codex, gemini, aider).
+    kind: Option<String>,
+    /// Name (default `<kind>-<n>`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Backend: pty or tmux.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Working directory.
+    #[arg(long)]
+    cwd: Option<String>,
+    /// Extra environment, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// The command to run instead of a kind.
+    #[arg(last = true)]
+    argv: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum TaskCmd {
+    /// Create a task.
+    New {
+        /// Title.
+        title: String,
+        /// What the agent is told.
+        #[arg(long)]
+        prompt: String,
+        /// Give it to this agent now.
+        #[arg(long)]
+        agent: Option<String>,
+        /// A gate from orch.toml (repeatable).
+        #[arg(long = "gate")]
+        gates: Vec<String>,
+        /// Attempts before escalation.
+        #[arg(long)]
+        max_attempts: Option<u32>,
+        /// low, normal, high or urgent.
+        #[arg(long)]
+        priority: Option<String>,
+    },
+    /// List tasks.
+    List {
+        /// Only this state.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Show one task.
+    Get {
+        /// Task id.
+        id: String,
+    },
+    /// Say a task's work is done: its gates run (default: $ORCH_TASK_ID, or this agent's task).
+    Complete {
+        /// Task id.
+        id: Option<String>,
+        /// What was done.
+        #[arg(long)]
+        summary: Option<String>,
+    },
+    /// Cancel a task.
+    Cancel {
+        /// Task id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DecisionCmd {
+    /// List decisions (pending first).
+    List {
+        /// pending or resolved.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Answer a decision.
+    Resolve {
+        /// Decision id.
+        id: String,
+        /// One of its options.
+        choice: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orch: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("orch: {e:#}");
+            1
+        }
+    }
+}
+
+/// The workspace root: explicit, else `$ORCH_WORKSPACE`, else the nearest ancestor with an
+/// `orch.toml` or `.git`, else the current directory.
+fn workspace_root(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(w) = explicit.or_else(|| std::env::var_os("ORCH_WORKSPACE").map(PathBuf::from)) {
+        return Ok(w);
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    for marker in ["orch.toml", ".git"] {
+        if let Some(dir) = cwd.ancestors().find(|d| d.join(marker).exists()) {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    Ok(cwd)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let root = workspace_root(cli.workspace.clone())?;
+    let paths = WorkspacePaths::for_root(&root)?;
+    match cli.command {
+        Command::Serve { stdio } => {
+            crate::server::serve(paths, stdio).await?;
+            Ok(0)
+        }
+        Command::Lsp => {
+            crate::transport::forward::run(&paths).await?;
+            Ok(0)
+        }
+        Command::SocketPath => {
+            println!("{}", paths.socket.display());
+            Ok(0)
+        }
+        Command::Stop => {
+            let Ok(mut c) = Client::connect(&paths.socket).await else {
+                if !cli.json {
+                    println!("no daemon runs for {}", paths.root.display());
+                }
+                return Ok(0);
+            };
+            c.initialize(json!({})).await?;
+            c.call("orch/daemon/stop", json!({})).await?;
+            // Wait until it has let go of its socket, so a following start is clean.
+            for _ in 0..200 {
+                if Client::connect(&paths.socket).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            if !cli.json {
+                println!("stopped the daemon for {}", paths.root.display());
+            }
+            Ok(0)
+        }
+        cmd => {
+            let mut c = Client::connect_or_start(&paths).await?;
+            c.initialize(json!({})).await?;
+            let json_out = cli.json;
+            command(&mut c, cmd, json_out).await
+        }
+    }
+}
+
+async fn call(c: &mut Client, method: &str, params: Value) -> anyhow::Result<Value> {
+    c.call(method, params).await.map_err(|e| match e {
+        CallError::Rpc(e) => anyhow!("{}", e.message),
+        other => anyhow!(other),
+    })
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn command(c: &mut Client, cmd: Command, json_out: bool) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Status => {
+            let s = call(c, "orch/status", json!({})).await?;
+            if json_out {
+                print_json(&s);
+            } else {
+                print_status(&s);
+            }
+        }
+        Command::Call { method, params } => {
+            let params: Value = match params {
+                Some(p) => serde_json::from_str(&p).with_context(|| format!("params are not valid JSON: {p}"))?,
+                None => json!({}),
+            };
+            print_json(&call(c, &method, params).await?);
+        }
+        Command::Events { since, follow, kind, subject } => return events(c, since, follow, kind, subject, json_out).await,
+        Command::Agent(a) => return agent(c, a, json_out).await,
+        Command::Attach { agent } => return attach(c, &agent).await,
+        Command::Task(t) => return task(c, t, json_out).await,
+        Command::Decision(d) => return decision(c, d, json_out).await,
+        Command::Wait { task, timeout } => return wait(c, &task, timeout, json_out).await,
+        Command::Serve { .. } | Command::Lsp | Command::SocketPath | Command::Stop => unreachable!("handled before connecting"),
+    }
+    Ok(0)
+}
+
+fn print_status(s: &Value) {
+    let by_state: Vec<String> = s["agents"]["byState"].as_object().map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect()).unwrap_or_default();
+    println!("workspace  {}", s["workspace"].as_str().unwrap_or(""));
+    println!("daemon     pid {}, version {}, up {}", s["pid"], s["version"].as_str().unwrap_or(""), human_duration(s["uptimeMs"].as_u64().unwrap_or(0) / 1000));
+    println!("agents     {} total{}", s["agents"]["total"], if by_state.is_empty() { String::new() } else { format!(" ({})", by_state.join(", ")) });
+    println!("clients    {}", s["clients"]);
+    println!("events     last seq {}", s["lastSeq"]);
+    for b in s["backends"].as_array().into_iter().flatten() {
+        let mark = if b["available"].as_bool() == Some(true) { "available" } else { "unavailable" };
+        println!("backend    {} {mark} ({})", b["name"].as_str().unwrap_or(""), b["detail"].as_str().unwrap_or(""));
+    }
+    println!("store      {} ({} bytes)", s["store"]["path"].as_str().unwrap_or(""), s["store"]["sizeBytes"]);
+}
+
+fn human_duration(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn age(t: &Value) -> String {
+    let Some(then) = t.as_str().and_then(clock::parse_rfc3339_secs) else { return "?".into() };
+    let now = clock::parse_rfc3339_secs(&clock::now_rfc3339()).unwrap_or(then);
+    human_duration((now - then).max(0) as u64)
+}
+
+/// Print rows as aligned columns.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, cell) in r.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn agent_rows(items: &[Value]) {
+    table(
+        &["ID", "NAME", "KIND", "STATE", "BACKEND", "PID", "TASK", "AGE"],
+        items.iter().map(|a| vec![s(&a["id"]), s(&a["name"]), s(&a["kind"]), s(&a["state"]), s(&a["backend"]), s(&a["pid"]), s(&a["taskId"]), age(&a["createdAt"])]).collect(),
+    );
+}
+
+async fn list_all(c: &mut Client, method: &str, mut params: Value) -> anyhow::Result<Vec<Value>> {
+    let mut items = Vec::new();
+    params["limit"] = json!(1000);
+    loop {
+        let page = call(c, method, params.clone()).await?;
+        items.extend(page["items"].as_array().cloned().unwrap_or_default());
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(cur) => params["cursor"] = json!(cur),
+            None => return Ok(items),
+        }
+    }
+}
+
+async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<i32> {
+    let out = |v: &Value| if json_out { print_json(v) } else { agent_rows(std::slice::from_ref(v)) };
+    match cmd {
+        AgentCmd::Spawn(a) => {
+            let mut p = json!({});
+            match (a.kind, a.argv.is_empty()) {
+                (Some(k), true) => p["kind"] = json!(k),
+                (None, false) => p["command"] = json!(a.argv),
+                (Some(_), false) => bail!("give a kind or a command after --, not both"),
+                (None, true) => bail!("give a kind (`orch agent spawn shell`) or a command (`orch agent spawn -- python bot.py`)"),
+            }
+            for (k, v) in [("name", a.name), ("backend", a.backend), ("cwd", a.cwd)] {
+                if let Some(v) = v {
+                    p[k] = json!(v);
+                }
+            }
+            if !a.env.is_empty() {
+                let mut env = serde_json::Map::new();
+                for kv in a.env {
+                    let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--env {kv:?} is not KEY=VALUE"))?;
+                    env.insert(k.into(), json!(v));
+                }
+                p["env"] = Value::Object(env);
+            }
+            out(&call(c, "orch/agent/spawn", p).await?);
+        }
+        AgentCmd::List { state } => {
+            let mut p = json!({});
+            if let Some(st) = state {
+                p["state"] = json!(st);
+            }
+            let items = list_all(c, "orch/agent/list", p).await?;
+            if json_out {
+                print_json(&json!(items));
+            } else {
+                agent_rows(&items);
+            }
+        }
+        AgentCmd::Get { agent } => out(&call(c, "orch/agent/get", json!({ "id": agent })).await?),
+        AgentCmd::Send { agent, text, no_submit } => {
+            call(c, "orch/agent/send", json!({ "id": agent, "text": text, "submit": !no_submit })).await?;
+        }
+        AgentCmd::Screen { agent, scrollback } => {
+            let screen = call(c, "orch/agent/screen", json!({ "id": agent, "scrollback": scrollback })).await?;
+            if json_out {
+                print_json(&screen);
+            } else {
+                let mut lines: Vec<&str> = screen["lines"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                while lines.last().is_some_and(|l| l.trim().is_empty()) {
+                    lines.pop();
+                }
+                for l in lines {
+                    println!("{l}");
+                }
+            }
+        }
+        AgentCmd::Stop { agent, force } => out(&call(c, "orch/agent/stop", json!({ "id": agent, "force": force })).await?),
+        AgentCmd::Restart { agent } => out(&call(c, "orch/agent/restart", json!({ "id": agent })).await?),
+    }
+    Ok(0)
+}
+
+fn task_rows(items: &[Value]) {
+    table(
+        &["ID", "TITLE", "STATE", "PRIORITY", "AGENT", "ATTEMPTS", "DECISION", "AGE"],
+        items
+            .iter()
+            .map(|t| {
+                vec![s(&t["id"]), s(&t["title"]), s(&t["state"]), s(&t["priority"]), s(&t["agentId"]), format!("{}/{}", t["attempts"], t["maxAttempts"]), s(&t["decisionId"]), age(&t["createdAt"])]
+            })
+            .collect(),
+    );
+}
+
+async fn task(c: &mut Client, cmd: TaskCmd, json_out: bool) -> anyhow::Result<i32> {
+    let out = |v: &Value| if json_out { print_json(v) } else { task_rows(std::slice::from_ref(v)) };
+    match cmd {
+        TaskCmd::New { title, prompt, agent, gates, max_attempts, priority } => {
+            let mut p = json!({ "title": title, "prompt": prompt });
+            if let Some(a) = agent {
+                p["agentId"] = json!(a);
+            }
+            if !gates.is_empty() {
+                p["gates"] = json!(gates);
+            }
+            if let Some(m) = max_attempts {
+                p["maxAttempts"] = json!(m);
+            }
+            if let Some(pr) = priority {
+                p["priority"] = json!(pr);
+            }
+            out(&call(c, "orch/task/create", p).await?);
+        }
+        TaskCmd::List { state } => {
+            let mut p = json!({});
+            if let Some(st) = state {
+                p["state"] = json!(st);
+            }
+            let items = list_all(c, "orch/task/list", p).await?;
+            if json_out {
+                print_json(&json!(items));
+            } else {
+                task_rows(&items);
+            }
+        }
+        TaskCmd::Get { id } => {
+            let t = call(c, "orch/task/get", json!({ "id": id })).await?;
+            if json_out {
+                print_json(&t);
+            } else {
+                task_rows(std::slice::from_ref(&t));
+                for r in t["gateResults"].as_array().into_iter().flatten() {
+                    let verdict = if r["ok"].as_bool() == Some(true) { "passed" } else { "failed" };
+                    println!("  gate {} attempt {}: {verdict} (exit {}, {} ms)", s(&r["name"]), r["attempt"], s(&r["exitCode"]), r["durationMs"]);
+                }
+            }
+        }
+        TaskCmd::Complete { id, summary } => {
+            let id = match id.or_else(|| std::env::var("ORCH_TASK_ID").ok().filter(|s| !s.is_empty())) {
+                Some(id) => id,
+                None => {
+                    let agent = std::env::var("ORCH_AGENT_ID").map_err(|_| anyhow!("give a task id (no ORCH_TASK_ID or ORCH_AGENT_ID in the environment)"))?;
+                    let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
+                    a["taskId"].as_str().map(String::from).ok_or_else(|| anyhow!("agent {agent} has no task"))?
+                }
+            };
+            let mut p = json!({ "id": id });
+            if let Some(sm) = summary {
+                p["summary"] = json!(sm);
+            }
+            out(&call(c, "orch/task/complete", p).await?);
+        }
+        TaskCmd::Cancel { id } => out(&call(c, "orch/task/cancel", json!({ "id": id })).await?),
+    }
+    Ok(0)
+}
+
+async fn decision(c: &mut Client, cmd: DecisionCmd, json_out: bool) -> anyhow::Result<i32> {
+    let rows = |items: &[Value]| {
+        table(
+            &["ID", "STATE", "TITLE", "OPTIONS", "CHOICE", "SOURCE", "AGE"],
+            items
+                .iter()
+                .map(|d| {
+                    let opts: Vec<String> = d["options"].as_array().into_iter().flatten().map(s).collect();
+                    vec![s(&d["id"]), s(&d["state"]), s(&d["title"]), opts.join("/"), s(&d["choice"]), format!("{} {}", s(&d["source"]["kind"]), s(&d["source"]["id"])), age(&d["createdAt"])]
+                })
+                .collect(),
+        )
+    };
+    match cmd {
+        DecisionCmd::List { state } => {
+            let mut p = json!({});
+            if let Some(st) = state {
+                p["state"] = json!(st);
+            }
+            let items = list_all(c, "orch/decision/list", p).await?;
+            if json_out { print_json(&json!(items)) } else { rows(&items) }
+        }
+        DecisionCmd::Resolve { id, choice, reason } => {
+            let mut p = json!({ "id": id, "choice": choice });
+            if let Some(r) = reason {
+                p["reason"] = json!(r);
+            }
+            let d = call(c, "orch/decision/resolve", p).await?;
+            if json_out { print_json(&d) } else { rows(std::slice::from_ref(&d)) }
+        }
+    }
+    Ok(0)
+}
+
+fn event_line(e: &Value) -> String {
+    let data = &e["data"];
+    let detail = match (data.get("state"), data.get("evidence")) {
+        (Some(st), Some(ev)) => format!("{} -> {} ({})", s(&data["previous"]), s(st), s(ev)),
+        _ => serde_json::to_string(data).unwrap_or_default(),
+    };
+    format!("{:>6}  {}  {:<20} {:<8} {}", e["seq"], s(&e["time"]), s(&e["kind"]), s(&e["subject"]), detail)
+}
+
+async fn events(c: &mut Client, since: Option<u64>, follow: bool, kinds: Vec<String>, subjects: Vec<String>, json_out: bool) -> anyhow::Result<i32> {
+    let print = |e: &Value| if json_out { println!("{}", serde_json::to_string(e).unwrap_or_default()) } else { println!("{}", event_line(e)) };
+    if follow {
+        let mut p = json!({ "since": since.unwrap_or(0) });
+        if !kinds.is_empty() {
+            p["kinds"] = json!(kinds);
+        }
+        if !subjects.is_empty() {
+            p["subjects"] = json!(subjects);
+        }
+        call(c, "orch/events/subscribe", p).await?;
+        loop {
+            let n = c.next_notification().await.map_err(|e| anyhow!("{e}"))?;
+            if n.method == "orch/event" {
+                print(&n.params["event"]);
+                let _ = std::io::stdout().flush();
+            }
+        }
+    }
+    let mut p = json!({ "since": since.unwrap_or(0), "limit": 1000 });
+    if !kinds.is_empty() {
+        p["kinds"] = json!(kinds);
+    }
+    if !subjects.is_empty() {
+        p["subjects"] = json!(subjects);
+    }
+    loop {
+        let page = call(c, "orch/events/query", p.clone()).await?;
+        for e in page["items"].as_array().into_iter().flatten() {
+            print(e);
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(cur) => p["cursor"] = json!(cur),
+            None => return Ok(0),
+        }
+    }
+}
+
+async fn wait(c: &mut Client, task: &str, timeout: Option<u64>, json_out: bool) -> anyhow::Result<i32> {
+    let verdict = |t: &Value| match t["state"].as_str() {
+        Some("done") => Some(0),
+        Some("failed" | "escalated" | "cancelled") => Some(1),
+        _ => None,
+    };
+    call(c, "orch/events/subscribe", json!({ "kinds": ["task."], "subjects": [task] })).await?;
+    let t = call(c, "orch/task/get", json!({ "id": task })).await?;
+    let finish = |t: &Value, code: i32| {
+        if json_out {
+            print_json(t);
+        } else {
+            println!("task {} is {}", s(&t["id"]), s(&t["state"]));
+        }
+        code
+    };
+    if let Some(code) = verdict(&t) {
+        return Ok(finish(&t, code));
+    }
+    let deadline = timeout.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        let next = c.next_notification();
+        let n = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, next).await {
+                Ok(n) => n,
+                Err(_) => {
+                    eprintln!("orch: timed out waiting for task {task}");
+                    return Ok(2);
+                }
+            },
+            None => next.await,
+        };
+        let n = n.map_err(|e| anyhow!("{e}"))?;
+        if n.method == "orch/event" && n.params["event"]["kind"] == "task.state" {
+            let t = call(c, "orch/task/get", json!({ "id": task })).await?;
+            if let Some(code) = verdict(&t) {
+                return Ok(finish(&t, code));
+            }
+        }
+    }
+}
+
+/// Raw mode on a tty, restored on drop.
+struct RawMode {
+    /// The settings to restore.
+    saved: libc::termios,
+}
+
+impl RawMode {
+    fn enable() -> anyhow::Result<Self> {
+        // SAFETY: termios calls on stdin with a zeroed struct filled by tcgetattr.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                bail!("attach needs a terminal on stdin");
+            }
+            let saved = t;
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            Ok(Self { saved })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restoring settings read by tcgetattr.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.saved) };
+    }
+}
+
+/// The detach key: Ctrl-].
+const DETACH: u8 = 0x1d;
+
+async fn attach(c: &mut Client, agent: &str) -> anyhow::Result<i32> {
+    let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
+    if a["backend"] == "tmux" {
+        // A tmux agent is best seen in tmux itself.
+        let status = call(c, "orch/status", json!({})).await?;
+        let _ = status;
+        let tmux = crate::adapters::tmux_attach_command(&a);
+        if let Some(argv) = tmux {
+            let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(&argv[0]).args(&argv[1..]));
+            bail!("cannot run {}: {err}", argv[0]);
+        }
+    }
+    let tid = s(&a["terminalId"]);
+    let screen = call(c, "orch/terminal/screen", json!({ "id": tid })).await?;
+    call(c, "orch/terminal/subscribe", json!({ "id": tid })).await?;
+    let _raw = RawMode::enable()?;
+    let mut stdout = std::io::stdout();
+    let _ = write!(stdout, "\x1b[2J\x1b[H{}", s(&screen["ansi"]));
+    let _ = stdout.flush();
+    let (key_tx, mut key_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        loop {
+            // SAFETY: read into a stack buffer from fd 0.
+            let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 || key_tx.send(buf[..n as usize].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            keys = key_rx.recv() => {
+                let Some(keys) = keys else { break };
+                if let Some(pos) = keys.iter().position(|b| *b == DETACH) {
+                    if pos > 0 {
+                        c.notify("orch/terminal/write", json!({ "id": tid, "data": String::from_utf8_lossy(&keys[..pos]) })).await.map_err(|e| anyhow!("{e}"))?;
+                    }
+                    break;
+                }
+                c.notify("orch/terminal/write", json!({ "id": tid, "data": String::from_utf8_lossy(&keys) })).await.map_err(|e| anyhow!("{e}"))?;
+            }
+            n = c.next_notification() => {
+                let n = n.map_err(|e| anyhow!("{e}"))?;
+                if n.method != "orch/terminal/output" || n.params["id"] != json!(tid) { continue }
+                if n.params["resync"] == json!(true) {
+                    let screen = call(c, "orch/terminal/screen", json!({ "id": tid })).await?;
+                    let _ = write!(stdout, "\x1b[2J\x1b[H{}", s(&screen["ansi"]));
+                } else if let Some(d) = n.params["data"].as_str() {
+                    let _ = stdout.write_all(d.as_bytes());
+                }
+                let _ = stdout.flush();
+            }
+        }
+    }
+    drop(_raw);
+    println!("\r\n[detached from {agent}; it keeps running]");
+    Ok(0)
+}
+

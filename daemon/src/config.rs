@@ -1,0 +1,447 @@
+//! `orch.toml`: the workspace configuration, its defaults, and validation whose errors name the
+//! file, the line and the key.
+//!
+//! Every key is optional. Built-in agent kinds (`shell`, `claude`, `codex`, `gemini`, `aider`)
+//! are merged under the user's `[agents.*]` tables, so a user overrides a kind key by key.
+//! Knows nothing of the runtime: it parses and validates, nothing more.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::core::agent::RestartPolicy;
+
+/// The file name looked up at the workspace root.
+pub const FILE_NAME: &str = "orch.toml";
+
+/// A configuration error: where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {key}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// The dotted key (`agents.shell.restart`).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub struct Config {
+    /// Where it was read from (`None`: defaults only).
+    pub path: Option<PathBuf>,
+    /// `[daemon]`.
+    pub daemon: DaemonConfig,
+    /// `[tmux]`.
+    pub tmux: TmuxConfig,
+    /// `[agents.<kind>]`, built-ins merged in.
+    pub agents: BTreeMap<String, AgentKind>,
+    /// `[gates.<name>]`.
+    pub gates: BTreeMap<String, GateConfig>,
+    /// `[tasks]`.
+    pub tasks: TasksConfig,
+    /// `[retention]`.
+    pub retention: RetentionConfig,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Default backend for new terminals: `pty` or `tmux`.
+    pub backend: String,
+    /// A snapshot of the state every this many events.
+    pub snapshot_every: u64,
+    /// Grace period between SIGTERM and SIGKILL on stop.
+    pub stop_grace_ms: u64,
+    /// Default terminal size.
+    pub cols: u16,
+    /// Default terminal size.
+    pub rows: u16,
+    /// Lines of scrollback kept per terminal.
+    pub scrollback: usize,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self { backend: "pty".into(), snapshot_every: 1000, stop_grace_ms: 3000, cols: 120, rows: 40, scrollback: 10_000 }
+    }
+}
+
+/// `[tmux]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TmuxConfig {
+    /// The tmux command prefix (a remote host: `["ssh", "host", "tmux"]`).
+    pub command: Vec<String>,
+    /// `tmux -L` socket name; empty means `orch-<uid>`.
+    pub socket_name: String,
+}
+
+impl Default for TmuxConfig {
+    fn default() -> Self {
+        Self { command: vec!["tmux".into()], socket_name: String::new() }
+    }
+}
+
+/// `[agents.<kind>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentKind {
+    /// The argv.
+    pub command: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the workspace root.
+    pub cwd: Option<String>,
+    /// Quiet this long means idle.
+    pub idle_after_ms: u64,
+    /// Screen regexes meaning the agent asks the human something.
+    pub waiting_patterns: Vec<String>,
+    /// Decision options when waiting, with the keys each types (`"\r"` is Enter).
+    pub waiting_options: BTreeMap<String, String>,
+    /// `never | on-failure | always`.
+    pub restart: RestartPolicy,
+    /// Restarts before giving up.
+    pub max_restarts: u32,
+    /// Backend override for this kind.
+    pub backend: Option<String>,
+}
+
+impl Default for AgentKind {
+    fn default() -> Self {
+        Self {
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            cwd: None,
+            idle_after_ms: 1500,
+            waiting_patterns: Vec::new(),
+            waiting_options: BTreeMap::new(),
+            restart: RestartPolicy::Never,
+            max_restarts: 5,
+            backend: None,
+        }
+    }
+}
+
+impl AgentKind {
+    /// Options offered when the agent waits: configured ones, else approve/deny.
+    pub fn options(&self) -> Vec<(String, String)> {
+        if self.waiting_options.is_empty() {
+            vec![("approve".into(), "y\r".into()), ("deny".into(), "n\r".into())]
+        } else {
+            self.waiting_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+    }
+}
+
+/// `[gates.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateConfig {
+    /// The argv.
+    pub command: Vec<String>,
+    /// Killed after this long.
+    #[serde(default = "default_gate_timeout")]
+    pub timeout_s: u64,
+}
+
+fn default_gate_timeout() -> u64 {
+    900
+}
+
+/// `[tasks]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// Attempts before escalation.
+    pub max_attempts: u32,
+    /// Gates every task runs unless it names its own.
+    pub default_gates: Vec<String>,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        Self { max_attempts: 3, default_gates: Vec::new() }
+    }
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Events kept in the log (older ones are dropped once a snapshot covers them).
+    pub events: u64,
+    /// Bytes of output log kept per terminal (current file plus one rotated).
+    pub output_log_bytes: u64,
+    /// Output logs of closed terminals older than this are deleted.
+    pub output_log_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self { events: 100_000, output_log_bytes: 8 << 20, output_log_days: 14 }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    daemon: DaemonConfig,
+    #[serde(default)]
+    tmux: TmuxConfig,
+    #[serde(default)]
+    agents: BTreeMap<String, toml::Table>,
+    #[serde(default)]
+    gates: BTreeMap<String, GateConfig>,
+    #[serde(default)]
+    tasks: TasksConfig,
+    #[serde(default)]
+    retention: RetentionConfig,
+}
+
+/// The built-in kinds, before the user's overrides.
+pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
+    let kind = |command: &[&str], patterns: &[&str], options: &[(&str, &str)]| AgentKind {
+        command: command.iter().map(|s| s.to_string()).collect(),
+        waiting_patterns: patterns.iter().map(|s| s.to_string()).collect(),
+        waiting_options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..AgentKind::default()
+    };
+    BTreeMap::from([
+        ("shell".into(), kind(&["bash", "-i"], &[], &[])),
+        (
+            "claude".into(),
+            kind(
+                &["claude"],
+                &[r"Do you want to (proceed|make this edit|create)", r"❯ 1\. Yes"],
+                &[("approve", "\r"), ("deny", "\x1b")],
+            ),
+        ),
+        ("codex".into(), kind(&["codex"], &[r"Allow command\?", r"\[y/N\]"], &[])),
+        ("gemini".into(), kind(&["gemini"], &[r"Apply this change\?", r"Allow execution"], &[])),
+        ("aider".into(), kind(&["aider"], &[r"\(Y\)es/\(N\)o"], &[])),
+    ])
+}
+
+impl Config {
+    /// Defaults only.
+    pub fn defaults() -> Self {
+        Self {
+            path: None,
+            daemon: DaemonConfig::default(),
+            tmux: TmuxConfig::default(),
+            agents: builtin_kinds(),
+            gates: BTreeMap::new(),
+            tasks: TasksConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+
+    /// Read `orch.toml` from `root` (defaults when absent).
+    pub fn load(root: &Path) -> Result<Self, ConfigError> {
+        let path = root.join(FILE_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Self::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::defaults()),
+            Err(e) => Err(ConfigError {
+                file: path.display().to_string(),
+                line: 0,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+
+    /// Parse and validate `text` read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let err = |key: &str, message: String| ConfigError {
+            file: file.clone(),
+            line: line_of_key(text, key),
+            key: key.to_string(),
+            message,
+        };
+        let parsed: FileConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
+            let message = e.message().to_string();
+            ConfigError { file: file.clone(), line, key: key_at_line(text, line), message }
+        })?;
+        let mut agents = builtin_kinds();
+        for (name, table) in parsed.agents {
+            // A user's table overrides a built-in key by key.
+            let mut merged = match agents.get(&name) {
+                Some(base) => toml::Table::try_from(base).expect("a kind serializes to a table"),
+                None => toml::Table::new(),
+            };
+            for (k, v) in table {
+                merged.insert(k, v);
+            }
+            let kind: AgentKind = toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| err(&format!("agents.{name}"), e.message().to_string()))?;
+            agents.insert(name, kind);
+        }
+        let config = Self {
+            path: Some(path.to_path_buf()),
+            daemon: parsed.daemon,
+            tmux: parsed.tmux,
+            agents,
+            gates: parsed.gates,
+            tasks: parsed.tasks,
+            retention: parsed.retention,
+        };
+        config.validate().map_err(|(key, message)| err(&key, message))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !matches!(self.daemon.backend.as_str(), "pty" | "tmux") {
+            return Err(("daemon.backend".into(), format!("must be \"pty\" or \"tmux\", got {:?}", self.daemon.backend)));
+        }
+        if self.daemon.cols == 0 || self.daemon.rows == 0 {
+            return Err(("daemon.cols".into(), "terminal size must be at least 1x1".into()));
+        }
+        if self.tmux.command.is_empty() {
+            return Err(("tmux.command".into(), "must not be empty".into()));
+        }
+        for (name, kind) in &self.agents {
+            if kind.command.is_empty() {
+                return Err((format!("agents.{name}.command"), "must not be empty".into()));
+            }
+            for (i, p) in kind.waiting_patterns.iter().enumerate() {
+                if let Err(e) = Regex::new(p) {
+                    return Err((format!("agents.{name}.waiting_patterns"), format!("pattern {i} {p:?} is not a valid regex: {e}")));
+                }
+            }
+            if let Some(b) = &kind.backend {
+                if !matches!(b.as_str(), "pty" | "tmux") {
+                    return Err((format!("agents.{name}.backend"), format!("must be \"pty\" or \"tmux\", got {b:?}")));
+                }
+            }
+        }
+        for (name, gate) in &self.gates {
+            if gate.command.is_empty() {
+                return Err((format!("gates.{name}.command"), "must not be empty".into()));
+            }
+            if gate.timeout_s == 0 {
+                return Err((format!("gates.{name}.timeout_s"), "must be at least 1".into()));
+            }
+        }
+        for g in &self.tasks.default_gates {
+            if !self.gates.contains_key(g) {
+                return Err(("tasks.default_gates".into(), format!("names gate {g:?}, which has no [gates.{g}] table")));
+            }
+        }
+        if self.tasks.max_attempts == 0 {
+            return Err(("tasks.max_attempts".into(), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// As JSON, for `orch/config/get` (environment values are not shown, only their names).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serializes");
+        if let Some(agents) = v.get_mut("agents").and_then(|a| a.as_object_mut()) {
+            for kind in agents.values_mut() {
+                if let Some(env) = kind.get_mut("env").and_then(|e| e.as_object_mut()) {
+                    for value in env.values_mut() {
+                        *value = serde_json::Value::String("<set>".into());
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+/// The line where `key` (dotted) is set or its table starts, best effort.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let parts: Vec<&str> = key.split('.').collect();
+    let leaf = parts.last().copied().unwrap_or_default();
+    let table = parts[..parts.len().saturating_sub(1)].join(".");
+    let mut in_table = table.is_empty();
+    let mut table_line = 0;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let name = t.trim_matches(|c| c == '[' || c == ']').trim();
+            in_table = name == table;
+            if in_table {
+                table_line = i + 1;
+            }
+            if name == key {
+                return i + 1;
+            }
+            continue;
+        }
+        if in_table && t.split('=').next().map(str::trim) == Some(leaf) {
+            return i + 1;
+        }
+    }
+    table_line
+}
+
+/// The dotted key defined at `line`, best effort (for parse errors).
+fn key_at_line(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+        if i + 1 == line {
+            if let Some((k, _)) = t.split_once('=') {
+                let k = k.trim();
+                return if table.is_empty() { k.to_string() } else { format!("{table}.{k}") };
+            }
+            return table;
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    fn check(text: &str, want: expect_test::Expect) {
+        let got = match Config::parse(text, Path::new("/w/orch.toml")) {
+            Ok(c) => format!("ok backend={} kinds={:?}", c.daemon.backend, c.agents.keys().collect::<Vec<_>>()),
+            Err(e) => e.to_string(),
+        };
+        want.assert_eq(&got);
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        check("", expect![[r#"ok backend=pty kinds=["aider", "claude", "codex", "gemini", "shell"]"#]]);
+        check("[daemon]\nbackend = \"tmux\"\n[agents.asker]\ncommand = [\"ask\"]\n", expect![[r#"ok backend=tmux kinds=["aider", "asker", "claude", "codex", "gemini", "shell"]"#]]);
+        check("[daemon]\nbackend = \"screen\"\n", expect![[r#"/w/orch.toml:2: daemon.backend: must be "pty" or "tmux", got "screen""#]]);
+        check("[daemon]\nbakend = 1\n", expect![[r#"/w/orch.toml:2: daemon.bakend: unknown field `bakend`, expected one of `backend`, `snapshot_every`, `stop_grace_ms`, `cols`, `rows`, `scrollback`"#]]);
+        check("\n[agents.x]\ncommand = [\"a\"]\nwaiting_patterns = [\"(\"]\n", expect![[r#"/w/orch.toml:4: agents.x.waiting_patterns: pattern 0 "(" is not a valid regex: regex parse error:
+    (
+    ^
+error: unclosed group"#]]);
+        check("[agents.shell]\nrestart = \"sometimes\"\n", expect![[r#"/w/orch.toml:1: agents.shell: unknown variant `sometimes`, expected one of `never`, `on-failure`, `always`"#]]);
+        check("[gates.test]\ncommand = []\n", expect![[r#"/w/orch.toml:2: gates.test.command: must not be empty"#]]);
+        check("[daemon\n", expect![[r#"/w/orch.toml:1: daemon: invalid table header
+expected `.`, `]`"#]]);
+    }
+
+    #[test]
+    fn user_overrides_builtin_key_by_key() {
+        let c = Config::parse("[agents.shell]\nidle_after_ms = 200\n", Path::new("orch.toml")).unwrap();
+        let shell = &c.agents["shell"];
+        assert_eq!(shell.idle_after_ms, 200);
+        assert_eq!(shell.command, ["bash", "-i"]);
+    }
+}

@@ -1,0 +1,210 @@
+//! Agents and terminals: their records, states and restart policies.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The state of an agent (PROTOCOL.md, Agent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentState {
+    /// Spawn requested, process not confirmed.
+    Starting,
+    /// Process runs, no output classified yet.
+    Running,
+    /// Quiet for `idle_after_ms`.
+    Idle,
+    /// Output is flowing.
+    Busy,
+    /// A waiting pattern matched: it asks the human something.
+    Waiting,
+    /// Ended with exit code 0.
+    Exited,
+    /// Ended with a non-zero code or a signal, or could not start.
+    Failed,
+    /// Stopped on request.
+    Stopped,
+    /// Its process did not survive a daemon restart (or its tmux server died).
+    Lost,
+}
+
+impl AgentState {
+    /// Every state, in protocol order.
+    pub const ALL: [AgentState; 9] = [
+        AgentState::Starting,
+        AgentState::Running,
+        AgentState::Idle,
+        AgentState::Busy,
+        AgentState::Waiting,
+        AgentState::Exited,
+        AgentState::Failed,
+        AgentState::Stopped,
+        AgentState::Lost,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Starting => "starting",
+            AgentState::Running => "running",
+            AgentState::Idle => "idle",
+            AgentState::Busy => "busy",
+            AgentState::Waiting => "waiting",
+            AgentState::Exited => "exited",
+            AgentState::Failed => "failed",
+            AgentState::Stopped => "stopped",
+            AgentState::Lost => "lost",
+        }
+    }
+
+    /// Parse a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether the process is (believed to be) alive.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            AgentState::Starting | AgentState::Running | AgentState::Idle | AgentState::Busy | AgentState::Waiting
+        )
+    }
+}
+
+/// When to restart an agent whose process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never.
+    #[default]
+    Never,
+    /// When it failed (non-zero exit, signal, lost).
+    OnFailure,
+    /// Whenever it ended, unless stopped on request.
+    Always,
+}
+
+impl RestartPolicy {
+    /// Whether an agent that ended in `state` should be restarted.
+    pub fn wants_restart(self, state: AgentState) -> bool {
+        match (self, state) {
+            (_, AgentState::Stopped) => false,
+            (RestartPolicy::Always, s) => !s.is_live(),
+            (RestartPolicy::OnFailure, AgentState::Failed | AgentState::Lost) => true,
+            _ => false,
+        }
+    }
+
+    /// Backoff before restart number `attempt` (1-based): 500 ms doubling, capped at 30 s.
+    pub fn backoff_ms(attempt: u32) -> u64 {
+        (500u64 << attempt.saturating_sub(1).min(16)).min(30_000)
+    }
+}
+
+/// How an agent's state is read from its screen; copied from its kind at spawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Watch {
+    /// Quiet this long while running means idle.
+    pub idle_after_ms: u64,
+    /// Regexes on the visible screen meaning it waits for the human.
+    pub waiting_patterns: Vec<String>,
+    /// Decision options when waiting, and the keys each one types.
+    pub waiting_options: Vec<(String, String)>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Restarts allowed before giving up.
+    pub max_restarts: u32,
+}
+
+/// An agent as the daemon records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRecord {
+    /// `a-<n>`.
+    pub id: String,
+    /// Unique among agents.
+    pub name: String,
+    /// Kind name or `command`.
+    pub kind: String,
+    /// The argv.
+    pub command: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Extra environment, kept for restarts; never sent on the wire or logged.
+    pub env: BTreeMap<String, String>,
+    /// Session.
+    pub session_id: String,
+    /// The current terminal (a new one per restart).
+    pub terminal_id: String,
+    /// `pty` or `tmux`.
+    pub backend: String,
+    /// Current state.
+    pub state: AgentState,
+    /// Exit code once ended.
+    pub exit_code: Option<i32>,
+    /// Pid while running.
+    pub pid: Option<u32>,
+    /// Current task.
+    pub task_id: Option<String>,
+    /// Restarts so far (reset by a manual restart).
+    pub restarts: u32,
+    /// How its state is watched.
+    pub watch: Watch,
+    /// Terminal size.
+    pub cols: u16,
+    /// Terminal size.
+    pub rows: u16,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// A terminal as the daemon records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminalRecord {
+    /// `t-<n>`.
+    pub id: String,
+    /// `pty` or `tmux`.
+    pub backend: String,
+    /// The argv.
+    pub command: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// Size.
+    pub cols: u16,
+    /// Size.
+    pub rows: u16,
+    /// Pid while running.
+    pub pid: Option<u32>,
+    /// Whether the program runs.
+    pub alive: bool,
+    /// Exit code once ended.
+    pub exit_code: Option<i32>,
+    /// The agent in it, if any.
+    pub agent_id: Option<String>,
+    /// Backend handle that survives the daemon (tmux pane id).
+    pub handle: Option<String>,
+    /// Whether it was closed (kept for history, hidden from lists).
+    pub closed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policy() {
+        use AgentState::*;
+        assert!(!RestartPolicy::Never.wants_restart(Failed));
+        assert!(RestartPolicy::OnFailure.wants_restart(Failed));
+        assert!(RestartPolicy::OnFailure.wants_restart(Lost));
+        assert!(!RestartPolicy::OnFailure.wants_restart(Exited));
+        assert!(RestartPolicy::Always.wants_restart(Exited));
+        assert!(!RestartPolicy::Always.wants_restart(Stopped));
+        let delays: Vec<u64> = (1..=8).map(RestartPolicy::backoff_ms).collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+    }
+}

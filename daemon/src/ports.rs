@@ -1,0 +1,183 @@
+//! Ports: the small traits the runtime needs from the outside world — an event store, terminal
+//! backends — and the plain data that crosses them.
+//!
+//! Nothing here names sled, tmux, a pty crate or tokio's I/O types: adapters implement these
+//! traits, and the runtime only ever sees `dyn` ports. An operation a backend lacks returns
+//! [`BackendError::Unsupported`] rather than being faked.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::adapters::fanout::OutputSubscriber;
+use crate::core::event::StoredEvent;
+use crate::core::state::State;
+
+/// What can go wrong in a terminal backend, as the runtime needs to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The backend cannot be used on this machine (tmux missing, server gone).
+    #[error("backend {backend} is unavailable: {detail}")]
+    Unavailable { backend: &'static str, detail: String },
+    /// The backend exists but cannot do this operation.
+    #[error("backend {backend} does not support {what}")]
+    Unsupported { backend: &'static str, what: &'static str },
+    /// Starting the program failed (no such file, bad cwd, ...).
+    #[error("cannot start {program}: {detail}")]
+    Spawn { program: String, detail: String },
+    /// The terminal is gone (process exited and the terminal was closed, pane vanished).
+    #[error("terminal {id} is gone")]
+    Gone { id: String },
+    /// Anything else, with words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a backend needs to start one program in one terminal.
+#[derive(Debug, Clone)]
+pub struct TerminalSpec {
+    /// The terminal id chosen by the runtime (`t-…`); backends key logs and windows by it.
+    pub id: String,
+    /// A human name (the agent's name, or the terminal id): the tmux window name.
+    pub name: String,
+    /// The program and its arguments; run without a shell.
+    pub command: Vec<String>,
+    /// Working directory of the program.
+    pub cwd: PathBuf,
+    /// Extra environment for the program (added to the daemon's own).
+    pub env: Vec<(String, String)>,
+    /// Initial size in cells.
+    pub cols: u16,
+    /// Initial size in cells.
+    pub rows: u16,
+    /// Where to append everything the program prints (bounded and rotated by the backend).
+    pub log_path: PathBuf,
+    /// Lines of scrollback the emulator keeps.
+    pub scrollback: usize,
+}
+
+/// A rendered screen, as `orch/terminal/screen` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScreenSnapshot {
+    /// Scrollback lines requested (oldest first) followed by the visible lines, trailing blanks
+    /// trimmed per line.
+    pub lines: Vec<String>,
+    /// Cursor row within the visible screen (0-based).
+    pub cursor_row: u16,
+    /// Cursor column (0-based).
+    pub cursor_col: u16,
+    /// Width in cells.
+    pub cols: u16,
+    /// Height in cells.
+    pub rows: u16,
+    /// The window title the program set, if any.
+    pub title: Option<String>,
+    /// Escape sequences that repaint this screen (colours included) into a fresh terminal view.
+    pub ansi: String,
+}
+
+/// Callbacks from a terminal to the runtime. Called from backend reader threads: implementations
+/// must be cheap and must never block (they post to a channel).
+pub trait TerminalObserver: Send + Sync + 'static {
+    /// Output arrived on terminal `id` (already fed to the emulator, log and subscribers).
+    fn output(&self, id: &str);
+    /// The program in terminal `id` ended. `exit_code` is `None` when it died of a signal or the
+    /// code could not be learned (for example a vanished tmux pane).
+    fn exited(&self, id: &str, exit_code: Option<i32>);
+}
+
+/// One live terminal: a program, its screen and its output stream.
+pub trait Terminal: Send + Sync {
+    /// Process id of the program (its process group leader), when known.
+    fn pid(&self) -> Option<u32>;
+    /// A backend handle that survives the daemon (tmux pane id), for [`TerminalBackend::adopt`].
+    fn handle(&self) -> Option<String> {
+        None
+    }
+    /// Write raw bytes (keystrokes, control characters) to the program's input.
+    fn write(&self, data: &[u8]) -> Result<(), BackendError>;
+    /// Write text as a paste: wrapped in bracketed-paste markers when the program enabled them.
+    fn paste(&self, text: &str) -> Result<(), BackendError>;
+    /// Resize; the emulator reflows.
+    fn resize(&self, cols: u16, rows: u16) -> Result<(), BackendError>;
+    /// The current screen with `scrollback` lines of history above it.
+    fn screen(&self, scrollback: usize) -> Result<ScreenSnapshot, BackendError>;
+    /// A new output subscription; output is coalesced into it and never blocks the reader.
+    fn subscribe(&self) -> Arc<OutputSubscriber>;
+    /// Drop a subscription made by [`Terminal::subscribe`].
+    fn unsubscribe(&self, sub: &Arc<OutputSubscriber>);
+    /// SIGTERM (or SIGKILL when `force`) to the program's whole process group.
+    fn signal(&self, force: bool) -> Result<(), BackendError>;
+    /// Whether the program still runs.
+    fn alive(&self) -> bool;
+    /// Release the terminal's resources (kill the program if it still runs, close the pane).
+    fn close(&self) -> Result<(), BackendError>;
+}
+
+/// Availability of a backend, for `orch/status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendProbe {
+    /// Whether terminals can be opened on it now.
+    pub available: bool,
+    /// Version or reason, in words.
+    pub detail: String,
+}
+
+/// A way to run programs in terminals (`pty`, `tmux`).
+pub trait TerminalBackend: Send + Sync {
+    /// `"pty"` or `"tmux"`, as on the wire.
+    fn name(&self) -> &'static str;
+    /// Whether it can be used now, and its version.
+    fn probe(&self) -> BackendProbe;
+    /// Start `spec.command` in a new terminal.
+    fn spawn(
+        &self,
+        spec: TerminalSpec,
+        observer: Arc<dyn TerminalObserver>,
+    ) -> Result<Arc<dyn Terminal>, BackendError>;
+    /// Take over a terminal that outlived a previous daemon, found by its handle.
+    fn adopt(
+        &self,
+        spec: TerminalSpec,
+        handle: &str,
+        observer: Arc<dyn TerminalObserver>,
+    ) -> Result<Arc<dyn Terminal>, BackendError> {
+        let _ = (spec, handle, observer);
+        Err(BackendError::Unsupported { backend: self.name(), what: "adopting terminals" })
+    }
+}
+
+/// What can go wrong in the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store was written by a newer orch; it is never overwritten.
+    #[error("store at {path} has schema version {found}, newer than this orch supports ({supported}); upgrade orch or use another ORCH_STATE_DIR")]
+    TooNew { path: String, found: u32, supported: u32 },
+    /// A record could not be decoded.
+    #[error("store record {what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    /// The underlying storage failed.
+    #[error("store I/O failed: {0}")]
+    Io(String),
+}
+
+/// The durable, append-only event log plus snapshots of the state it folds into.
+pub trait EventStore: Send {
+    /// The last appended sequence number (0 for an empty log).
+    fn last_seq(&self) -> u64;
+    /// Append events (their `seq` must continue the log without a gap). Not yet durable.
+    fn append(&mut self, events: &[StoredEvent]) -> Result<(), StoreError>;
+    /// Make everything appended so far durable (device flush). Called once per batch.
+    fn sync(&mut self) -> Result<(), StoreError>;
+    /// Events with `seq > since`, in order, at most `limit`.
+    fn read_since(&self, since: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The newest snapshot, if any: the state as of its `seq`.
+    fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError>;
+    /// Save a snapshot of `state` as of `seq`.
+    fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError>;
+    /// Drop events with `seq < before` that a snapshot already covers (retention).
+    fn compact(&mut self, before: u64) -> Result<u64, StoreError>;
+    /// Bytes on disk, for `orch/status`.
+    fn size_bytes(&self) -> u64;
+    /// Where it lives, for `orch/status`.
+    fn path(&self) -> PathBuf;
+}

@@ -1,0 +1,772 @@
+//! Tasks on the runtime: the queue, dispatch into agents, completion, gates with timeouts,
+//! retries with the failure as feedback, escalation, decisions, progress, and the scheduler's
+//! periodic jobs.
+//!
+//! Gate commands run outside the loop (spawned tasks, each in its own process group so a timeout
+//! kills the whole tree) and report back as [`super::Input::GateDone`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::{clock, ConnId, Input, OpError, Runtime};
+use crate::core::agent::AgentState;
+use crate::core::event::EventBody;
+use crate::core::ids;
+use crate::core::task::{DecisionRecord, DecisionSource, GateRun, GateSpec, Priority, TaskRecord, TaskState};
+
+/// Bytes of a gate's output kept in `gateResults[].outputTail`.
+const TAIL_BYTES: usize = 4096;
+/// How long a client may take to answer a decision prompt.
+const DECISION_PROMPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// Kinds that never take queued work: a plain shell or command is not an agent that reads prompts.
+const NO_QUEUE_KINDS: [&str; 2] = ["shell", "command"];
+
+/// A gate run's result, posted back to the loop.
+#[derive(Debug)]
+pub struct GateOutcome {
+    /// The task.
+    pub task: String,
+    /// Index of the gate in the task's list.
+    pub index: usize,
+    /// The result.
+    pub run: GateRun,
+}
+
+/// A scheduler job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its name.
+    pub name: &'static str,
+    /// Period.
+    pub every: Duration,
+    /// Paused by a person.
+    pub paused: bool,
+    /// Last run (monotonic, for scheduling).
+    pub last: Option<Instant>,
+    /// Last run (wall clock, for display).
+    pub last_run: Option<String>,
+    /// Whether it succeeded.
+    pub last_ok: Option<bool>,
+}
+
+/// Runtime-only task state.
+pub struct WorkState {
+    /// Gate processes running: task id -> process group id.
+    pub gate_pids: HashMap<String, u32>,
+    /// Progress streams: (connection, task) -> sender of `$/progress` values.
+    pub progress: HashMap<(ConnId, String), mpsc::UnboundedSender<Value>>,
+    /// Scheduler jobs.
+    pub jobs: Vec<Job>,
+}
+
+impl Default for WorkState {
+    fn default() -> Self {
+        let job = |name, secs| Job { name, every: Duration::from_secs(secs), paused: false, last: None, last_run: None, last_ok: None };
+        Self {
+            gate_pids: HashMap::new(),
+            progress: HashMap::new(),
+            jobs: vec![job("dispatch", 2), job("health", 10), job("retention", 3600)],
+        }
+    }
+}
+
+impl WorkState {
+    /// Kill every running gate (daemon stop); the next daemon records them as interrupted.
+    pub fn interrupt_gates(&mut self) {
+        for (_, pgid) in self.gate_pids.drain() {
+            // SAFETY: killpg with a pgid we created; a stale one fails harmlessly.
+            unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// What `orch/task/create` asks for, after wire decoding.
+pub struct CreateTask {
+    /// Title.
+    pub title: String,
+    /// Prompt.
+    pub prompt: String,
+    /// Priority name.
+    pub priority: Option<String>,
+    /// Agent id or name.
+    pub agent: Option<String>,
+    /// Gates: names or inline.
+    pub gates: Option<Vec<GateArg>>,
+    /// Attempts.
+    pub max_attempts: Option<u32>,
+}
+
+/// A gate argument.
+pub enum GateArg {
+    /// A configured gate.
+    Name(String),
+    /// An inline gate.
+    Inline(GateSpec),
+}
+
+impl Runtime {
+    /// A task by id.
+    pub fn task_ref(&self, id: &str) -> Result<&TaskRecord, OpError> {
+        self.state.tasks.get(id).ok_or_else(|| OpError::NotFound { kind: "task", id: id.into() })
+    }
+
+    fn set_task_state(&mut self, id: &str, state: TaskState, evidence: String) {
+        let Some(prev) = self.state.tasks.get(id).map(|t| t.state) else { return };
+        if prev == state {
+            return;
+        }
+        self.emit(EventBody::TaskStateChanged { id: id.into(), state, previous: prev, evidence });
+    }
+
+    /// `orch/task/create`.
+    pub fn create_task(&mut self, req: CreateTask) -> Result<TaskRecord, OpError> {
+        const MAX_PROMPT: usize = 1 << 20;
+        if req.title.trim().is_empty() {
+            return Err(OpError::invalid("title", "must not be empty"));
+        }
+        if req.prompt.len() > MAX_PROMPT {
+            return Err(OpError::Limit { limit: "prompt bytes", max: MAX_PROMPT as u64 });
+        }
+        let priority = match &req.priority {
+            None => Priority::Normal,
+            Some(p) => Priority::parse(p)
+                .ok_or_else(|| OpError::invalid("priority", format!("{p:?} is not one of low, normal, high, urgent")))?,
+        };
+        let max_attempts = req.max_attempts.unwrap_or(self.config.tasks.max_attempts);
+        if !(1..=100).contains(&max_attempts) {
+            return Err(OpError::invalid("maxAttempts", format!("{max_attempts} is out of range 1..=100")));
+        }
+        let gate_args = req.gates.unwrap_or_else(|| self.config.tasks.default_gates.iter().cloned().map(GateArg::Name).collect());
+        if gate_args.len() > 32 {
+            return Err(OpError::Limit { limit: "gates per task", max: 32 });
+        }
+        let mut gates = Vec::new();
+        for (i, g) in gate_args.into_iter().enumerate() {
+            let field = format!("gates[{i}]");
+            gates.push(match g {
+                GateArg::Name(name) => {
+                    let c = self.config.gates.get(&name).ok_or_else(|| {
+                        let known: Vec<&str> = self.config.gates.keys().map(String::as_str).collect();
+                        OpError::invalid(&field, format!("no gate named {name:?} in orch.toml (configured: {})", if known.is_empty() { "none".into() } else { known.join(", ") }))
+                    })?;
+                    GateSpec { name, command: c.command.clone(), timeout_s: c.timeout_s }
+                }
+                GateArg::Inline(spec) => {
+                    if spec.command.is_empty() || spec.command[0].is_empty() {
+                        return Err(OpError::invalid(&format!("{field}.command"), "must be a non-empty argv"));
+                    }
+                    if spec.timeout_s == 0 {
+                        return Err(OpError::invalid(&format!("{field}.timeoutS"), "must be at least 1"));
+                    }
+                    spec
+                }
+            });
+        }
+        let agent = match &req.agent {
+            Some(a) => Some(self.assignable_agent(a, None)?),
+            None => None,
+        };
+        let id = self.new_id(ids::TASK);
+        let now = clock::now_rfc3339();
+        self.emit(EventBody::TaskCreated {
+            task: TaskRecord {
+                id: id.clone(),
+                title: req.title,
+                prompt: req.prompt,
+                priority,
+                agent_id: None,
+                state: TaskState::Pending,
+                attempts: 0,
+                max_attempts,
+                gates,
+                gate_results: Vec::new(),
+                decision_id: None,
+                summary: None,
+                running_gate: None,
+                created_at: now.clone(),
+                updated_at: now,
+            },
+        });
+        if let Some(agent) = agent {
+            self.assign(&id, &agent, "assigned at creation")?;
+        }
+        Ok(self.state.tasks[&id].clone())
+    }
+
+    /// An agent that can take a task now.
+    fn assignable_agent(&self, id: &str, task: Option<&str>) -> Result<String, OpError> {
+        let a = self.agent_ref(id)?;
+        if !a.state.is_live() {
+            return Err(OpError::Conflict { kind: "agent", id: a.id.clone(), state: a.state.as_str().into(), what: "cannot take a task".into() });
+        }
+        if let Some(other) = a.task_id.as_deref().filter(|t| Some(*t) != task) {
+            return Err(OpError::Conflict { kind: "agent", id: a.id.clone(), state: format!("busy with task {other}"), what: "cannot take another task".into() });
+        }
+        Ok(a.id.clone())
+    }
+
+    fn assign(&mut self, task: &str, agent: &str, evidence: &str) -> Result<(), OpError> {
+        self.emit(EventBody::TaskAssigned { id: task.into(), agent_id: Some(agent.into()) });
+        self.set_task_state(task, TaskState::Assigned, format!("{evidence}: {agent}"));
+        self.try_dispatch(task);
+        Ok(())
+    }
+
+    /// `orch/task/assign`.
+    pub fn assign_task(&mut self, id: &str, agent: &str) -> Result<TaskRecord, OpError> {
+        let t = self.task_ref(id)?.clone();
+        if !matches!(t.state, TaskState::Pending | TaskState::Assigned | TaskState::Escalated | TaskState::Failed) {
+            return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot assign".into() });
+        }
+        let agent = self.assignable_agent(agent, Some(id))?;
+        self.assign(id, &agent, "assigned")?;
+        Ok(self.state.tasks[id].clone())
+    }
+
+    /// Type the task's prompt into its agent if the agent is idle.
+    fn try_dispatch(&mut self, task: &str) {
+        let Some(t) = self.state.tasks.get(task).cloned() else { return };
+        if t.state != TaskState::Assigned {
+            return;
+        }
+        let Some(agent) = t.agent_id.as_ref().and_then(|a| self.state.agents.get(a)).cloned() else { return };
+        if agent.state != AgentState::Idle {
+            return;
+        }
+        let Some(term) = self.terminals.get(&agent.terminal_id).cloned() else { return };
+        let prompt = match t.gate_results.iter().rev().find(|r| !r.ok && r.attempt == t.attempts) {
+            Some(failed) if t.attempts > 0 => feedback(&t, failed),
+            _ => t.prompt.clone(),
+        };
+        if let Err(e) = self.type_into(&agent.terminal_id, &term, &prompt, true) {
+            tracing::warn!(task, "dispatch failed: {e}");
+            return;
+        }
+        self.emit(EventBody::TaskAttempt { id: task.into(), attempt: t.attempts + 1 });
+        self.set_task_state(task, TaskState::Running, format!("prompt typed into {} (attempt {})", agent.name, t.attempts + 1));
+    }
+
+    /// An agent went idle: give it its assigned task.
+    pub(super) fn agent_became_idle(&mut self, agent: &str) {
+        if let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) {
+            self.try_dispatch(&task);
+        }
+    }
+
+    /// Queue: pending tasks without an agent go to idle agents without a task, by priority.
+    fn dispatch_queue(&mut self) {
+        let mut pending: Vec<(Priority, String)> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Pending && t.agent_id.is_none())
+            .map(|t| (t.priority, t.id.clone()))
+            .collect();
+        pending.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| ids::order_key(&a.1).cmp(&ids::order_key(&b.1))));
+        for (_, task) in pending {
+            let free = self
+                .state
+                .agents
+                .values()
+                .find(|a| a.state == AgentState::Idle && a.task_id.is_none() && !NO_QUEUE_KINDS.contains(&a.kind.as_str()))
+                .map(|a| a.id.clone());
+            let Some(agent) = free else { break };
+            let _ = self.assign(&task, &agent, "taken from the queue");
+        }
+        let assigned: Vec<String> =
+            self.state.tasks.values().filter(|t| t.state == TaskState::Assigned).map(|t| t.id.clone()).collect();
+        for t in assigned {
+            self.try_dispatch(&t);
+        }
+    }
+
+    /// `orch/task/complete`: gates run next.
+    pub fn complete_task(&mut self, id: &str, summary: Option<String>) -> Result<TaskRecord, OpError> {
+        let t = self.task_ref(id)?.clone();
+        if !matches!(t.state, TaskState::Running | TaskState::Assigned) {
+            return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot complete".into() });
+        }
+        self.emit(EventBody::TaskCompleted { id: id.into(), summary });
+        if t.attempts == 0 {
+            self.emit(EventBody::TaskAttempt { id: id.into(), attempt: 1 });
+        }
+        self.set_task_state(id, TaskState::Verifying, "marked complete".into());
+        self.start_gate(id, 0);
+        Ok(self.state.tasks[id].clone())
+    }
+
+    /// `orch/task/cancel`.
+    pub fn cancel_task(&mut self, id: &str) -> Result<TaskRecord, OpError> {
+        let t = self.task_ref(id)?.clone();
+        if t.state.is_final() {
+            return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot cancel".into() });
+        }
+        if let Some(pgid) = self.work.gate_pids.remove(id) {
+            // SAFETY: killpg on the gate's own process group.
+            unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
+        }
+        self.set_task_state(id, TaskState::Cancelled, "cancelled".into());
+        self.close_task_decision(id, "the task was cancelled");
+        Ok(self.state.tasks[id].clone())
+    }
+
+    fn close_task_decision(&mut self, task: &str, why: &str) {
+        let pending: Vec<String> = self
+            .state
+            .decisions
+            .values()
+            .filter(|d| !d.resolved && matches!(&d.source, DecisionSource::Task { id } if id == task))
+            .map(|d| d.id.clone())
+            .collect();
+        for d in pending {
+            self.emit(EventBody::DecisionResolved { id: d, choice: "dismissed".into(), reason: Some(why.into()), at: clock::now_rfc3339() });
+        }
+    }
+
+    /// Start gate `index` of a verifying task, or finish verification.
+    fn start_gate(&mut self, id: &str, index: usize) {
+        let t = self.state.tasks[id].clone();
+        if t.state != TaskState::Verifying {
+            return;
+        }
+        let Some(gate) = t.gates.get(index).cloned() else {
+            self.set_task_state(id, TaskState::Done, if t.gates.is_empty() { "no gates".into() } else { "all gates passed".into() });
+            return;
+        };
+        let attempt = t.attempts.max(1);
+        self.emit(EventBody::TaskGateStarted { id: id.into(), name: gate.name.clone(), attempt });
+        let cwd = t
+            .agent_id
+            .as_ref()
+            .and_then(|a| self.state.agents.get(a))
+            .map(|a| PathBuf::from(&a.cwd))
+            .unwrap_or_else(|| self.paths.root.clone());
+        let log = self.paths.state_dir.join("gates").join(format!("{id}-{attempt}-{}.log", sanitize(&gate.name)));
+        let tx = self.tx.clone();
+        let task = id.to_string();
+        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+        tokio::spawn(async move {
+            let run = run_gate(&gate, attempt, &cwd, &log, pid_tx).await;
+            let _ = tx.send(Input::GateDone(GateOutcome { task, index, run }));
+        });
+        if let Ok(Some(pid)) = pid_rx.recv_timeout(Duration::from_secs(5)) {
+            self.work.gate_pids.insert(id.into(), pid);
+        }
+    }
+
+    pub(super) fn on_gate_done(&mut self, o: GateOutcome) {
+        self.work.gate_pids.remove(&o.task);
+        let Some(t) = self.state.tasks.get(&o.task).cloned() else { return };
+        if t.state != TaskState::Verifying {
+            return; // cancelled meanwhile
+        }
+        let ok = o.run.ok;
+        let name = o.run.name.clone();
+        self.emit(EventBody::TaskGate { id: o.task.clone(), result: o.run });
+        if ok {
+            return self.start_gate(&o.task, o.index + 1);
+        }
+        if t.attempts >= t.max_attempts {
+            self.escalate(&o.task, &name);
+        } else {
+            // Back to the agent with the failure as its next prompt.
+            self.set_task_state(&o.task, TaskState::Assigned, format!("gate {name} failed"));
+            self.try_dispatch(&o.task);
+        }
+    }
+
+    fn escalate(&mut self, id: &str, gate: &str) {
+        let t = self.state.tasks[id].clone();
+        self.set_task_state(id, TaskState::Escalated, format!("gate {gate} failed after {} attempts", t.attempts));
+        let last = t.gate_results.iter().rev().find(|r| !r.ok);
+        let detail = match last {
+            Some(r) => format!("Gate {} failed on attempt {} of {}.\n{}", r.name, r.attempt, t.max_attempts, r.output_tail),
+            None => format!("Gate {gate} failed."),
+        };
+        let decision = self.new_id(ids::DECISION);
+        self.emit(EventBody::DecisionRequested {
+            decision: DecisionRecord {
+                id: decision,
+                title: format!("Task {} ({}) keeps failing its gates", t.id, t.title),
+                detail,
+                options: ["retry", "reassign", "accept", "cancel"].map(String::from).to_vec(),
+                resolved: false,
+                choice: None,
+                reason: None,
+                source: DecisionSource::Task { id: id.into() },
+                created_at: clock::now_rfc3339(),
+                resolved_at: None,
+            },
+        });
+    }
+
+    /// `orch/decision/resolve`: the first answer wins; the choice takes effect.
+    pub fn resolve_decision(&mut self, id: &str, choice: &str, reason: Option<String>) -> Result<DecisionRecord, OpError> {
+        let d = self.state.decisions.get(id).cloned().ok_or_else(|| OpError::NotFound { kind: "decision", id: id.into() })?;
+        if d.resolved {
+            return Err(OpError::Conflict {
+                kind: "decision",
+                id: d.id,
+                state: format!("resolved (choice {})", d.choice.unwrap_or_default()),
+                what: "cannot resolve again".into(),
+            });
+        }
+        if !d.options.iter().any(|o| o == choice) {
+            return Err(OpError::invalid("choice", format!("{choice:?} is not one of the options: {}", d.options.join(", "))));
+        }
+        self.emit(EventBody::DecisionResolved { id: id.into(), choice: choice.into(), reason, at: clock::now_rfc3339() });
+        match &d.source {
+            DecisionSource::Agent { id: agent, keys } => {
+                if let Some(ws) = self.watch.get_mut(agent) {
+                    ws.decision = None;
+                }
+                let keys = keys.iter().find(|(o, _)| o == choice).map(|(_, k)| k.clone()).unwrap_or_default();
+                if let Some(term) = self.state.agents.get(agent).and_then(|a| self.terminals.get(&a.terminal_id)).cloned() {
+                    let _ = term.write(keys.as_bytes());
+                }
+            }
+            DecisionSource::Task { id: task } => {
+                let task = task.clone();
+                match choice {
+                    "retry" => {
+                        let has_agent = self.state.tasks[&task].agent_id.as_ref().is_some_and(|a| self.state.agents.get(a).is_some_and(|a| a.state.is_live()));
+                        if has_agent {
+                            let agent = self.state.tasks[&task].agent_id.clone().unwrap_or_default();
+                            self.emit(EventBody::TaskAssigned { id: task.clone(), agent_id: Some(agent) });
+                            self.set_task_state(&task, TaskState::Assigned, "retry decided".into());
+                            self.try_dispatch(&task);
+                        } else {
+                            self.emit(EventBody::TaskAssigned { id: task.clone(), agent_id: None });
+                            self.set_task_state(&task, TaskState::Pending, "retry decided; its agent is gone".into());
+                        }
+                    }
+                    "reassign" => {
+                        self.emit(EventBody::TaskAssigned { id: task.clone(), agent_id: None });
+                        self.set_task_state(&task, TaskState::Pending, "reassign decided: back in the queue".into());
+                    }
+                    "accept" => self.set_task_state(&task, TaskState::Done, "accepted by a person".into()),
+                    "cancel" => self.set_task_state(&task, TaskState::Cancelled, "cancel decided".into()),
+                    _ => {}
+                }
+            }
+            DecisionSource::User => {}
+        }
+        Ok(self.state.decisions[id].clone())
+    }
+
+    /// An agent ended (exit, stop, lost): settle its task.
+    pub(super) fn task_agent_ended(&mut self, agent: &str, code: Option<i32>) {
+        let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) else { return };
+        let Some(t) = self.state.tasks.get(&task).cloned() else { return };
+        match t.state {
+            TaskState::Running if code == Some(0) => {
+                let _ = self.complete_task(&task, Some(format!("agent {agent} exited 0")));
+            }
+            TaskState::Running | TaskState::Assigned => {
+                let what = code.map_or("ended".to_string(), |c| format!("exited {c}"));
+                self.set_task_state(&task, TaskState::Failed, format!("agent {agent} {what} before completing it"));
+            }
+            _ => {}
+        }
+    }
+
+    /// After a start: a gate that ran when the daemon died is recorded as interrupted, and the
+    /// task's verification starts again.
+    pub(super) fn reconcile_tasks(&mut self) {
+        let interrupted: Vec<TaskRecord> = self.state.tasks.values().filter(|t| t.state == TaskState::Verifying).cloned().collect();
+        for t in interrupted {
+            let (name, attempt) = t.running_gate.clone().unwrap_or_else(|| ("?".into(), t.attempts));
+            self.emit(EventBody::TaskGate {
+                id: t.id.clone(),
+                result: GateRun {
+                    name,
+                    attempt,
+                    ok: false,
+                    exit_code: None,
+                    duration_ms: 0,
+                    output_tail: "interrupted: the daemon stopped while this gate ran; verification restarts".into(),
+                },
+            });
+            self.start_gate(&t.id, 0);
+        }
+    }
+
+    /// Offer a pending decision to one client as `window/showMessageRequest`.
+    pub fn offer_decision(&mut self, conn: ConnId, decision: &str) {
+        let (Some(c), Some(d)) = (self.conns.get(&conn), self.state.decisions.get(decision)) else { return };
+        if d.resolved {
+            return;
+        }
+        let out = c.out.clone();
+        let params = json!({
+            "type": 2,
+            "message": if d.detail.is_empty() { d.title.clone() } else { format!("{}\n\n{}", d.title, d.detail) },
+            "actions": d.options.iter().map(|o| json!({ "title": o })).collect::<Vec<_>>(),
+        });
+        let tx = self.tx.clone();
+        let id = d.id.clone();
+        tokio::spawn(async move {
+            let answer = out.request("window/showMessageRequest", params, DECISION_PROMPT_TIMEOUT).await;
+            let Ok(Value::Object(a)) = answer else { return };
+            let Some(choice) = a.get("title").and_then(Value::as_str) else { return };
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let params = json!({ "id": id, "choice": choice, "reason": format!("answered by {}", out.peer()) });
+            let _ = tx.send(Input::Request { conn, method: "orch/decision/resolve".into(), params, reply });
+            if let Ok(Err(e)) = rx.await {
+                // Another client answered first: this prompt was stale.
+                tracing::debug!("decision answer ignored: {}", e.message);
+            }
+        });
+    }
+
+    /// `$/progress` for tasks and gates to clients that support work-done progress.
+    pub(super) fn report_progress(&mut self, e: &crate::core::event::StoredEvent) {
+        let (task, value, end) = match &e.body {
+            EventBody::TaskStateChanged { id, state, evidence, .. } => {
+                let t = &self.state.tasks[id];
+                let msg = format!("{}: {}", state.as_str(), evidence);
+                let end = matches!(state, TaskState::Done | TaskState::Failed | TaskState::Escalated | TaskState::Cancelled | TaskState::Pending);
+                if !matches!(state, TaskState::Running | TaskState::Verifying) && !end {
+                    return;
+                }
+                let kind = if end { "end" } else { "report" };
+                (id.clone(), json!({ "kind": kind, "message": msg, "title": format!("orch task {}", t.title) }), end)
+            }
+            EventBody::TaskGateStarted { id, name, attempt } => {
+                (id.clone(), json!({ "kind": "report", "message": format!("gate {name} running (attempt {attempt})") }), false)
+            }
+            EventBody::TaskGate { id, result } => {
+                let verdict = if result.ok { "passed" } else { "failed" };
+                (id.clone(), json!({ "kind": "report", "message": format!("gate {} {verdict}", result.name) }), false)
+            }
+            _ => return,
+        };
+        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.work_done_progress).map(|(id, _)| *id).collect();
+        for conn in conns {
+            let key = (conn, task.clone());
+            if !self.work.progress.contains_key(&key) {
+                if end {
+                    continue;
+                }
+                let out = self.conns[&conn].out.clone();
+                let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
+                let token = format!("orch-task-{task}");
+                tokio::spawn(async move {
+                    // Create the token, then forward begin/report/end in order.
+                    if out.request("window/workDoneProgress/create", json!({ "token": token }), Duration::from_secs(30)).await.is_err() {
+                        return;
+                    }
+                    let mut begun = false;
+                    while let Some(mut v) = prx.recv().await {
+                        if !begun {
+                            begun = true;
+                            if v["kind"] != "end" {
+                                v["kind"] = json!("begin");
+                                if v.get("title").is_none() {
+                                    v["title"] = json!("orch task");
+                                }
+                            }
+                        }
+                        if v["kind"] == "report" {
+                            if let Some(o) = v.as_object_mut() {
+                                o.remove("title");
+                            }
+                        }
+                        let end = v["kind"] == "end";
+                        out.notify("$/progress", json!({ "token": token, "value": v }));
+                        if end {
+                            break;
+                        }
+                    }
+                });
+                self.work.progress.insert(key.clone(), ptx);
+            }
+            if let Some(ptx) = self.work.progress.get(&key) {
+                let mut v = value.clone();
+                if end {
+                    v = json!({ "kind": "end", "message": value["message"] });
+                }
+                let _ = ptx.send(v);
+            }
+            if end {
+                self.work.progress.remove(&key);
+            }
+        }
+    }
+
+    /// Run the scheduler's due jobs. A failing job is an event and a log line, never a crash.
+    pub(super) fn run_due_jobs(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.work.jobs.len() {
+            let job = &self.work.jobs[i];
+            if job.paused || job.last.is_some_and(|l| now.duration_since(l) < job.every) {
+                continue;
+            }
+            let name = job.name;
+            let result = match name {
+                "dispatch" => {
+                    self.dispatch_queue();
+                    Ok(())
+                }
+                "health" => self.job_health(),
+                "retention" => self.job_retention(),
+                _ => Ok(()),
+            };
+            let job = &mut self.work.jobs[i];
+            job.last = Some(now);
+            job.last_run = Some(clock::now_rfc3339());
+            job.last_ok = Some(result.is_ok());
+            if let Err(error) = result {
+                tracing::warn!(job = name, "job failed: {error}");
+                self.emit(EventBody::JobFailed { name: name.into(), error });
+            }
+        }
+    }
+
+    /// Agents whose process is gone without an exit report, and backends that vanished.
+    fn job_health(&mut self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let live: Vec<(String, String)> =
+            self.state.agents.values().filter(|a| a.state.is_live()).map(|a| (a.id.clone(), a.terminal_id.clone())).collect();
+        for (agent, tid) in live {
+            match self.terminals.get(&tid) {
+                Some(t) if t.alive() => {}
+                Some(_) => self.on_exit(&tid, None),
+                None => problems.push(format!("agent {agent} has no terminal")),
+            }
+        }
+        for b in self.backends.values() {
+            let p = b.probe();
+            if !p.available && self.state.agents.values().any(|a| a.state.is_live() && a.backend == b.name()) {
+                problems.push(format!("backend {} unavailable: {}", b.name(), p.detail));
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    }
+
+    /// Bound the event log and the output logs.
+    fn job_retention(&mut self) -> Result<(), String> {
+        let keep = self.config.retention.events;
+        if self.state.last_seq > keep {
+            self.snapshot();
+            self.store.compact(self.state.last_seq - keep).map_err(|e| e.to_string())?;
+        }
+        let max_age = Duration::from_secs(self.config.retention.output_log_days * 86_400);
+        let dir = self.paths.state_dir.join("output");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let tid = name.split('.').next().unwrap_or_default().to_string();
+            let live = self.state.terminals.get(&tid).is_some_and(|t| t.alive);
+            let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > max_age);
+            if !live && old {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// `orch/jobs/pause|resume`.
+    pub fn set_job_paused(&mut self, name: &str, paused: bool) -> Result<Job, OpError> {
+        let job = self.work.jobs.iter_mut().find(|j| j.name == name).ok_or_else(|| OpError::NotFound { kind: "job", id: name.into() })?;
+        job.paused = paused;
+        Ok(job.clone())
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// The follow-up prompt after a failed gate.
+fn feedback(t: &TaskRecord, failed: &GateRun) -> String {
+    let code = failed.exit_code.map_or("no exit code".to_string(), |c| format!("exit code {c}"));
+    format!(
+        "The quality gate `{}` failed ({code}) for task \"{}\" (attempt {} of {}). Its output ended with:\n{}\nPlease fix this and mark the task complete again.",
+        failed.name, t.title, t.attempts, t.max_attempts, failed.output_tail.trim_end()
+    )
+}
+
+/// Run one gate: argv without a shell, own process group, output to a log, killed at the timeout.
+async fn run_gate(gate: &GateSpec, attempt: u32, cwd: &std::path::Path, log: &std::path::Path, pid_tx: std::sync::mpsc::Sender<Option<u32>>) -> GateRun {
+    let started = Instant::now();
+    let done = |ok, exit_code, tail: String| GateRun {
+        name: gate.name.clone(),
+        attempt,
+        ok,
+        exit_code,
+        duration_ms: started.elapsed().as_millis() as u64,
+        output_tail: tail,
+    };
+    let mut cmd = tokio::process::Command::new(&gate.command[0]);
+    cmd.args(&gate.command[1..]).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = pid_tx.send(None);
+            return done(false, None, format!("cannot start {:?}: {e}", gate.command[0]));
+        }
+    };
+    let pid = child.id();
+    let _ = pid_tx.send(pid);
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let collect = async {
+        // Both streams into one buffer, in the order they arrive, bounded: keep the tail.
+        let mut all: Vec<u8> = Vec::new();
+        let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
+        let (mut a_open, mut b_open) = (true, true);
+        let mut file = match log.parent().map(std::fs::create_dir_all) {
+            _ => std::fs::File::create(log).ok(),
+        };
+        while a_open || b_open {
+            let chunk = tokio::select! {
+                r = stdout.read(&mut a), if a_open => match r { Ok(0) | Err(_) => { a_open = false; continue } Ok(n) => a[..n].to_vec() },
+                r = stderr.read(&mut b), if b_open => match r { Ok(0) | Err(_) => { b_open = false; continue } Ok(n) => b[..n].to_vec() },
+            };
+            if let Some(f) = file.as_mut() {
+                use std::io::Write;
+                let _ = f.write_all(&chunk);
+            }
+            all.extend_from_slice(&chunk);
+            if all.len() > 4 * TAIL_BYTES {
+                all.drain(..all.len() - TAIL_BYTES);
+            }
+        }
+        all
+    };
+    let timeout = Duration::from_secs(gate.timeout_s);
+    let result = tokio::time::timeout(timeout, async {
+        let out = collect.await;
+        let status = child.wait().await;
+        (out, status)
+    })
+    .await;
+    match result {
+        Ok((out, status)) => {
+            let code = status.ok().and_then(|s| s.code());
+            done(code == Some(0), code, tail(&out))
+        }
+        Err(_) => {
+            if let Some(pid) = pid {
+                // SAFETY: the gate's own process group (process_group(0) above).
+                unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+            }
+            let _ = child.wait().await;
+            done(false, None, format!("timed out after {}s; killed with its process group", gate.timeout_s))
+        }
+    }
+}
+
+fn tail(out: &[u8]) -> String {
+    let start = out.len().saturating_sub(TAIL_BYTES);
+    let text = String::from_utf8_lossy(&out[start..]).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

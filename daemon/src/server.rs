@@ -1,0 +1,63 @@
+//! `orch serve`: take the workspace lock, open the store, start the runtime, and serve the local
+//! socket (or one stdio connection) until `orch/daemon/stop`, SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::adapters::sled_store::SledStore;
+use crate::config::Config;
+use crate::ports::TerminalBackend;
+use crate::runtime::Runtime;
+use crate::transport::paths::WorkspacePaths;
+use crate::transport::{conn, socket};
+
+/// The terminal backends this daemon offers.
+pub fn backends(paths: &WorkspacePaths, config: &Config) -> Vec<Arc<dyn TerminalBackend>> {
+    let mut v: Vec<Arc<dyn TerminalBackend>> = vec![Arc::new(crate::adapters::pty::PtyBackend::new())];
+    v.extend(crate::adapters::tmux_backend(paths, config));
+    v
+}
+
+/// Run the daemon for `paths.root`.
+pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
+    let _lock = socket::acquire_lock(&paths)?;
+    let config = Config::load(&paths.root)?;
+    std::fs::create_dir_all(&paths.state_dir).with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
+    let store = SledStore::open(&paths.state_dir.join("store"))?;
+    let backends = backends(&paths, &config);
+    let (rt, handle, rx, mut stop) = Runtime::start(paths.clone(), config, Box::new(store), backends)?;
+    tracing::info!(workspace = %paths.root.display(), pid = std::process::id(), version = crate::VERSION, "daemon started");
+    let runtime = tokio::spawn(rt.run(rx));
+    // SIGTERM and SIGINT stop the daemon the same way `orch/daemon/stop` does.
+    let h = handle.clone();
+    tokio::spawn(async move {
+        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(t), Ok(i)) => (t, i),
+            _ => return,
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("signal received, stopping");
+        let _ = h.submit(0, "orch/daemon/stop".into(), serde_json::json!({})).await;
+    });
+    if stdio {
+        let h = handle.clone();
+        let served = tokio::spawn(conn::serve(tokio::io::stdin(), tokio::io::stdout(), h, "stdio".into()));
+        tokio::select! {
+            _ = served => {
+                // The only client left: a private daemon ends with it.
+                let _ = handle.submit(0, "orch/daemon/stop".into(), serde_json::json!({})).await;
+            }
+            _ = stop.changed() => {}
+        }
+    } else {
+        let listener = socket::bind(&paths)?;
+        tracing::info!(socket = %paths.socket.display(), "listening");
+        socket::accept_loop(listener, handle, stop.clone()).await;
+        let _ = std::fs::remove_file(&paths.socket);
+    }
+    let _ = runtime.await;
+    tracing::info!("daemon stopped");
+    Ok(())
+}

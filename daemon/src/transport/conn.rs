@@ -1,0 +1,339 @@
+//! One JSON-RPC connection over any byte stream (socket or stdio).
+//!
+//! One reader: frames are decoded and handled strictly in arrival order — requests are handed to
+//! the runtime in that order (so keystrokes are never reordered) and their replies awaited in
+//! spawned tasks (so a slow request does not hold up the next one); notifications are applied
+//! inline. One writer: responses and events through an unbounded queue (capped: a client that
+//! stops reading is dropped rather than growing memory), terminal output through a small bounded
+//! queue so a slow client backs up into its coalescing buffer instead. Server-to-client requests
+//! wait in a pending map with a timeout. Knows nothing of agents or tasks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use editor_protocol::errors;
+use editor_protocol::framing::{encode, FrameDecoder, FrameError, DEFAULT_MAX_BODY};
+use editor_protocol::jsonrpc::{self, Id, Message, Notification, Request, Response, ResponseError};
+use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::runtime::{ConnId, RuntimeHandle};
+
+/// Messages (responses, events) a client may have queued before it is dropped as unresponsive.
+pub const MAX_QUEUED: usize = 100_000;
+/// Terminal output batches queued per connection before output backs up into the coalescer.
+const OUTPUT_QUEUE: usize = 8;
+
+type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Result<Value, ResponseError>>>>>;
+
+/// The sending half of a connection, shared by the runtime and the connection's tasks.
+#[derive(Clone)]
+pub struct Outbound {
+    /// Responses, events and requests: never dropped while the client keeps up.
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    /// Terminal output: bounded, so a slow reader backs up into its coalescing buffer.
+    output_tx: mpsc::Sender<Vec<u8>>,
+    /// Messages in `tx` not yet written.
+    queued: Arc<AtomicUsize>,
+    /// Set when the client fell too far behind; everything is refused from then on.
+    overloaded: Arc<AtomicBool>,
+    /// Server-to-client requests awaiting their response.
+    pending: Pending,
+    /// Ids for server-to-client requests.
+    next_id: Arc<AtomicI64>,
+    /// Who is on the other end, for logs.
+    peer: Arc<str>,
+}
+
+impl Outbound {
+    /// Queue a message. Returns false if the connection is gone or overloaded.
+    pub fn send(&self, msg: &Message) -> bool {
+        if self.overloaded.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
+            tracing::warn!(peer = %self.peer, "client stopped reading; dropping the connection");
+            self.overloaded.store(true, Ordering::Relaxed);
+            return false;
+        }
+        let bytes = msg.to_bytes();
+        tracing::trace!(peer = %self.peer, dir = "out", msg = %String::from_utf8_lossy(&bytes));
+        self.tx.send(bytes).is_ok()
+    }
+
+    /// Queue a notification.
+    pub fn notify(&self, method: &str, params: Value) -> bool {
+        self.send(&Message::Notification(Notification { method: method.into(), params }))
+    }
+
+    /// Send a notification through the bounded output queue, waiting for room.
+    pub async fn notify_output(&self, method: &str, params: Value) -> bool {
+        let bytes = Message::Notification(Notification { method: method.into(), params }).to_bytes();
+        self.output_tx.send(bytes).await.is_ok()
+    }
+
+    /// Send a request to the client and wait for its answer, at most `timeout`.
+    pub async fn request(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, ResponseError> {
+        let id = Id::Str(format!("orch-{}", self.next_id.fetch_add(1, Ordering::Relaxed)));
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id.clone(), tx);
+        let sent = self.send(&Message::Request(Request { id: id.clone(), method: method.into(), params }));
+        let gone = || ResponseError::new(errors::INTERNAL_ERROR, "disconnected", "client disconnected");
+        if !sent {
+            self.pending.lock().unwrap().remove(&id);
+            return Err(gone());
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(gone()),
+            Err(_) => {
+                self.pending.lock().unwrap().remove(&id);
+                Err(ResponseError::new(
+                    errors::INTERNAL_ERROR,
+                    "timeout",
+                    format!("client did not answer {method} within {}s", timeout.as_secs()),
+                ))
+            }
+        }
+    }
+
+    /// Whether the connection is still usable.
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed() && !self.overloaded.load(Ordering::Relaxed)
+    }
+
+    /// Peer description.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+}
+
+/// Per-connection protocol state owned by the reader.
+struct ConnState {
+    /// `initialize` was received.
+    initialized: bool,
+    /// `shutdown` was received.
+    shutting_down: bool,
+    /// Requests whose replies are awaited, for `$/cancelRequest`.
+    inflight: Arc<Mutex<HashMap<Id, AbortHandle>>>,
+}
+
+/// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload.
+pub async fn serve<R, W>(mut reader: R, writer: W, rt: RuntimeHandle, peer: String)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (output_tx, output_rx) = mpsc::channel(OUTPUT_QUEUE);
+    let out = Outbound {
+        tx,
+        output_tx,
+        queued: Arc::new(AtomicUsize::new(0)),
+        overloaded: Arc::new(AtomicBool::new(false)),
+        pending: Arc::default(),
+        next_id: Arc::new(AtomicI64::new(1)),
+        peer: peer.clone().into(),
+    };
+    let writer_task = tokio::spawn(write_loop(writer, rx, output_rx, out.queued.clone(), out.overloaded.clone()));
+    let conn = rt.open_connection(out.clone());
+    let mut state = ConnState { initialized: false, shutting_down: false, inflight: Arc::default() };
+    let mut decoder = FrameDecoder::new(DEFAULT_MAX_BODY);
+    let mut buf = vec![0u8; 64 * 1024];
+    tracing::debug!(%peer, conn, "connection opened");
+    'read: loop {
+        let n = match reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(%peer, "read failed: {e}");
+                break;
+            }
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            match decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(body)) => {
+                    tracing::trace!(%peer, dir = "in", msg = %String::from_utf8_lossy(&body));
+                    match jsonrpc::parse(&body) {
+                        Ok(Message::Request(req)) => handle_request(&rt, conn, &out, &mut state, req),
+                        Ok(Message::Notification(n)) => {
+                            if !handle_notification(&rt, conn, &out, &mut state, n) {
+                                break 'read;
+                            }
+                        }
+                        Ok(Message::Response(resp)) => handle_response(&out, resp),
+                        Err(failure) => {
+                            tracing::warn!(%peer, "bad message: {}", failure.error.message);
+                            out.send(&Message::Response(Response { id: failure.id, outcome: Err(failure.error) }));
+                        }
+                    }
+                    if !out.is_open() {
+                        break 'read;
+                    }
+                }
+                Err(e) => {
+                    // The stream position is lost: answer once and close.
+                    tracing::warn!(%peer, "framing error, closing: {e}");
+                    let error = match &e {
+                        FrameError::TooLarge { max, .. } => {
+                            ResponseError::new(errors::LIMIT_EXCEEDED, "limit", e.to_string()).with("limit", *max as u64)
+                        }
+                        _ => ResponseError::new(errors::PARSE_ERROR, "parse", e.to_string()),
+                    };
+                    out.send(&Message::Response(Response { id: None, outcome: Err(error) }));
+                    break 'read;
+                }
+            }
+        }
+    }
+    tracing::debug!(%peer, conn, "connection closing");
+    for (_, h) in state.inflight.lock().unwrap().drain() {
+        h.abort();
+    }
+    rt.close_connection(conn);
+    drop(out);
+    let _ = writer_task.await;
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut output_rx: mpsc::Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+    overloaded: Arc<AtomicBool>,
+) {
+    let mut output_open = true;
+    loop {
+        let body = tokio::select! {
+            biased;
+            m = rx.recv() => match m {
+                Some(b) => { queued.fetch_sub(1, Ordering::Relaxed); b }
+                None => break,
+            },
+            m = output_rx.recv(), if output_open => match m {
+                Some(b) => b,
+                None => { output_open = false; continue; }
+            },
+        };
+        if overloaded.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut frame = encode(&body);
+        // Coalesce whatever else is ready into one write: fewer syscalls under load.
+        while frame.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(b) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    frame.extend_from_slice(&encode(&b));
+                }
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn handle_request(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: &mut ConnState, req: Request) {
+    let reply = |outcome: Result<Value, ResponseError>| {
+        out.send(&Message::Response(Response { id: Some(req.id.clone()), outcome }));
+    };
+    if req.method == "initialize" {
+        if state.initialized {
+            return reply(Err(ResponseError::new(
+                errors::INVALID_REQUEST,
+                "invalidRequest",
+                "initialize was already received on this connection",
+            )));
+        }
+        // Set before the reply arrives: pipelined requests after it are handled after it.
+        state.initialized = true;
+    } else if !state.initialized {
+        return reply(Err(ResponseError::new(
+            errors::SERVER_NOT_INITIALIZED,
+            "notInitialized",
+            format!("server not initialized: send initialize before {}", req.method),
+        )));
+    } else if state.shutting_down {
+        return reply(Err(ResponseError::new(
+            errors::INVALID_REQUEST,
+            "shuttingDown",
+            format!("connection is shutting down: {} refused after shutdown", req.method),
+        )));
+    } else if req.method == "shutdown" {
+        state.shutting_down = true;
+        return reply(Ok(Value::Null));
+    } else if req.method.starts_with("$/") {
+        return reply(Err(ResponseError::new(
+            errors::METHOD_NOT_FOUND,
+            "methodNotFound",
+            format!("method not found: {}", req.method),
+        )
+        .with("method", req.method.clone())));
+    }
+    let rx = rt.submit(conn, req.method, req.params);
+    let id = req.id;
+    let out2 = out.clone();
+    let inflight = state.inflight.clone();
+    let id2 = id.clone();
+    // Hold the lock while spawning so the task cannot finish before it is registered.
+    let mut map = state.inflight.lock().unwrap();
+    let handle = tokio::spawn(async move {
+        let outcome = rx.await.unwrap_or_else(|_| {
+            Err(ResponseError::new(errors::INTERNAL_ERROR, "internal", "the daemon is shutting down"))
+        });
+        if inflight.lock().unwrap().remove(&id2).is_some() {
+            out2.send(&Message::Response(Response { id: Some(id2), outcome }));
+        }
+    });
+    map.insert(id, handle.abort_handle());
+}
+
+/// Returns false when the connection should close (`exit`).
+fn handle_notification(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: &mut ConnState, n: Notification) -> bool {
+    match n.method.as_str() {
+        "exit" => return false,
+        "initialized" => {}
+        "$/cancelRequest" => {
+            let Some(id) = n.params.get("id").and_then(|v| serde_json::from_value::<Id>(v.clone()).ok()) else {
+                return true;
+            };
+            if let Some(h) = state.inflight.lock().unwrap().remove(&id) {
+                h.abort();
+                out.send(&Message::Response(Response {
+                    id: Some(id.clone()),
+                    outcome: Err(ResponseError::new(errors::REQUEST_CANCELLED, "cancelled", format!("request {id} was cancelled"))),
+                }));
+            }
+        }
+        m if m.starts_with("$/") => {}
+        _ if !state.initialized => {}
+        _ => {
+            // An orch/* method sent as a notification (keystrokes, fire-and-forget): applied in
+            // order like a request; an error is reported to the client's log.
+            let rx = rt.submit(conn, n.method.clone(), n.params);
+            let out = out.clone();
+            tokio::spawn(async move {
+                if let Ok(Err(e)) = rx.await {
+                    out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: {}", n.method, e.message) }));
+                }
+            });
+        }
+    }
+    true
+}
+
+fn handle_response(out: &Outbound, resp: Response) {
+    let Some(id) = resp.id else { return };
+    if let Some(tx) = out.pending.lock().unwrap().remove(&id) {
+        let _ = tx.send(resp.outcome);
+    }
+}

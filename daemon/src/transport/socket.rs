@@ -1,0 +1,155 @@
+//! The local socket: a 0700 directory, a 0600 socket file, peers of another uid refused, and the
+//! lock file that makes one daemon per workspace.
+//!
+//! The lock is an `flock` on `<name>.lock` holding `pid version`. A second daemon fails to take it
+//! and reports the first one's pid without touching its socket; only the lock holder removes a
+//! stale socket file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+
+use super::paths::{uid, WorkspacePaths};
+use crate::runtime::RuntimeHandle;
+
+/// The held per-workspace lock; released when dropped (and by the kernel if the daemon dies).
+pub struct DaemonLock {
+    /// The open, locked file.
+    _file: File,
+}
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another daemon holds it.
+    #[error("an orch daemon is already running for {workspace} (pid {pid}, version {version}); stop it with `orch stop`")]
+    Running { workspace: String, pid: String, version: String },
+    /// I/O failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Create the socket directory with mode 0700, or check an existing one is ours and private.
+pub fn prepare_runtime_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) => return Err(std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))),
+    }
+    let meta = std::fs::metadata(dir)?;
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != uid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("socket directory {} belongs to uid {}, not to us ({})", dir.display(), meta.uid(), uid()),
+        ));
+    }
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Take the workspace lock, writing our pid and version into it.
+pub fn acquire_lock(paths: &WorkspacePaths) -> Result<DaemonLock, LockError> {
+    prepare_runtime_dir(&paths.runtime_dir).map_err(|e| LockError::Io(e.to_string()))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&paths.lock)
+        .map_err(|e| LockError::Io(format!("cannot open lock {}: {e}", paths.lock.display())))?;
+    // SAFETY: flock on a valid, open fd.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        let mut parts = text.split_whitespace();
+        return Err(LockError::Running {
+            workspace: paths.root.display().to_string(),
+            pid: parts.next().unwrap_or("unknown").to_string(),
+            version: parts.next().unwrap_or("unknown").to_string(),
+        });
+    }
+    file.set_len(0).and_then(|_| file.rewind()).map_err(|e| LockError::Io(e.to_string()))?;
+    writeln!(file, "{} {}", std::process::id(), crate::VERSION).map_err(|e| LockError::Io(e.to_string()))?;
+    file.flush().map_err(|e| LockError::Io(e.to_string()))?;
+    Ok(DaemonLock { _file: file })
+}
+
+/// Read the pid and version of the daemon holding the lock, if the lock file names one.
+pub fn lock_owner(paths: &WorkspacePaths) -> Option<(u32, String)> {
+    let text = std::fs::read_to_string(&paths.lock).ok()?;
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.to_string()))
+}
+
+/// Bind the socket (mode 0600). Call only while holding the lock: it removes a stale socket file.
+pub fn bind(paths: &WorkspacePaths) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(&paths.socket) {
+        Ok(()) => tracing::info!("removed stale socket {}", paths.socket.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // The socket is created with the umask's mode: make it 0600 from the first instant.
+    // SAFETY: umask only swaps the process mask.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(&paths.socket);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = listener.map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", paths.socket.display())))?;
+    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accept connections until `stop` turns true.
+pub async fn accept_loop(listener: UnixListener, rt: RuntimeHandle, mut stop: watch::Receiver<bool>) {
+    let me = uid();
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot read peer credentials, refusing: {e}");
+                continue;
+            }
+        };
+        if cred.uid() != me {
+            tracing::warn!(peer_uid = cred.uid(), "refused a connection from another user");
+            refuse(stream, cred.uid()).await;
+            continue;
+        }
+        let peer = format!("socket pid {}", cred.pid().map_or("?".into(), |p| p.to_string()));
+        let (r, w) = stream.into_split();
+        tokio::spawn(super::conn::serve(r, w, rt.clone(), peer));
+    }
+}
+
+async fn refuse(mut stream: tokio::net::UnixStream, peer_uid: u32) {
+    use editor_protocol::jsonrpc::{Message, Response, ResponseError};
+    use tokio::io::AsyncWriteExt;
+    let msg = Message::Response(Response {
+        id: None,
+        outcome: Err(ResponseError::new(
+            editor_protocol::errors::UNAUTHORIZED,
+            "unauthorized",
+            format!("uid {peer_uid} may not use this daemon"),
+        )),
+    });
+    let _ = stream.write_all(&editor_protocol::framing::encode(&msg.to_bytes())).await;
+}

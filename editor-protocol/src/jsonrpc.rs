@@ -1,0 +1,264 @@
+//! JSON-RPC 2.0 messages and their strict parsing.
+//!
+//! [`parse`] turns one framed body into a [`Message`], or into the error response the peer should
+//! get (-32700 for bytes that are not JSON, -32600 for JSON that is not a message), keeping the
+//! request id whenever one can be read so the peer can match the error.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::errors;
+
+/// A request id: number or string (LSP allows both).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Id {
+    /// A numeric id.
+    Num(i64),
+    /// A string id.
+    Str(String),
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Id::Num(n) => write!(f, "{n}"),
+            Id::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// A request: expects a response with the same id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The id the response must carry.
+    pub id: Id,
+    /// The method name.
+    pub method: String,
+    /// Parameters (`null` when absent).
+    pub params: Value,
+}
+
+/// A notification: no response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    /// The method name.
+    pub method: String,
+    /// Parameters (`null` when absent).
+    pub params: Value,
+}
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseError {
+    /// One of [`crate::errors`].
+    pub code: i32,
+    /// Human-readable, names the offending field or object.
+    pub message: String,
+    /// `{kind, ...}` details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ResponseError {
+    /// An error with a code and message and `data.kind`.
+    pub fn new(code: i32, kind: &str, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), data: Some(json!({ "kind": kind })) }
+    }
+
+    /// Add a key to `data`.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if let Some(Value::Object(map)) = &mut self.data {
+            map.insert(key.to_string(), value.into());
+        }
+        self
+    }
+
+    /// -32602 naming `field`.
+    pub fn invalid_params(field: &str, message: impl Into<String>) -> Self {
+        Self::new(errors::INVALID_PARAMS, "invalidParams", message).with("field", field)
+    }
+}
+
+/// A response to a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// The request's id; `None` (JSON null) when the request's id could not be read.
+    pub id: Option<Id>,
+    /// `Ok(result)` or `Err(error)`.
+    pub outcome: Result<Value, ResponseError>,
+}
+
+/// Any message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Has an id and a method.
+    Request(Request),
+    /// Has a method and no id.
+    Notification(Notification),
+    /// Has an id and a result or error.
+    Response(Response),
+}
+
+impl Message {
+    /// The JSON value of this message.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Message::Request(r) => {
+                let mut m = json!({ "jsonrpc": "2.0", "id": r.id, "method": r.method });
+                if !r.params.is_null() {
+                    m["params"] = r.params.clone();
+                }
+                m
+            }
+            Message::Notification(n) => {
+                let mut m = json!({ "jsonrpc": "2.0", "method": n.method });
+                if !n.params.is_null() {
+                    m["params"] = n.params.clone();
+                }
+                m
+            }
+            Message::Response(r) => match &r.outcome {
+                Ok(v) => json!({ "jsonrpc": "2.0", "id": r.id, "result": v }),
+                Err(e) => json!({ "jsonrpc": "2.0", "id": r.id, "error": e }),
+            },
+        }
+    }
+
+    /// Serialized body, ready for [`crate::framing::encode`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_value()).expect("a JSON value always serializes")
+    }
+}
+
+/// Why a body is not a message, with the response to send back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseFailure {
+    /// The id, when one could be read (so the peer can match the error).
+    pub id: Option<Id>,
+    /// -32700 or -32600 with a message saying what was wrong.
+    pub error: ResponseError,
+}
+
+/// Parse one framed body.
+pub fn parse(body: &[u8]) -> Result<Message, ParseFailure> {
+    let text = std::str::from_utf8(body).map_err(|e| ParseFailure {
+        id: None,
+        error: ResponseError::new(
+            errors::PARSE_ERROR,
+            "parse",
+            format!("message body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+        ),
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| ParseFailure {
+        id: None,
+        error: ResponseError::new(errors::PARSE_ERROR, "parse", format!("message body is not valid JSON: {e}")),
+    })?;
+    from_value(value)
+}
+
+fn invalid(id: Option<Id>, message: String) -> ParseFailure {
+    ParseFailure { id, error: ResponseError::new(errors::INVALID_REQUEST, "invalidRequest", message) }
+}
+
+/// Interpret a JSON value as a message.
+pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
+    let Value::Object(mut obj) = value else {
+        let what = match value {
+            Value::Array(_) => "an array (batches are not supported)",
+            _ => "not an object",
+        };
+        return Err(invalid(None, format!("message is {what}")));
+    };
+    let id = match obj.remove("id") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(v) => match serde_json::from_value::<Id>(v.clone()) {
+            Ok(Id::Num(n)) => Some(Some(Id::Num(n))),
+            Ok(Id::Str(s)) => Some(Some(Id::Str(s))),
+            Err(_) => return Err(invalid(None, format!("field id must be a number or string, got {v}"))),
+        },
+    };
+    let known_id = id.clone().flatten();
+    match obj.get("jsonrpc") {
+        Some(Value::String(v)) if v == "2.0" => {}
+        other => {
+            return Err(invalid(
+                known_id,
+                format!("field jsonrpc must be \"2.0\", got {}", other.map_or("nothing".into(), |v| v.to_string())),
+            ))
+        }
+    }
+    let params = take_params(&mut obj).map_err(|m| invalid(known_id.clone(), m))?;
+    match obj.remove("method") {
+        Some(Value::String(method)) => match id {
+            None => Ok(Message::Notification(Notification { method, params })),
+            Some(Some(id)) => Ok(Message::Request(Request { id, method, params })),
+            Some(None) => Err(invalid(None, "field id must not be null in a request".into())),
+        },
+        Some(other) => Err(invalid(known_id, format!("field method must be a string, got {other}"))),
+        None => {
+            let Some(id) = id else {
+                return Err(invalid(None, "message has neither method nor id".into()));
+            };
+            let outcome = match (obj.remove("result"), obj.remove("error")) {
+                (Some(r), None) => Ok(r),
+                (None, Some(e)) => Err(serde_json::from_value::<ResponseError>(e.clone())
+                    .map_err(|_| invalid(id.clone(), format!("field error is not an error object: {e}")))?),
+                _ => return Err(invalid(id, "a response needs exactly one of result and error".into())),
+            };
+            Ok(Message::Response(Response { id, outcome }))
+        }
+    }
+}
+
+fn take_params(obj: &mut Map<String, Value>) -> Result<Value, String> {
+    match obj.remove("params") {
+        None | Some(Value::Null) => Ok(Value::Null),
+        Some(v @ (Value::Object(_) | Value::Array(_))) => Ok(v),
+        Some(v) => Err(format!("field params must be an object or array, got {v}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(body: &str) -> String {
+        match parse(body.as_bytes()) {
+            Ok(Message::Request(r)) => format!("request {} {}", r.id, r.method),
+            Ok(Message::Notification(n)) => format!("notification {}", n.method),
+            Ok(Message::Response(r)) => format!("response {:?} {}", r.id, r.outcome.is_ok()),
+            Err(f) => format!("error {:?} {} {}", f.id, f.error.code, f.error.message),
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        let cases = [
+            (r#"{"jsonrpc":"2.0","id":1,"method":"a"}"#, "request 1 a"),
+            (r#"{"jsonrpc":"2.0","id":"x","method":"a","params":{}}"#, "request \"x\" a"),
+            (r#"{"jsonrpc":"2.0","method":"n"}"#, "notification n"),
+            (r#"{"jsonrpc":"2.0","id":3,"result":null}"#, "response Some(Num(3)) true"),
+            (r#"{"jsonrpc":"2.0","id":3,"error":{"code":1,"message":"m"}}"#, "response Some(Num(3)) false"),
+            (r#"{"id":1,"method":"a"}"#, "error Some(Num(1)) -32600 field jsonrpc must be \"2.0\", got nothing"),
+            (r#"{"jsonrpc":"2.0","id":1,"method":5}"#, "error Some(Num(1)) -32600 field method must be a string, got 5"),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"a","params":3}"#, "error Some(Num(1)) -32600 field params must be an object or array, got 3"),
+            (r#"{"jsonrpc":"2.0","id":{},"method":"a"}"#, "error None -32600 field id must be a number or string, got {}"),
+            (r#"[1]"#, "error None -32600 message is an array (batches are not supported)"),
+            (r#"{"jsonrpc":"2.0"}"#, "error None -32600 message has neither method nor id"),
+            (r#"{"#, "error None -32700 message body is not valid JSON: EOF while parsing an object at line 1 column 1"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(kind(body), want, "{body}");
+        }
+        let bad = parse(b"\xff\xfe").unwrap_err();
+        assert_eq!(bad.error.code, errors::PARSE_ERROR);
+    }
+
+    #[test]
+    fn round_trip() {
+        let m = Message::Request(Request { id: Id::Num(7), method: "orch/status".into(), params: json!({}) });
+        assert_eq!(parse(&m.to_bytes()).unwrap(), m);
+    }
+}

@@ -1,0 +1,531 @@
+//! One type per method: `Params`, `Result` and `METHOD` (rust-analyzer's lsp_ext shape).
+//!
+//! The daemon's dispatch table and the protocol reference test are both driven by [`ALL`], so a
+//! method cannot be implemented without being listed, nor listed without being implemented.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::jsonrpc::ResponseError;
+use crate::objects::{self, Agent, Decision, Event, Job, Page, Screen, Session, Task, Terminal};
+
+/// A request method of the contract.
+pub trait Method {
+    /// What the client sends.
+    type Params: DeserializeOwned + Serialize;
+    /// What the daemon answers.
+    type Result: DeserializeOwned + Serialize;
+    /// The wire name.
+    const METHOD: &'static str;
+}
+
+/// Decode `params` (JSON null counts as `{}`), naming the offending field on failure.
+pub fn parse_params<T: DeserializeOwned>(params: Value) -> Result<T, ResponseError> {
+    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+    serde_path_to_error::deserialize::<_, T>(params).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "params".to_string() } else { path };
+        let inner = e.into_inner().to_string();
+        // serde says "missing field `x`" at the parent path; name the field itself.
+        let field = match inner.strip_prefix("missing field `").and_then(|s| s.split('`').next()) {
+            Some(missing) if field == "params" => missing.to_string(),
+            Some(missing) => format!("{field}.{missing}"),
+            None => field,
+        };
+        ResponseError::invalid_params(&field, format!("invalid params: field {field}: {inner}"))
+    })
+}
+
+/// `{}`: no parameters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NoParams {}
+
+/// `{}`: an empty result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// `{id}`: a method on one object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdParams {
+    /// The object's id (or an agent's name).
+    pub id: String,
+}
+
+/// `{limit?, cursor?}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListParams {
+    /// Page size, default 100, at most 1000.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// From a previous page's `nextCursor`.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `orch/agent/spawn` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpawnParams {
+    /// A kind from the workspace configuration.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// An argv (instead of `kind`, or overriding its command).
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Unique name; default `<kind>-<n>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Working directory; default the workspace root.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// `"pty"` or `"tmux"`; default from the configuration.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Session; default the `default` session.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Width, default 120.
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// Height, default 40.
+    #[serde(default)]
+    pub rows: Option<u16>,
+}
+
+/// `orch/agent/list` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentListParams {
+    /// Only agents in this state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only agents of this session.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Continuation.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `orch/agent/send` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSendParams {
+    /// Agent id or name.
+    pub id: String,
+    /// The text to type.
+    pub text: String,
+    /// Press Enter after the text (default true).
+    #[serde(default)]
+    pub submit: Option<bool>,
+}
+
+/// `orch/agent/stop` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentStopParams {
+    /// Agent id or name.
+    pub id: String,
+    /// SIGKILL at once.
+    #[serde(default)]
+    pub force: Option<bool>,
+}
+
+/// `orch/terminal/open` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TerminalOpenParams {
+    /// The argv.
+    pub command: Vec<String>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Backend.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Width.
+    #[serde(default)]
+    pub cols: Option<u16>,
+    /// Height.
+    #[serde(default)]
+    pub rows: Option<u16>,
+}
+
+/// `orch/terminal/write` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TerminalWriteParams {
+    /// Terminal id.
+    pub id: String,
+    /// UTF-8 text, control characters included.
+    pub data: String,
+}
+
+/// `orch/terminal/resize` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TerminalResizeParams {
+    /// Terminal id.
+    pub id: String,
+    /// Width.
+    pub cols: u16,
+    /// Height.
+    pub rows: u16,
+}
+
+/// `orch/terminal/screen` and `orch/agent/screen` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreenParams {
+    /// Terminal id (agent id or name for `orch/agent/screen`).
+    pub id: String,
+    /// Lines of history above the screen.
+    #[serde(default)]
+    pub scrollback: Option<u32>,
+}
+
+/// `orch/session/create` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionCreateParams {
+    /// Unique among active sessions.
+    pub name: String,
+}
+
+/// `orch/session/list` and `orch/decision/list` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateListParams {
+    /// Only this state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Continuation.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `orch/session/close` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionCloseParams {
+    /// Session id (or name).
+    pub id: String,
+    /// Stop its agents too.
+    #[serde(default)]
+    pub stop_agents: Option<bool>,
+}
+
+/// A gate in `orch/task/create`: a configured gate's name, or an inline gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GateRef {
+    /// `[gates.<name>]` from `orch.toml`.
+    Name(String),
+    /// `{name, command, timeoutS?}`.
+    Inline(InlineGate),
+}
+
+/// An inline gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InlineGate {
+    /// Its name.
+    pub name: String,
+    /// The argv.
+    pub command: Vec<String>,
+    /// Timeout, default 900.
+    #[serde(default)]
+    pub timeout_s: Option<u64>,
+}
+
+/// `orch/task/create` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCreateParams {
+    /// Short title.
+    pub title: String,
+    /// What the agent is told.
+    pub prompt: String,
+    /// Default `normal`.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Assign and dispatch at once.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Gates run on completion.
+    #[serde(default)]
+    pub gates: Option<Vec<GateRef>>,
+    /// Default 3.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// `orch/task/list` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskListParams {
+    /// Only this state.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only this agent's tasks.
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Continuation.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `orch/task/assign` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskAssignParams {
+    /// Task id.
+    pub id: String,
+    /// Agent id or name.
+    pub agent_id: String,
+}
+
+/// `orch/task/complete` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskCompleteParams {
+    /// Task id.
+    pub id: String,
+    /// What was done.
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+/// `orch/decision/resolve` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionResolveParams {
+    /// Decision id.
+    pub id: String,
+    /// One of the decision's options.
+    pub choice: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `orch/events/subscribe` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventsSubscribeParams {
+    /// Kind prefixes (`agent.`, `task.state`); all when absent.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+    /// Subject ids; all when absent.
+    #[serde(default)]
+    pub subjects: Option<Vec<String>>,
+    /// Replay events after this seq first.
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
+/// `orch/events/subscribe` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsSubscribeResult {
+    /// For `orch/event` notifications and unsubscribe.
+    pub subscription_id: String,
+    /// The last seq at subscription time.
+    pub last_seq: u64,
+}
+
+/// `orch/events/unsubscribe` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsUnsubscribeParams {
+    /// From subscribe.
+    pub subscription_id: String,
+}
+
+/// `orch/events/query` params.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventsQueryParams {
+    /// Events after this seq.
+    #[serde(default)]
+    pub since: Option<u64>,
+    /// Kind prefixes.
+    #[serde(default)]
+    pub kinds: Option<Vec<String>>,
+    /// Subject ids.
+    #[serde(default)]
+    pub subjects: Option<Vec<String>>,
+    /// Page size.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Continuation (a seq).
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// `orch/jobs/pause|resume` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobNameParams {
+    /// The job's name.
+    pub name: String,
+}
+
+/// `orch/event` notification params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventNotification {
+    /// Which subscription.
+    pub subscription_id: String,
+    /// The event.
+    pub event: Event,
+}
+
+/// `orch/terminal/output` notification params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TerminalOutput {
+    /// Terminal id.
+    pub id: String,
+    /// The output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    /// The client fell behind: fetch the screen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync: Option<bool>,
+}
+
+/// `orch/event`.
+pub const EVENT_NOTIFICATION: &str = "orch/event";
+/// `orch/terminal/output`.
+pub const TERMINAL_OUTPUT_NOTIFICATION: &str = "orch/terminal/output";
+
+macro_rules! methods {
+    ($( $(#[$doc:meta])* $name:ident = $method:literal, $params:ty => $result:ty; )*) => {
+        $(
+            $(#[$doc])*
+            pub enum $name {}
+            impl Method for $name {
+                type Params = $params;
+                type Result = $result;
+                const METHOD: &'static str = $method;
+            }
+        )*
+        /// Every `orch/*` request method, in the order of PROTOCOL.md.
+        pub const ALL: &[&str] = &[$($method),*];
+    };
+}
+
+methods! {
+    /// Daemon status.
+    Status = "orch/status", NoParams => objects::Status;
+    /// Start an agent.
+    AgentSpawn = "orch/agent/spawn", AgentSpawnParams => Agent;
+    /// List agents.
+    AgentList = "orch/agent/list", AgentListParams => Page<Agent>;
+    /// One agent.
+    AgentGet = "orch/agent/get", IdParams => Agent;
+    /// Type text into an agent.
+    AgentSend = "orch/agent/send", AgentSendParams => Empty;
+    /// Stop an agent.
+    AgentStop = "orch/agent/stop", AgentStopParams => Agent;
+    /// Restart an agent.
+    AgentRestart = "orch/agent/restart", IdParams => Agent;
+    /// An agent's screen.
+    AgentScreen = "orch/agent/screen", ScreenParams => Screen;
+    /// Open a terminal.
+    TerminalOpen = "orch/terminal/open", TerminalOpenParams => Terminal;
+    /// List terminals.
+    TerminalList = "orch/terminal/list", ListParams => Page<Terminal>;
+    /// Write to a terminal.
+    TerminalWrite = "orch/terminal/write", TerminalWriteParams => Empty;
+    /// Resize a terminal.
+    TerminalResize = "orch/terminal/resize", TerminalResizeParams => Empty;
+    /// A terminal's screen.
+    TerminalScreen = "orch/terminal/screen", ScreenParams => Screen;
+    /// Follow a terminal's output.
+    TerminalSubscribe = "orch/terminal/subscribe", IdParams => Empty;
+    /// Stop following.
+    TerminalUnsubscribe = "orch/terminal/unsubscribe", IdParams => Empty;
+    /// Close a terminal.
+    TerminalClose = "orch/terminal/close", IdParams => Empty;
+    /// Create a session.
+    SessionCreate = "orch/session/create", SessionCreateParams => Session;
+    /// List sessions.
+    SessionList = "orch/session/list", StateListParams => Page<Session>;
+    /// Close a session.
+    SessionClose = "orch/session/close", SessionCloseParams => Session;
+    /// Create a task.
+    TaskCreate = "orch/task/create", TaskCreateParams => Task;
+    /// List tasks.
+    TaskList = "orch/task/list", TaskListParams => Page<Task>;
+    /// One task.
+    TaskGet = "orch/task/get", IdParams => Task;
+    /// Assign a task.
+    TaskAssign = "orch/task/assign", TaskAssignParams => Task;
+    /// The work is done: run gates.
+    TaskComplete = "orch/task/complete", TaskCompleteParams => Task;
+    /// Cancel a task.
+    TaskCancel = "orch/task/cancel", IdParams => Task;
+    /// List decisions.
+    DecisionList = "orch/decision/list", StateListParams => Page<Decision>;
+    /// Answer a decision.
+    DecisionResolve = "orch/decision/resolve", DecisionResolveParams => Decision;
+    /// Follow events.
+    EventsSubscribe = "orch/events/subscribe", EventsSubscribeParams => EventsSubscribeResult;
+    /// Stop following events.
+    EventsUnsubscribe = "orch/events/unsubscribe", EventsUnsubscribeParams => Empty;
+    /// Read the event log.
+    EventsQuery = "orch/events/query", EventsQueryParams => Page<Event>;
+    /// The effective configuration.
+    ConfigGet = "orch/config/get", NoParams => Value;
+    /// Re-read `orch.toml`.
+    ConfigReload = "orch/config/reload", NoParams => Value;
+    /// Scheduler jobs.
+    JobsList = "orch/jobs/list", NoParams => Vec<Job>;
+    /// Pause a job.
+    JobsPause = "orch/jobs/pause", JobNameParams => Job;
+    /// Resume a job.
+    JobsResume = "orch/jobs/resume", JobNameParams => Job;
+    /// Stop the daemon.
+    DaemonStop = "orch/daemon/stop", NoParams => Empty;
+}
+
+/// The `workspace/executeCommand` name of a method: `orch/agent/spawn` -> `orch.agent.spawn`.
+pub fn command_name(method: &str) -> String {
+    method.replace('/', ".")
+}
+
+/// The method of an `orch.<noun>.<verb>` command, if it names one.
+pub fn method_of_command(command: &str) -> Option<&'static str> {
+    ALL.iter().copied().find(|m| command_name(m) == command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn params_errors_name_the_field() {
+        let e = parse_params::<AgentSendParams>(json!({"id": "a", "text": 5})).unwrap_err();
+        assert_eq!(e.data.unwrap()["field"], "text");
+        let e = parse_params::<AgentSendParams>(json!({"text": "x"})).unwrap_err();
+        assert_eq!(e.message, "invalid params: field id: missing field `id`");
+        let e = parse_params::<TerminalResizeParams>(json!({"id": "t", "cols": -1, "rows": 2})).unwrap_err();
+        assert_eq!(e.data.unwrap()["field"], "cols");
+        let e = parse_params::<TaskCreateParams>(json!({"title": "t", "prompt": "p", "gates": [{"name": "x"}]})).unwrap_err();
+        assert_eq!(e.data.unwrap()["field"], "gates[0]");
+        assert!(parse_params::<NoParams>(Value::Null).is_ok());
+    }
+
+    #[test]
+    fn commands_map_to_methods() {
+        assert_eq!(method_of_command("orch.agent.spawn"), Some("orch/agent/spawn"));
+        assert_eq!(method_of_command("orch.nope"), None);
+    }
+}

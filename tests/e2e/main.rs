@@ -1,0 +1,15 @@
+//! Cross-component tests: a real `orch` daemon on temporary directories, real sockets, real
+//! processes in real ptys, real tmux (isolated servers) and a real headless Neovim.
+//!
+//! One integration binary; each module is one area. Protocol cases run both on the socket and
+//! through `orch lsp`.
+
+mod agents;
+mod cli;
+mod docs;
+mod durability;
+mod events;
+mod nvim;
+mod protocol;
+mod tasks;
+mod tmux;

@@ -1,0 +1,269 @@
+//! The wire contract: lifecycle, error codes, bad input, on the socket and through `orch lsp`.
+
+use orch_tests::{Daemon, Via, BOTH, WAIT};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn initialize_reports_the_contract() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.raw_client(via);
+        let r = c.ok("initialize", json!({ "processId": null, "capabilities": {} }));
+        assert_eq!(r["serverInfo"]["name"], "orch", "{via:?}");
+        assert_eq!(r["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
+        let orch = &r["capabilities"]["experimental"]["orch"];
+        assert_eq!(orch["protocolVersion"], 1);
+        assert_eq!(orch["workspace"], json!(std::fs::canonicalize(d.root()).unwrap()));
+        assert!(orch["backends"].as_array().unwrap().contains(&json!("pty")));
+        let cmds = r["capabilities"]["executeCommandProvider"]["commands"].as_array().unwrap();
+        for m in editor_protocol::methods::ALL {
+            assert!(cmds.contains(&json!(m.replace('/', "."))), "{m} missing from commands");
+        }
+        // A second initialize on the same connection is refused.
+        c.err("initialize", json!({ "capabilities": {} }), -32600);
+    }
+}
+
+#[test]
+fn requests_before_initialize_and_unknown_methods() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.raw_client(via);
+        let e = c.err("orch/status", json!({}), -32002);
+        assert!(e["message"].as_str().unwrap().contains("initialize"), "{e}");
+        c.initialize();
+        let e = c.err("orch/nope", json!({}), -32601);
+        assert!(e["message"].as_str().unwrap().contains("orch/nope"));
+        c.err("$/somethingElse", json!({}), -32601);
+        // $/ notifications are ignored, not answered.
+        c.notify("$/setTrace", json!({ "value": "off" }));
+        let s = c.ok("orch/status", json!({}));
+        assert_eq!(s["protocolVersion"], 1);
+        assert!(s["clients"].as_u64().unwrap() >= 1);
+        assert_eq!(s["backends"][0]["name"], "pty");
+    }
+}
+
+#[test]
+fn invalid_params_name_the_field() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        let e = c.err("orch/agent/send", json!({ "id": "x", "text": 5 }), -32602);
+        assert_eq!(e["data"]["field"], "text", "{e}");
+        let e = c.err("orch/terminal/resize", json!({ "id": "t-1", "cols": "wide", "rows": 2 }), -32602);
+        assert_eq!(e["data"]["field"], "cols", "{e}");
+        assert!(e["message"].as_str().unwrap().contains("cols"), "{e}");
+        let e = c.err("orch/agent/list", json!({ "limit": 5000 }), -32602);
+        assert_eq!(e["data"]["field"], "limit");
+        assert!(e["message"].as_str().unwrap().contains("5000"), "{e}");
+        let e = c.err("orch/events/subscribe", json!({ "kinds": vec!["x"; 300] }), -32005);
+        assert_eq!(e["data"]["limit"], "kinds");
+        let e = c.err("orch/agent/get", json!({ "id": "nobody" }), -32001);
+        assert_eq!(e["data"]["kind"], "agent");
+        assert_eq!(e["data"]["id"], "nobody");
+        let e = c.err("orch/agent/spawn", json!({ "kind": "nonesuch" }), -32602);
+        assert!(e["message"].as_str().unwrap().contains("nonesuch"), "{e}");
+        let e = c.err("orch/agent/spawn", json!({ "command": ["/no/such/program"] }), -32602);
+        assert!(e["message"].as_str().unwrap().contains("/no/such/program"), "{e}");
+        let e = c.err("orch/agent/spawn", json!({ "command": ["true"], "cwd": "/no/such/dir" }), -32602);
+        assert_eq!(e["data"]["field"], "cwd");
+        // The daemon keeps serving.
+        c.ok("orch/status", json!({}));
+    }
+}
+
+/// Garbage of every kind on one connection: each gets the right error, and a second client
+/// connected throughout keeps working.
+#[test]
+fn bad_input_never_hurts_another_client() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut bystander = d.client(Via::Socket);
+        let mut c = d.client(via);
+        // Invalid JSON, invalid UTF-8, wrong shapes: answered, connection kept.
+        c.send_raw(b"Content-Length: 5\r\n\r\n{oops");
+        let r = c.wait_message("parse error", WAIT, |v| v["error"]["code"] == json!(-32700));
+        assert!(r["id"].is_null());
+        c.send_raw(b"Content-Length: 4\r\n\r\n\xff\xfe\xfd\xfc");
+        let r = c.wait_message("utf-8 error", WAIT, |v| v["error"]["code"] == json!(-32700) && v["error"]["message"].as_str().unwrap().contains("UTF-8"));
+        assert!(r["id"].is_null());
+        c.send(&json!({ "jsonrpc": "2.0", "id": 77, "method": 5 }));
+        let r = c.wait_message("invalid request", WAIT, |v| v["id"] == json!(77));
+        assert_eq!(r["error"]["code"], -32600);
+        c.send(&json!([1, 2]));
+        c.wait_message("batch refusal", WAIT, |v| v["error"]["code"] == json!(-32600) && v["error"]["message"].as_str().unwrap().contains("array"));
+        c.send(&json!({ "id": 78, "method": "orch/status" }));
+        let r = c.wait_message("missing jsonrpc", WAIT, |v| v["id"] == json!(78));
+        assert_eq!(r["error"]["code"], -32600);
+        c.ok("orch/status", json!({}));
+        bystander.ok("orch/status", json!({}));
+
+        // Unrecoverable framing: answered once, then the connection is closed.
+        for garbage in [&b"Content-Length: abc\r\n\r\n{}"[..], b"Content-Length: 99999999999\r\n\r\n", b"Nonsense\r\n\r\n"] {
+            let mut c = d.client(via);
+            c.send_raw(garbage);
+            let r = c.wait_message("framing error", WAIT, |v| v.get("error").is_some());
+            assert!([-32700, -32005].contains(&r["error"]["code"].as_i64().unwrap()), "{r}");
+            assert!(c.closed_within(Duration::from_secs(10)), "connection stays open after {garbage:?}");
+            bystander.ok("orch/status", json!({}));
+        }
+        // A truncated header, then the client goes away: nothing breaks.
+        let mut c = d.raw_client(via);
+        c.send_raw(b"Content-Len");
+        drop(c);
+        bystander.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn shutdown_and_exit_end_only_that_connection() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut other = d.client(Via::Socket);
+        let mut c = d.client(via);
+        c.ok("shutdown", json!(null));
+        c.err("orch/status", json!({}), -32600);
+        c.notify("exit", json!(null));
+        assert!(c.closed_within(Duration::from_secs(10)));
+        other.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn execute_command_maps_to_methods() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        let s = c.ok("workspace/executeCommand", json!({ "command": "orch.session.create", "arguments": [{ "name": format!("via-{via:?}") }] }));
+        assert_eq!(s["name"], format!("via-{via:?}"));
+        let st = c.ok("workspace/executeCommand", json!({ "command": "orch.status", "arguments": [] }));
+        assert!(st["pid"].as_u64().is_some());
+        let e = c.err("workspace/executeCommand", json!({ "command": "orch.bogus" }), -32602);
+        assert_eq!(e["data"]["field"], "command");
+    }
+}
+
+#[test]
+fn cancel_request_answers_cancelled() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        let agent = orch_tests::spawn(&mut c, &["bash", "-c", "trap '' TERM; sleep 30"]);
+        // A stop waits for the exit (SIGTERM is ignored, so for the grace period): cancel it.
+        let id = c.request("orch/agent/stop", json!({ "id": agent["id"] }));
+        c.notify("$/cancelRequest", json!({ "id": id }));
+        let r = c.response(id);
+        assert_eq!(r["error"]["code"], -32800, "{r}");
+        c.ok("orch/agent/stop", json!({ "id": agent["id"], "force": true }));
+    }
+}
+
+#[test]
+fn sessions_default_create_list_close() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        let list = c.ok("orch/session/list", json!({ "state": "active" }));
+        let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"default"), "{list}");
+        let name = format!("review-{via:?}");
+        let s = c.ok("orch/session/create", json!({ "name": name }));
+        assert_eq!(s["state"], "active");
+        let e = c.err("orch/session/create", json!({ "name": name }), -32602);
+        assert_eq!(e["data"]["field"], "name");
+        let closed = c.ok("orch/session/close", json!({ "id": s["id"] }));
+        assert_eq!(closed["state"], "closed");
+        assert!(closed["closedAt"].is_string());
+        c.err("orch/session/close", json!({ "id": s["id"] }), -32003);
+        let def = names.iter().position(|n| *n == "default").unwrap();
+        let e = c.err("orch/session/close", json!({ "id": list["items"][def]["id"] }), -32003);
+        assert!(e["message"].as_str().unwrap().contains("default"));
+    }
+}
+
+#[test]
+fn pagination_of_lists() {
+    let d = Daemon::started(None);
+    let mut c = d.client(Via::Socket);
+    for i in 0..7 {
+        c.ok("orch/session/create", json!({ "name": format!("s{i}") }));
+    }
+    let mut seen = Vec::new();
+    let mut cursor = serde_json::Value::Null;
+    loop {
+        let mut p = json!({ "limit": 3 });
+        if !cursor.is_null() {
+            p["cursor"] = cursor.clone();
+        }
+        let page = c.ok("orch/session/list", p);
+        seen.extend(page["items"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()));
+        cursor = page.get("nextCursor").cloned().unwrap_or(serde_json::Value::Null);
+        if cursor.is_null() {
+            break;
+        }
+    }
+    let want: Vec<String> = std::iter::once("default".to_string()).chain((0..7).map(|i| format!("s{i}"))).collect();
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn config_get_and_reload_name_file_line_and_key() {
+    let d = Daemon::started(Some("[agents.shell]\nidle_after_ms = 300\n"));
+    for via in BOTH {
+        let mut c = d.client(via);
+        let cfg = c.ok("orch/config/get", json!({}));
+        assert_eq!(cfg["agents"]["shell"]["idle_after_ms"], 300);
+        assert!(cfg["agents"]["claude"].is_object(), "built-in kinds are present");
+        std::fs::write(d.root().join("orch.toml"), "[agents.shell]\nidle_after_ms = 300\n\n[daemon]\nbackend = \"vt100\"\n").unwrap();
+        let e = c.err("orch/config/reload", json!({}), -32602);
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("orch.toml:5: daemon.backend"), "{msg}");
+        // The old configuration stays in force.
+        assert_eq!(c.ok("orch/config/get", json!({}))["agents"]["shell"]["idle_after_ms"], 300);
+        std::fs::write(d.root().join("orch.toml"), "[agents.shell]\nidle_after_ms = 700\n").unwrap();
+        let cfg = c.ok("orch/config/reload", json!({}));
+        assert_eq!(cfg["agents"]["shell"]["idle_after_ms"], 700);
+        std::fs::write(d.root().join("orch.toml"), "[agents.shell]\nidle_after_ms = 300\n").unwrap();
+        c.ok("orch/config/reload", json!({}));
+    }
+}
+
+#[test]
+fn second_daemon_refuses_and_names_the_first() {
+    let d = Daemon::started(None);
+    let pid = d.pid();
+    let (code, _, err) = d.run(&["serve"]);
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("pid {pid}")), "{err}");
+    assert!(err.contains("already running"), "{err}");
+    // The first one is untouched.
+    let mut c = d.client(Via::Socket);
+    assert_eq!(c.ok("orch/status", json!({}))["pid"], pid);
+}
+
+#[test]
+fn socket_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::started(None);
+    let sock = d.socket();
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(sock.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn daemon_stop_flushes_and_exits() {
+    let mut d = Daemon::started(None);
+    let mut c = d.client(Via::Socket);
+    let agent = orch_tests::spawn(&mut c, &["sleep", "100"]);
+    c.ok("orch/daemon/stop", json!({}));
+    let status = d.child.as_mut().unwrap().wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(!d.socket().exists(), "the socket file is removed");
+    // Started again (auto-started by the CLI): the agent was stopped, not lost.
+    let (code, out, err) = d.run(&["--json", "agent", "get", agent["id"].as_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let a: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["state"], "stopped", "{a}");
+}
