@@ -276,8 +276,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Lsp => {
-            crate::transport::forward::run(&paths).await?;
-            Ok(0)
+            let result = crate::transport::forward::run(&paths).await;
+            // tokio's stdin reader sits in a blocking read that would hold up runtime shutdown:
+            // once forwarding is over, leave at once.
+            let code = match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("orch lsp: {e:#}");
+                    1
+                }
+            };
+            std::process::exit(code);
         }
         Command::SocketPath => {
             println!("{}", paths.socket.display());

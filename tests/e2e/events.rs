@@ -50,11 +50,12 @@ fn replay_since_then_live_without_gaps_or_duplicates() {
         // Writes race with the subscription: the stream must still be exact.
         let handle = {
             let socket = d.socket();
+            let tag = format!("{via:?}");
             std::thread::spawn(move || {
                 let mut w = orch_tests::Client::socket(&socket);
                 w.initialize();
                 for i in 0..20 {
-                    w.ok("orch/session/create", json!({ "name": format!("during-{i}-{}", std::process::id()) }));
+                    w.ok("orch/session/create", json!({ "name": format!("during-{tag}-{i}") }));
                 }
                 w.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap()
             })

@@ -133,6 +133,7 @@ pub fn event(e: &StoredEvent) -> wire::Event {
         B::AgentSpawned { agent: a } => serde_json::json!({ "agent": to_value(agent(a)) }),
         B::TaskCreated { task: t } => serde_json::json!({ "task": to_value(task(t)) }),
         B::DecisionRequested { decision: d } => serde_json::json!({ "decision": to_value(decision(d)) }),
+        B::SessionCreated { session: s } => serde_json::json!({ "session": to_value(session(s, &State::default())) }),
         B::TerminalOpened { terminal: t } => serde_json::json!({ "terminal": to_value(terminal(t, None)) }),
         other => {
             let mut v = serde_json::to_value(other).expect("events serialize");
