@@ -7,7 +7,8 @@ local M = {}
 ---@class orch.Subcommand
 ---@field desc string
 ---@field usage? string arguments, for help
----@field complete? fun(lead: string, args: string[]): string[] candidates for the argument being typed (`args`: those before it)
+--- Candidates for the argument being typed; `args` are the arguments before it.
+---@field complete? fun(lead: string, args: string[]): string[]
 ---@field run? fun(args: string[], cmd: table)
 ---@field sub? table<string, orch.Subcommand> nested subcommands (`task new`)
 

@@ -40,7 +40,8 @@ function M.check()
     if ok and res.code == 0 then
       health.ok(("`%s` found: %s"):format(bin, vim.trim(res.stdout or "")))
     else
-      health.warn(("`%s` found but `--version` failed: %s"):format(bin, ok and vim.trim(res.stderr or "") or tostring(res)))
+      local why = ok and vim.trim(res.stderr or "") or tostring(res)
+      health.warn(("`%s` found but `--version` failed: %s"):format(bin, why))
     end
   end
 

@@ -220,7 +220,8 @@ function M.status()
     table.sort(by)
     local backends = {}
     for _, b in ipairs(s.backends or {}) do
-      backends[#backends + 1] = b.name .. (b.available and "" or (" (unavailable" .. (b.detail and (": " .. b.detail) or "") .. ")"))
+      local why = b.detail and b.detail ~= "" and (": " .. b.detail) or ""
+      backends[#backends + 1] = b.name .. (b.available and "" or (" (unavailable" .. why .. ")"))
     end
     local lines = {
       ("orch %s  pid %s  up %s  protocol %s"):format(
@@ -238,7 +239,8 @@ function M.status()
       "backends: " .. table.concat(backends, ", "),
     }
     if type(s.store) == "table" then
-      lines[#lines + 1] = ("store: %s (%d KiB)"):format(tostring(s.store.path), math.floor((s.store.sizeBytes or 0) / 1024))
+      local kib = math.floor((s.store.sizeBytes or 0) / 1024)
+      lines[#lines + 1] = ("store: %s (%d KiB)"):format(tostring(s.store.path), kib)
     end
     Util.info(lines)
   end)

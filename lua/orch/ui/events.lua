@@ -64,7 +64,8 @@ local function append(conn, view)
   local win = Util.buf_win(view.buf)
   local follow = not win or vim.api.nvim_win_get_cursor(win)[1] >= vim.api.nvim_buf_line_count(view.buf) - 1
   vim.bo[view.buf].modifiable = true
-  local empty = vim.api.nvim_buf_line_count(view.buf) == 1 and vim.api.nvim_buf_get_lines(view.buf, 0, 1, false)[1] == ""
+  local empty = vim.api.nvim_buf_line_count(view.buf) == 1
+    and vim.api.nvim_buf_get_lines(view.buf, 0, 1, false)[1] == ""
   vim.api.nvim_buf_set_lines(view.buf, empty and 0 or -1, -1, false, lines)
   vim.bo[view.buf].modifiable = false
   if win and follow then

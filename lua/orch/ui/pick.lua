@@ -65,7 +65,8 @@ end
 
 ---@param t table
 function M.format_task(t)
-  return ("[%s] %s%s"):format(t.state or "?", t.title or t.id, t.agentId and t.agentId ~= vim.NIL and ("  @" .. t.agentId) or "")
+  local agent = t.agentId and t.agentId ~= vim.NIL and ("  @" .. t.agentId) or ""
+  return ("[%s] %s%s"):format(t.state or "?", t.title or t.id, agent)
 end
 
 --- Pick a task.
