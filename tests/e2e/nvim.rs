@@ -131,6 +131,10 @@ impl Sandbox {
             ("ORCH_WORKSPACE".to_string(), workspace.clone()),
             ("ORCH_RUNTIME_DIR".to_string(), runtime),
             ("ORCH_STATE_DIR".to_string(), state),
+            // A home of its own: the agents' `bash -i` must not source the machine's ~/.bashrc
+            // (slow, and it may wait on locks such as pyenv's), and nothing may write to the
+            // user's home.
+            ("HOME".to_string(), mkdir("home")),
             // Keep Neovim's own state (LSP log, shada) out of the user's home.
             ("XDG_CONFIG_HOME".to_string(), mkdir("xdg/config")),
             ("XDG_DATA_HOME".to_string(), mkdir("xdg/data")),
