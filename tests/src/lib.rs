@@ -106,6 +106,8 @@ impl Daemon {
             .env("ORCH_RUNTIME_DIR", self.runtime_dir.path())
             .env("ORCH_STATE_DIR", self.state_dir.path())
             .env("ORCH_WORKSPACE", self.workspace.path())
+            // Scripted agents call `$ORCH_BIN task complete`.
+            .env("ORCH_BIN", orch_bin())
             .env_remove("ORCH_SOCKET")
             .env_remove("ORCH_AGENT_ID")
             .env_remove("ORCH_TASK_ID");

@@ -289,7 +289,8 @@ impl Runtime {
     /// `orch/task/complete`: gates run next.
     pub fn complete_task(&mut self, id: &str, summary: Option<String>) -> Result<TaskRecord, OpError> {
         let t = self.task_ref(id)?.clone();
-        if !matches!(t.state, TaskState::Running | TaskState::Assigned) {
+        // A person may also say a task is done that no agent worked on (pending).
+        if !matches!(t.state, TaskState::Running | TaskState::Assigned | TaskState::Pending) {
             return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot complete".into() });
         }
         self.emit(EventBody::TaskCompleted { id: id.into(), summary });
