@@ -85,15 +85,21 @@ impl Emulator {
             })
             .collect();
         let cursor = grid.cursor.point;
+        let title = self.title();
         ScreenSnapshot {
             lines,
             cursor_row: cursor.line.0.max(0) as u16,
             cursor_col: cursor.column.0 as u16,
             cols: grid.columns() as u16,
             rows: grid.screen_lines() as u16,
-            title: self.captured.lock().unwrap().title.clone(),
+            title,
             ansi: self.repaint(),
         }
+    }
+
+    /// The title the program set, copied out so that no lock is held while rendering.
+    fn title(&self) -> Option<String> {
+        self.captured.lock().unwrap().title.clone()
     }
 
     /// Escape sequences that bring a view (fresh, or one that fell behind and resyncs) to this
@@ -107,7 +113,11 @@ impl Emulator {
         // Undo whatever state a reused view may be in before painting: attributes, scroll
         // region, origin mode; then pick the screen buffer the program is on, and clear it.
         out.push_str("\x1b[0m\x1b[r\x1b[?6l\x1b[?7h");
-        out.push_str(if mode.contains(TermMode::ALT_SCREEN) { "\x1b[?1049h" } else { "\x1b[?1049l" });
+        out.push_str(if mode.contains(TermMode::ALT_SCREEN) {
+            "\x1b[?1049h"
+        } else {
+            "\x1b[?1049l"
+        });
         out.push_str("\x1b[H\x1b[2J");
 
         let mut pen = Pen::default();
@@ -116,7 +126,10 @@ impl Emulator {
                 out.push_str("\r\n");
             }
             let row = &grid[Line(line as i32)];
-            let end = (0..grid.columns()).rev().find(|&c| !is_blank(&row[Column(c)])).map_or(0, |c| c + 1);
+            let end = (0..grid.columns())
+                .rev()
+                .find(|&c| !is_blank(&row[Column(c)]))
+                .map_or(0, |c| c + 1);
             for col in 0..end {
                 push_cell(&mut out, &mut pen, &row[Column(col)]);
             }
@@ -136,7 +149,7 @@ impl Emulator {
         push_sgr(&mut out, &Pen::of(&cursor.template));
 
         push_modes(&mut out, mode);
-        if let Some(title) = &self.captured.lock().unwrap().title {
+        if let Some(title) = self.title() {
             let _ = write!(out, "\x1b]2;{title}\x07");
         }
         out
@@ -223,7 +236,10 @@ fn is_blank(cell: &Cell) -> bool {
     (cell.c == ' ' || cell.c == '\t')
         && cell.bg == Color::Named(NamedColor::Background)
         && !cell.flags.intersects(
-            Flags::INVERSE | Flags::ALL_UNDERLINES | Flags::STRIKEOUT | Flags::LEADING_WIDE_CHAR_SPACER,
+            Flags::INVERSE
+                | Flags::ALL_UNDERLINES
+                | Flags::STRIKEOUT
+                | Flags::LEADING_WIDE_CHAR_SPACER,
         )
         && cell.zerowidth().is_none()
 }
@@ -449,8 +465,16 @@ mod tests {
         assert!(!copy.term.mode().contains(TermMode::SHOW_CURSOR));
         for line in 0..4 {
             for col in 0..12 {
-                let (a, b) = (&source.term.grid()[Line(line)][Column(col)], &copy.term.grid()[Line(line)][Column(col)]);
-                assert_eq!((a.c, a.fg, a.bg, a.flags), (b.c, b.fg, b.bg, b.flags), "cell {line},{col}");
+                let (a, b) = (
+                    &source.term.grid()[Line(line)][Column(col)],
+                    &copy.term.grid()[Line(line)][Column(col)],
+                );
+                // A tab is repainted as the blank it shows as.
+                assert_eq!(
+                    (printable(a.c), a.fg, a.bg, a.flags),
+                    (b.c, b.fg, b.bg, b.flags),
+                    "cell {line},{col}"
+                );
             }
         }
         assert_eq!(copy.term.grid().cursor.template.fg, Color::Named(NamedColor::Green));
@@ -485,8 +509,9 @@ mod tests {
         assert_eq!(emu.snapshot(0).lines, ["0123456789", "abcde", ""]);
         emu.resize(20, 3);
         assert_eq!(emu.snapshot(0).lines, ["0123456789abcde", "", ""]);
+        // Narrower: the line wraps again, and the rows above the cursor's go to history.
         emu.resize(5, 3);
-        assert_eq!(emu.snapshot(10).lines, ["01234", "56789", "abcde"]);
+        assert_eq!(emu.snapshot(10).lines, ["01234", "56789", "abcde", "", ""]);
         assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (5, 3));
     }
 
