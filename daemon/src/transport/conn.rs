@@ -61,28 +61,55 @@ impl Outbound {
             return false;
         }
         let bytes = msg.to_bytes();
-        tracing::trace!(peer = %self.peer, dir = "out", msg = %String::from_utf8_lossy(&bytes));
+        if tracing::enabled!(tracing::Level::TRACE) {
+            tracing::trace!(peer = %self.peer, dir = "out", msg = %redacted(&bytes));
+        }
         self.tx.send(bytes).is_ok()
     }
 
     /// Queue a notification.
     pub fn notify(&self, method: &str, params: Value) -> bool {
-        self.send(&Message::Notification(Notification { method: method.into(), params }))
+        self.send(&Message::Notification(Notification {
+            method: method.into(),
+            params,
+        }))
     }
 
     /// Send a notification through the bounded output queue, waiting for room.
     pub async fn notify_output(&self, method: &str, params: Value) -> bool {
-        let bytes = Message::Notification(Notification { method: method.into(), params }).to_bytes();
+        let bytes = Message::Notification(Notification {
+            method: method.into(),
+            params,
+        })
+        .to_bytes();
         self.output_tx.send(bytes).await.is_ok()
     }
 
     /// Send a request to the client and wait for its answer, at most `timeout`.
-    pub async fn request(&self, method: &str, params: Value, timeout: Duration) -> Result<Value, ResponseError> {
-        let id = Id::Str(format!("orch-{}", self.next_id.fetch_add(1, Ordering::Relaxed)));
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, ResponseError> {
+        let id = Id::Str(format!(
+            "orch-{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        ));
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id.clone(), tx);
-        let sent = self.send(&Message::Request(Request { id: id.clone(), method: method.into(), params }));
-        let gone = || ResponseError::new(errors::INTERNAL_ERROR, "disconnected", "client disconnected");
+        let sent = self.send(&Message::Request(Request {
+            id: id.clone(),
+            method: method.into(),
+            params,
+        }));
+        let gone = || {
+            ResponseError::new(
+                errors::INTERNAL_ERROR,
+                "disconnected",
+                "client disconnected",
+            )
+        };
         if !sent {
             self.pending.lock().unwrap().remove(&id);
             return Err(gone());
@@ -95,7 +122,10 @@ impl Outbound {
                 Err(ResponseError::new(
                     errors::INTERNAL_ERROR,
                     "timeout",
-                    format!("client did not answer {method} within {}s", timeout.as_secs()),
+                    format!(
+                        "client did not answer {method} within {}s",
+                        timeout.as_secs()
+                    ),
                 ))
             }
         }
@@ -139,9 +169,19 @@ where
         next_id: Arc::new(AtomicI64::new(1)),
         peer: peer.clone().into(),
     };
-    let writer_task = tokio::spawn(write_loop(writer, rx, output_rx, out.queued.clone(), out.overloaded.clone()));
+    let writer_task = tokio::spawn(write_loop(
+        writer,
+        rx,
+        output_rx,
+        out.queued.clone(),
+        out.overloaded.clone(),
+    ));
     let conn = rt.open_connection(out.clone());
-    let mut state = ConnState { initialized: false, shutting_down: false, inflight: Arc::default() };
+    let mut state = ConnState {
+        initialized: false,
+        shutting_down: false,
+        inflight: Arc::default(),
+    };
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_BODY);
     let mut buf = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, conn, "connection opened");
@@ -159,9 +199,13 @@ where
             match decoder.next_frame() {
                 Ok(None) => break,
                 Ok(Some(body)) => {
-                    tracing::trace!(%peer, dir = "in", msg = %String::from_utf8_lossy(&body));
+                    if tracing::enabled!(tracing::Level::TRACE) {
+                        tracing::trace!(%peer, dir = "in", msg = %redacted(&body));
+                    }
                     match jsonrpc::parse(&body) {
-                        Ok(Message::Request(req)) => handle_request(&rt, conn, &out, &mut state, req),
+                        Ok(Message::Request(req)) => {
+                            handle_request(&rt, conn, &out, &mut state, req)
+                        }
                         Ok(Message::Notification(n)) => {
                             if !handle_notification(&rt, conn, &out, &mut state, n) {
                                 break 'read;
@@ -170,7 +214,10 @@ where
                         Ok(Message::Response(resp)) => handle_response(&out, resp),
                         Err(failure) => {
                             tracing::warn!(%peer, "bad message: {}", failure.error.message);
-                            out.send(&Message::Response(Response { id: failure.id, outcome: Err(failure.error) }));
+                            out.send(&Message::Response(Response {
+                                id: failure.id,
+                                outcome: Err(failure.error),
+                            }));
                         }
                     }
                     if !out.is_open() {
@@ -182,11 +229,15 @@ where
                     tracing::warn!(%peer, "framing error, closing: {e}");
                     let error = match &e {
                         FrameError::TooLarge { max, .. } => {
-                            ResponseError::new(errors::LIMIT_EXCEEDED, "limit", e.to_string()).with("limit", *max as u64)
+                            ResponseError::new(errors::LIMIT_EXCEEDED, "limit", e.to_string())
+                                .with("limit", *max as u64)
                         }
                         _ => ResponseError::new(errors::PARSE_ERROR, "parse", e.to_string()),
                     };
-                    out.send(&Message::Response(Response { id: None, outcome: Err(error) }));
+                    out.send(&Message::Response(Response {
+                        id: None,
+                        outcome: Err(error),
+                    }));
                     break 'read;
                 }
             }
@@ -242,9 +293,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = writer.shutdown().await;
 }
 
-fn handle_request(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: &mut ConnState, req: Request) {
+fn handle_request(
+    rt: &RuntimeHandle,
+    conn: ConnId,
+    out: &Outbound,
+    state: &mut ConnState,
+    req: Request,
+) {
     let reply = |outcome: Result<Value, ResponseError>| {
-        out.send(&Message::Response(Response { id: Some(req.id.clone()), outcome }));
+        out.send(&Message::Response(Response {
+            id: Some(req.id.clone()),
+            outcome,
+        }));
     };
     if req.method == "initialize" {
         if state.initialized {
@@ -260,13 +320,19 @@ fn handle_request(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: &mut 
         return reply(Err(ResponseError::new(
             errors::SERVER_NOT_INITIALIZED,
             "notInitialized",
-            format!("server not initialized: send initialize before {}", req.method),
+            format!(
+                "server not initialized: send initialize before {}",
+                req.method
+            ),
         )));
     } else if state.shutting_down {
         return reply(Err(ResponseError::new(
             errors::INVALID_REQUEST,
             "shuttingDown",
-            format!("connection is shutting down: {} refused after shutdown", req.method),
+            format!(
+                "connection is shutting down: {} refused after shutdown",
+                req.method
+            ),
         )));
     } else if req.method == "shutdown" {
         state.shutting_down = true;
@@ -288,29 +354,50 @@ fn handle_request(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: &mut 
     let mut map = state.inflight.lock().unwrap();
     let handle = tokio::spawn(async move {
         let outcome = rx.await.unwrap_or_else(|_| {
-            Err(ResponseError::new(errors::INTERNAL_ERROR, "internal", "the daemon is shutting down"))
+            Err(ResponseError::new(
+                errors::INTERNAL_ERROR,
+                "internal",
+                "the daemon is shutting down",
+            ))
         });
         if inflight.lock().unwrap().remove(&id2).is_some() {
-            out2.send(&Message::Response(Response { id: Some(id2), outcome }));
+            out2.send(&Message::Response(Response {
+                id: Some(id2),
+                outcome,
+            }));
         }
     });
     map.insert(id, handle.abort_handle());
 }
 
 /// Returns false when the connection should close (`exit`).
-fn handle_notification(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: &mut ConnState, n: Notification) -> bool {
+fn handle_notification(
+    rt: &RuntimeHandle,
+    conn: ConnId,
+    out: &Outbound,
+    state: &mut ConnState,
+    n: Notification,
+) -> bool {
     match n.method.as_str() {
         "exit" => return false,
         "initialized" => {}
         "$/cancelRequest" => {
-            let Some(id) = n.params.get("id").and_then(|v| serde_json::from_value::<Id>(v.clone()).ok()) else {
+            let Some(id) = n
+                .params
+                .get("id")
+                .and_then(|v| serde_json::from_value::<Id>(v.clone()).ok())
+            else {
                 return true;
             };
             if let Some(h) = state.inflight.lock().unwrap().remove(&id) {
                 h.abort();
                 out.send(&Message::Response(Response {
                     id: Some(id.clone()),
-                    outcome: Err(ResponseError::new(errors::REQUEST_CANCELLED, "cancelled", format!("request {id} was cancelled"))),
+                    outcome: Err(ResponseError::new(
+                        errors::REQUEST_CANCELLED,
+                        "cancelled",
+                        format!("request {id} was cancelled"),
+                    )),
                 }));
             }
         }
@@ -323,7 +410,10 @@ fn handle_notification(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: 
             let out = out.clone();
             tokio::spawn(async move {
                 if let Ok(Err(e)) = rx.await {
-                    out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: {}", n.method, e.message) }));
+                    out.notify(
+                        "window/logMessage",
+                        json!({ "type": 1, "message": format!("{}: {}", n.method, e.message) }),
+                    );
                 }
             });
         }
@@ -331,9 +421,51 @@ fn handle_notification(rt: &RuntimeHandle, conn: ConnId, out: &Outbound, state: 
     true
 }
 
+/// A message for the trace log, with environment values replaced: logs never carry them.
+fn redacted(body: &[u8]) -> String {
+    fn scrub(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if k == "env" {
+                        if let Value::Object(env) = v {
+                            for val in env.values_mut() {
+                                *val = Value::String("<redacted>".into());
+                            }
+                        }
+                    } else {
+                        scrub(v);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut v) if body.windows(5).any(|w| w == b"\"env\"") => {
+            scrub(&mut v);
+            v.to_string()
+        }
+        _ => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
 fn handle_response(out: &Outbound, resp: Response) {
     let Some(id) = resp.id else { return };
     if let Some(tx) = out.pending.lock().unwrap().remove(&id) {
         let _ = tx.send(resp.outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trace_log_never_shows_environment_values() {
+        let body =
+            br#"{"method":"orch/agent/spawn","params":{"command":["x"],"env":{"TOKEN":"s3cret"}}}"#;
+        let logged = super::redacted(body);
+        assert!(!logged.contains("s3cret"), "{logged}");
+        assert!(logged.contains("TOKEN"), "{logged}");
     }
 }
