@@ -315,7 +315,8 @@ function M.tasks()
         conn:request("orch/task/" .. action, { id = task.id }, function(err, t)
           if err then
             Util.error(Util.err_message(err))
-          else
+          elseif not vim.tbl_contains({ "done", "failed", "escalated" }, t.state) then
+            -- Those outcomes are notified from their task.state event already.
             Util.info(("task %s: %s"):format(t.title or task.title, t.state or action))
           end
         end)

@@ -41,6 +41,11 @@ fn nvim_decisions() {
 }
 
 #[test]
+fn nvim_tasks() {
+    run_scenario("tasks");
+}
+
+#[test]
 fn nvim_reconnect() {
     run_scenario("reconnect");
 }
