@@ -214,10 +214,19 @@ function M.open(conn)
         end)
       end
     end)
+    -- Ages change without events: redraw every few seconds while the list is visible.
+    local timer = assert(vim.uv.new_timer())
+    timer:start(5000, 5000, vim.schedule_wrap(function()
+      if vim.api.nvim_buf_is_valid(buf) and Util.buf_win(buf) then
+        M.render(view)
+      end
+    end))
     vim.api.nvim_create_autocmd("BufWipeout", {
       buffer = buf,
       once = true,
       callback = function()
+        timer:stop()
+        timer:close()
         view.unsubscribe()
         if M.views[conn.root] == view then
           M.views[conn.root] = nil
