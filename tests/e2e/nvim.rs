@@ -8,7 +8,7 @@
 //!
 //! Neovim is `$ORCH_NVIM`, else `nvim` on `PATH`. Without it the tests are skipped, except on CI
 //! (`CI=true`), where a missing Neovim is a failure. The binary under test is `$ORCH_BIN`, else
-//! `target/debug/orch` of this workspace.
+//! the workspace's `target/<profile>/orch` (build it first: `cargo build -p orch`).
 
 use std::env;
 use std::fs::{self, File};
@@ -61,21 +61,20 @@ fn repo_root() -> PathBuf {
     manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
-/// The `orch` binary under test.
+/// The `orch` binary under test: `$ORCH_BIN`, else `orch` in the profile directory of this test
+/// executable (`target/<profile>/deps/e2e-*` -> `target/<profile>/orch`), else
+/// `target/debug/orch` of this workspace.
 fn orch_bin() -> PathBuf {
     if let Some(bin) = env::var_os("ORCH_BIN").filter(|s| !s.is_empty()) {
         return PathBuf::from(bin);
     }
-    let target = env::var_os("CARGO_TARGET_DIR")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"));
-    let target = if target.is_relative() {
-        repo_root().join(target)
-    } else {
-        target
-    };
-    target.join("debug").join("orch")
+    let beside = env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("orch")));
+    match beside {
+        Some(bin) if is_executable(&bin) => bin,
+        _ => repo_root().join("target").join("debug").join("orch"),
+    }
 }
 
 /// Neovim: `$ORCH_NVIM`, else the first executable `nvim` on `PATH`.
@@ -217,7 +216,7 @@ fn nvim_version(nvim: &Path) -> Option<(u32, u32)> {
 
 /// Skip (or, on CI, fail) when no usable Neovim exists.
 fn missing_nvim(name: &str, why: &str) {
-    if env::var("CI").map(|v| v == "true").unwrap_or(false) {
+    if env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("{why}; CI=true requires Neovim >= 0.11 (set ORCH_NVIM or put nvim on PATH)");
     }
     eprintln!("skipping Neovim scenario {name}: {why} (set ORCH_NVIM or put nvim >= 0.11 on PATH)");
