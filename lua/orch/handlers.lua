@@ -257,11 +257,21 @@ function M.prompt(w)
     end,
   }, function(choice)
     M.asking[w.key] = nil
-    if choice then
+    if not choice then
+      -- Dismissed: the request stays open; `:Orch decide` can still answer the decision.
+      return
+    end
+    local open = vim.iter(M.waiting):any(function(x)
+      return x.key == w.key and not x.done
+    end)
+    if open then
       -- The first answer from any client wins; a stale one is ignored by the daemon.
       M.answer(w.key, { title = choice.title })
+    else
+      local d = w.decision_id and w.conn.state.decisions[w.decision_id]
+      local by = d and d.choice and (": " .. tostring(d.choice)) or ""
+      Util.warn(("decision \"%s\" was already answered elsewhere%s"):format(prompt or "?", by))
     end
-    -- Dismissed: the request stays open; `:Orch decide` can still answer the decision.
   end)
 end
 

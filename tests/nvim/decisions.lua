@@ -1,6 +1,7 @@
 -- Scenario: an agent whose screen matches a waiting pattern raises a decision; the decision
 -- reaches vim.ui.select (stubbed here to capture the prompt and pick an option), and the answer
--- resolves it for every client. An agent that fails is notified.
+-- resolves it for every client; when another client answers first, a late answer here changes
+-- nothing and says so. An agent that fails is notified.
 local H = dofile(os.getenv("ORCH_REPO") .. "/tests/nvim/helpers.lua")
 H.init()
 
@@ -113,6 +114,46 @@ H.run(function()
   end, function()
     return vim.inspect(H.call("orch/agent/screen", { id = agent.id }))
   end)
+
+  -- First answer from any client wins: the CLI answers while our prompt is still open.
+  local held
+  vim.ui.select = function(items, opts, on_choice)
+    held = { items = items, opts = opts, on_choice = on_choice }
+  end
+  vim.cmd("Orch spawn asker")
+  local second
+  H.wait("a second asker is spawned", 30000, function()
+    second = vim.iter(conn.state:agent_list()):find(function(a)
+      return a.id ~= agent.id and a.kind == "asker"
+    end)
+    return second ~= nil
+  end, H.notes_text)
+  H.wait("its decision is prompted", 20000, function()
+    return held ~= nil and held.opts.kind == "orch.decision"
+  end)
+  local pending = second and H.call("orch/decision/list", { state = "pending" })
+  local d2 = pending and vim.iter(pending.items or {}):find(function(d)
+    return type(d.source) == "table" and d.source.id == second.id
+  end)
+  H.check("the second decision is pending", d2 ~= nil, vim.inspect(pending))
+  if d2 and held then
+    local other = d2.options[#d2.options]
+    local res, cerr = H.call("orch/decision/resolve", { id = d2.id, choice = other })
+    H.check("another client answers first", res and res.state == "resolved", cerr or vim.inspect(res))
+    H.wait("the resolution reaches the plugin", 10000, function()
+      return conn.state.decisions[d2.id] and conn.state.decisions[d2.id].state == "resolved"
+    end)
+    held.on_choice(held.items[1])
+    H.wait("a late answer here says the decision was answered elsewhere", 5000, function()
+      return H.note("already answered elsewhere: " .. other)
+    end, H.notes_text)
+    local after = H.call("orch/decision/list", {})
+    local d = after and vim.iter(after.items or {}):find(function(x)
+      return x.id == d2.id
+    end)
+    H.check("the first answer stands", d and d.choice == other, vim.inspect(d))
+    H.check("no decision request is left waiting here", #require("orch.handlers").pending() == 0)
+  end
 
   -- :Orch decide with nothing pending says so.
   vim.cmd("Orch decide")
