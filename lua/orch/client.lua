@@ -54,7 +54,9 @@ function M.root()
     -- Nested: the markers have equal priority, the nearest directory holding any of them wins.
     root = vim.fs.root(vim.fn.getcwd(), { Config.root_markers }) or vim.fn.getcwd()
   end
-  return vim.fs.normalize(vim.fn.fnamemodify(root, ":p")):gsub("(.)/$", "%1")
+  -- Canonical, as the daemon keys its workspaces: one connection per real directory.
+  root = vim.uv.fs_realpath(vim.fn.fnamemodify(root, ":p")) or vim.fn.fnamemodify(root, ":p")
+  return (vim.fs.normalize(root):gsub("(.)/$", "%1"))
 end
 
 --- The environment for `orch` processes serving `root`.
@@ -131,8 +133,8 @@ function Conn:start()
   self.stopping = false
   local cmd = Config.cmd
   if vim.fn.executable(cmd[1]) ~= 1 then
-    self:_fail_all(("orch: cannot start the daemon connection: `%s` is not executable (option 'cmd')"):format(cmd[1]))
-    Util.error(("`%s` is not executable: install orch or set the option 'cmd'"):format(cmd[1]))
+    -- Each waiting request reports this to whoever made it.
+    self:_fail_all(("orch: `%s` is not executable: install orch or set the option 'cmd'"):format(cmd[1]))
     return
   end
   local Handlers = require("orch.handlers")
@@ -282,7 +284,8 @@ function Conn:_schedule_reconnect()
   end
   self.attempts = self.attempts + 1
   if r.max_attempts > 0 and self.attempts > r.max_attempts then
-    Util.error(("gave up reconnecting to the daemon of %s after %d attempts"):format(self.root, r.max_attempts))
+    self.attempts = 0
+    Util.error(("cannot reach the daemon of %s (see :checkhealth orch and :LspLog)"):format(self.root))
     return
   end
   local delay = math.min(r.max_ms, r.initial_ms * 2 ^ (self.attempts - 1))

@@ -33,7 +33,8 @@ local defaults = {
     enabled = true,
     initial_ms = 250, -- first delay
     max_ms = 10000, -- ceiling of the delay
-    max_attempts = 0, -- give up after this many failed attempts in a row; 0: never give up
+    -- Give up after this many failed attempts in a row (0: never); the next command tries again.
+    max_attempts = 8,
   },
   --- Notifications that matter, through `vim.notify` with a title. A level of `false` silences one.
   notify = {

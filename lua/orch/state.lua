@@ -204,6 +204,8 @@ function State:apply(ev)
     elseif self.tasks[ev.subject] and type(data) == "table" and data.state then
       self.tasks[ev.subject].state = data.state
     end
+  elseif kind == "config.reloaded" then
+    self.kinds = nil -- completion asks again
   elseif vim.startswith(kind, "decision.") then
     local d = object(data, "decision")
     if d and d.options then
