@@ -98,10 +98,12 @@ function M.on_event(conn, params)
   if ev.kind == "decision.resolved" then
     M.stale(ev.subject)
   end
+  local history = state:is_history(ev)
   local fresh = ev.kind == "agent.spawned" or ev.kind == "agent.restarted" or ev.kind == "agent.adopted"
-  if vim.startswith(ev.kind or "", "agent.") and ev.subject and (fresh or not state.agents[ev.subject]) then
+  if not history and vim.startswith(ev.kind or "", "agent.") and (fresh or not state.agents[ev.subject]) then
     -- Event data carries the daemon's record, not the wire Agent: fetch the Agent itself (also
-    -- for an agent we have not seen yet, spawned by another client before our list).
+    -- for an agent we have not seen yet, spawned by another client before our list). History
+    -- needs no fetch: the agent list that follows the subscription has every agent.
     conn:request("orch/agent/get", { id = ev.subject }, function(err, agent)
       if err or type(agent) ~= "table" then
         return
@@ -113,7 +115,7 @@ function M.on_event(conn, params)
       end
     end)
   end
-  if not state:is_history(ev) then
+  if not history then
     M.notify_event(conn, ev)
     local Term = package.loaded["orch.ui.term"]
     local s = type(ev.data) == "table" and ev.data.state
@@ -149,9 +151,6 @@ function M.notify_event(conn, ev)
     local name = agent_name(conn, ev.subject)
     local why = data.evidence and (" (" .. tostring(data.evidence) .. ")") or ""
     local agent = conn.state.agents[ev.subject]
-    if data.exitCode ~= nil and agent then
-      agent.exitCode = data.exitCode
-    end
     if data.state == "waiting" then
       say("waiting", ("%s is waiting for you%s"):format(name, why))
     elseif data.state == "failed" then

@@ -14,6 +14,7 @@ local M = {}
 ---@field buf integer
 ---@field chan integer the nvim_open_term channel
 ---@field ready boolean the screen was painted: output from now on is news
+---@field painted? boolean painted at least once: a repaint clears first
 ---@field queue string[] keystrokes waiting to be written
 ---@field writing boolean a write is in flight
 ---@field size? {cols: integer, rows: integer} last size sent
@@ -69,7 +70,10 @@ function M.resize(conn, term)
   if not win then
     return
   end
-  local cols, rows = vim.api.nvim_win_get_width(win), vim.api.nvim_win_get_height(win)
+  -- The terminal gets the text area: the window less its number/sign columns.
+  local info = vim.fn.getwininfo(win)[1]
+  local cols = vim.api.nvim_win_get_width(win) - (info and info.textoff or 0)
+  local rows = vim.api.nvim_win_get_height(win)
   if term.size and term.size.cols == cols and term.size.rows == rows then
     return
   end
