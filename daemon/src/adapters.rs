@@ -3,10 +3,11 @@
 //!
 //! Only this module names sled, portable-pty, alacritty_terminal or tmux.
 
-pub mod fanout;
-pub mod sled_store;
 pub mod emulator;
+pub mod fanout;
 pub mod pty;
+pub mod sled_store;
+pub mod tmux;
 
 use std::sync::Arc;
 
@@ -14,12 +15,30 @@ use crate::config::Config;
 use crate::ports::TerminalBackend;
 use crate::transport::paths::WorkspacePaths;
 
-/// The argv that attaches this terminal to a tmux agent's window, for `orch attach`.
-pub fn tmux_attach_command(_agent: &serde_json::Value) -> Option<Vec<String>> {
-    None
+/// The tmux layout of a workspace: orch's own server (`[tmux] socket_name`, default
+/// `orch-<uid>`) with one session per workspace, named after the workspace directory plus a short
+/// hash of its path so two checkouts of one project do not share a session.
+pub fn tmux_config(paths: &WorkspacePaths, config: &Config) -> tmux::TmuxConfig {
+    let dir = paths
+        .root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "root".into());
+    let hash = crate::transport::paths::fnv1a(paths.root.as_os_str().as_encoded_bytes());
+    let mut t = tmux::TmuxConfig::new(format!("{dir}-{:06x}", hash & 0xff_ffff));
+    t.tmux = config.tmux.command.clone();
+    if !config.tmux.socket_name.is_empty() {
+        t.socket_name = config.tmux.socket_name.clone();
+    }
+    t
 }
 
-/// The tmux backend for this workspace, if this build has one.
-pub fn tmux_backend(_paths: &WorkspacePaths, _config: &Config) -> Option<Arc<dyn TerminalBackend>> {
-    None
+/// The argv that shows a person the tmux window of pane `handle`, for `orch attach`.
+pub fn tmux_attach_command(paths: &WorkspacePaths, config: &Config, handle: &str) -> Vec<String> {
+    tmux_config(paths, config).attach_argv(handle)
+}
+
+/// The tmux backend for this workspace.
+pub fn tmux_backend(paths: &WorkspacePaths, config: &Config) -> Option<Arc<dyn TerminalBackend>> {
+    Some(Arc::new(tmux::TmuxBackend::new(tmux_config(paths, config))))
 }

@@ -15,7 +15,11 @@ use crate::transport::client::{CallError, Client};
 use crate::transport::paths::WorkspacePaths;
 
 #[derive(Parser)]
-#[command(name = "orch", version, about = "Run and watch AI coding agents in terminals, per workspace")]
+#[command(
+    name = "orch",
+    version,
+    about = "Run and watch AI coding agents in terminals, per workspace"
+)]
 struct Cli {
     /// Workspace root (default: $ORCH_WORKSPACE, else the nearest directory upwards with an
     /// orch.toml or .git, else the current directory).
@@ -234,9 +238,18 @@ pub fn main() -> i32 {
         Command::Serve { .. } => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("orch: cannot start the async runtime: {e}");
@@ -317,7 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let mut c = Client::connect_or_start(&paths).await?;
             c.initialize(json!({})).await?;
             let json_out = cli.json;
-            command(&mut c, cmd, json_out).await
+            command(&mut c, cmd, json_out, &paths).await
         }
     }
 }
@@ -333,7 +346,12 @@ fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-async fn command(c: &mut Client, cmd: Command, json_out: bool) -> anyhow::Result<i32> {
+async fn command(
+    c: &mut Client,
+    cmd: Command,
+    json_out: bool,
+    paths: &WorkspacePaths,
+) -> anyhow::Result<i32> {
     match cmd {
         Command::Status => {
             let s = call(c, "orch/status", json!({})).await?;
@@ -345,34 +363,70 @@ async fn command(c: &mut Client, cmd: Command, json_out: bool) -> anyhow::Result
         }
         Command::Call { method, params } => {
             let params: Value = match params {
-                Some(p) => serde_json::from_str(&p).with_context(|| format!("params are not valid JSON: {p}"))?,
+                Some(p) => serde_json::from_str(&p)
+                    .with_context(|| format!("params are not valid JSON: {p}"))?,
                 None => json!({}),
             };
             print_json(&call(c, &method, params).await?);
         }
-        Command::Events { since, follow, kind, subject } => return events(c, since, follow, kind, subject, json_out).await,
+        Command::Events {
+            since,
+            follow,
+            kind,
+            subject,
+        } => return events(c, since, follow, kind, subject, json_out).await,
         Command::Agent(a) => return agent(c, a, json_out).await,
-        Command::Attach { agent } => return attach(c, &agent).await,
+        Command::Attach { agent } => return attach(c, &agent, paths).await,
         Command::Task(t) => return task(c, t, json_out).await,
         Command::Decision(d) => return decision(c, d, json_out).await,
         Command::Wait { task, timeout } => return wait(c, &task, timeout, json_out).await,
-        Command::Serve { .. } | Command::Lsp | Command::SocketPath | Command::Stop => unreachable!("handled before connecting"),
+        Command::Serve { .. } | Command::Lsp | Command::SocketPath | Command::Stop => {
+            unreachable!("handled before connecting")
+        }
     }
     Ok(0)
 }
 
 fn print_status(s: &Value) {
-    let by_state: Vec<String> = s["agents"]["byState"].as_object().map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect()).unwrap_or_default();
+    let by_state: Vec<String> = s["agents"]["byState"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{v} {k}")).collect())
+        .unwrap_or_default();
     println!("workspace  {}", s["workspace"].as_str().unwrap_or(""));
-    println!("daemon     pid {}, version {}, up {}", s["pid"], s["version"].as_str().unwrap_or(""), human_duration(s["uptimeMs"].as_u64().unwrap_or(0) / 1000));
-    println!("agents     {} total{}", s["agents"]["total"], if by_state.is_empty() { String::new() } else { format!(" ({})", by_state.join(", ")) });
+    println!(
+        "daemon     pid {}, version {}, up {}",
+        s["pid"],
+        s["version"].as_str().unwrap_or(""),
+        human_duration(s["uptimeMs"].as_u64().unwrap_or(0) / 1000)
+    );
+    println!(
+        "agents     {} total{}",
+        s["agents"]["total"],
+        if by_state.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_state.join(", "))
+        }
+    );
     println!("clients    {}", s["clients"]);
     println!("events     last seq {}", s["lastSeq"]);
     for b in s["backends"].as_array().into_iter().flatten() {
-        let mark = if b["available"].as_bool() == Some(true) { "available" } else { "unavailable" };
-        println!("backend    {} {mark} ({})", b["name"].as_str().unwrap_or(""), b["detail"].as_str().unwrap_or(""));
+        let mark = if b["available"].as_bool() == Some(true) {
+            "available"
+        } else {
+            "unavailable"
+        };
+        println!(
+            "backend    {} {mark} ({})",
+            b["name"].as_str().unwrap_or(""),
+            b["detail"].as_str().unwrap_or("")
+        );
     }
-    println!("store      {} ({} bytes)", s["store"]["path"].as_str().unwrap_or(""), s["store"]["sizeBytes"]);
+    println!(
+        "store      {} ({} bytes)",
+        s["store"]["path"].as_str().unwrap_or(""),
+        s["store"]["sizeBytes"]
+    );
 }
 
 fn human_duration(secs: u64) -> String {
@@ -385,7 +439,9 @@ fn human_duration(secs: u64) -> String {
 }
 
 fn age(t: &Value) -> String {
-    let Some(then) = t.as_str().and_then(clock::parse_rfc3339_secs) else { return "?".into() };
+    let Some(then) = t.as_str().and_then(clock::parse_rfc3339_secs) else {
+        return "?".into();
+    };
     let now = clock::parse_rfc3339_secs(&clock::now_rfc3339()).unwrap_or(then);
     human_duration((now - then).max(0) as u64)
 }
@@ -399,7 +455,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
@@ -418,8 +478,24 @@ fn s(v: &Value) -> String {
 
 fn agent_rows(items: &[Value]) {
     table(
-        &["ID", "NAME", "KIND", "STATE", "BACKEND", "PID", "TASK", "AGE"],
-        items.iter().map(|a| vec![s(&a["id"]), s(&a["name"]), s(&a["kind"]), s(&a["state"]), s(&a["backend"]), s(&a["pid"]), s(&a["taskId"]), age(&a["createdAt"])]).collect(),
+        &[
+            "ID", "NAME", "KIND", "STATE", "BACKEND", "PID", "TASK", "AGE",
+        ],
+        items
+            .iter()
+            .map(|a| {
+                vec![
+                    s(&a["id"]),
+                    s(&a["name"]),
+                    s(&a["kind"]),
+                    s(&a["state"]),
+                    s(&a["backend"]),
+                    s(&a["pid"]),
+                    s(&a["taskId"]),
+                    age(&a["createdAt"]),
+                ]
+            })
+            .collect(),
     );
 }
 
@@ -437,7 +513,13 @@ async fn list_all(c: &mut Client, method: &str, mut params: Value) -> anyhow::Re
 }
 
 async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<i32> {
-    let out = |v: &Value| if json_out { print_json(v) } else { agent_rows(std::slice::from_ref(v)) };
+    let out = |v: &Value| {
+        if json_out {
+            print_json(v)
+        } else {
+            agent_rows(std::slice::from_ref(v))
+        }
+    };
     match cmd {
         AgentCmd::Spawn(a) => {
             let mut p = json!({});
@@ -455,7 +537,9 @@ async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<
             if !a.env.is_empty() {
                 let mut env = serde_json::Map::new();
                 for kv in a.env {
-                    let (k, v) = kv.split_once('=').ok_or_else(|| anyhow!("--env {kv:?} is not KEY=VALUE"))?;
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| anyhow!("--env {kv:?} is not KEY=VALUE"))?;
                     env.insert(k.into(), json!(v));
                 }
                 p["env"] = Value::Object(env);
@@ -475,15 +559,34 @@ async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<
             }
         }
         AgentCmd::Get { agent } => out(&call(c, "orch/agent/get", json!({ "id": agent })).await?),
-        AgentCmd::Send { agent, text, no_submit } => {
-            call(c, "orch/agent/send", json!({ "id": agent, "text": text, "submit": !no_submit })).await?;
+        AgentCmd::Send {
+            agent,
+            text,
+            no_submit,
+        } => {
+            call(
+                c,
+                "orch/agent/send",
+                json!({ "id": agent, "text": text, "submit": !no_submit }),
+            )
+            .await?;
         }
         AgentCmd::Screen { agent, scrollback } => {
-            let screen = call(c, "orch/agent/screen", json!({ "id": agent, "scrollback": scrollback })).await?;
+            let screen = call(
+                c,
+                "orch/agent/screen",
+                json!({ "id": agent, "scrollback": scrollback }),
+            )
+            .await?;
             if json_out {
                 print_json(&screen);
             } else {
-                let mut lines: Vec<&str> = screen["lines"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let mut lines: Vec<&str> = screen["lines"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 while lines.last().is_some_and(|l| l.trim().is_empty()) {
                     lines.pop();
                 }
@@ -492,28 +595,56 @@ async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<
                 }
             }
         }
-        AgentCmd::Stop { agent, force } => out(&call(c, "orch/agent/stop", json!({ "id": agent, "force": force })).await?),
-        AgentCmd::Restart { agent } => out(&call(c, "orch/agent/restart", json!({ "id": agent })).await?),
+        AgentCmd::Stop { agent, force } => {
+            out(&call(c, "orch/agent/stop", json!({ "id": agent, "force": force })).await?)
+        }
+        AgentCmd::Restart { agent } => {
+            out(&call(c, "orch/agent/restart", json!({ "id": agent })).await?)
+        }
     }
     Ok(0)
 }
 
 fn task_rows(items: &[Value]) {
     table(
-        &["ID", "TITLE", "STATE", "PRIORITY", "AGENT", "ATTEMPTS", "DECISION", "AGE"],
+        &[
+            "ID", "TITLE", "STATE", "PRIORITY", "AGENT", "ATTEMPTS", "DECISION", "AGE",
+        ],
         items
             .iter()
             .map(|t| {
-                vec![s(&t["id"]), s(&t["title"]), s(&t["state"]), s(&t["priority"]), s(&t["agentId"]), format!("{}/{}", t["attempts"], t["maxAttempts"]), s(&t["decisionId"]), age(&t["createdAt"])]
+                vec![
+                    s(&t["id"]),
+                    s(&t["title"]),
+                    s(&t["state"]),
+                    s(&t["priority"]),
+                    s(&t["agentId"]),
+                    format!("{}/{}", t["attempts"], t["maxAttempts"]),
+                    s(&t["decisionId"]),
+                    age(&t["createdAt"]),
+                ]
             })
             .collect(),
     );
 }
 
 async fn task(c: &mut Client, cmd: TaskCmd, json_out: bool) -> anyhow::Result<i32> {
-    let out = |v: &Value| if json_out { print_json(v) } else { task_rows(std::slice::from_ref(v)) };
+    let out = |v: &Value| {
+        if json_out {
+            print_json(v)
+        } else {
+            task_rows(std::slice::from_ref(v))
+        }
+    };
     match cmd {
-        TaskCmd::New { title, prompt, agent, gates, max_attempts, priority } => {
+        TaskCmd::New {
+            title,
+            prompt,
+            agent,
+            gates,
+            max_attempts,
+            priority,
+        } => {
             let mut p = json!({ "title": title, "prompt": prompt });
             if let Some(a) = agent {
                 p["agentId"] = json!(a);
@@ -548,20 +679,38 @@ async fn task(c: &mut Client, cmd: TaskCmd, json_out: bool) -> anyhow::Result<i3
             } else {
                 task_rows(std::slice::from_ref(&t));
                 for r in t["gateResults"].as_array().into_iter().flatten() {
-                    let verdict = if r["ok"].as_bool() == Some(true) { "passed" } else { "failed" };
-                    println!("  gate {} attempt {}: {verdict} (exit {}, {} ms)", s(&r["name"]), r["attempt"], s(&r["exitCode"]), r["durationMs"]);
+                    let verdict = if r["ok"].as_bool() == Some(true) {
+                        "passed"
+                    } else {
+                        "failed"
+                    };
+                    println!(
+                        "  gate {} attempt {}: {verdict} (exit {}, {} ms)",
+                        s(&r["name"]),
+                        r["attempt"],
+                        s(&r["exitCode"]),
+                        r["durationMs"]
+                    );
                 }
             }
         }
         TaskCmd::Complete { id, summary } => {
-            let id = match id.or_else(|| std::env::var("ORCH_TASK_ID").ok().filter(|s| !s.is_empty())) {
-                Some(id) => id,
-                None => {
-                    let agent = std::env::var("ORCH_AGENT_ID").map_err(|_| anyhow!("give a task id (no ORCH_TASK_ID or ORCH_AGENT_ID in the environment)"))?;
-                    let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
-                    a["taskId"].as_str().map(String::from).ok_or_else(|| anyhow!("agent {agent} has no task"))?
-                }
-            };
+            let id =
+                match id.or_else(|| std::env::var("ORCH_TASK_ID").ok().filter(|s| !s.is_empty())) {
+                    Some(id) => id,
+                    None => {
+                        let agent = std::env::var("ORCH_AGENT_ID").map_err(|_| {
+                            anyhow!(
+                            "give a task id (no ORCH_TASK_ID or ORCH_AGENT_ID in the environment)"
+                        )
+                        })?;
+                        let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
+                        a["taskId"]
+                            .as_str()
+                            .map(String::from)
+                            .ok_or_else(|| anyhow!("agent {agent} has no task"))?
+                    }
+                };
             let mut p = json!({ "id": id });
             if let Some(sm) = summary {
                 p["summary"] = json!(sm);
@@ -580,8 +729,21 @@ async fn decision(c: &mut Client, cmd: DecisionCmd, json_out: bool) -> anyhow::R
             items
                 .iter()
                 .map(|d| {
-                    let opts: Vec<String> = d["options"].as_array().into_iter().flatten().map(s).collect();
-                    vec![s(&d["id"]), s(&d["state"]), s(&d["title"]), opts.join("/"), s(&d["choice"]), format!("{} {}", s(&d["source"]["kind"]), s(&d["source"]["id"])), age(&d["createdAt"])]
+                    let opts: Vec<String> = d["options"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(s)
+                        .collect();
+                    vec![
+                        s(&d["id"]),
+                        s(&d["state"]),
+                        s(&d["title"]),
+                        opts.join("/"),
+                        s(&d["choice"]),
+                        format!("{} {}", s(&d["source"]["kind"]), s(&d["source"]["id"])),
+                        age(&d["createdAt"]),
+                    ]
                 })
                 .collect(),
         )
@@ -592,8 +754,14 @@ async fn decision(c: &mut Client, cmd: DecisionCmd, json_out: bool) -> anyhow::R
             if let Some(st) = state {
                 p["state"] = json!(st);
             }
-            let items = list_all(c, "orch/decision/list", p).await?;
-            if json_out { print_json(&json!(items)) } else { rows(&items) }
+            let mut items = list_all(c, "orch/decision/list", p).await?;
+            // Pending first, each group in creation order.
+            items.sort_by_key(|d| d["state"] != "pending");
+            if json_out {
+                print_json(&json!(items))
+            } else {
+                rows(&items)
+            }
         }
         DecisionCmd::Resolve { id, choice, reason } => {
             let mut p = json!({ "id": id, "choice": choice });
@@ -601,7 +769,11 @@ async fn decision(c: &mut Client, cmd: DecisionCmd, json_out: bool) -> anyhow::R
                 p["reason"] = json!(r);
             }
             let d = call(c, "orch/decision/resolve", p).await?;
-            if json_out { print_json(&d) } else { rows(std::slice::from_ref(&d)) }
+            if json_out {
+                print_json(&d)
+            } else {
+                rows(std::slice::from_ref(&d))
+            }
         }
     }
     Ok(0)
@@ -613,11 +785,31 @@ fn event_line(e: &Value) -> String {
         (Some(st), Some(ev)) => format!("{} -> {} ({})", s(&data["previous"]), s(st), s(ev)),
         _ => serde_json::to_string(data).unwrap_or_default(),
     };
-    format!("{:>6}  {}  {:<20} {:<8} {}", e["seq"], s(&e["time"]), s(&e["kind"]), s(&e["subject"]), detail)
+    format!(
+        "{:>6}  {}  {:<20} {:<8} {}",
+        e["seq"],
+        s(&e["time"]),
+        s(&e["kind"]),
+        s(&e["subject"]),
+        detail
+    )
 }
 
-async fn events(c: &mut Client, since: Option<u64>, follow: bool, kinds: Vec<String>, subjects: Vec<String>, json_out: bool) -> anyhow::Result<i32> {
-    let print = |e: &Value| if json_out { println!("{}", serde_json::to_string(e).unwrap_or_default()) } else { println!("{}", event_line(e)) };
+async fn events(
+    c: &mut Client,
+    since: Option<u64>,
+    follow: bool,
+    kinds: Vec<String>,
+    subjects: Vec<String>,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let print = |e: &Value| {
+        if json_out {
+            println!("{}", serde_json::to_string(e).unwrap_or_default())
+        } else {
+            println!("{}", event_line(e))
+        }
+    };
     if follow {
         let mut p = json!({ "since": since.unwrap_or(0) });
         if !kinds.is_empty() {
@@ -654,13 +846,23 @@ async fn events(c: &mut Client, since: Option<u64>, follow: bool, kinds: Vec<Str
     }
 }
 
-async fn wait(c: &mut Client, task: &str, timeout: Option<u64>, json_out: bool) -> anyhow::Result<i32> {
+async fn wait(
+    c: &mut Client,
+    task: &str,
+    timeout: Option<u64>,
+    json_out: bool,
+) -> anyhow::Result<i32> {
     let verdict = |t: &Value| match t["state"].as_str() {
         Some("done") => Some(0),
         Some("failed" | "escalated" | "cancelled") => Some(1),
         _ => None,
     };
-    call(c, "orch/events/subscribe", json!({ "kinds": ["task."], "subjects": [task] })).await?;
+    call(
+        c,
+        "orch/events/subscribe",
+        json!({ "kinds": ["task."], "subjects": [task] }),
+    )
+    .await?;
     let t = call(c, "orch/task/get", json!({ "id": task })).await?;
     let finish = |t: &Value, code: i32| {
         if json_out {
@@ -728,17 +930,22 @@ impl Drop for RawMode {
 /// The detach key: Ctrl-].
 const DETACH: u8 = 0x1d;
 
-async fn attach(c: &mut Client, agent: &str) -> anyhow::Result<i32> {
+async fn attach(c: &mut Client, agent: &str, paths: &WorkspacePaths) -> anyhow::Result<i32> {
     let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
     if a["backend"] == "tmux" {
-        // A tmux agent is best seen in tmux itself.
-        let status = call(c, "orch/status", json!({})).await?;
-        let _ = status;
-        let tmux = crate::adapters::tmux_attach_command(&a);
-        if let Some(argv) = tmux {
-            let err = std::os::unix::process::CommandExt::exec(std::process::Command::new(&argv[0]).args(&argv[1..]));
-            bail!("cannot run {}: {err}", argv[0]);
-        }
+        // A tmux agent is best seen in tmux itself: attach to its window.
+        let terms = list_all(c, "orch/terminal/list", json!({})).await?;
+        let handle = terms
+            .iter()
+            .find(|t| t["id"] == a["terminalId"])
+            .and_then(|t| t["handle"].as_str())
+            .ok_or_else(|| anyhow!("agent {agent} has no live tmux window"))?;
+        let config = crate::config::Config::load(&paths.root)?;
+        let argv = crate::adapters::tmux_attach_command(paths, &config, handle);
+        let err = std::os::unix::process::CommandExt::exec(
+            std::process::Command::new(&argv[0]).args(&argv[1..]),
+        );
+        bail!("cannot run {}: {err}", argv[0]);
     }
     let tid = s(&a["terminalId"]);
     let screen = call(c, "orch/terminal/screen", json!({ "id": tid })).await?;
@@ -787,4 +994,3 @@ async fn attach(c: &mut Client, agent: &str) -> anyhow::Result<i32> {
     println!("\r\n[detached from {agent}; it keeps running]");
     Ok(0)
 }
-

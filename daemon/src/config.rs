@@ -70,7 +70,14 @@ pub struct DaemonConfig {
 
 impl Default for DaemonConfig {
     fn default() -> Self {
-        Self { backend: "pty".into(), snapshot_every: 1000, stop_grace_ms: 3000, cols: 120, rows: 40, scrollback: 10_000 }
+        Self {
+            backend: "pty".into(),
+            snapshot_every: 1000,
+            stop_grace_ms: 3000,
+            cols: 120,
+            rows: 40,
+            scrollback: 10_000,
+        }
     }
 }
 
@@ -86,7 +93,10 @@ pub struct TmuxConfig {
 
 impl Default for TmuxConfig {
     fn default() -> Self {
-        Self { command: vec!["tmux".into()], socket_name: String::new() }
+        Self {
+            command: vec!["tmux".into()],
+            socket_name: String::new(),
+        }
     }
 }
 
@@ -134,9 +144,15 @@ impl AgentKind {
     /// Options offered when the agent waits: configured ones, else approve/deny.
     pub fn options(&self) -> Vec<(String, String)> {
         if self.waiting_options.is_empty() {
-            vec![("approve".into(), "y\r".into()), ("deny".into(), "n\r".into())]
+            vec![
+                ("approve".into(), "y\r".into()),
+                ("deny".into(), "n\r".into()),
+            ]
         } else {
-            self.waiting_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            self.waiting_options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         }
     }
 }
@@ -168,7 +184,10 @@ pub struct TasksConfig {
 
 impl Default for TasksConfig {
     fn default() -> Self {
-        Self { max_attempts: 3, default_gates: Vec::new() }
+        Self {
+            max_attempts: 3,
+            default_gates: Vec::new(),
+        }
     }
 }
 
@@ -186,7 +205,11 @@ pub struct RetentionConfig {
 
 impl Default for RetentionConfig {
     fn default() -> Self {
-        Self { events: 100_000, output_log_bytes: 8 << 20, output_log_days: 14 }
+        Self {
+            events: 100_000,
+            output_log_bytes: 8 << 20,
+            output_log_days: 14,
+        }
     }
 }
 
@@ -212,7 +235,10 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
     let kind = |command: &[&str], patterns: &[&str], options: &[(&str, &str)]| AgentKind {
         command: command.iter().map(|s| s.to_string()).collect(),
         waiting_patterns: patterns.iter().map(|s| s.to_string()).collect(),
-        waiting_options: options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        waiting_options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..AgentKind::default()
     };
     BTreeMap::from([
@@ -221,12 +247,25 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
             "claude".into(),
             kind(
                 &["claude"],
-                &[r"Do you want to (proceed|make this edit|create)", r"❯ 1\. Yes"],
+                &[
+                    r"Do you want to (proceed|make this edit|create)",
+                    r"❯ 1\. Yes",
+                ],
                 &[("approve", "\r"), ("deny", "\x1b")],
             ),
         ),
-        ("codex".into(), kind(&["codex"], &[r"Allow command\?", r"\[y/N\]"], &[])),
-        ("gemini".into(), kind(&["gemini"], &[r"Apply this change\?", r"Allow execution"], &[])),
+        (
+            "codex".into(),
+            kind(&["codex"], &[r"Allow command\?", r"\[y/N\]"], &[]),
+        ),
+        (
+            "gemini".into(),
+            kind(
+                &["gemini"],
+                &[r"Apply this change\?", r"Allow execution"],
+                &[],
+            ),
+        ),
         ("aider".into(), kind(&["aider"], &[r"\(Y\)es/\(N\)o"], &[])),
     ])
 }
@@ -270,9 +309,17 @@ impl Config {
             message,
         };
         let parsed: FileConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
             let message = e.message().to_string();
-            ConfigError { file: file.clone(), line, key: key_at_line(text, line), message }
+            ConfigError {
+                file: file.clone(),
+                line,
+                key: key_at_line(text, line),
+                message,
+            }
         })?;
         let mut agents = builtin_kinds();
         for (name, table) in parsed.agents {
@@ -284,9 +331,12 @@ impl Config {
             for (k, v) in table {
                 merged.insert(k, v);
             }
-            let kind: AgentKind = toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| err(&format!("agents.{name}"), e.message().to_string()))?;
+            let kind: AgentKind =
+                toml::Value::Table(merged)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        err(&format!("agents.{name}"), e.message().to_string())
+                    })?;
             agents.insert(name, kind);
         }
         let config = Self {
@@ -298,16 +348,24 @@ impl Config {
             tasks: parsed.tasks,
             retention: parsed.retention,
         };
-        config.validate().map_err(|(key, message)| err(&key, message))?;
+        config
+            .validate()
+            .map_err(|(key, message)| err(&key, message))?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         if !matches!(self.daemon.backend.as_str(), "pty" | "tmux") {
-            return Err(("daemon.backend".into(), format!("must be \"pty\" or \"tmux\", got {:?}", self.daemon.backend)));
+            return Err((
+                "daemon.backend".into(),
+                format!("must be \"pty\" or \"tmux\", got {:?}", self.daemon.backend),
+            ));
         }
         if self.daemon.cols == 0 || self.daemon.rows == 0 {
-            return Err(("daemon.cols".into(), "terminal size must be at least 1x1".into()));
+            return Err((
+                "daemon.cols".into(),
+                "terminal size must be at least 1x1".into(),
+            ));
         }
         if self.tmux.command.is_empty() {
             return Err(("tmux.command".into(), "must not be empty".into()));
@@ -318,12 +376,18 @@ impl Config {
             }
             for (i, p) in kind.waiting_patterns.iter().enumerate() {
                 if let Err(e) = Regex::new(p) {
-                    return Err((format!("agents.{name}.waiting_patterns"), format!("pattern {i} {p:?} is not a valid regex: {e}")));
+                    return Err((
+                        format!("agents.{name}.waiting_patterns"),
+                        format!("pattern {i} {p:?} is not a valid regex: {e}"),
+                    ));
                 }
             }
             if let Some(b) = &kind.backend {
                 if !matches!(b.as_str(), "pty" | "tmux") {
-                    return Err((format!("agents.{name}.backend"), format!("must be \"pty\" or \"tmux\", got {b:?}")));
+                    return Err((
+                        format!("agents.{name}.backend"),
+                        format!("must be \"pty\" or \"tmux\", got {b:?}"),
+                    ));
                 }
             }
         }
@@ -332,12 +396,18 @@ impl Config {
                 return Err((format!("gates.{name}.command"), "must not be empty".into()));
             }
             if gate.timeout_s == 0 {
-                return Err((format!("gates.{name}.timeout_s"), "must be at least 1".into()));
+                return Err((
+                    format!("gates.{name}.timeout_s"),
+                    "must be at least 1".into(),
+                ));
             }
         }
         for g in &self.tasks.default_gates {
             if !self.gates.contains_key(g) {
-                return Err(("tasks.default_gates".into(), format!("names gate {g:?}, which has no [gates.{g}] table")));
+                return Err((
+                    "tasks.default_gates".into(),
+                    format!("names gate {g:?}, which has no [gates.{g}] table"),
+                ));
             }
         }
         if self.tasks.max_attempts == 0 {
@@ -400,7 +470,11 @@ fn key_at_line(text: &str, line: usize) -> String {
         if i + 1 == line {
             if let Some((k, _)) = t.split_once('=') {
                 let k = k.trim();
-                return if table.is_empty() { k.to_string() } else { format!("{table}.{k}") };
+                return if table.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{table}.{k}")
+                };
             }
             return table;
         }
@@ -415,7 +489,11 @@ mod tests {
 
     fn check(text: &str, want: expect_test::Expect) {
         let got = match Config::parse(text, Path::new("/w/orch.toml")) {
-            Ok(c) => format!("ok backend={} kinds={:?}", c.daemon.backend, c.agents.keys().collect::<Vec<_>>()),
+            Ok(c) => format!(
+                "ok backend={} kinds={:?}",
+                c.daemon.backend,
+                c.agents.keys().collect::<Vec<_>>()
+            ),
             Err(e) => e.to_string(),
         };
         want.assert_eq(&got);
@@ -423,23 +501,59 @@ mod tests {
 
     #[test]
     fn defaults_and_errors() {
-        check("", expect![[r#"ok backend=pty kinds=["aider", "claude", "codex", "gemini", "shell"]"#]]);
-        check("[daemon]\nbackend = \"tmux\"\n[agents.asker]\ncommand = [\"ask\"]\n", expect![[r#"ok backend=tmux kinds=["aider", "asker", "claude", "codex", "gemini", "shell"]"#]]);
-        check("[daemon]\nbackend = \"screen\"\n", expect![[r#"/w/orch.toml:2: daemon.backend: must be "pty" or "tmux", got "screen""#]]);
-        check("[daemon]\nbakend = 1\n", expect![[r#"/w/orch.toml:2: daemon.bakend: unknown field `bakend`, expected one of `backend`, `snapshot_every`, `stop_grace_ms`, `cols`, `rows`, `scrollback`"#]]);
-        check("\n[agents.x]\ncommand = [\"a\"]\nwaiting_patterns = [\"(\"]\n", expect![[r#"/w/orch.toml:4: agents.x.waiting_patterns: pattern 0 "(" is not a valid regex: regex parse error:
+        check(
+            "",
+            expect![[r#"ok backend=pty kinds=["aider", "claude", "codex", "gemini", "shell"]"#]],
+        );
+        check(
+            "[daemon]\nbackend = \"tmux\"\n[agents.asker]\ncommand = [\"ask\"]\n",
+            expect![[
+                r#"ok backend=tmux kinds=["aider", "asker", "claude", "codex", "gemini", "shell"]"#
+            ]],
+        );
+        check(
+            "[daemon]\nbackend = \"screen\"\n",
+            expect![[r#"/w/orch.toml:2: daemon.backend: must be "pty" or "tmux", got "screen""#]],
+        );
+        check(
+            "[daemon]\nbakend = 1\n",
+            expect![[
+                r#"/w/orch.toml:2: daemon.bakend: unknown field `bakend`, expected one of `backend`, `snapshot_every`, `stop_grace_ms`, `cols`, `rows`, `scrollback`"#
+            ]],
+        );
+        check(
+            "\n[agents.x]\ncommand = [\"a\"]\nwaiting_patterns = [\"(\"]\n",
+            expect![[
+                r#"/w/orch.toml:4: agents.x.waiting_patterns: pattern 0 "(" is not a valid regex: regex parse error:
     (
     ^
-error: unclosed group"#]]);
-        check("[agents.shell]\nrestart = \"sometimes\"\n", expect![[r#"/w/orch.toml:1: agents.shell: unknown variant `sometimes`, expected one of `never`, `on-failure`, `always`"#]]);
-        check("[gates.test]\ncommand = []\n", expect![[r#"/w/orch.toml:2: gates.test.command: must not be empty"#]]);
-        check("[daemon\n", expect![[r#"/w/orch.toml:1: daemon: invalid table header
-expected `.`, `]`"#]]);
+error: unclosed group"#
+            ]],
+        );
+        check(
+            "[agents.shell]\nrestart = \"sometimes\"\n",
+            expect![[
+                r#"/w/orch.toml:1: agents.shell: unknown variant `sometimes`, expected one of `never`, `on-failure`, `always`"#
+            ]],
+        );
+        check(
+            "[gates.test]\ncommand = []\n",
+            expect![[r#"/w/orch.toml:2: gates.test.command: must not be empty"#]],
+        );
+        check(
+            "[daemon\n",
+            expect![[r#"/w/orch.toml:1: daemon: invalid table header
+expected `.`, `]`"#]],
+        );
     }
 
     #[test]
     fn user_overrides_builtin_key_by_key() {
-        let c = Config::parse("[agents.shell]\nidle_after_ms = 200\n", Path::new("orch.toml")).unwrap();
+        let c = Config::parse(
+            "[agents.shell]\nidle_after_ms = 200\n",
+            Path::new("orch.toml"),
+        )
+        .unwrap();
         let shell = &c.agents["shell"];
         assert_eq!(shell.idle_after_ms, 200);
         assert_eq!(shell.command, ["bash", "-i"]);

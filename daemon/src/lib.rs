@@ -35,9 +35,24 @@ mod tests {
     #[test]
     fn core_is_pure() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.push(dir.with_extension("rs"));
-        let forbidden = ["tokio::", "sled::", "std::fs", "std::net", "std::process", "std::thread", "SystemTime", "Instant::", "portable_pty", "alacritty_terminal", "std::io"];
+        let forbidden = [
+            "tokio::",
+            "sled::",
+            "std::fs",
+            "std::net",
+            "std::process",
+            "std::thread",
+            "SystemTime",
+            "Instant::",
+            "portable_pty",
+            "alacritty_terminal",
+            "std::io",
+        ];
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();
             for word in forbidden {

@@ -17,10 +17,16 @@ use crate::core::state::State;
 pub enum BackendError {
     /// The backend cannot be used on this machine (tmux missing, server gone).
     #[error("backend {backend} is unavailable: {detail}")]
-    Unavailable { backend: &'static str, detail: String },
+    Unavailable {
+        backend: &'static str,
+        detail: String,
+    },
     /// The backend exists but cannot do this operation.
     #[error("backend {backend} does not support {what}")]
-    Unsupported { backend: &'static str, what: &'static str },
+    Unsupported {
+        backend: &'static str,
+        what: &'static str,
+    },
     /// Starting the program failed (no such file, bad cwd, ...).
     #[error("cannot start {program}: {detail}")]
     Spawn { program: String, detail: String },
@@ -83,6 +89,12 @@ pub trait TerminalObserver: Send + Sync + 'static {
     /// The program in terminal `id` ended. `exit_code` is `None` when it died of a signal or the
     /// code could not be learned (for example a vanished tmux pane).
     fn exited(&self, id: &str, exit_code: Option<i32>);
+    /// Terminal `id` is gone without an exit status because its backend went away (a tmux
+    /// server died): its program may or may not still run somewhere, but orch lost it.
+    fn lost(&self, id: &str, why: &str) {
+        let _ = why;
+        self.exited(id, None);
+    }
 }
 
 /// One live terminal: a program, its screen and its output stream.
@@ -142,7 +154,10 @@ pub trait TerminalBackend: Send + Sync {
         observer: Arc<dyn TerminalObserver>,
     ) -> Result<Arc<dyn Terminal>, BackendError> {
         let _ = (spec, handle, observer);
-        Err(BackendError::Unsupported { backend: self.name(), what: "adopting terminals" })
+        Err(BackendError::Unsupported {
+            backend: self.name(),
+            what: "adopting terminals",
+        })
     }
 }
 
@@ -151,7 +166,11 @@ pub trait TerminalBackend: Send + Sync {
 pub enum StoreError {
     /// The store was written by a newer orch; it is never overwritten.
     #[error("store at {path} has schema version {found}, newer than this orch supports ({supported}); upgrade orch or use another ORCH_STATE_DIR")]
-    TooNew { path: String, found: u32, supported: u32 },
+    TooNew {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
     /// A record could not be decoded.
     #[error("store record {what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },

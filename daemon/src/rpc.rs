@@ -44,8 +44,22 @@ pub struct Call {
 impl Call {
     fn params<M: Method>(&mut self) -> Result<M::Params, OpError> {
         parse_params::<M::Params>(std::mem::take(&mut self.params)).map_err(|e| {
-            let field = e.data.as_ref().and_then(|d| d["field"].as_str()).unwrap_or("params").to_string();
-            OpError::Invalid { field, message: e.message.trim_start_matches("invalid params: ").splitn(2, ": ").nth(1).unwrap_or(&e.message).to_string() }
+            let field = e
+                .data
+                .as_ref()
+                .and_then(|d| d["field"].as_str())
+                .unwrap_or("params")
+                .to_string();
+            OpError::Invalid {
+                field,
+                message: e
+                    .message
+                    .trim_start_matches("invalid params: ")
+                    .splitn(2, ": ")
+                    .nth(1)
+                    .unwrap_or(&e.message)
+                    .to_string(),
+            }
         })
     }
 }
@@ -98,11 +112,26 @@ pub const TABLE: &[(&str, Handler)] = &[
 ];
 
 /// Handle one request on the loop.
-pub fn dispatch(rt: &mut Runtime, conn: ConnId, method: &str, params: Value, reply: &mut Option<Reply>) -> Result<Value, ResponseError> {
+pub fn dispatch(
+    rt: &mut Runtime,
+    conn: ConnId,
+    method: &str,
+    params: Value,
+    reply: &mut Option<Reply>,
+) -> Result<Value, ResponseError> {
     let Some((_, handler)) = TABLE.iter().find(|(name, _)| *name == method) else {
-        return Err(ResponseError::new(errors::METHOD_NOT_FOUND, "methodNotFound", format!("method not found: {method}")).with("method", method));
+        return Err(ResponseError::new(
+            errors::METHOD_NOT_FOUND,
+            "methodNotFound",
+            format!("method not found: {method}"),
+        )
+        .with("method", method));
     };
-    let mut call = Call { conn, params, reply: reply.take() };
+    let mut call = Call {
+        conn,
+        params,
+        reply: reply.take(),
+    };
     let result = handler(rt, &mut call);
     // Handlers that did not defer leave the reply for the commit.
     *reply = call.reply.take();
@@ -113,34 +142,63 @@ pub fn dispatch(rt: &mut Runtime, conn: ConnId, method: &str, params: Value, rep
 pub fn to_response_error(e: OpError) -> ResponseError {
     let message = e.to_string();
     match e {
-        OpError::Invalid { field, .. } => ResponseError::new(errors::INVALID_PARAMS, "invalidParams", message).with("field", field),
-        OpError::NotFound { kind, id } => ResponseError::new(errors::NOT_FOUND, kind, message).with("id", id),
-        OpError::Conflict { kind, id, state, .. } => {
-            ResponseError::new(errors::CONFLICT, kind, message).with("id", id).with("state", state)
+        OpError::Invalid { field, .. } => {
+            ResponseError::new(errors::INVALID_PARAMS, "invalidParams", message)
+                .with("field", field)
         }
+        OpError::NotFound { kind, id } => {
+            ResponseError::new(errors::NOT_FOUND, kind, message).with("id", id)
+        }
+        OpError::Conflict {
+            kind, id, state, ..
+        } => ResponseError::new(errors::CONFLICT, kind, message)
+            .with("id", id)
+            .with("state", state),
         OpError::BackendUnavailable { backend, .. } => {
-            ResponseError::new(errors::BACKEND_UNAVAILABLE, "backend", message).with("backend", backend)
+            ResponseError::new(errors::BACKEND_UNAVAILABLE, "backend", message)
+                .with("backend", backend)
         }
-        OpError::Limit { limit, max } => ResponseError::new(errors::LIMIT_EXCEEDED, "limit", message).with("limit", limit).with("max", max),
-        OpError::Internal(_) | OpError::Deferred => ResponseError::new(errors::INTERNAL_ERROR, "internal", message),
+        OpError::Limit { limit, max } => {
+            ResponseError::new(errors::LIMIT_EXCEEDED, "limit", message)
+                .with("limit", limit)
+                .with("max", max)
+        }
+        OpError::Internal(_) | OpError::Deferred => {
+            ResponseError::new(errors::INTERNAL_ERROR, "internal", message)
+        }
     }
 }
 
 /// Page through `items` (already in creation order) by id cursor.
-fn page<T, W: Serialize>(items: Vec<T>, id: impl Fn(&T) -> &str, limit: Option<u64>, cursor: Option<&str>, conv: impl Fn(&T) -> W) -> Result<Value, OpError> {
+fn page<T, W: Serialize>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    limit: Option<u64>,
+    cursor: Option<&str>,
+    conv: impl Fn(&T) -> W,
+) -> Result<Value, OpError> {
     let limit = check_limit(limit)? as usize;
     let after = cursor.map(ids::order_key);
-    let rest: Vec<&T> = items.iter().filter(|i| after.is_none_or(|c| ids::order_key(id(i)) > c)).collect();
+    let rest: Vec<&T> = items
+        .iter()
+        .filter(|i| after.is_none_or(|c| ids::order_key(id(i)) > c))
+        .collect();
     let taken = &rest[..rest.len().min(limit)];
     let next_cursor = (rest.len() > limit).then(|| id(taken[taken.len() - 1]).to_string());
-    ok(wire::Page { items: taken.iter().map(|t| conv(t)).collect(), next_cursor })
+    ok(wire::Page {
+        items: taken.iter().map(|t| conv(t)).collect(),
+        next_cursor,
+    })
 }
 
 fn check_limit(limit: Option<u64>) -> Result<u64, OpError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(0) => Err(OpError::invalid("limit", "must be at least 1")),
-        Some(n) if n > MAX_LIMIT => Err(OpError::invalid("limit", format!("{n} exceeds the maximum of {MAX_LIMIT}"))),
+        Some(n) if n > MAX_LIMIT => Err(OpError::invalid(
+            "limit",
+            format!("{n} exceeds the maximum of {MAX_LIMIT}"),
+        )),
         Some(n) => Ok(n),
     }
 }
@@ -161,7 +219,13 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
         c.work_done_progress = progress;
     }
     if show_message {
-        let pending: Vec<String> = rt.state.decisions.values().filter(|d| !d.resolved).map(|d| d.id.clone()).collect();
+        let pending: Vec<String> = rt
+            .state
+            .decisions
+            .values()
+            .filter(|d| !d.resolved)
+            .map(|d| d.id.clone())
+            .collect();
         for d in pending {
             rt.offer_decision(call.conn, &d);
         }
@@ -193,7 +257,10 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
         pid: std::process::id(),
         uptime_ms: rt.uptime().as_millis() as u64,
         protocol_version: editor_protocol::PROTOCOL_VERSION,
-        agents: wire::AgentCounts { total: rt.state.agents.len() as u64, by_state },
+        agents: wire::AgentCounts {
+            total: rt.state.agents.len() as u64,
+            by_state,
+        },
         clients: rt.conns.len() as u64,
         last_seq: rt.state.last_seq,
         backends: rt
@@ -201,17 +268,27 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
             .values()
             .map(|b| {
                 let p = b.probe();
-                wire::BackendInfo { name: b.name().into(), available: p.available, detail: p.detail }
+                wire::BackendInfo {
+                    name: b.name().into(),
+                    available: p.available,
+                    detail: p.detail,
+                }
             })
             .collect(),
-        store: wire::StoreInfo { path: rt.store.path().display().to_string(), size_bytes: rt.store.size_bytes() },
+        store: wire::StoreInfo {
+            path: rt.store.path().display().to_string(),
+            size_bytes: rt.store.size_bytes(),
+        },
     })
 }
 
 fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::AgentSpawn>()?;
     if p.env.as_ref().is_some_and(|e| e.len() > 256) {
-        return Err(OpError::Limit { limit: "env entries", max: 256 });
+        return Err(OpError::Limit {
+            limit: "env entries",
+            max: 256,
+        });
     }
     let a = rt.spawn_agent(SpawnArgs {
         kind: p.kind,
@@ -230,18 +307,39 @@ fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
 fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::AgentList>()?;
     let state = match &p.state {
-        Some(s) => Some(AgentState::parse(s).ok_or_else(|| OpError::invalid("state", format!("{s:?} is not an agent state")))?),
+        Some(s) => Some(
+            AgentState::parse(s)
+                .ok_or_else(|| OpError::invalid("state", format!("{s:?} is not an agent state")))?,
+        ),
         None => None,
     };
     let session = match &p.session_id {
-        Some(s) => Some(rt.state.session(s).ok_or_else(|| OpError::NotFound { kind: "session", id: s.clone() })?.id.clone()),
+        Some(s) => Some(
+            rt.state
+                .session(s)
+                .ok_or_else(|| OpError::NotFound {
+                    kind: "session",
+                    id: s.clone(),
+                })?
+                .id
+                .clone(),
+        ),
         None => None,
     };
     let items = sorted(
-        rt.state.agents.values().filter(|a| state.is_none_or(|s| a.state == s) && session.as_ref().is_none_or(|s| &a.session_id == s)),
+        rt.state.agents.values().filter(|a| {
+            state.is_none_or(|s| a.state == s)
+                && session.as_ref().is_none_or(|s| &a.session_id == s)
+        }),
         |a| &a.id,
     );
-    page(items, |a| &a.id, p.limit, p.cursor.as_deref(), |a| convert::agent(a))
+    page(
+        items,
+        |a| &a.id,
+        p.limit,
+        p.cursor.as_deref(),
+        |a| convert::agent(a),
+    )
 }
 
 fn handle_agent_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -279,22 +377,41 @@ fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Va
     const MAX_SCROLLBACK: u32 = 100_000;
     let scrollback = scrollback.unwrap_or(0);
     if scrollback > MAX_SCROLLBACK {
-        return Err(OpError::invalid("scrollback", format!("{scrollback} exceeds the maximum of {MAX_SCROLLBACK}")));
+        return Err(OpError::invalid(
+            "scrollback",
+            format!("{scrollback} exceeds the maximum of {MAX_SCROLLBACK}"),
+        ));
     }
     let rec = rt.terminal_record(terminal)?;
-    let term = rt.terminals.get(terminal).ok_or_else(|| OpError::Conflict {
-        kind: "terminal",
-        id: terminal.into(),
-        state: if rec.closed { "closed".into() } else { "gone (its process did not survive a daemon restart; see its output log)".into() },
-        what: "no screen".into(),
-    })?;
-    let s = term.screen(scrollback as usize).map_err(|e| OpError::Internal(e.to_string()))?;
+    let term = rt
+        .terminals
+        .get(terminal)
+        .ok_or_else(|| OpError::Conflict {
+            kind: "terminal",
+            id: terminal.into(),
+            state: if rec.closed {
+                "closed".into()
+            } else {
+                "gone (its process did not survive a daemon restart; see its output log)".into()
+            },
+            what: "no screen".into(),
+        })?;
+    let s = term
+        .screen(scrollback as usize)
+        .map_err(|e| OpError::Internal(e.to_string()))?;
     ok(convert::screen(s))
 }
 
 fn handle_terminal_open(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalOpen>()?;
-    let t = rt.open_terminal(p.command, p.cwd, p.env.unwrap_or_default(), p.backend, p.cols, p.rows)?;
+    let t = rt.open_terminal(
+        p.command,
+        p.cwd,
+        p.env.unwrap_or_default(),
+        p.backend,
+        p.cols,
+        p.rows,
+    )?;
     ok(convert::terminal(&t, None))
 }
 
@@ -303,12 +420,30 @@ fn handle_terminal_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
     let items = sorted(rt.state.terminals.values().filter(|t| !t.closed), |t| &t.id);
     let titles: BTreeMap<String, Option<String>> = items
         .iter()
-        .map(|t| (t.id.clone(), rt.terminals.get(&t.id).and_then(|h| h.screen(0).ok()).and_then(|s| s.title)))
+        .map(|t| {
+            (
+                t.id.clone(),
+                rt.terminals
+                    .get(&t.id)
+                    .and_then(|h| h.screen(0).ok())
+                    .and_then(|s| s.title),
+            )
+        })
         .collect();
-    page(items, |t| &t.id, p.limit, p.cursor.as_deref(), |t| convert::terminal(t, titles.get(&t.id).cloned().flatten()))
+    page(
+        items,
+        |t| &t.id,
+        p.limit,
+        p.cursor.as_deref(),
+        |t| convert::terminal(t, titles.get(&t.id).cloned().flatten()),
+    )
 }
 
-fn live_terminal(rt: &Runtime, id: &str, what: &str) -> Result<std::sync::Arc<dyn crate::ports::Terminal>, OpError> {
+fn live_terminal(
+    rt: &Runtime,
+    id: &str,
+    what: &str,
+) -> Result<std::sync::Arc<dyn crate::ports::Terminal>, OpError> {
     let rec = rt.terminal_record(id)?;
     match rt.terminals.get(id) {
         Some(t) if rec.alive => Ok(t.clone()),
@@ -325,10 +460,14 @@ fn handle_terminal_write(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpE
     let p = call.params::<m::TerminalWrite>()?;
     const MAX_WRITE: usize = 1 << 20;
     if p.data.len() > MAX_WRITE {
-        return Err(OpError::Limit { limit: "data bytes", max: MAX_WRITE as u64 });
+        return Err(OpError::Limit {
+            limit: "data bytes",
+            max: MAX_WRITE as u64,
+        });
     }
     let t = live_terminal(rt, &p.id, "cannot write")?;
-    t.write(p.data.as_bytes()).map_err(|e| OpError::Internal(e.to_string()))?;
+    t.write(p.data.as_bytes())
+        .map_err(|e| OpError::Internal(e.to_string()))?;
     ok(m::Empty {})
 }
 
@@ -336,12 +475,20 @@ fn handle_terminal_resize(rt: &mut Runtime, call: &mut Call) -> Result<Value, Op
     let p = call.params::<m::TerminalResize>()?;
     for (field, v) in [("cols", p.cols), ("rows", p.rows)] {
         if !(1..=1000).contains(&v) {
-            return Err(OpError::invalid(field, format!("{v} is out of range 1..=1000")));
+            return Err(OpError::invalid(
+                field,
+                format!("{v} is out of range 1..=1000"),
+            ));
         }
     }
     let t = live_terminal(rt, &p.id, "cannot resize")?;
-    t.resize(p.cols, p.rows).map_err(|e| OpError::Internal(e.to_string()))?;
-    rt.emit(EventBody::TerminalResized { id: p.id, cols: p.cols, rows: p.rows });
+    t.resize(p.cols, p.rows)
+        .map_err(|e| OpError::Internal(e.to_string()))?;
+    rt.emit(EventBody::TerminalResized {
+        id: p.id,
+        cols: p.cols,
+        rows: p.rows,
+    });
     ok(m::Empty {})
 }
 
@@ -354,14 +501,20 @@ fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value,
     const MAX_TERMINAL_SUBS: usize = 64;
     let p = call.params::<m::TerminalSubscribe>()?;
     // An agent's id or name is accepted too: it means the agent's current terminal.
-    let id = if rt.state.terminals.contains_key(&p.id) { p.id } else { rt.agent_ref(&p.id)?.terminal_id.clone() };
+    let id = terminal_or_agent(rt, &p.id)?;
     let term = live_terminal(rt, &id, "cannot subscribe")?;
-    let conn = rt.conns.get_mut(&call.conn).ok_or_else(|| OpError::Internal("connection is gone".into()))?;
+    let conn = rt
+        .conns
+        .get_mut(&call.conn)
+        .ok_or_else(|| OpError::Internal("connection is gone".into()))?;
     if conn.terminal_subs.contains_key(&id) {
         return ok(m::Empty {});
     }
     if conn.terminal_subs.len() >= MAX_TERMINAL_SUBS {
-        return Err(OpError::Limit { limit: "terminal subscriptions per connection", max: MAX_TERMINAL_SUBS as u64 });
+        return Err(OpError::Limit {
+            limit: "terminal subscriptions per connection",
+            max: MAX_TERMINAL_SUBS as u64,
+        });
     }
     let sub = term.subscribe();
     let out = conn.out.clone();
@@ -375,7 +528,10 @@ fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value,
                 OutputChunk::Resync => json!({ "id": tid, "resync": true }),
                 OutputChunk::Closed => break,
             };
-            if !out.notify_output(m::TERMINAL_OUTPUT_NOTIFICATION, params).await {
+            if !out
+                .notify_output(m::TERMINAL_OUTPUT_NOTIFICATION, params)
+                .await
+            {
                 break;
             }
         }
@@ -384,10 +540,28 @@ fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value,
     ok(m::Empty {})
 }
 
+/// A terminal id, or an agent's id or name meaning its current terminal.
+fn terminal_or_agent(rt: &Runtime, id: &str) -> Result<String, OpError> {
+    if rt.state.terminals.contains_key(id) {
+        return Ok(id.to_string());
+    }
+    match rt.state.agent(id) {
+        Some(a) => Ok(a.terminal_id.clone()),
+        None => Err(OpError::NotFound {
+            kind: "terminal",
+            id: id.into(),
+        }),
+    }
+}
+
 fn handle_terminal_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalUnsubscribe>()?;
-    let id = if rt.state.terminals.contains_key(&p.id) { p.id } else { rt.agent_ref(&p.id)?.terminal_id.clone() };
-    if let Some((sub, pump)) = rt.conns.get_mut(&call.conn).and_then(|c| c.terminal_subs.remove(&id)) {
+    let id = terminal_or_agent(rt, &p.id)?;
+    if let Some((sub, pump)) = rt
+        .conns
+        .get_mut(&call.conn)
+        .and_then(|c| c.terminal_subs.remove(&id))
+    {
         pump.abort();
         if let Some(t) = rt.terminals.get(&id) {
             t.unsubscribe(&sub);
@@ -400,7 +574,12 @@ fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpE
     let p = call.params::<m::TerminalClose>()?;
     let rec = rt.terminal_record(&p.id)?.clone();
     if rec.closed {
-        return Err(OpError::Conflict { kind: "terminal", id: p.id, state: "closed".into(), what: "cannot close".into() });
+        return Err(OpError::Conflict {
+            kind: "terminal",
+            id: p.id,
+            state: "closed".into(),
+            what: "cannot close".into(),
+        });
     }
     if let Some(agent) = rec.agent_id.as_ref().and_then(|a| rt.state.agents.get(a)) {
         if agent.state.is_live() && agent.terminal_id == rec.id {
@@ -422,14 +601,34 @@ fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpE
 fn handle_session_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionCreate>()?;
     if p.name.trim().is_empty() || p.name.len() > 64 {
-        return Err(OpError::invalid("name", format!("{:?} must be 1-64 characters", p.name)));
+        return Err(OpError::invalid(
+            "name",
+            format!("{:?} must be 1-64 characters", p.name),
+        ));
     }
-    if let Some(s) = rt.state.sessions.values().find(|s| s.name == p.name && !s.closed) {
-        return Err(OpError::invalid("name", format!("{:?} is already the name of active session {}", p.name, s.id)));
+    if let Some(s) = rt
+        .state
+        .sessions
+        .values()
+        .find(|s| s.name == p.name && !s.closed)
+    {
+        return Err(OpError::invalid(
+            "name",
+            format!(
+                "{:?} is already the name of active session {}",
+                p.name, s.id
+            ),
+        ));
     }
     let id = rt.new_id(ids::SESSION);
     rt.emit(EventBody::SessionCreated {
-        session: SessionRecord { id: id.clone(), name: p.name, closed: false, created_at: clock::now_rfc3339(), closed_at: None },
+        session: SessionRecord {
+            id: id.clone(),
+            name: p.name,
+            closed: false,
+            created_at: clock::now_rfc3339(),
+            closed_at: None,
+        },
     });
     ok(convert::session(&rt.state.sessions[&id], &rt.state))
 }
@@ -440,23 +639,63 @@ fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
         None => None,
         Some("active") => Some(false),
         Some("closed") => Some(true),
-        Some(s) => return Err(OpError::invalid("state", format!("{s:?} is not \"active\" or \"closed\""))),
+        Some(s) => {
+            return Err(OpError::invalid(
+                "state",
+                format!("{s:?} is not \"active\" or \"closed\""),
+            ))
+        }
     };
-    let items = sorted(rt.state.sessions.values().filter(|s| closed.is_none_or(|c| s.closed == c)), |s| &s.id);
+    let items = sorted(
+        rt.state
+            .sessions
+            .values()
+            .filter(|s| closed.is_none_or(|c| s.closed == c)),
+        |s| &s.id,
+    );
     let state = rt.state.clone();
-    page(items, |s| &s.id, p.limit, p.cursor.as_deref(), |s| convert::session(s, &state))
+    page(
+        items,
+        |s| &s.id,
+        p.limit,
+        p.cursor.as_deref(),
+        |s| convert::session(s, &state),
+    )
 }
 
 fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionClose>()?;
-    let s = rt.state.session(&p.id).cloned().ok_or_else(|| OpError::NotFound { kind: "session", id: p.id.clone() })?;
+    let s = rt
+        .state
+        .session(&p.id)
+        .cloned()
+        .ok_or_else(|| OpError::NotFound {
+            kind: "session",
+            id: p.id.clone(),
+        })?;
     if s.closed {
-        return Err(OpError::Conflict { kind: "session", id: s.id, state: "closed".into(), what: "cannot close".into() });
+        return Err(OpError::Conflict {
+            kind: "session",
+            id: s.id,
+            state: "closed".into(),
+            what: "cannot close".into(),
+        });
     }
     if s.name == crate::core::state::DEFAULT_SESSION {
-        return Err(OpError::Conflict { kind: "session", id: s.id, state: "active".into(), what: "the default session cannot be closed".into() });
+        return Err(OpError::Conflict {
+            kind: "session",
+            id: s.id,
+            state: "active".into(),
+            what: "the default session cannot be closed".into(),
+        });
     }
-    let live: Vec<String> = rt.state.agents.values().filter(|a| a.session_id == s.id && a.state.is_live()).map(|a| a.id.clone()).collect();
+    let live: Vec<String> = rt
+        .state
+        .agents
+        .values()
+        .filter(|a| a.session_id == s.id && a.state.is_live())
+        .map(|a| a.id.clone())
+        .collect();
     if !live.is_empty() && !p.stop_agents.unwrap_or(false) {
         return Err(OpError::Conflict {
             kind: "session",
@@ -466,11 +705,13 @@ fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
         });
     }
     for a in live {
-        let (_, term) = rt.agent_terminal(&a, "stop")?;
-        rt.stopping.insert(a);
-        let _ = term.signal(true);
+        // The usual stop: SIGTERM now, SIGKILL after the grace period.
+        rt.stop_agent(&a, false)?;
     }
-    rt.emit(EventBody::SessionClosed { id: s.id.clone(), at: clock::now_rfc3339() });
+    rt.emit(EventBody::SessionClosed {
+        id: s.id.clone(),
+        at: clock::now_rfc3339(),
+    });
     ok(convert::session(&rt.state.sessions[&s.id], &rt.state))
 }
 
@@ -480,18 +721,32 @@ fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
         gs.into_iter()
             .map(|g| match g {
                 m::GateRef::Name(n) => GateArg::Name(n),
-                m::GateRef::Inline(i) => GateArg::Inline(crate::core::task::GateSpec { name: i.name, command: i.command, timeout_s: i.timeout_s.unwrap_or(900) }),
+                m::GateRef::Inline(i) => GateArg::Inline(crate::core::task::GateSpec {
+                    name: i.name,
+                    command: i.command,
+                    timeout_s: i.timeout_s.unwrap_or(900),
+                }),
             })
             .collect()
     });
-    let t = rt.create_task(CreateTask { title: p.title, prompt: p.prompt, priority: p.priority, agent: p.agent_id, gates, max_attempts: p.max_attempts })?;
+    let t = rt.create_task(CreateTask {
+        title: p.title,
+        prompt: p.prompt,
+        priority: p.priority,
+        agent: p.agent_id,
+        gates,
+        max_attempts: p.max_attempts,
+    })?;
     ok(convert::task(&t))
 }
 
 fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TaskList>()?;
     let state = match &p.state {
-        Some(s) => Some(TaskState::parse(s).ok_or_else(|| OpError::invalid("state", format!("{s:?} is not a task state")))?),
+        Some(s) => Some(
+            TaskState::parse(s)
+                .ok_or_else(|| OpError::invalid("state", format!("{s:?} is not a task state")))?,
+        ),
         None => None,
     };
     let agent = match &p.agent_id {
@@ -499,10 +754,21 @@ fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError>
         None => None,
     };
     let items = sorted(
-        rt.state.tasks.values().filter(|t| state.is_none_or(|s| t.state == s) && agent.as_ref().is_none_or(|a| t.agent_id.as_ref() == Some(a))),
+        rt.state.tasks.values().filter(|t| {
+            state.is_none_or(|s| t.state == s)
+                && agent
+                    .as_ref()
+                    .is_none_or(|a| t.agent_id.as_ref() == Some(a))
+        }),
         |t| &t.id,
     );
-    page(items, |t| &t.id, p.limit, p.cursor.as_deref(), |t| convert::task(t))
+    page(
+        items,
+        |t| &t.id,
+        p.limit,
+        p.cursor.as_deref(),
+        |t| convert::task(t),
+    )
 }
 
 fn handle_task_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -531,26 +797,54 @@ fn handle_decision_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
         None => None,
         Some("pending") => Some(false),
         Some("resolved") => Some(true),
-        Some(s) => return Err(OpError::invalid("state", format!("{s:?} is not \"pending\" or \"resolved\""))),
+        Some(s) => {
+            return Err(OpError::invalid(
+                "state",
+                format!("{s:?} is not \"pending\" or \"resolved\""),
+            ))
+        }
     };
-    let items = sorted(rt.state.decisions.values().filter(|d| resolved.is_none_or(|r| d.resolved == r)), |d| &d.id);
-    page(items, |d| &d.id, p.limit, p.cursor.as_deref(), |d| convert::decision(d))
+    let items = sorted(
+        rt.state
+            .decisions
+            .values()
+            .filter(|d| resolved.is_none_or(|r| d.resolved == r)),
+        |d| &d.id,
+    );
+    page(
+        items,
+        |d| &d.id,
+        p.limit,
+        p.cursor.as_deref(),
+        |d| convert::decision(d),
+    )
 }
 
 fn handle_decision_resolve(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::DecisionResolve>()?;
-    ok(convert::decision(&rt.resolve_decision(&p.id, &p.choice, p.reason)?))
+    ok(convert::decision(
+        &rt.resolve_decision(&p.id, &p.choice, p.reason)?,
+    ))
 }
 
-fn filters(kinds: Option<Vec<String>>, subjects: Option<Vec<String>>) -> Result<(Vec<String>, Vec<String>), OpError> {
+fn filters(
+    kinds: Option<Vec<String>>,
+    subjects: Option<Vec<String>>,
+) -> Result<(Vec<String>, Vec<String>), OpError> {
     const MAX_FILTERS: usize = 256;
     let kinds = kinds.unwrap_or_default();
     let subjects = subjects.unwrap_or_default();
     if kinds.len() > MAX_FILTERS {
-        return Err(OpError::Limit { limit: "kinds", max: MAX_FILTERS as u64 });
+        return Err(OpError::Limit {
+            limit: "kinds",
+            max: MAX_FILTERS as u64,
+        });
     }
     if subjects.len() > MAX_FILTERS {
-        return Err(OpError::Limit { limit: "subjects", max: MAX_FILTERS as u64 });
+        return Err(OpError::Limit {
+            limit: "subjects",
+            max: MAX_FILTERS as u64,
+        });
     }
     Ok((kinds, subjects))
 }
@@ -559,7 +853,10 @@ fn handle_events_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, O
     let p = call.params::<m::EventsSubscribe>()?;
     let (kinds, subjects) = filters(p.kinds, p.subjects)?;
     let (id, last) = rt.subscribe_events(call.conn, kinds, subjects, p.since)?;
-    ok(m::EventsSubscribeResult { subscription_id: id, last_seq: last })
+    ok(m::EventsSubscribeResult {
+        subscription_id: id,
+        last_seq: last,
+    })
 }
 
 fn handle_events_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -569,7 +866,10 @@ fn handle_events_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value,
             rt.subs.remove(&p.subscription_id);
             ok(m::Empty {})
         }
-        _ => Err(OpError::NotFound { kind: "subscription", id: p.subscription_id }),
+        _ => Err(OpError::NotFound {
+            kind: "subscription",
+            id: p.subscription_id,
+        }),
     }
 }
 
@@ -578,7 +878,12 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     let (kinds, subjects) = filters(p.kinds, p.subjects)?;
     let limit = check_limit(p.limit)? as usize;
     let mut from = match &p.cursor {
-        Some(c) => c.parse::<u64>().map_err(|_| OpError::invalid("cursor", format!("{c:?} is not a cursor from a previous page")))?,
+        Some(c) => c.parse::<u64>().map_err(|_| {
+            OpError::invalid(
+                "cursor",
+                format!("{c:?} is not a cursor from a previous page"),
+            )
+        })?,
         None => p.since.unwrap_or(0),
     };
     // Scan a bounded number of events per call; a sparse filter continues via the cursor.
@@ -586,7 +891,10 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     let (mut items, mut scanned) = (Vec::new(), 0);
     let upto = rt.committed_seq;
     while items.len() < limit && scanned < SCAN && from < upto {
-        let batch = rt.store.read_since(from, 1024).map_err(|e| OpError::Internal(e.to_string()))?;
+        let batch = rt
+            .store
+            .read_since(from, 1024)
+            .map_err(|e| OpError::Internal(e.to_string()))?;
         if batch.is_empty() {
             break;
         }
@@ -601,7 +909,8 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
             }
         }
     }
-    let next_cursor = (from < upto && (items.len() == limit || scanned >= SCAN)).then(|| from.to_string());
+    let next_cursor =
+        (from < upto && (items.len() == limit || scanned >= SCAN)).then(|| from.to_string());
     ok(wire::Page { items, next_cursor })
 }
 
@@ -612,16 +921,27 @@ fn handle_config_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
 
 fn handle_config_reload(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::ConfigReload>()?;
-    let config = crate::config::Config::load(&rt.paths.root)
-        .map_err(|e| OpError::Invalid { field: format!("{}:{}:{}", e.file, e.line, e.key), message: e.to_string() })?;
-    let path = config.path.as_ref().map_or("(defaults)".to_string(), |p| p.display().to_string());
+    let config = crate::config::Config::load(&rt.paths.root).map_err(|e| OpError::Invalid {
+        field: e.key.clone(),
+        message: format!("{}:{}: {}", e.file, e.line, e.message),
+    })?;
+    let path = config
+        .path
+        .as_ref()
+        .map_or("(defaults)".to_string(), |p| p.display().to_string());
     rt.config = config;
     rt.emit(EventBody::ConfigReloaded { path });
     Ok(rt.config.to_json())
 }
 
 fn job(j: &crate::runtime::tasks::Job) -> wire::Job {
-    wire::Job { name: j.name.into(), every_s: j.every.as_secs(), paused: j.paused, last_run: j.last_run.clone(), last_ok: j.last_ok }
+    wire::Job {
+        name: j.name.into(),
+        every_s: j.every.as_secs(),
+        paused: j.paused,
+        last_run: j.last_run.clone(),
+        last_ok: j.last_ok,
+    }
 }
 
 fn handle_jobs_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -642,7 +962,12 @@ fn handle_jobs_resume(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
 fn handle_daemon_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::DaemonStop>()?;
     if rt.daemon_stop.is_some() {
-        return Err(OpError::Conflict { kind: "daemon", id: "daemon".into(), state: "stopping".into(), what: "already stopping".into() });
+        return Err(OpError::Conflict {
+            kind: "daemon",
+            id: "daemon".into(),
+            state: "stopping".into(),
+            what: "already stopping".into(),
+        });
     }
     let reply = call.reply.take().expect("reply present until taken");
     rt.begin_daemon_stop(reply);
@@ -651,15 +976,30 @@ fn handle_daemon_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
 
 fn handle_execute_command(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = std::mem::take(&mut call.params);
-    let command = p["command"].as_str().ok_or_else(|| OpError::invalid("command", "must be a string naming an orch.<noun>.<verb> command"))?;
-    let method = m::method_of_command(command).ok_or_else(|| OpError::invalid("command", format!("unknown command {command:?}")))?;
+    let command = p["command"].as_str().ok_or_else(|| {
+        OpError::invalid(
+            "command",
+            "must be a string naming an orch.<noun>.<verb> command",
+        )
+    })?;
+    let method = m::method_of_command(command)
+        .ok_or_else(|| OpError::invalid("command", format!("unknown command {command:?}")))?;
     let args = match &p["arguments"] {
         Value::Null => Value::Null,
         Value::Array(a) if a.len() <= 1 => a.first().cloned().unwrap_or(Value::Null),
-        Value::Array(_) => return Err(OpError::invalid("arguments", "takes at most one element: the method's params")),
+        Value::Array(_) => {
+            return Err(OpError::invalid(
+                "arguments",
+                "takes at most one element: the method's params",
+            ))
+        }
         _ => return Err(OpError::invalid("arguments", "must be an array")),
     };
-    let handler = TABLE.iter().find(|(n, _)| *n == method).map(|(_, h)| *h).expect("every command has a handler");
+    let handler = TABLE
+        .iter()
+        .find(|(n, _)| *n == method)
+        .map(|(_, h)| *h)
+        .expect("every command has a handler");
     call.params = args;
     handler(rt, call)
 }
@@ -672,10 +1012,16 @@ mod tests {
     #[test]
     fn table_matches_the_contract() {
         for method in m::ALL {
-            assert!(TABLE.iter().any(|(n, _)| n == method), "{method} has no handler");
+            assert!(
+                TABLE.iter().any(|(n, _)| n == method),
+                "{method} has no handler"
+            );
         }
         for (name, _) in TABLE {
-            assert!(m::ALL.contains(name) || ["initialize", "workspace/executeCommand"].contains(name), "{name} is not in the contract");
+            assert!(
+                m::ALL.contains(name) || ["initialize", "workspace/executeCommand"].contains(name),
+                "{name} is not in the contract"
+            );
         }
     }
 }

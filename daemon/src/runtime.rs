@@ -61,6 +61,8 @@ pub enum Input {
     Output(String),
     /// A terminal's program ended.
     Exited(String, Option<i32>),
+    /// A terminal was lost with its backend (why).
+    Lost(String, String),
     /// A timer fired.
     Timer(Timer),
     /// A gate run finished.
@@ -104,7 +106,12 @@ pub enum OpError {
     NotFound { kind: &'static str, id: String },
     /// -32003: the object's state forbids it.
     #[error("{what}: {kind} {id} is {state}")]
-    Conflict { kind: &'static str, id: String, state: String, what: String },
+    Conflict {
+        kind: &'static str,
+        id: String,
+        state: String,
+        what: String,
+    },
     /// -32004.
     #[error("backend {backend} is unavailable: {detail}")]
     BackendUnavailable { backend: String, detail: String },
@@ -122,7 +129,10 @@ pub enum OpError {
 impl OpError {
     /// -32602 for `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        OpError::Invalid { field: field.into(), message: message.into() }
+        OpError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -137,9 +147,19 @@ pub struct RuntimeHandle {
 
 impl RuntimeHandle {
     /// Hand a request to the runtime; requests are applied in the order submitted.
-    pub fn submit(&self, conn: ConnId, method: String, params: Value) -> oneshot::Receiver<Result<Value, ResponseError>> {
+    pub fn submit(
+        &self,
+        conn: ConnId,
+        method: String,
+        params: Value,
+    ) -> oneshot::Receiver<Result<Value, ResponseError>> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Input::Request { conn, method, params, reply });
+        let _ = self.tx.send(Input::Request {
+            conn,
+            method,
+            params,
+            reply,
+        });
         rx
     }
 
@@ -200,6 +220,10 @@ impl TerminalObserver for Observer {
 
     fn exited(&self, id: &str, exit_code: Option<i32>) {
         let _ = self.tx.send(Input::Exited(id.to_string(), exit_code));
+    }
+
+    fn lost(&self, id: &str, why: &str) {
+        let _ = self.tx.send(Input::Lost(id.to_string(), why.to_string()));
     }
 }
 
@@ -299,7 +323,12 @@ impl Runtime {
         config: Config,
         store: Box<dyn EventStore>,
         backends: Vec<Arc<dyn TerminalBackend>>,
-    ) -> anyhow::Result<(Self, RuntimeHandle, mpsc::UnboundedReceiver<Input>, watch::Receiver<bool>)> {
+    ) -> anyhow::Result<(
+        Self,
+        RuntimeHandle,
+        mpsc::UnboundedReceiver<Input>,
+        watch::Receiver<bool>,
+    )> {
         let (mut state, snap_seq) = match store.load_snapshot()? {
             Some((seq, s)) => (s, seq),
             None => (State::default(), 0),
@@ -314,13 +343,20 @@ impl Runtime {
             }
         }
         if state.last_seq < store.last_seq() {
-            anyhow::bail!("event log ends at {} but only {} could be read", store.last_seq(), state.last_seq);
+            anyhow::bail!(
+                "event log ends at {} but only {} could be read",
+                store.last_seq(),
+                state.last_seq
+            );
         }
         state.last_seq = store.last_seq();
         let (tx, rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let activity = Arc::new(Activity::default());
-        let observer = Arc::new(Observer { tx: tx.clone(), activity: activity.clone() });
+        let observer = Arc::new(Observer {
+            tx: tx.clone(),
+            activity: activity.clone(),
+        });
         let committed = state.last_seq;
         let mut rt = Runtime {
             paths,
@@ -357,13 +393,22 @@ impl Runtime {
             let id = rt.state.ids().next(crate::core::ids::SESSION);
             let now = clock::now_rfc3339();
             rt.emit(EventBody::SessionCreated {
-                session: SessionRecord { id, name: DEFAULT_SESSION.into(), closed: false, created_at: now, closed_at: None },
+                session: SessionRecord {
+                    id,
+                    name: DEFAULT_SESSION.into(),
+                    closed: false,
+                    created_at: now,
+                    closed_at: None,
+                },
             });
         }
         rt.reconcile_agents();
         rt.reconcile_tasks();
         rt.commit();
-        let handle = RuntimeHandle { tx, next_conn: Arc::new(AtomicU64::new(1)) };
+        let handle = RuntimeHandle {
+            tx,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        };
         Ok((rt, handle, rx, shutdown_rx))
     }
 
@@ -401,7 +446,12 @@ impl Runtime {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Request { conn, method, params, reply } => {
+            Input::Request {
+                conn,
+                method,
+                params,
+                reply,
+            } => {
                 let mut slot = Some(reply);
                 let result = crate::rpc::dispatch(self, conn, &method, params, &mut slot);
                 if let Some(reply) = slot {
@@ -411,7 +461,12 @@ impl Runtime {
             Input::ConnOpened(id, out) => {
                 self.conns.insert(
                     id,
-                    Conn { out, show_message: false, work_done_progress: false, terminal_subs: HashMap::new() },
+                    Conn {
+                        out,
+                        show_message: false,
+                        work_done_progress: false,
+                        terminal_subs: HashMap::new(),
+                    },
                 );
             }
             Input::ConnClosed(id) => {
@@ -426,10 +481,16 @@ impl Runtime {
                 self.subs.retain(|_, s| s.conn != id);
             }
             Input::Output(terminal) => self.on_output(&terminal),
-            Input::Exited(terminal, code) => self.on_exit(&terminal, code),
+            Input::Exited(terminal, code) => self.on_exit(&terminal, code, None),
+            Input::Lost(terminal, why) => self.on_exit(&terminal, None, Some(why)),
             Input::Timer(t) => self.on_timer(t),
             Input::GateDone(outcome) => self.on_gate_done(outcome),
         }
+    }
+
+    /// Answer `reply` once the current batch is durable.
+    pub fn hold(&mut self, reply: Reply, result: Result<Value, ResponseError>) {
+        self.held.push((reply, result));
     }
 
     /// Schedule `timer` after `delay`.
@@ -456,14 +517,23 @@ impl Runtime {
 
     /// Record an event: appended to the store and applied now, durable at the batch's commit.
     pub fn emit(&mut self, body: EventBody) {
-        let event = StoredEvent { seq: self.state.last_seq + 1, time: clock::now_rfc3339(), body };
+        let event = StoredEvent {
+            seq: self.state.last_seq + 1,
+            time: clock::now_rfc3339(),
+            body,
+        };
         if let Err(e) = self.store.append(std::slice::from_ref(&event)) {
             // The log is the source of truth: continuing without it would lose acknowledged work.
             tracing::error!("cannot append to the event log, stopping: {e}");
             eprintln!("orch: cannot append to the event log, stopping: {e}");
             std::process::exit(70);
         }
-        tracing::debug!(seq = event.seq, kind = event.body.kind(), subject = event.body.subject(), "event");
+        tracing::debug!(
+            seq = event.seq,
+            kind = event.body.kind(),
+            subject = event.body.subject(),
+            "event"
+        );
         self.state.apply(&event);
         self.staged.push(event);
     }
@@ -484,7 +554,9 @@ impl Runtime {
         if !self.staged.is_empty() {
             let staged = std::mem::take(&mut self.staged);
             for (sub_id, sub) in &mut self.subs {
-                let Some(conn) = self.conns.get(&sub.conn) else { continue };
+                let Some(conn) = self.conns.get(&sub.conn) else {
+                    continue;
+                };
                 let upto = sub.delivered;
                 for e in staged.iter().filter(|e| e.seq > upto) {
                     if sub.matches(e) {
@@ -516,7 +588,12 @@ impl Runtime {
             self.report_progress(e);
         }
         if let EventBody::DecisionRequested { decision } = &e.body {
-            let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.show_message).map(|(id, _)| *id).collect();
+            let conns: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.show_message)
+                .map(|(id, _)| *id)
+                .collect();
             for conn in conns {
                 self.offer_decision(conn, &decision.id);
             }
@@ -524,19 +601,36 @@ impl Runtime {
     }
 
     /// Register an event subscription and replay what it asked for.
-    pub fn subscribe_events(&mut self, conn: ConnId, kinds: Vec<String>, subjects: Vec<String>, since: Option<u64>) -> Result<(String, u64), OpError> {
+    pub fn subscribe_events(
+        &mut self,
+        conn: ConnId,
+        kinds: Vec<String>,
+        subjects: Vec<String>,
+        since: Option<u64>,
+    ) -> Result<(String, u64), OpError> {
         const MAX_SUBS_PER_CONN: usize = 64;
         if self.subs.values().filter(|s| s.conn == conn).count() >= MAX_SUBS_PER_CONN {
-            return Err(OpError::Limit { limit: "subscriptions per connection", max: MAX_SUBS_PER_CONN as u64 });
+            return Err(OpError::Limit {
+                limit: "subscriptions per connection",
+                max: MAX_SUBS_PER_CONN as u64,
+            });
         }
         let id = format!("sub-{}", self.next_sub);
         self.next_sub += 1;
         let upto = self.committed_seq;
-        let sub = EventSub { conn, kinds, subjects, delivered: upto };
+        let sub = EventSub {
+            conn,
+            kinds,
+            subjects,
+            delivered: upto,
+        };
         if let (Some(since), Some(c)) = (since, self.conns.get(&conn)) {
             let mut from = since;
             while from < upto {
-                let batch = self.store.read_since(from, 1024).map_err(|e| OpError::Internal(e.to_string()))?;
+                let batch = self
+                    .store
+                    .read_since(from, 1024)
+                    .map_err(|e| OpError::Internal(e.to_string()))?;
                 let Some(last) = batch.last() else { break };
                 from = last.seq;
                 for e in batch.iter().filter(|e| e.seq <= upto) {
@@ -553,15 +647,28 @@ impl Runtime {
     /// Start stopping the daemon: every agent first, then state flushed, then the reply.
     pub fn begin_daemon_stop(&mut self, reply: Reply) {
         self.daemon_stop = Some(reply);
-        let live: Vec<String> =
-            self.state.agents.values().filter(|a| a.state.is_live()).map(|a| a.id.clone()).collect();
+        let live: Vec<String> = self
+            .state
+            .agents
+            .values()
+            .filter(|a| a.state.is_live())
+            .map(|a| a.id.clone())
+            .collect();
         for id in &live {
             self.stopping.insert(id.clone());
-            if let Some(t) = self.state.agents.get(id).and_then(|a| self.terminals.get(&a.terminal_id)) {
+            if let Some(t) = self
+                .state
+                .agents
+                .get(id)
+                .and_then(|a| self.terminals.get(&a.terminal_id))
+            {
                 let _ = t.signal(false);
             }
         }
-        self.after(Duration::from_millis(self.config.daemon.stop_grace_ms), Timer::DaemonStopGrace);
+        self.after(
+            Duration::from_millis(self.config.daemon.stop_grace_ms),
+            Timer::DaemonStopGrace,
+        );
         self.finish_daemon_stop(false);
     }
 
@@ -570,13 +677,23 @@ impl Runtime {
         if self.daemon_stop.is_none() {
             return;
         }
-        let live: Vec<String> =
-            self.state.agents.values().filter(|a| a.state.is_live()).map(|a| a.id.clone()).collect();
+        let live: Vec<String> = self
+            .state
+            .agents
+            .values()
+            .filter(|a| a.state.is_live())
+            .map(|a| a.id.clone())
+            .collect();
         if !live.is_empty() && !force {
             return;
         }
         for id in live {
-            if let Some(t) = self.state.agents.get(&id).and_then(|a| self.terminals.get(&a.terminal_id)) {
+            if let Some(t) = self
+                .state
+                .agents
+                .get(&id)
+                .and_then(|a| self.terminals.get(&a.terminal_id))
+            {
                 let _ = t.signal(true);
             }
             let prev = self.state.agents[&id].state;
@@ -589,7 +706,9 @@ impl Runtime {
             });
         }
         self.work.interrupt_gates();
-        self.emit(EventBody::DaemonStopping { pid: std::process::id() });
+        self.emit(EventBody::DaemonStopping {
+            pid: std::process::id(),
+        });
         self.snapshot();
         let reply = self.daemon_stop.take().expect("checked above");
         self.held.push((reply, Ok(json!({}))));
@@ -610,6 +729,12 @@ impl Runtime {
 }
 
 fn notify_event(out: &Outbound, sub_id: &str, e: &StoredEvent) {
-    let params = EventNotification { subscription_id: sub_id.to_string(), event: crate::rpc::convert::event(e) };
-    out.notify(EVENT_NOTIFICATION, serde_json::to_value(params).expect("event serializes"));
+    let params = EventNotification {
+        subscription_id: sub_id.to_string(),
+        event: crate::rpc::convert::event(e),
+    };
+    out.notify(
+        EVENT_NOTIFICATION,
+        serde_json::to_value(params).expect("event serializes"),
+    );
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use std::os::unix::fs::DirBuilderExt;
+
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -15,7 +17,8 @@ use crate::transport::{conn, socket};
 
 /// The terminal backends this daemon offers.
 pub fn backends(paths: &WorkspacePaths, config: &Config) -> Vec<Arc<dyn TerminalBackend>> {
-    let mut v: Vec<Arc<dyn TerminalBackend>> = vec![Arc::new(crate::adapters::pty::PtyBackend::new())];
+    let mut v: Vec<Arc<dyn TerminalBackend>> =
+        vec![Arc::new(crate::adapters::pty::PtyBackend::new())];
     v.extend(crate::adapters::tmux_backend(paths, config));
     v
 }
@@ -24,26 +27,42 @@ pub fn backends(paths: &WorkspacePaths, config: &Config) -> Vec<Arc<dyn Terminal
 pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
     let _lock = socket::acquire_lock(&paths)?;
     let config = Config::load(&paths.root)?;
-    std::fs::create_dir_all(&paths.state_dir).with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
+    // The store holds agents' environments: the state directory is private.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&paths.state_dir)
+        .with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
     let store = SledStore::open(&paths.state_dir.join("store"))?;
     let backends = backends(&paths, &config);
-    let (rt, handle, rx, mut stop) = Runtime::start(paths.clone(), config, Box::new(store), backends)?;
+    let (rt, handle, rx, mut stop) =
+        Runtime::start(paths.clone(), config, Box::new(store), backends)?;
     tracing::info!(workspace = %paths.root.display(), pid = std::process::id(), version = crate::VERSION, "daemon started");
     let runtime = tokio::spawn(rt.run(rx));
     // SIGTERM and SIGINT stop the daemon the same way `orch/daemon/stop` does.
     let h = handle.clone();
     tokio::spawn(async move {
-        let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        let (mut term, mut int) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(t), Ok(i)) => (t, i),
             _ => return,
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("signal received, stopping");
-        let _ = h.submit(0, "orch/daemon/stop".into(), serde_json::json!({})).await;
+        let _ = h
+            .submit(0, "orch/daemon/stop".into(), serde_json::json!({}))
+            .await;
     });
     if stdio {
         let h = handle.clone();
-        let served = tokio::spawn(conn::serve(tokio::io::stdin(), tokio::io::stdout(), h, "stdio".into()));
+        let served = tokio::spawn(conn::serve(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            h,
+            "stdio".into(),
+        ));
         tokio::select! {
             _ = served => {
                 // The only client left: a private daemon ends with it.

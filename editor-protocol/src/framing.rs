@@ -33,7 +33,10 @@ impl fmt::Display for FrameError {
             FrameError::MissingLength => write!(f, "header has no Content-Length"),
             FrameError::BadLength(v) => write!(f, "Content-Length {v:?} is not a number"),
             FrameError::TooLarge { length, max } => {
-                write!(f, "Content-Length {length} exceeds the limit of {max} bytes")
+                write!(
+                    f,
+                    "Content-Length {length} exceeds the limit of {max} bytes"
+                )
             }
             FrameError::HeaderTooLong => {
                 write!(f, "header section longer than {MAX_HEADER_BYTES} bytes")
@@ -72,7 +75,11 @@ impl Default for FrameDecoder {
 impl FrameDecoder {
     /// A decoder refusing bodies over `max_body` bytes.
     pub fn new(max_body: usize) -> Self {
-        Self { buf: Vec::new(), max_body, want: None }
+        Self {
+            buf: Vec::new(),
+            max_body,
+            want: None,
+        }
     }
 
     /// Append received bytes.
@@ -128,9 +135,14 @@ fn parse_header(header: &[u8], max_body: usize) -> Result<usize, FrameError> {
         };
         if name.trim().eq_ignore_ascii_case("content-length") {
             let value = value.trim();
-            let n: u64 = value.parse().map_err(|_| FrameError::BadLength(value.to_string()))?;
+            let n: u64 = value
+                .parse()
+                .map_err(|_| FrameError::BadLength(value.to_string()))?;
             if n > max_body as u64 {
-                return Err(FrameError::TooLarge { length: n, max: max_body });
+                return Err(FrameError::TooLarge {
+                    length: n,
+                    max: max_body,
+                });
             }
             length = Some(n as usize);
         }
@@ -168,7 +180,13 @@ mod tests {
     fn refuses_huge_length_before_allocating() {
         let mut d = FrameDecoder::new(1024);
         d.push(b"Content-Length: 99999999999999\r\n\r\n");
-        assert_eq!(d.next_frame(), Err(FrameError::TooLarge { length: 99999999999999, max: 1024 }));
+        assert_eq!(
+            d.next_frame(),
+            Err(FrameError::TooLarge {
+                length: 99999999999999,
+                max: 1024
+            })
+        );
         assert!(d.buf.capacity() < 4096);
     }
 

@@ -63,7 +63,11 @@ pub struct ResponseError {
 impl ResponseError {
     /// An error with a code and message and `data.kind`.
     pub fn new(code: i32, kind: &str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), data: Some(json!({ "kind": kind })) }
+        Self {
+            code,
+            message: message.into(),
+            data: Some(json!({ "kind": kind })),
+        }
     }
 
     /// Add a key to `data`.
@@ -147,18 +151,28 @@ pub fn parse(body: &[u8]) -> Result<Message, ParseFailure> {
         error: ResponseError::new(
             errors::PARSE_ERROR,
             "parse",
-            format!("message body is not valid UTF-8 (at byte {})", e.valid_up_to()),
+            format!(
+                "message body is not valid UTF-8 (at byte {})",
+                e.valid_up_to()
+            ),
         ),
     })?;
     let value: Value = serde_json::from_str(text).map_err(|e| ParseFailure {
         id: None,
-        error: ResponseError::new(errors::PARSE_ERROR, "parse", format!("message body is not valid JSON: {e}")),
+        error: ResponseError::new(
+            errors::PARSE_ERROR,
+            "parse",
+            format!("message body is not valid JSON: {e}"),
+        ),
     })?;
     from_value(value)
 }
 
 fn invalid(id: Option<Id>, message: String) -> ParseFailure {
-    ParseFailure { id, error: ResponseError::new(errors::INVALID_REQUEST, "invalidRequest", message) }
+    ParseFailure {
+        id,
+        error: ResponseError::new(errors::INVALID_REQUEST, "invalidRequest", message),
+    }
 }
 
 /// Interpret a JSON value as a message.
@@ -176,7 +190,12 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
         Some(v) => match serde_json::from_value::<Id>(v.clone()) {
             Ok(Id::Num(n)) => Some(Some(Id::Num(n))),
             Ok(Id::Str(s)) => Some(Some(Id::Str(s))),
-            Err(_) => return Err(invalid(None, format!("field id must be a number or string, got {v}"))),
+            Err(_) => {
+                return Err(invalid(
+                    None,
+                    format!("field id must be a number or string, got {v}"),
+                ))
+            }
         },
     };
     let known_id = id.clone().flatten();
@@ -185,7 +204,10 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
         other => {
             return Err(invalid(
                 known_id,
-                format!("field jsonrpc must be \"2.0\", got {}", other.map_or("nothing".into(), |v| v.to_string())),
+                format!(
+                    "field jsonrpc must be \"2.0\", got {}",
+                    other.map_or("nothing".into(), |v| v.to_string())
+                ),
             ))
         }
     }
@@ -194,9 +216,15 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
         Some(Value::String(method)) => match id {
             None => Ok(Message::Notification(Notification { method, params })),
             Some(Some(id)) => Ok(Message::Request(Request { id, method, params })),
-            Some(None) => Err(invalid(None, "field id must not be null in a request".into())),
+            Some(None) => Err(invalid(
+                None,
+                "field id must not be null in a request".into(),
+            )),
         },
-        Some(other) => Err(invalid(known_id, format!("field method must be a string, got {other}"))),
+        Some(other) => Err(invalid(
+            known_id,
+            format!("field method must be a string, got {other}"),
+        )),
         None => {
             let Some(id) = id else {
                 return Err(invalid(None, "message has neither method nor id".into()));
@@ -204,8 +232,18 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
             let outcome = match (obj.remove("result"), obj.remove("error")) {
                 (Some(r), None) => Ok(r),
                 (None, Some(e)) => Err(serde_json::from_value::<ResponseError>(e.clone())
-                    .map_err(|_| invalid(id.clone(), format!("field error is not an error object: {e}")))?),
-                _ => return Err(invalid(id, "a response needs exactly one of result and error".into())),
+                    .map_err(|_| {
+                        invalid(
+                            id.clone(),
+                            format!("field error is not an error object: {e}"),
+                        )
+                    })?),
+                _ => {
+                    return Err(invalid(
+                        id,
+                        "a response needs exactly one of result and error".into(),
+                    ))
+                }
             };
             Ok(Message::Response(Response { id, outcome }))
         }
@@ -258,7 +296,11 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let m = Message::Request(Request { id: Id::Num(7), method: "orch/status".into(), params: json!({}) });
+        let m = Message::Request(Request {
+            id: Id::Num(7),
+            method: "orch/status".into(),
+            params: json!({}),
+        });
         assert_eq!(parse(&m.to_bytes()).unwrap(), m);
     }
 }

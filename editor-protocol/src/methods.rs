@@ -24,13 +24,24 @@ pub trait Method {
 
 /// Decode `params` (JSON null counts as `{}`), naming the offending field on failure.
 pub fn parse_params<T: DeserializeOwned>(params: Value) -> Result<T, ResponseError> {
-    let params = if params.is_null() { Value::Object(Default::default()) } else { params };
+    let params = if params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        params
+    };
     serde_path_to_error::deserialize::<_, T>(params).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "params".to_string() } else { path };
+        let field = if path == "." {
+            "params".to_string()
+        } else {
+            path
+        };
         let inner = e.into_inner().to_string();
         // serde says "missing field `x`" at the parent path; name the field itself.
-        let field = match inner.strip_prefix("missing field `").and_then(|s| s.split('`').next()) {
+        let field = match inner
+            .strip_prefix("missing field `")
+            .and_then(|s| s.split('`').next())
+        {
             Some(missing) if field == "params" => missing.to_string(),
             Some(missing) => format!("{field}.{missing}"),
             None => field,
@@ -516,16 +527,23 @@ mod tests {
         assert_eq!(e.data.unwrap()["field"], "text");
         let e = parse_params::<AgentSendParams>(json!({"text": "x"})).unwrap_err();
         assert_eq!(e.message, "invalid params: field id: missing field `id`");
-        let e = parse_params::<TerminalResizeParams>(json!({"id": "t", "cols": -1, "rows": 2})).unwrap_err();
+        let e = parse_params::<TerminalResizeParams>(json!({"id": "t", "cols": -1, "rows": 2}))
+            .unwrap_err();
         assert_eq!(e.data.unwrap()["field"], "cols");
-        let e = parse_params::<TaskCreateParams>(json!({"title": "t", "prompt": "p", "gates": [{"name": "x"}]})).unwrap_err();
+        let e = parse_params::<TaskCreateParams>(
+            json!({"title": "t", "prompt": "p", "gates": [{"name": "x"}]}),
+        )
+        .unwrap_err();
         assert_eq!(e.data.unwrap()["field"], "gates[0]");
         assert!(parse_params::<NoParams>(Value::Null).is_ok());
     }
 
     #[test]
     fn commands_map_to_methods() {
-        assert_eq!(method_of_command("orch.agent.spawn"), Some("orch/agent/spawn"));
+        assert_eq!(
+            method_of_command("orch.agent.spawn"),
+            Some("orch/agent/spawn")
+        );
         assert_eq!(method_of_command("orch.nope"), None);
     }
 }

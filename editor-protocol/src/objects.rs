@@ -74,6 +74,9 @@ pub struct Terminal {
     /// Title the program set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Extension: the backend's own handle for it (a tmux pane id such as `%3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
 }
 
 /// A session: a named group of agents.

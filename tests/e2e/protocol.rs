@@ -9,16 +9,27 @@ fn initialize_reports_the_contract() {
     let d = Daemon::started(None);
     for via in BOTH {
         let mut c = d.raw_client(via);
-        let r = c.ok("initialize", json!({ "processId": null, "capabilities": {} }));
+        let r = c.ok(
+            "initialize",
+            json!({ "processId": null, "capabilities": {} }),
+        );
         assert_eq!(r["serverInfo"]["name"], "orch", "{via:?}");
         assert_eq!(r["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
         let orch = &r["capabilities"]["experimental"]["orch"];
         assert_eq!(orch["protocolVersion"], 1);
-        assert_eq!(orch["workspace"], json!(std::fs::canonicalize(d.root()).unwrap()));
+        assert_eq!(
+            orch["workspace"],
+            json!(std::fs::canonicalize(d.root()).unwrap())
+        );
         assert!(orch["backends"].as_array().unwrap().contains(&json!("pty")));
-        let cmds = r["capabilities"]["executeCommandProvider"]["commands"].as_array().unwrap();
+        let cmds = r["capabilities"]["executeCommandProvider"]["commands"]
+            .as_array()
+            .unwrap();
         for m in editor_protocol::methods::ALL {
-            assert!(cmds.contains(&json!(m.replace('/', "."))), "{m} missing from commands");
+            assert!(
+                cmds.contains(&json!(m.replace('/', "."))),
+                "{m} missing from commands"
+            );
         }
         // A second initialize on the same connection is refused.
         c.err("initialize", json!({ "capabilities": {} }), -32600);
@@ -52,22 +63,41 @@ fn invalid_params_name_the_field() {
         let mut c = d.client(via);
         let e = c.err("orch/agent/send", json!({ "id": "x", "text": 5 }), -32602);
         assert_eq!(e["data"]["field"], "text", "{e}");
-        let e = c.err("orch/terminal/resize", json!({ "id": "t-1", "cols": "wide", "rows": 2 }), -32602);
+        let e = c.err(
+            "orch/terminal/resize",
+            json!({ "id": "t-1", "cols": "wide", "rows": 2 }),
+            -32602,
+        );
         assert_eq!(e["data"]["field"], "cols", "{e}");
         assert!(e["message"].as_str().unwrap().contains("cols"), "{e}");
         let e = c.err("orch/agent/list", json!({ "limit": 5000 }), -32602);
         assert_eq!(e["data"]["field"], "limit");
         assert!(e["message"].as_str().unwrap().contains("5000"), "{e}");
-        let e = c.err("orch/events/subscribe", json!({ "kinds": vec!["x"; 300] }), -32005);
+        let e = c.err(
+            "orch/events/subscribe",
+            json!({ "kinds": vec!["x"; 300] }),
+            -32005,
+        );
         assert_eq!(e["data"]["limit"], "kinds");
         let e = c.err("orch/agent/get", json!({ "id": "nobody" }), -32001);
         assert_eq!(e["data"]["kind"], "agent");
         assert_eq!(e["data"]["id"], "nobody");
         let e = c.err("orch/agent/spawn", json!({ "kind": "nonesuch" }), -32602);
         assert!(e["message"].as_str().unwrap().contains("nonesuch"), "{e}");
-        let e = c.err("orch/agent/spawn", json!({ "command": ["/no/such/program"] }), -32602);
-        assert!(e["message"].as_str().unwrap().contains("/no/such/program"), "{e}");
-        let e = c.err("orch/agent/spawn", json!({ "command": ["true"], "cwd": "/no/such/dir" }), -32602);
+        let e = c.err(
+            "orch/agent/spawn",
+            json!({ "command": ["/no/such/program"] }),
+            -32602,
+        );
+        assert!(
+            e["message"].as_str().unwrap().contains("/no/such/program"),
+            "{e}"
+        );
+        let e = c.err(
+            "orch/agent/spawn",
+            json!({ "command": ["true"], "cwd": "/no/such/dir" }),
+            -32602,
+        );
         assert_eq!(e["data"]["field"], "cwd");
         // The daemon keeps serving.
         c.ok("orch/status", json!({}));
@@ -87,13 +117,19 @@ fn bad_input_never_hurts_another_client() {
         let r = c.wait_message("parse error", WAIT, |v| v["error"]["code"] == json!(-32700));
         assert!(r["id"].is_null());
         c.send_raw(b"Content-Length: 4\r\n\r\n\xff\xfe\xfd\xfc");
-        let r = c.wait_message("utf-8 error", WAIT, |v| v["error"]["code"] == json!(-32700) && v["error"]["message"].as_str().unwrap().contains("UTF-8"));
+        let r = c.wait_message("utf-8 error", WAIT, |v| {
+            v["error"]["code"] == json!(-32700)
+                && v["error"]["message"].as_str().unwrap().contains("UTF-8")
+        });
         assert!(r["id"].is_null());
         c.send(&json!({ "jsonrpc": "2.0", "id": 77, "method": 5 }));
         let r = c.wait_message("invalid request", WAIT, |v| v["id"] == json!(77));
         assert_eq!(r["error"]["code"], -32600);
         c.send(&json!([1, 2]));
-        c.wait_message("batch refusal", WAIT, |v| v["error"]["code"] == json!(-32600) && v["error"]["message"].as_str().unwrap().contains("array"));
+        c.wait_message("batch refusal", WAIT, |v| {
+            v["error"]["code"] == json!(-32600)
+                && v["error"]["message"].as_str().unwrap().contains("array")
+        });
         c.send(&json!({ "id": 78, "method": "orch/status" }));
         let r = c.wait_message("missing jsonrpc", WAIT, |v| v["id"] == json!(78));
         assert_eq!(r["error"]["code"], -32600);
@@ -101,12 +137,22 @@ fn bad_input_never_hurts_another_client() {
         bystander.ok("orch/status", json!({}));
 
         // Unrecoverable framing: answered once, then the connection is closed.
-        for garbage in [&b"Content-Length: abc\r\n\r\n{}"[..], b"Content-Length: 99999999999\r\n\r\n", b"Nonsense\r\n\r\n"] {
+        for garbage in [
+            &b"Content-Length: abc\r\n\r\n{}"[..],
+            b"Content-Length: 99999999999\r\n\r\n",
+            b"Nonsense\r\n\r\n",
+        ] {
             let mut c = d.client(via);
             c.send_raw(garbage);
             let r = c.wait_message("framing error", WAIT, |v| v.get("error").is_some());
-            assert!([-32700, -32005].contains(&r["error"]["code"].as_i64().unwrap()), "{r}");
-            assert!(c.closed_within(Duration::from_secs(10)), "connection stays open after {garbage:?}");
+            assert!(
+                [-32700, -32005].contains(&r["error"]["code"].as_i64().unwrap()),
+                "{r}"
+            );
+            assert!(
+                c.closed_within(Duration::from_secs(10)),
+                "connection stays open after {garbage:?}"
+            );
             bystander.ok("orch/status", json!({}));
         }
         // A truncated header, then the client goes away: nothing breaks.
@@ -138,9 +184,16 @@ fn execute_command_maps_to_methods() {
         let mut c = d.client(via);
         let s = c.ok("workspace/executeCommand", json!({ "command": "orch.session.create", "arguments": [{ "name": format!("via-{via:?}") }] }));
         assert_eq!(s["name"], format!("via-{via:?}"));
-        let st = c.ok("workspace/executeCommand", json!({ "command": "orch.status", "arguments": [] }));
+        let st = c.ok(
+            "workspace/executeCommand",
+            json!({ "command": "orch.status", "arguments": [] }),
+        );
         assert!(st["pid"].as_u64().is_some());
-        let e = c.err("workspace/executeCommand", json!({ "command": "orch.bogus" }), -32602);
+        let e = c.err(
+            "workspace/executeCommand",
+            json!({ "command": "orch.bogus" }),
+            -32602,
+        );
         assert_eq!(e["data"]["field"], "command");
     }
 }
@@ -156,7 +209,10 @@ fn cancel_request_answers_cancelled() {
         c.notify("$/cancelRequest", json!({ "id": id }));
         let r = c.response(id);
         assert_eq!(r["error"]["code"], -32800, "{r}");
-        c.ok("orch/agent/stop", json!({ "id": agent["id"], "force": true }));
+        c.ok(
+            "orch/agent/stop",
+            json!({ "id": agent["id"], "force": true }),
+        );
     }
 }
 
@@ -166,7 +222,12 @@ fn sessions_default_create_list_close() {
     for via in BOTH {
         let mut c = d.client(via);
         let list = c.ok("orch/session/list", json!({ "state": "active" }));
-        let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
         assert!(names.contains(&"default"), "{list}");
         let name = format!("review-{via:?}");
         let s = c.ok("orch/session/create", json!({ "name": name }));
@@ -178,7 +239,11 @@ fn sessions_default_create_list_close() {
         assert!(closed["closedAt"].is_string());
         c.err("orch/session/close", json!({ "id": s["id"] }), -32003);
         let def = names.iter().position(|n| *n == "default").unwrap();
-        let e = c.err("orch/session/close", json!({ "id": list["items"][def]["id"] }), -32003);
+        let e = c.err(
+            "orch/session/close",
+            json!({ "id": list["items"][def]["id"] }),
+            -32003,
+        );
         assert!(e["message"].as_str().unwrap().contains("default"));
     }
 }
@@ -198,13 +263,24 @@ fn pagination_of_lists() {
             p["cursor"] = cursor.clone();
         }
         let page = c.ok("orch/session/list", p);
-        seen.extend(page["items"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()));
-        cursor = page.get("nextCursor").cloned().unwrap_or(serde_json::Value::Null);
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string()),
+        );
+        cursor = page
+            .get("nextCursor")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
         if cursor.is_null() {
             break;
         }
     }
-    let want: Vec<String> = std::iter::once("default".to_string()).chain((0..7).map(|i| format!("s{i}"))).collect();
+    let want: Vec<String> = std::iter::once("default".to_string())
+        .chain((0..7).map(|i| format!("s{i}")))
+        .collect();
     assert_eq!(seen, want);
 }
 
@@ -215,17 +291,39 @@ fn config_get_and_reload_name_file_line_and_key() {
         let mut c = d.client(via);
         let cfg = c.ok("orch/config/get", json!({}));
         assert_eq!(cfg["agents"]["shell"]["idle_after_ms"], 300);
-        assert!(cfg["agents"]["claude"].is_object(), "built-in kinds are present");
-        std::fs::write(d.root().join("orch.toml"), "[agents.shell]\nidle_after_ms = 300\n\n[daemon]\nbackend = \"vt100\"\n").unwrap();
+        assert!(
+            cfg["agents"]["claude"].is_object(),
+            "built-in kinds are present"
+        );
+        std::fs::write(
+            d.root().join("orch.toml"),
+            "[agents.shell]\nidle_after_ms = 300\n\n[daemon]\nbackend = \"vt100\"\n",
+        )
+        .unwrap();
         let e = c.err("orch/config/reload", json!({}), -32602);
         let msg = e["message"].as_str().unwrap();
-        assert!(msg.contains("orch.toml:5: daemon.backend"), "{msg}");
+        assert!(
+            msg.contains("orch.toml:5: must be \"pty\" or \"tmux\"")
+                && e["data"]["field"] == "daemon.backend",
+            "{e}"
+        );
         // The old configuration stays in force.
-        assert_eq!(c.ok("orch/config/get", json!({}))["agents"]["shell"]["idle_after_ms"], 300);
-        std::fs::write(d.root().join("orch.toml"), "[agents.shell]\nidle_after_ms = 700\n").unwrap();
+        assert_eq!(
+            c.ok("orch/config/get", json!({}))["agents"]["shell"]["idle_after_ms"],
+            300
+        );
+        std::fs::write(
+            d.root().join("orch.toml"),
+            "[agents.shell]\nidle_after_ms = 700\n",
+        )
+        .unwrap();
         let cfg = c.ok("orch/config/reload", json!({}));
         assert_eq!(cfg["agents"]["shell"]["idle_after_ms"], 700);
-        std::fs::write(d.root().join("orch.toml"), "[agents.shell]\nidle_after_ms = 300\n").unwrap();
+        std::fs::write(
+            d.root().join("orch.toml"),
+            "[agents.shell]\nidle_after_ms = 300\n",
+        )
+        .unwrap();
         c.ok("orch/config/reload", json!({}));
     }
 }
@@ -248,8 +346,18 @@ fn socket_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let d = Daemon::started(None);
     let sock = d.socket();
-    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(sock.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(sock.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 }
 
 #[test]

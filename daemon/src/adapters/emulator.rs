@@ -35,10 +35,23 @@ impl Emulator {
     /// below one cell are raised to one: the grid cannot be empty.
     pub fn new(cols: u16, rows: u16, scrollback: usize) -> Self {
         let captured = Arc::new(Mutex::new(Captured::default()));
-        let config = Config { scrolling_history: scrollback, ..Config::default() };
+        let config = Config {
+            scrolling_history: scrollback,
+            ..Config::default()
+        };
         let size = Size::new(cols, rows);
-        let term = Term::new(config, &size, Listener { captured: captured.clone() });
-        Self { term, parser: Processor::new(), captured }
+        let term = Term::new(
+            config,
+            &size,
+            Listener {
+                captured: captured.clone(),
+            },
+        );
+        Self {
+            term,
+            parser: Processor::new(),
+            captured,
+        }
     }
 
     /// Apply output from the program. Returns the bytes the terminal answers with (cursor
@@ -175,10 +188,22 @@ const REPAINTED_MODES: &[(TermMode, &str)] = &[
 /// region it refers to is not readable from the emulator.
 fn push_modes(out: &mut String, mode: TermMode) {
     for (flag, number) in REPAINTED_MODES {
-        let _ = write!(out, "\x1b[?{number}{}", if mode.contains(*flag) { 'h' } else { 'l' });
+        let _ = write!(
+            out,
+            "\x1b[?{number}{}",
+            if mode.contains(*flag) { 'h' } else { 'l' }
+        );
     }
-    out.push_str(if mode.contains(TermMode::APP_KEYPAD) { "\x1b=" } else { "\x1b>" });
-    out.push_str(if mode.contains(TermMode::INSERT) { "\x1b[4h" } else { "\x1b[4l" });
+    out.push_str(if mode.contains(TermMode::APP_KEYPAD) {
+        "\x1b="
+    } else {
+        "\x1b>"
+    });
+    out.push_str(if mode.contains(TermMode::INSERT) {
+        "\x1b[4h"
+    } else {
+        "\x1b[4l"
+    });
 }
 
 /// Append the text of one grid row, right-trimmed.
@@ -186,7 +211,10 @@ fn push_row_text(out: &mut String, grid: &Grid<Cell>, line: Line) {
     let start = out.len();
     let row = &grid[line];
     for cell in (0..grid.columns()).map(|col| &row[Column(col)]) {
-        if cell.flags.intersects(Flags::WIDE_CHAR_SPACER | Flags::LEADING_WIDE_CHAR_SPACER) {
+        if cell
+            .flags
+            .intersects(Flags::WIDE_CHAR_SPACER | Flags::LEADING_WIDE_CHAR_SPACER)
+        {
             continue;
         }
         out.push(printable(cell.c));
@@ -354,9 +382,12 @@ struct Listener {
 impl EventListener for Listener {
     fn send_event(&self, event: Event) {
         match event {
-            Event::PtyWrite(text) => {
-                self.captured.lock().unwrap().replies.extend_from_slice(text.as_bytes())
-            }
+            Event::PtyWrite(text) => self
+                .captured
+                .lock()
+                .unwrap()
+                .replies
+                .extend_from_slice(text.as_bytes()),
             Event::Title(title) => self.captured.lock().unwrap().title = Some(title),
             Event::ResetTitle => self.captured.lock().unwrap().title = None,
             _ => {}
@@ -390,7 +421,10 @@ struct Size {
 
 impl Size {
     fn new(cols: u16, rows: u16) -> Self {
-        Self { cols: usize::from(cols.max(1)), rows: usize::from(rows.max(1)) }
+        Self {
+            cols: usize::from(cols.max(1)),
+            rows: usize::from(rows.max(1)),
+        }
     }
 }
 
@@ -440,7 +474,11 @@ mod tests {
 
     #[test]
     fn colours_and_attributes_are_in_the_repaint() {
-        let emu = fed(40, 2, b"\x1b[1;31mred\x1b[0m plain \x1b[38;2;1;2;3;48;5;200mrgb\x1b[0m");
+        let emu = fed(
+            40,
+            2,
+            b"\x1b[1;31mred\x1b[0m plain \x1b[38;2;1;2;3;48;5;200mrgb\x1b[0m",
+        );
         let ansi = emu.snapshot(0).ansi;
         assert!(ansi.contains("\x1b[0;1;31mred\x1b[0m plain "), "{ansi:?}");
         assert!(ansi.contains("\x1b[0;38;2;1;2;3;48;5;200mrgb"), "{ansi:?}");
@@ -459,7 +497,10 @@ mod tests {
         let copy = fed(12, 4, snap.ansi.as_bytes());
         let copied = copy.snapshot(0);
         assert_eq!(copied.lines, snap.lines);
-        assert_eq!((copied.cursor_row, copied.cursor_col), (snap.cursor_row, snap.cursor_col));
+        assert_eq!(
+            (copied.cursor_row, copied.cursor_col),
+            (snap.cursor_row, snap.cursor_col)
+        );
         assert_eq!(copied.title.as_deref(), Some("the title"));
         assert!(copy.bracketed_paste());
         assert!(!copy.term.mode().contains(TermMode::SHOW_CURSOR));
@@ -477,7 +518,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(copy.term.grid().cursor.template.fg, Color::Named(NamedColor::Green));
+        assert_eq!(
+            copy.term.grid().cursor.template.fg,
+            Color::Named(NamedColor::Green)
+        );
     }
 
     #[test]

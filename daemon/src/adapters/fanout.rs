@@ -46,7 +46,11 @@ pub struct OutputSubscriber {
 impl OutputSubscriber {
     /// A subscriber that may fall `limit` bytes behind.
     pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(Self { pending: Mutex::new(Pending::default()), notify: Notify::new(), limit })
+        Arc::new(Self {
+            pending: Mutex::new(Pending::default()),
+            notify: Notify::new(),
+            limit,
+        })
     }
 
     fn push(&self, data: &[u8]) {
@@ -86,13 +90,17 @@ impl OutputSubscriber {
             if cut > 0 {
                 let tail = p.bytes.split_off(cut);
                 let head = std::mem::replace(&mut p.bytes, tail);
-                return Some(OutputChunk::Data(String::from_utf8_lossy(&head).into_owned()));
+                return Some(OutputChunk::Data(
+                    String::from_utf8_lossy(&head).into_owned(),
+                ));
             }
         }
         if p.closed {
             let rest = std::mem::take(&mut p.bytes);
             if !rest.is_empty() {
-                return Some(OutputChunk::Data(String::from_utf8_lossy(&rest).into_owned()));
+                return Some(OutputChunk::Data(
+                    String::from_utf8_lossy(&rest).into_owned(),
+                ));
             }
             return Some(OutputChunk::Closed);
         }

@@ -68,7 +68,10 @@ impl TerminalBackend for PtyBackend {
     }
 
     fn probe(&self) -> BackendProbe {
-        BackendProbe { available: true, detail: "built in".to_string() }
+        BackendProbe {
+            available: true,
+            detail: "built in".to_string(),
+        }
     }
 
     fn spawn(
@@ -126,11 +129,18 @@ impl PtyTerminal {
         spec: TerminalSpec,
         observer: Arc<dyn TerminalObserver>,
     ) -> Result<Self, BackendError> {
-        let program = spec.command.first().cloned().ok_or_else(|| BackendError::Spawn {
-            program: format!("terminal {}", spec.id),
-            detail: "the command is empty".to_string(),
-        })?;
-        let spawn_error = |detail: String| BackendError::Spawn { program: program.clone(), detail };
+        let program = spec
+            .command
+            .first()
+            .cloned()
+            .ok_or_else(|| BackendError::Spawn {
+                program: format!("terminal {}", spec.id),
+                detail: "the command is empty".to_string(),
+            })?;
+        let spawn_error = |detail: String| BackendError::Spawn {
+            program: program.clone(),
+            detail,
+        };
         if spec.cols == 0 || spec.rows == 0 {
             return Err(spawn_error(format!(
                 "terminal size {}x{} has no cells",
@@ -148,7 +158,10 @@ impl PtyTerminal {
                 )))
             }
             Err(err) => {
-                return Err(spawn_error(format!("working directory {}: {err}", spec.cwd.display())))
+                return Err(spawn_error(format!(
+                    "working directory {}: {err}",
+                    spec.cwd.display()
+                )))
             }
         }
         let path_env = spec
@@ -167,7 +180,12 @@ impl PtyTerminal {
             ))
         })?;
 
-        let size = PtySize { rows: spec.rows, cols: spec.cols, pixel_width: 0, pixel_height: 0 };
+        let size = PtySize {
+            rows: spec.rows,
+            cols: spec.cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        };
         let pair = native_pty_system()
             .openpty(size)
             .map_err(|err| spawn_error(format!("cannot open a pty: {err:#}")))?;
@@ -192,14 +210,18 @@ impl PtyTerminal {
         drop(pair.slave);
         let master = pair.master;
         let Some(pid) = child.process_id() else {
-            return Err(spawn_error("the pty crate reported no process id".to_string()));
+            return Err(spawn_error(
+                "the pty crate reported no process id".to_string(),
+            ));
         };
         // The pty crate's handle would reap the program; this backend reaps it itself, late (see
         // `wait_loop`), so the handle goes.
         drop(child);
 
         let setup = || -> io::Result<(File, File, File)> {
-            let fd = master.as_raw_fd().ok_or_else(|| io::Error::other("pty master has no fd"))?;
+            let fd = master
+                .as_raw_fd()
+                .ok_or_else(|| io::Error::other("pty master has no fd"))?;
             // SAFETY: the master owns `fd` and outlives this borrow; the clone is our own fd.
             let io = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
             set_nonblocking(&io)?;
@@ -265,7 +287,9 @@ impl PtyTerminal {
 
     fn check_open(&self) -> Result<(), BackendError> {
         if self.shared.closed.load(Ordering::SeqCst) {
-            return Err(BackendError::Gone { id: self.id.clone() });
+            return Err(BackendError::Gone {
+                id: self.id.clone(),
+            });
         }
         Ok(())
     }
@@ -320,15 +344,24 @@ impl Terminal for PtyTerminal {
         }
         let master = self.master.lock().unwrap();
         let Some(master) = master.as_ref() else {
-            return Err(BackendError::Gone { id: self.id.clone() });
+            return Err(BackendError::Gone {
+                id: self.id.clone(),
+            });
         };
         // The emulator changes size first and stays locked until the pty has too, so the
         // program's redraw for the new size (after SIGWINCH) is never fed at the old one.
         let mut emulator = self.shared.emulator.lock().unwrap();
         emulator.resize(cols, rows);
-        master.resize(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 }).map_err(|err| {
-            BackendError::Other(format!("cannot resize terminal {}: {err:#}", self.id))
-        })
+        master
+            .resize(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .map_err(|err| {
+                BackendError::Other(format!("cannot resize terminal {}: {err:#}", self.id))
+            })
     }
 
     fn screen(&self, scrollback: usize) -> Result<ScreenSnapshot, BackendError> {
@@ -408,7 +441,11 @@ fn read_loop(shared: &Shared, wake: File, chunks: mpsc::SyncSender<Vec<u8>>) {
                 events: libc::POLLIN | if want_write { libc::POLLOUT } else { 0 },
                 revents: 0,
             },
-            libc::pollfd { fd: wake.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if let Err(err) = poll(&mut fds, -1) {
             tracing::warn!(terminal = %shared.id, "polling the pty failed: {err}");
@@ -559,7 +596,12 @@ fn wait_without_reaping(pid: u32) -> io::Result<Option<i32>> {
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid, exclusively borrowed siginfo_t for the call.
         let rc = unsafe {
-            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
         };
         if rc == 0 {
             // SAFETY: waitid succeeded for a child that exited, so si_status is set.
@@ -728,7 +770,11 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 
 /// Open a log for appending, creating it readable by this user only: programs print secrets.
 fn open_log(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
 }
 
 /// The append-only output log of one terminal, rotated to `<path>.1` past [`LOG_LIMIT`].
@@ -762,7 +808,9 @@ impl OutputLog {
                 self.fail("rotating", err);
             }
         }
-        let Some(file) = self.file.as_mut() else { return };
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
         match file.write_all(data) {
             Ok(()) => self.len += data.len() as u64,
             Err(err) => self.fail("writing", err),
@@ -861,16 +909,27 @@ mod tests {
 
     fn try_start(
         spec: TerminalSpec,
-    ) -> (Result<Arc<dyn Terminal>, BackendError>, mpsc::Receiver<Call>) {
+    ) -> (
+        Result<Arc<dyn Terminal>, BackendError>,
+        mpsc::Receiver<Call>,
+    ) {
         let (tx, rx) = mpsc::channel();
-        (PtyBackend::new().spawn(spec, Arc::new(Recorder { calls: tx })), rx)
+        (
+            PtyBackend::new().spawn(spec, Arc::new(Recorder { calls: tx })),
+            rx,
+        )
     }
 
     fn start(command: &[&str]) -> Run {
         let dir = tempfile::tempdir().unwrap();
         let (term, calls) = try_start(spec(dir.path(), command));
         let term = term.unwrap_or_else(|err| panic!("spawn {command:?}: {err}"));
-        Run { term, calls, exit: None, dir }
+        Run {
+            term,
+            calls,
+            exit: None,
+            dir,
+        }
     }
 
     impl Run {
@@ -927,10 +986,16 @@ mod tests {
     fn group_members(pgid: u32) -> Vec<u32> {
         let mut members = Vec::new();
         for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else { continue };
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
             // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+            let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+                continue;
+            };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
                 members.push(pid);
@@ -948,7 +1013,9 @@ mod tests {
         match try_start(spec).0 {
             Err(err @ BackendError::Spawn { .. }) => {
                 let message = err.to_string();
-                let BackendError::Spawn { program, detail } = err else { unreachable!() };
+                let BackendError::Spawn { program, detail } = err else {
+                    unreachable!()
+                };
                 (program, detail, message)
             }
             Err(err) => panic!("expected a spawn error, got {err}"),
@@ -960,7 +1027,13 @@ mod tests {
     fn probe_and_name() {
         let backend = PtyBackend::new();
         assert_eq!(backend.name(), "pty");
-        assert_eq!(backend.probe(), BackendProbe { available: true, detail: "built in".into() });
+        assert_eq!(
+            backend.probe(),
+            BackendProbe {
+                available: true,
+                detail: "built in".into()
+            }
+        );
     }
 
     #[test]
@@ -981,7 +1054,11 @@ mod tests {
             r#"printf 'ab\033[6n'; IFS= read -rsd R reply; echo; echo "got${reply#?}""#,
         ]);
         assert_eq!(run.wait_exit(), Some(0));
-        assert!(run.screen_text().lines().any(|line| line == "got[1;3"), "{}", run.screen_text());
+        assert!(
+            run.screen_text().lines().any(|line| line == "got[1;3"),
+            "{}",
+            run.screen_text()
+        );
     }
 
     #[test]
@@ -1000,17 +1077,30 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(rest.last(), Some(&OutputChunk::Closed), "{} chunks after resync", rest.len());
+        assert_eq!(
+            rest.last(),
+            Some(&OutputChunk::Closed),
+            "{} chunks after resync",
+            rest.len()
+        );
         eprintln!("20 MB through the pty backend in {elapsed:?}");
         assert!(elapsed < Duration::from_secs(20), "20 MB took {elapsed:?}");
 
         // The log kept the newest output within its bound: the current file and one rotation.
         let log = fs::metadata(run.log_path()).unwrap().len();
-        let rotated = fs::metadata(run.dir.path().join("logs").join("t-1.log.1")).unwrap().len();
-        assert!(log <= LOG_LIMIT && rotated <= LOG_LIMIT, "log {log}, rotated {rotated}");
+        let rotated = fs::metadata(run.dir.path().join("logs").join("t-1.log.1"))
+            .unwrap()
+            .len();
+        assert!(
+            log <= LOG_LIMIT && rotated <= LOG_LIMIT,
+            "log {log}, rotated {rotated}"
+        );
         assert!(rotated > LOG_LIMIT - READ_CHUNK as u64, "rotated {rotated}");
         let screen = run.term.screen(0).unwrap();
-        assert!(screen.lines.iter().all(|line| line.chars().all(|c| c == 'x')));
+        assert!(screen
+            .lines
+            .iter()
+            .all(|line| line.chars().all(|c| c == 'x')));
     }
 
     #[test]
@@ -1018,8 +1108,14 @@ mod tests {
         let mut run = start(&["bash", "-c", "sleep 1000 & sleep 1000 & wait"]);
         let pid = run.term.pid().unwrap();
         // The program leads its own session and process group.
-        assert_eq!(unsafe { libc::getpgid(pid as libc::pid_t) }, pid as libc::pid_t);
-        assert_eq!(unsafe { libc::getsid(pid as libc::pid_t) }, pid as libc::pid_t);
+        assert_eq!(
+            unsafe { libc::getpgid(pid as libc::pid_t) },
+            pid as libc::pid_t
+        );
+        assert_eq!(
+            unsafe { libc::getsid(pid as libc::pid_t) },
+            pid as libc::pid_t
+        );
         wait_until("bash and both sleeps", || group_members(pid).len() == 3);
         assert!(run.term.alive());
         run.term.signal(false).unwrap();
@@ -1052,24 +1148,36 @@ mod tests {
         let pid = run.term.pid().unwrap();
         let started = Instant::now();
         assert_eq!(run.wait_exit(), Some(5));
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
         // The sleep still holds the pty; closing the terminal takes it down too.
         assert_eq!(group_members(pid).len(), 1);
         run.term.close().unwrap();
-        wait_until("the leftover sleep to end", || group_members(pid).is_empty());
+        wait_until("the leftover sleep to end", || {
+            group_members(pid).is_empty()
+        });
     }
 
     #[test]
     fn output_log_has_what_was_printed() {
         let mut run = start(&["printf", "line one\\nline two\\n"]);
         assert_eq!(run.wait_exit(), Some(0));
-        assert_eq!(fs::read_to_string(run.log_path()).unwrap(), "line one\r\nline two\r\n");
+        assert_eq!(
+            fs::read_to_string(run.log_path()).unwrap(),
+            "line one\r\nline two\r\n"
+        );
     }
 
     #[test]
     fn split_utf8_reaches_subscribers_whole() {
-        let mut run =
-            start(&["sh", "-c", "read x; printf '\\342'; sleep 0.2; printf '\\202\\254\\n'"]);
+        let mut run = start(&[
+            "sh",
+            "-c",
+            "read x; printf '\\342'; sleep 0.2; printf '\\202\\254\\n'",
+        ]);
         let sub = run.term.subscribe();
         run.term.write(b"\r").unwrap();
         let mut text = String::new();
@@ -1104,13 +1212,20 @@ mod tests {
         run.wait_screen("ready", |text| text.contains("ready"));
         run.term.paste("h\x1bi").unwrap();
         assert_eq!(run.wait_exit(), Some(0));
-        assert!(run.screen_text().contains("E[200~hiE[201~"), "{}", run.screen_text());
+        assert!(
+            run.screen_text().contains("E[200~hiE[201~"),
+            "{}",
+            run.screen_text()
+        );
     }
 
     #[test]
     fn plain_paste_sends_enter_for_line_ends() {
-        let mut run =
-            start(&["bash", "-c", r#"stty raw -echo; printf 'ready\r\n'; head -c 3 | tr '\r' R"#]);
+        let mut run = start(&[
+            "bash",
+            "-c",
+            r#"stty raw -echo; printf 'ready\r\n'; head -c 3 | tr '\r' R"#,
+        ]);
         run.wait_screen("ready", |text| text.contains("ready"));
         run.term.paste("a\nb").unwrap();
         assert_eq!(run.wait_exit(), Some(0));
@@ -1123,7 +1238,9 @@ mod tests {
         run.wait_screen("ready", |text| text.contains("ready"));
         run.term.resize(100, 30).unwrap();
         run.term.write(b"\r").unwrap();
-        run.wait_screen("the new size", |text| text.lines().any(|line| line == "30 100"));
+        run.wait_screen("the new size", |text| {
+            text.lines().any(|line| line == "30 100")
+        });
         let screen = run.term.screen(0).unwrap();
         assert_eq!((screen.cols, screen.rows), (100, 30));
         assert!(run.term.resize(0, 10).is_err());
@@ -1156,8 +1273,14 @@ mod tests {
         run.term.close().unwrap();
         wait_until("the program to be reaped", || !stat.exists());
         run.term.close().unwrap();
-        assert!(matches!(run.term.write(b"x"), Err(BackendError::Gone { .. })));
-        assert!(matches!(run.term.signal(false), Err(BackendError::Gone { .. })));
+        assert!(matches!(
+            run.term.write(b"x"),
+            Err(BackendError::Gone { .. })
+        ));
+        assert!(matches!(
+            run.term.signal(false),
+            Err(BackendError::Gone { .. })
+        ));
         assert!(run.term.screen(0).is_ok());
     }
 
@@ -1166,13 +1289,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tool = dir.path().join("bin").join("tool");
         fs::create_dir_all(tool.parent().unwrap()).unwrap();
-        fs::write(&tool, "#!/bin/sh\necho tool ran in \"$(basename \"$PWD\")\"\n").unwrap();
+        fs::write(
+            &tool,
+            "#!/bin/sh\necho tool ran in \"$(basename \"$PWD\")\"\n",
+        )
+        .unwrap();
         fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let (term, calls) = try_start(spec(dir.path(), &["bin/tool"]));
-        let mut run = Run { term: term.unwrap(), calls, exit: None, dir };
+        let mut run = Run {
+            term: term.unwrap(),
+            calls,
+            exit: None,
+            dir,
+        };
         assert_eq!(run.wait_exit(), Some(0));
-        let name = run.dir.path().file_name().unwrap().to_string_lossy().into_owned();
-        assert_eq!(run.term.screen(0).unwrap().lines[0], format!("tool ran in {name}"));
+        let name = run
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            run.term.screen(0).unwrap().lines[0],
+            format!("tool ran in {name}")
+        );
     }
 
     #[test]
@@ -1191,7 +1332,10 @@ mod tests {
 
         let (program, detail, _) = spawn_error(&["true"], Some(Path::new("/nonexistent/dir")));
         assert_eq!(program, "true");
-        assert!(detail.starts_with("working directory /nonexistent/dir: "), "{detail}");
+        assert!(
+            detail.starts_with("working directory /nonexistent/dir: "),
+            "{detail}"
+        );
 
         let (_, detail, _) = spawn_error(&["true"], Some(Path::new("/etc/passwd")));
         assert_eq!(detail, "working directory /etc/passwd is not a directory");
@@ -1201,6 +1345,9 @@ mod tests {
         assert_eq!(detail, "/etc/passwd is not executable");
 
         let (program, detail, _) = spawn_error(&[], None);
-        assert_eq!((program.as_str(), detail.as_str()), ("terminal t-1", "the command is empty"));
+        assert_eq!(
+            (program.as_str(), detail.as_str()),
+            ("terminal t-1", "the command is empty")
+        );
     }
 }

@@ -64,7 +64,8 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 impl SledStore {
     /// Open (or create) the store in `dir`, refusing a store written by a newer orch.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
         // Read the schema version before sled touches anything, via a marker file written beside
         // the database: a newer store must never be opened (opening may rewrite its files).
         let marker = dir.join("SCHEMA");
@@ -78,13 +79,24 @@ impl SledStore {
         };
         if let Some(found) = found {
             if found > SCHEMA_VERSION {
-                return Err(StoreError::TooNew { path: dir.display().to_string(), found, supported: SCHEMA_VERSION });
+                return Err(StoreError::TooNew {
+                    path: dir.display().to_string(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
             }
         }
         let db_path = dir.join("db");
-        let db = sled::Config::new().path(&db_path).mode(sled::Mode::HighThroughput).open().map_err(|e| {
-            StoreError::Io(format!("cannot open sled database at {}: {e}", db_path.display()))
-        })?;
+        let db = sled::Config::new()
+            .path(&db_path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| {
+                StoreError::Io(format!(
+                    "cannot open sled database at {}: {e}",
+                    db_path.display()
+                ))
+            })?;
         let events = db.open_tree("events").map_err(io)?;
         let meta = db.open_tree("meta").map_err(io)?;
         let stored = meta.get("schema_version").map_err(io)?.map(|v| {
@@ -94,11 +106,16 @@ impl SledStore {
         });
         if let Some(v) = stored {
             if v > SCHEMA_VERSION {
-                return Err(StoreError::TooNew { path: dir.display().to_string(), found: v, supported: SCHEMA_VERSION });
+                return Err(StoreError::TooNew {
+                    path: dir.display().to_string(),
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
             }
             // Older versions would be migrated here; version 1 is the first.
         }
-        meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes()).map_err(io)?;
+        meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
+            .map_err(io)?;
         db.flush().map_err(io)?;
         std::fs::write(&marker, format!("{SCHEMA_VERSION}\n")).map_err(io)?;
         let last_seq = match events.last().map_err(io)? {
@@ -106,7 +123,14 @@ impl SledStore {
             None => 0,
         };
         let data_file = File::open(db_path.join("db")).ok();
-        let mut store = Self { path: dir.to_path_buf(), db, events, meta, data_file, last_seq };
+        let mut store = Self {
+            path: dir.to_path_buf(),
+            db,
+            events,
+            meta,
+            data_file,
+            last_seq,
+        };
         if last_seq == 0 {
             // Everything may have been compacted away: continue after the snapshot.
             if let Some((seq, _)) = store.load_snapshot()? {
@@ -127,10 +151,15 @@ fn decode_seq(k: &[u8]) -> Result<u64, StoreError> {
 
 fn decode_event(k: &[u8], v: &[u8]) -> Result<StoredEvent, StoreError> {
     let seq = decode_seq(k)?;
-    let record: Record = serde_json::from_slice(v)
-        .map_err(|e| StoreError::Corrupt { what: format!("event {seq}"), detail: e.to_string() })?;
+    let record: Record = serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        what: format!("event {seq}"),
+        detail: e.to_string(),
+    })?;
     if record.v > RECORD_VERSION {
-        return Err(StoreError::Corrupt { what: format!("event {seq}"), detail: format!("record version {} is newer than {RECORD_VERSION}", record.v) });
+        return Err(StoreError::Corrupt {
+            what: format!("event {seq}"),
+            detail: format!("record version {} is newer than {RECORD_VERSION}", record.v),
+        });
     }
     Ok(record.event)
 }
@@ -145,10 +174,17 @@ impl EventStore for SledStore {
         let mut expect = self.last_seq + 1;
         for e in events {
             if e.seq != expect {
-                return Err(StoreError::Io(format!("event seq {} would leave a gap after {}", e.seq, expect - 1)));
+                return Err(StoreError::Io(format!(
+                    "event seq {} would leave a gap after {}",
+                    e.seq,
+                    expect - 1
+                )));
             }
             expect += 1;
-            let record = Record { v: RECORD_VERSION, event: e.clone() };
+            let record = Record {
+                v: RECORD_VERSION,
+                event: e.clone(),
+            };
             let bytes = serde_json::to_vec(&record).map_err(io)?;
             batch.insert(&e.seq.to_be_bytes(), bytes);
         }
@@ -181,14 +217,23 @@ impl EventStore for SledStore {
     }
 
     fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError> {
-        let Some(bytes) = self.meta.get("snapshot").map_err(io)? else { return Ok(None) };
-        let snap: Snapshot = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt { what: "snapshot".into(), detail: e.to_string() })?;
+        let Some(bytes) = self.meta.get("snapshot").map_err(io)? else {
+            return Ok(None);
+        };
+        let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            what: "snapshot".into(),
+            detail: e.to_string(),
+        })?;
         Ok(Some((snap.seq, snap.state)))
     }
 
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&Snapshot { v: RECORD_VERSION, seq, state: state.clone() }).map_err(io)?;
+        let bytes = serde_json::to_vec(&Snapshot {
+            v: RECORD_VERSION,
+            seq,
+            state: state.clone(),
+        })
+        .map_err(io)?;
         self.meta.insert("snapshot", bytes).map_err(io)?;
         Ok(())
     }
@@ -222,7 +267,9 @@ mod tests {
         StoredEvent {
             seq,
             time: "2026-11-21T00:00:00Z".into(),
-            body: EventBody::ConfigReloaded { path: format!("p{seq}") },
+            body: EventBody::ConfigReloaded {
+                path: format!("p{seq}"),
+            },
         }
     }
 
@@ -250,7 +297,11 @@ mod tests {
         let mut st = State::default();
         st.last_seq = 8;
         s.save_snapshot(8, &st).unwrap();
-        assert_eq!(s.compact(100).unwrap(), 8, "only what the snapshot covers is dropped");
+        assert_eq!(
+            s.compact(100).unwrap(),
+            8,
+            "only what the snapshot covers is dropped"
+        );
         assert_eq!(s.read_since(0, 100).unwrap().len(), 2);
         assert_eq!(s.load_snapshot().unwrap().unwrap().0, 8);
     }
@@ -260,8 +311,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("SCHEMA"), "7\n").unwrap();
         let err = SledStore::open(dir.path()).err().unwrap();
-        assert!(err.to_string().contains("schema version 7, newer than this orch supports (1)"), "{err}");
-        assert!(!dir.path().join("db").exists(), "a newer store is never opened");
+        assert!(
+            err.to_string()
+                .contains("schema version 7, newer than this orch supports (1)"),
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("db").exists(),
+            "a newer store is never opened"
+        );
     }
 
     /// Records written by version 1 must stay readable by every later version.

@@ -66,7 +66,11 @@ impl AgentState {
     pub fn is_live(self) -> bool {
         matches!(
             self,
-            AgentState::Starting | AgentState::Running | AgentState::Idle | AgentState::Busy | AgentState::Waiting
+            AgentState::Starting
+                | AgentState::Running
+                | AgentState::Idle
+                | AgentState::Busy
+                | AgentState::Waiting
         )
     }
 }
@@ -147,7 +151,7 @@ pub struct AgentRecord {
     pub pid: Option<u32>,
     /// Current task.
     pub task_id: Option<String>,
-    /// Restarts so far (reset by a manual restart).
+    /// Restarts so far, automatic and manual (the automatic-restart limit counts separately).
     pub restarts: u32,
     /// How its state is watched.
     pub watch: Watch,

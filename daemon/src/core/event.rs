@@ -15,7 +15,11 @@ use super::task::{DecisionRecord, GateRun, SessionRecord, TaskRecord, TaskState}
 pub enum EventBody {
     /// The daemon started (every start, with its pid).
     #[serde(rename = "daemon.started")]
-    DaemonStarted { pid: u32, version: String, workspace: String },
+    DaemonStarted {
+        pid: u32,
+        version: String,
+        workspace: String,
+    },
     /// The daemon is stopping on request.
     #[serde(rename = "daemon.stopping")]
     DaemonStopping { pid: u32 },
@@ -55,10 +59,20 @@ pub enum EventBody {
     AgentExited { id: String, exit_code: Option<i32> },
     /// A restart is scheduled after a backoff.
     #[serde(rename = "agent.restarting")]
-    AgentRestarting { id: String, attempt: u32, delay_ms: u64, reason: String },
+    AgentRestarting {
+        id: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
     /// An agent runs again, in a new terminal.
     #[serde(rename = "agent.restarted")]
-    AgentRestarted { id: String, terminal_id: String, pid: Option<u32>, restarts: u32 },
+    AgentRestarted {
+        id: String,
+        terminal_id: String,
+        pid: Option<u32>,
+        restarts: u32,
+    },
     /// The restart limit was reached.
     #[serde(rename = "agent.gaveUp")]
     AgentGaveUp { id: String, restarts: u32 },
@@ -70,10 +84,18 @@ pub enum EventBody {
     TaskCreated { task: TaskRecord },
     /// A task was given to an agent.
     #[serde(rename = "task.assigned")]
-    TaskAssigned { id: String, agent_id: Option<String> },
+    TaskAssigned {
+        id: String,
+        agent_id: Option<String>,
+    },
     /// A task changed state.
     #[serde(rename = "task.state")]
-    TaskStateChanged { id: String, state: TaskState, previous: TaskState, evidence: String },
+    TaskStateChanged {
+        id: String,
+        state: TaskState,
+        previous: TaskState,
+        evidence: String,
+    },
     /// A new attempt started (the prompt was typed into the agent).
     #[serde(rename = "task.attempt")]
     TaskAttempt { id: String, attempt: u32 },
@@ -82,7 +104,11 @@ pub enum EventBody {
     TaskCompleted { id: String, summary: Option<String> },
     /// A gate started.
     #[serde(rename = "task.gateStarted")]
-    TaskGateStarted { id: String, name: String, attempt: u32 },
+    TaskGateStarted {
+        id: String,
+        name: String,
+        attempt: u32,
+    },
     /// A gate finished (or was interrupted).
     #[serde(rename = "task.gate")]
     TaskGate { id: String, result: GateRun },
@@ -91,7 +117,12 @@ pub enum EventBody {
     DecisionRequested { decision: DecisionRecord },
     /// A decision was answered.
     #[serde(rename = "decision.resolved")]
-    DecisionResolved { id: String, choice: String, reason: Option<String>, at: String },
+    DecisionResolved {
+        id: String,
+        choice: String,
+        reason: Option<String>,
+        at: String,
+    },
     /// `orch.toml` was re-read.
     #[serde(rename = "config.reloaded")]
     ConfigReloaded { path: String },
@@ -192,7 +223,10 @@ mod tests {
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["kind"], e.kind());
-        assert_eq!(v["data"], serde_json::json!({"id":"a-1","state":"idle","previous":"busy","evidence":"quiet 1500ms"}));
+        assert_eq!(
+            v["data"],
+            serde_json::json!({"id":"a-1","state":"idle","previous":"busy","evidence":"quiet 1500ms"})
+        );
         assert_eq!(e.subject(), "a-1");
     }
 }

@@ -54,13 +54,17 @@ impl State {
     /// A session by id or name (active sessions win for names).
     pub fn session(&self, id_or_name: &str) -> Option<&SessionRecord> {
         self.sessions.get(id_or_name).or_else(|| {
-            self.sessions.values().find(|s| s.name == id_or_name && !s.closed)
+            self.sessions
+                .values()
+                .find(|s| s.name == id_or_name && !s.closed)
         })
     }
 
     /// The active `default` session.
     pub fn default_session(&self) -> Option<&SessionRecord> {
-        self.sessions.values().find(|s| s.name == DEFAULT_SESSION && !s.closed)
+        self.sessions
+            .values()
+            .find(|s| s.name == DEFAULT_SESSION && !s.closed)
     }
 
     /// The agent running in terminal `terminal_id`.
@@ -126,7 +130,12 @@ impl State {
                 self.bump(&agent.id);
                 self.agents.insert(agent.id.clone(), agent.clone());
             }
-            EventBody::AgentStateChanged { id, state, exit_code, .. } => {
+            EventBody::AgentStateChanged {
+                id,
+                state,
+                exit_code,
+                ..
+            } => {
                 if let Some(a) = self.agents.get_mut(id) {
                     a.state = *state;
                     a.updated_at = at;
@@ -146,7 +155,12 @@ impl State {
                     a.updated_at = at;
                 }
             }
-            EventBody::AgentRestarted { id, terminal_id, pid, restarts } => {
+            EventBody::AgentRestarted {
+                id,
+                terminal_id,
+                pid,
+                restarts,
+            } => {
                 if let Some(a) = self.agents.get_mut(id) {
                     a.terminal_id = terminal_id.clone();
                     a.pid = *pid;
@@ -181,10 +195,18 @@ impl State {
                 }
             }
             EventBody::TaskStateChanged { id, state, .. } => {
-                let Some(t) = self.tasks.get_mut(id) else { return };
+                let Some(t) = self.tasks.get_mut(id) else {
+                    return;
+                };
                 t.state = *state;
                 t.updated_at = at;
-                if matches!(state, TaskState::Done | TaskState::Cancelled | TaskState::Failed | TaskState::Escalated) {
+                if matches!(
+                    state,
+                    TaskState::Done
+                        | TaskState::Cancelled
+                        | TaskState::Failed
+                        | TaskState::Escalated
+                ) {
                     // The agent is free for other work once its task is settled.
                     if let Some(a) = t.agent_id.clone().and_then(|a| self.agents.get_mut(&a)) {
                         if a.task_id.as_deref() == Some(id) {
@@ -221,7 +243,12 @@ impl State {
                 }
                 self.decisions.insert(decision.id.clone(), decision.clone());
             }
-            EventBody::DecisionResolved { id, choice, reason, at } => {
+            EventBody::DecisionResolved {
+                id,
+                choice,
+                reason,
+                at,
+            } => {
                 if let Some(d) = self.decisions.get_mut(id) {
                     d.resolved = true;
                     d.choice = Some(choice.clone());
@@ -245,7 +272,11 @@ mod tests {
     use crate::core::agent::{RestartPolicy, Watch};
 
     fn ev(seq: u64, body: EventBody) -> StoredEvent {
-        StoredEvent { seq, time: format!("2026-01-01T00:00:{seq:02}Z"), body }
+        StoredEvent {
+            seq,
+            time: format!("2026-01-01T00:00:{seq:02}Z"),
+            body,
+        }
     }
 
     fn agent(id: &str, name: &str) -> AgentRecord {
@@ -281,7 +312,12 @@ mod tests {
     #[test]
     fn replay_rebuilds_state_and_ids_are_never_reused() {
         let mut s = State::default();
-        s.apply(&ev(1, EventBody::AgentSpawned { agent: agent("a-2", "shell-1") }));
+        s.apply(&ev(
+            1,
+            EventBody::AgentSpawned {
+                agent: agent("a-2", "shell-1"),
+            },
+        ));
         s.apply(&ev(
             2,
             EventBody::AgentStateChanged {
@@ -295,10 +331,19 @@ mod tests {
         assert_eq!(s.next_id, 3);
         assert_eq!(s.last_seq, 2);
         let a = s.agent("shell-1").unwrap();
-        assert_eq!((a.state, a.exit_code, a.pid), (AgentState::Exited, Some(0), None));
+        assert_eq!(
+            (a.state, a.exit_code, a.pid),
+            (AgentState::Exited, Some(0), None)
+        );
         assert_eq!(s.ids().next("a"), "a-3");
         // Unknown subjects are ignored, not fatal.
-        s.apply(&ev(3, EventBody::AgentExited { id: "a-99".into(), exit_code: None }));
+        s.apply(&ev(
+            3,
+            EventBody::AgentExited {
+                id: "a-99".into(),
+                exit_code: None,
+            },
+        ));
         assert_eq!(s.last_seq, 3);
     }
 }

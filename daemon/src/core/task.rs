@@ -61,24 +61,30 @@ impl TaskState {
         matches!(self, TaskState::Done | TaskState::Cancelled)
     }
 
-    /// Whether moving to `next` is allowed.
+    /// Whether moving to `next` is allowed: the task state machine, checked on every change.
     pub fn can_become(self, next: TaskState) -> bool {
         use TaskState::*;
         match (self, next) {
             (Done | Cancelled, _) => false,
             (_, Cancelled) => true,
-            (Pending, Assigned) => true,
-            (Assigned, Running | Pending) => true,
-            (Running, Verifying | Failed | Pending | Assigned) => true,
-            (Verifying, Done | Running | Escalated | Assigned | Failed) => true,
-            (Escalated | Failed, Assigned | Pending | Done | Running) => true,
+            // A person may say work is done that no agent was given (or before dispatch).
+            (Pending, Assigned | Verifying) => true,
+            (Assigned, Running | Verifying | Failed) => true,
+            (Running, Verifying | Failed) => true,
+            // A failed gate sends the task back to its agent.
+            (Verifying, Done | Assigned | Escalated) => true,
+            // Decisions: retry, reassign (or retry without an agent), accept.
+            (Escalated, Assigned | Pending | Done) => true,
+            (Failed, Assigned) => true,
             _ => false,
         }
     }
 }
 
 /// Task priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Low.
@@ -105,7 +111,14 @@ impl Priority {
 
     /// Parse a wire name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Priority::Low, Priority::Normal, Priority::High, Priority::Urgent].into_iter().find(|p| p.as_str() == s)
+        [
+            Priority::Low,
+            Priority::Normal,
+            Priority::High,
+            Priority::Urgent,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 }
 
@@ -247,7 +260,7 @@ mod tests {
         use TaskState::*;
         assert!(Pending.can_become(Assigned));
         assert!(Running.can_become(Verifying));
-        assert!(Verifying.can_become(Running)); // a failed gate sends it back
+        assert!(Verifying.can_become(Assigned)); // a failed gate sends it back
         assert!(Escalated.can_become(Assigned)); // retry
         assert!(!Done.can_become(Running));
         assert!(!Cancelled.can_become(Cancelled));

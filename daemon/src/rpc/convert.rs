@@ -44,6 +44,7 @@ pub fn terminal(t: &TerminalRecord, title: Option<String>) -> wire::Terminal {
         alive: t.alive,
         exit_code: t.exit_code,
         title,
+        handle: t.handle.clone(),
     }
 }
 
@@ -53,7 +54,12 @@ pub fn session(s: &SessionRecord, state: &State) -> wire::Session {
         id: s.id.clone(),
         name: s.name.clone(),
         state: if s.closed { "closed" } else { "active" }.into(),
-        agent_ids: state.agents.values().filter(|a| a.session_id == s.id).map(|a| a.id.clone()).collect(),
+        agent_ids: state
+            .agents
+            .values()
+            .filter(|a| a.session_id == s.id)
+            .map(|a| a.id.clone())
+            .collect(),
         created_at: s.created_at.clone(),
         closed_at: s.closed_at.clone(),
     }
@@ -84,7 +90,11 @@ pub fn task(t: &TaskRecord) -> wire::Task {
         gates: t
             .gates
             .iter()
-            .map(|g| wire::Gate { name: g.name.clone(), command: g.command.clone(), timeout_s: g.timeout_s })
+            .map(|g| wire::Gate {
+                name: g.name.clone(),
+                command: g.command.clone(),
+                timeout_s: g.timeout_s,
+            })
             .collect(),
         gate_results: t.gate_results.iter().map(gate_result).collect(),
         decision_id: t.decision_id.clone(),
@@ -96,9 +106,18 @@ pub fn task(t: &TaskRecord) -> wire::Task {
 /// A decision.
 pub fn decision(d: &DecisionRecord) -> wire::Decision {
     let source = match &d.source {
-        DecisionSource::Agent { id, .. } => wire::DecisionSource { kind: "agent".into(), id: Some(id.clone()) },
-        DecisionSource::Task { id } => wire::DecisionSource { kind: "task".into(), id: Some(id.clone()) },
-        DecisionSource::User => wire::DecisionSource { kind: "user".into(), id: None },
+        DecisionSource::Agent { id, .. } => wire::DecisionSource {
+            kind: "agent".into(),
+            id: Some(id.clone()),
+        },
+        DecisionSource::Task { id } => wire::DecisionSource {
+            kind: "task".into(),
+            id: Some(id.clone()),
+        },
+        DecisionSource::User => wire::DecisionSource {
+            kind: "user".into(),
+            id: None,
+        },
     };
     wire::Decision {
         id: d.id.clone(),
@@ -118,7 +137,10 @@ pub fn decision(d: &DecisionRecord) -> wire::Decision {
 pub fn screen(s: ScreenSnapshot) -> wire::Screen {
     wire::Screen {
         lines: s.lines,
-        cursor: wire::Cursor { row: s.cursor_row, col: s.cursor_col },
+        cursor: wire::Cursor {
+            row: s.cursor_row,
+            col: s.cursor_col,
+        },
         cols: s.cols,
         rows: s.rows,
         title: s.title,
@@ -132,15 +154,27 @@ pub fn event(e: &StoredEvent) -> wire::Event {
     let data = match &e.body {
         B::AgentSpawned { agent: a } => serde_json::json!({ "agent": to_value(agent(a)) }),
         B::TaskCreated { task: t } => serde_json::json!({ "task": to_value(task(t)) }),
-        B::DecisionRequested { decision: d } => serde_json::json!({ "decision": to_value(decision(d)) }),
-        B::SessionCreated { session: s } => serde_json::json!({ "session": to_value(session(s, &State::default())) }),
-        B::TerminalOpened { terminal: t } => serde_json::json!({ "terminal": to_value(terminal(t, None)) }),
+        B::DecisionRequested { decision: d } => {
+            serde_json::json!({ "decision": to_value(decision(d)) })
+        }
+        B::SessionCreated { session: s } => {
+            serde_json::json!({ "session": to_value(session(s, &State::default())) })
+        }
+        B::TerminalOpened { terminal: t } => {
+            serde_json::json!({ "terminal": to_value(terminal(t, None)) })
+        }
         other => {
             let mut v = serde_json::to_value(other).expect("events serialize");
             v.get_mut("data").map(Value::take).unwrap_or(Value::Null)
         }
     };
-    wire::Event { seq: e.seq, time: e.time.clone(), kind: e.body.kind().into(), subject: e.body.subject().into(), data }
+    wire::Event {
+        seq: e.seq,
+        time: e.time.clone(),
+        kind: e.body.kind().into(),
+        subject: e.body.subject().into(),
+        data,
+    }
 }
 
 fn to_value(v: impl serde::Serialize) -> Value {

@@ -66,13 +66,22 @@ impl Runtime {
     pub fn backend(&self, name: &str, field: &str) -> Result<Arc<dyn TerminalBackend>, OpError> {
         let Some(b) = self.backends.get(name) else {
             if matches!(name, "pty" | "tmux") {
-                return Err(OpError::BackendUnavailable { backend: name.into(), detail: "not configured in this daemon".into() });
+                return Err(OpError::BackendUnavailable {
+                    backend: name.into(),
+                    detail: "not configured in this daemon".into(),
+                });
             }
-            return Err(OpError::invalid(field, format!("unknown backend {name:?}; expected \"pty\" or \"tmux\"")));
+            return Err(OpError::invalid(
+                field,
+                format!("unknown backend {name:?}; expected \"pty\" or \"tmux\""),
+            ));
         };
         let probe = b.probe();
         if !probe.available {
-            return Err(OpError::BackendUnavailable { backend: name.into(), detail: probe.detail });
+            return Err(OpError::BackendUnavailable {
+                backend: name.into(),
+                detail: probe.detail,
+            });
         }
         Ok(b.clone())
     }
@@ -84,7 +93,10 @@ impl Runtime {
             Some(c) => self.paths.root.join(c),
         };
         if !path.is_dir() {
-            return Err(OpError::invalid(field, format!("{} is not a directory", path.display())));
+            return Err(OpError::invalid(
+                field,
+                format!("{} is not a directory", path.display()),
+            ));
         }
         Ok(path)
     }
@@ -93,7 +105,10 @@ impl Runtime {
         match v {
             None => Ok(default),
             Some(n) if (1..=1000).contains(&n) => Ok(n),
-            Some(n) => Err(OpError::invalid(field, format!("{n} is out of range 1..=1000"))),
+            Some(n) => Err(OpError::invalid(
+                field,
+                format!("{n} is out of range 1..=1000"),
+            )),
         }
     }
 
@@ -109,7 +124,10 @@ impl Runtime {
         agent_id: Option<String>,
     ) -> Result<(Arc<dyn Terminal>, TerminalRecord), OpError> {
         if self.live_terminals() >= MAX_LIVE_TERMINALS {
-            return Err(OpError::Limit { limit: "live terminals", max: MAX_LIVE_TERMINALS as u64 });
+            return Err(OpError::Limit {
+                limit: "live terminals",
+                max: MAX_LIVE_TERMINALS as u64,
+            });
         }
         let record = TerminalRecord {
             id: spec.id.clone(),
@@ -125,19 +143,39 @@ impl Runtime {
             handle: None,
             closed: false,
         };
-        let term = backend.spawn(spec, self.observer.clone()).map_err(|e| match e {
-            crate::ports::BackendError::Unavailable { backend, detail } => {
-                OpError::BackendUnavailable { backend: backend.into(), detail }
-            }
-            crate::ports::BackendError::Spawn { .. } => OpError::invalid("command", e.to_string()),
-            other => OpError::Internal(other.to_string()),
-        })?;
-        let record = TerminalRecord { pid: term.pid(), handle: term.handle(), ..record };
+        let term = backend
+            .spawn(spec, self.observer.clone())
+            .map_err(|e| match e {
+                crate::ports::BackendError::Unavailable { backend, detail } => {
+                    OpError::BackendUnavailable {
+                        backend: backend.into(),
+                        detail,
+                    }
+                }
+                crate::ports::BackendError::Spawn { .. } => {
+                    OpError::invalid("command", e.to_string())
+                }
+                other => OpError::Internal(other.to_string()),
+            })?;
+        let record = TerminalRecord {
+            pid: term.pid(),
+            handle: term.handle(),
+            ..record
+        };
         self.terminals.insert(record.id.clone(), term.clone());
         Ok((term, record))
     }
 
-    fn spec(&self, id: &str, name: &str, command: Vec<String>, cwd: PathBuf, env: Vec<(String, String)>, cols: u16, rows: u16) -> TerminalSpec {
+    fn spec(
+        &self,
+        id: &str,
+        name: &str,
+        command: Vec<String>,
+        cwd: PathBuf,
+        env: Vec<(String, String)>,
+        cols: u16,
+        rows: u16,
+    ) -> TerminalSpec {
         TerminalSpec {
             id: id.into(),
             name: name.into(),
@@ -156,9 +194,18 @@ impl Runtime {
         env.extend(agent.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.push(("ORCH_AGENT_ID".into(), agent.id.clone()));
         env.push(("ORCH_AGENT_NAME".into(), agent.name.clone()));
-        env.push(("ORCH_SOCKET".into(), self.paths.socket.display().to_string()));
-        env.push(("ORCH_WORKSPACE".into(), self.paths.root.display().to_string()));
-        env.push(("ORCH_TASK_ID".into(), agent.task_id.clone().unwrap_or_default()));
+        env.push((
+            "ORCH_SOCKET".into(),
+            self.paths.socket.display().to_string(),
+        ));
+        env.push((
+            "ORCH_WORKSPACE".into(),
+            self.paths.root.display().to_string(),
+        ));
+        env.push((
+            "ORCH_TASK_ID".into(),
+            agent.task_id.clone().unwrap_or_default(),
+        ));
         env
     }
 
@@ -168,7 +215,10 @@ impl Runtime {
         let kind = match &kind_name {
             Some(k) => Some(self.config.agents.get(k).cloned().ok_or_else(|| {
                 let known: Vec<&str> = self.config.agents.keys().map(String::as_str).collect();
-                OpError::invalid("kind", format!("unknown kind {k:?}; configured kinds: {}", known.join(", ")))
+                OpError::invalid(
+                    "kind",
+                    format!("unknown kind {k:?}; configured kinds: {}", known.join(", ")),
+                )
             })?),
             None => None,
         };
@@ -184,21 +234,46 @@ impl Runtime {
         let kind_label = kind_name.clone().unwrap_or_else(|| "command".into());
         let session_id = match &args.session {
             Some(s) => {
-                let sess = self.state.session(s).ok_or_else(|| OpError::NotFound { kind: "session", id: s.clone() })?;
+                let sess = self.state.session(s).ok_or_else(|| OpError::NotFound {
+                    kind: "session",
+                    id: s.clone(),
+                })?;
                 if sess.closed {
-                    return Err(OpError::Conflict { kind: "session", id: sess.id.clone(), state: "closed".into(), what: "cannot add an agent".into() });
+                    return Err(OpError::Conflict {
+                        kind: "session",
+                        id: sess.id.clone(),
+                        state: "closed".into(),
+                        what: "cannot add an agent".into(),
+                    });
                 }
                 sess.id.clone()
             }
-            None => self.state.default_session().map(|s| s.id.clone()).unwrap_or_default(),
+            None => self
+                .state
+                .default_session()
+                .map(|s| s.id.clone())
+                .unwrap_or_default(),
         };
         let name = match &args.name {
             Some(n) => {
-                if n.is_empty() || n.len() > 64 || !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                    return Err(OpError::invalid("name", format!("{n:?} must be 1-64 characters of letters, digits, '-', '_' or '.'")));
+                if n.is_empty()
+                    || n.len() > 64
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    return Err(OpError::invalid(
+                        "name",
+                        format!(
+                            "{n:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+                        ),
+                    ));
                 }
                 if let Some(a) = self.state.agents.values().find(|a| &a.name == n) {
-                    return Err(OpError::invalid("name", format!("{n:?} is already the name of agent {}", a.id)));
+                    return Err(OpError::invalid(
+                        "name",
+                        format!("{n:?} is already the name of agent {}", a.id),
+                    ));
                 }
                 if self.state.agents.contains_key(n) {
                     return Err(OpError::invalid("name", format!("{n:?} is an agent id")));
@@ -207,19 +282,39 @@ impl Runtime {
             }
             None => {
                 let base = kind_name.clone().unwrap_or_else(|| {
-                    Path::new(&command[0]).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "agent".into())
+                    Path::new(&command[0])
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "agent".into())
                 });
-                let base: String = base.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
-                (1..).map(|n| format!("{base}-{n}")).find(|n| !self.state.agents.values().any(|a| &a.name == n)).expect("unbounded")
+                let base: String = base
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                            c
+                        } else {
+                            '-'
+                        }
+                    })
+                    .collect();
+                (1..)
+                    .map(|n| format!("{base}-{n}"))
+                    .find(|n| !self.state.agents.values().any(|a| &a.name == n))
+                    .expect("unbounded")
             }
         };
         let cwd = self.resolve_cwd(args.cwd.as_deref().or(kind.cwd.as_deref()), "cwd")?;
-        let backend_name = args.backend.clone().or(kind.backend.clone()).unwrap_or_else(|| self.config.daemon.backend.clone());
+        let backend_name = args
+            .backend
+            .clone()
+            .or(kind.backend.clone())
+            .unwrap_or_else(|| self.config.daemon.backend.clone());
         let backend = self.backend(&backend_name, "backend")?;
         let cols = Self::check_size(args.cols, self.config.daemon.cols, "cols")?;
         let rows = Self::check_size(args.rows, self.config.daemon.rows, "rows")?;
         for p in &kind.waiting_patterns {
-            Regex::new(p).map_err(|e| OpError::invalid("kind", format!("waiting pattern {p:?}: {e}")))?;
+            Regex::new(p)
+                .map_err(|e| OpError::invalid("kind", format!("waiting pattern {p:?}: {e}")))?;
         }
         let mut gen = self.state.ids();
         let id = gen.next(ids::AGENT);
@@ -254,13 +349,27 @@ impl Runtime {
             created_at: now.clone(),
             updated_at: now,
         };
-        let spec = self.spec(&terminal_id, &name, command, cwd, self.agent_env(&agent), cols, rows);
+        let spec = self.spec(
+            &terminal_id,
+            &name,
+            command,
+            cwd,
+            self.agent_env(&agent),
+            cols,
+            rows,
+        );
         let (_term, record) = self.start_terminal(&backend, spec, Some(id.clone()))?;
         agent.pid = record.pid;
         self.emit(EventBody::TerminalOpened { terminal: record });
-        self.emit(EventBody::AgentSpawned { agent: agent.clone() });
-        self.watch.insert(id.clone(), WatchState::new(&agent.watch.waiting_patterns));
-        let evidence = format!("spawned pid {}", agent.pid.map_or("?".into(), |p| p.to_string()));
+        self.emit(EventBody::AgentSpawned {
+            agent: agent.clone(),
+        });
+        self.watch
+            .insert(id.clone(), WatchState::new(&agent.watch.waiting_patterns));
+        let evidence = format!(
+            "spawned pid {}",
+            agent.pid.map_or("?".into(), |p| p.to_string())
+        );
         self.set_agent_state(&id, AgentState::Running, evidence, None);
         Ok(self.state.agents[&id].clone())
     }
@@ -279,13 +388,19 @@ impl Runtime {
             return Err(OpError::invalid("command", "must be a non-empty argv"));
         }
         let cwd = self.resolve_cwd(cwd.as_deref(), "cwd")?;
-        let backend = self.backend(&backend.unwrap_or_else(|| self.config.daemon.backend.clone()), "backend")?;
+        let backend = self.backend(
+            &backend.unwrap_or_else(|| self.config.daemon.backend.clone()),
+            "backend",
+        )?;
         let cols = Self::check_size(cols, self.config.daemon.cols, "cols")?;
         let rows = Self::check_size(rows, self.config.daemon.rows, "rows")?;
         let id = self.new_id(ids::TERMINAL);
         let mut envv = vec![("TERM".to_string(), "xterm-256color".to_string())];
         envv.extend(env);
-        envv.push(("ORCH_SOCKET".into(), self.paths.socket.display().to_string()));
+        envv.push((
+            "ORCH_SOCKET".into(),
+            self.paths.socket.display().to_string(),
+        ));
         let spec = self.spec(&id, &id, command, cwd, envv, cols, rows);
         let (_t, record) = self.start_terminal(&backend, spec, None)?;
         self.emit(EventBody::TerminalOpened { terminal: record });
@@ -294,28 +409,68 @@ impl Runtime {
 
     /// An agent by id or name.
     pub fn agent_ref(&self, id: &str) -> Result<&AgentRecord, OpError> {
-        self.state.agent(id).ok_or_else(|| OpError::NotFound { kind: "agent", id: id.into() })
+        self.state.agent(id).ok_or_else(|| OpError::NotFound {
+            kind: "agent",
+            id: id.into(),
+        })
     }
 
     /// The live terminal of an agent, or a conflict naming its state.
-    pub fn agent_terminal(&self, id: &str, what: &str) -> Result<(AgentRecord, Arc<dyn Terminal>), OpError> {
+    pub fn agent_terminal(
+        &self,
+        id: &str,
+        what: &str,
+    ) -> Result<(AgentRecord, Arc<dyn Terminal>), OpError> {
         let agent = self.agent_ref(id)?.clone();
         match self.terminals.get(&agent.terminal_id) {
             Some(t) if agent.state.is_live() => Ok((agent, t.clone())),
-            _ => Err(OpError::Conflict { kind: "agent", id: agent.id.clone(), state: agent.state.as_str().into(), what: what.into() }),
+            _ => Err(OpError::Conflict {
+                kind: "agent",
+                id: agent.id.clone(),
+                state: agent.state.as_str().into(),
+                what: what.into(),
+            }),
         }
     }
 
     /// Emit an `agent.state` event if the state changes.
-    pub fn set_agent_state(&mut self, id: &str, state: AgentState, evidence: String, exit_code: Option<i32>) {
-        let Some(prev) = self.state.agents.get(id).map(|a| a.state) else { return };
+    pub fn set_agent_state(
+        &mut self,
+        id: &str,
+        state: AgentState,
+        evidence: String,
+        exit_code: Option<i32>,
+    ) {
+        let Some(prev) = self.state.agents.get(id).map(|a| a.state) else {
+            return;
+        };
         if prev == state {
             return;
         }
-        self.emit(EventBody::AgentStateChanged { id: id.into(), state, previous: prev, evidence, exit_code });
+        self.emit(EventBody::AgentStateChanged {
+            id: id.into(),
+            state,
+            previous: prev,
+            evidence,
+            exit_code,
+        });
         if state == AgentState::Idle {
             self.agent_became_idle(id);
         }
+    }
+
+    /// Record a state even between two ended states (a lost agent whose restart failed).
+    fn force_state(&mut self, id: &str, state: AgentState, evidence: String) {
+        let Some(prev) = self.state.agents.get(id).map(|a| a.state) else {
+            return;
+        };
+        self.emit(EventBody::AgentStateChanged {
+            id: id.into(),
+            state,
+            previous: prev,
+            evidence,
+            exit_code: None,
+        });
     }
 
     /// Type text into an agent: pasted (bracketed where the program enabled it), then Enter.
@@ -325,20 +480,37 @@ impl Runtime {
     }
 
     /// Paste `text` and optionally press Enter.
-    pub fn type_into(&mut self, terminal_id: &str, term: &Arc<dyn Terminal>, text: &str, submit: bool) -> Result<(), OpError> {
+    pub fn type_into(
+        &mut self,
+        terminal_id: &str,
+        term: &Arc<dyn Terminal>,
+        text: &str,
+        submit: bool,
+    ) -> Result<(), OpError> {
         const MAX_TEXT: usize = 1 << 20;
         if text.len() > MAX_TEXT {
-            return Err(OpError::Limit { limit: "text bytes", max: MAX_TEXT as u64 });
+            return Err(OpError::Limit {
+                limit: "text bytes",
+                max: MAX_TEXT as u64,
+            });
         }
         if !text.is_empty() {
-            term.paste(text).map_err(|e| OpError::Internal(e.to_string()))?;
+            term.paste(text)
+                .map_err(|e| OpError::Internal(e.to_string()))?;
         }
         if submit {
             if text.contains('\n') {
                 // A TUI may still be taking in a large paste: let it settle before Enter.
-                self.after(Duration::from_millis(30), Timer::Keys { terminal: terminal_id.into(), keys: "\r".into() });
+                self.after(
+                    Duration::from_millis(30),
+                    Timer::Keys {
+                        terminal: terminal_id.into(),
+                        keys: "\r".into(),
+                    },
+                );
             } else {
-                term.write(b"\r").map_err(|e| OpError::Internal(e.to_string()))?;
+                term.write(b"\r")
+                    .map_err(|e| OpError::Internal(e.to_string()))?;
             }
         }
         Ok(())
@@ -349,9 +521,15 @@ impl Runtime {
     pub fn stop_agent(&mut self, id: &str, force: bool) -> Result<String, OpError> {
         let (agent, term) = self.agent_terminal(id, "cannot stop")?;
         self.stopping.insert(agent.id.clone());
-        term.signal(force).map_err(|e| OpError::Internal(e.to_string()))?;
+        term.signal(force)
+            .map_err(|e| OpError::Internal(e.to_string()))?;
         if !force {
-            self.after(Duration::from_millis(self.config.daemon.stop_grace_ms), Timer::StopGrace { agent: agent.id.clone() });
+            self.after(
+                Duration::from_millis(self.config.daemon.stop_grace_ms),
+                Timer::StopGrace {
+                    agent: agent.id.clone(),
+                },
+            );
         }
         Ok(agent.id)
     }
@@ -372,7 +550,9 @@ impl Runtime {
         if let Some(old) = self.terminals.remove(&agent.terminal_id) {
             // The old terminal's exit is ignored: the agent no longer points at it.
             let _ = old.close();
-            self.emit(EventBody::TerminalClosed { id: agent.terminal_id.clone() });
+            self.emit(EventBody::TerminalClosed {
+                id: agent.terminal_id.clone(),
+            });
         }
         self.stopping.remove(&agent.id);
         if let Some(w) = self.watch.get_mut(&agent.id) {
@@ -386,6 +566,10 @@ impl Runtime {
     fn respawn(&mut self, id: &str, evidence: String) -> Result<(), OpError> {
         let agent = self.state.agents[id].clone();
         let backend = self.backend(&agent.backend, "backend")?;
+        if let Some(old) = self.terminals.remove(&agent.terminal_id) {
+            // Releases the ended program (reaped on close) and anything it left running.
+            let _ = old.close();
+        }
         let terminal_id = self.new_id(ids::TERMINAL);
         let spec = self.spec(
             &terminal_id,
@@ -402,29 +586,47 @@ impl Runtime {
         if agent.state.is_live() {
             self.set_agent_state(id, AgentState::Stopped, "restarting".into(), None);
         }
-        self.emit(EventBody::AgentRestarted { id: id.into(), terminal_id, pid, restarts: agent.restarts + 1 });
+        self.emit(EventBody::AgentRestarted {
+            id: id.into(),
+            terminal_id,
+            pid,
+            restarts: agent.restarts + 1,
+        });
         self.set_agent_state(id, AgentState::Starting, evidence, None);
-        self.watch.entry(id.into()).or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns)).reset();
-        self.set_agent_state(id, AgentState::Running, format!("spawned pid {}", pid.map_or("?".into(), |p| p.to_string())), None);
+        self.watch
+            .entry(id.into())
+            .or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns))
+            .reset();
+        self.set_agent_state(
+            id,
+            AgentState::Running,
+            format!("spawned pid {}", pid.map_or("?".into(), |p| p.to_string())),
+            None,
+        );
         Ok(())
     }
 
     pub(super) fn restart_due(&mut self, id: &str, terminal: &str) {
-        let Some(agent) = self.state.agents.get(id) else { return };
+        let Some(agent) = self.state.agents.get(id) else {
+            return;
+        };
         if agent.terminal_id != terminal || agent.state.is_live() || self.daemon_stop.is_some() {
             return; // restarted or stopped by hand meanwhile
         }
         let attempt = self.watch.get(id).map_or(0, |w| w.auto_restarts);
         if let Err(e) = self.respawn(id, format!("restart policy (attempt {attempt})")) {
             tracing::warn!(agent = id, "restart failed: {e}");
-            self.emit(EventBody::AgentExited { id: id.into(), exit_code: None });
-            self.after_end(id, AgentState::Failed, format!("restart failed: {e}"));
+            let evidence = format!("restart failed: {e}");
+            self.force_state(id, AgentState::Failed, evidence.clone());
+            self.after_end(id, AgentState::Failed, evidence);
         }
     }
 
     /// Output after quiet: the agent is busy.
     pub(super) fn on_output(&mut self, terminal: &str) {
-        let Some(agent) = self.state.agent_by_terminal(terminal) else { return };
+        let Some(agent) = self.state.agent_by_terminal(terminal) else {
+            return;
+        };
         let (id, state) = (agent.id.clone(), agent.state);
         // A waiting agent stays waiting until its screen no longer matches (see `tick`): TUIs
         // redraw while they wait, and that is not an answer.
@@ -440,12 +642,28 @@ impl Runtime {
             .state
             .agents
             .values()
-            .filter(|a| matches!(a.state, AgentState::Running | AgentState::Busy | AgentState::Waiting))
-            .map(|a| (a.id.clone(), a.terminal_id.clone(), a.state, a.watch.idle_after_ms))
+            .filter(|a| {
+                matches!(
+                    a.state,
+                    AgentState::Running | AgentState::Busy | AgentState::Waiting
+                )
+            })
+            .map(|a| {
+                (
+                    a.id.clone(),
+                    a.terminal_id.clone(),
+                    a.state,
+                    a.watch.idle_after_ms,
+                )
+            })
             .collect();
         for (id, tid, state, idle_after) in candidates {
-            let Some(term) = self.terminals.get(&tid).cloned() else { continue };
-            let Some(ws) = self.watch.get_mut(&id) else { continue };
+            let Some(term) = self.terminals.get(&tid).cloned() else {
+                continue;
+            };
+            let Some(ws) = self.watch.get_mut(&id) else {
+                continue;
+            };
             let last = self.activity.last(&tid);
             let since = last.unwrap_or(ws.started);
             let quiet = now.saturating_duration_since(since);
@@ -453,15 +671,28 @@ impl Runtime {
                 ws.checked = Some(since);
                 let matched = match (ws.patterns.is_empty(), term.screen(0)) {
                     (false, Ok(screen)) => {
-                        let text = screen.lines.join("\n");
-                        ws.patterns.iter().find(|p| p.is_match(&text)).map(|p| (p.as_str().to_string(), screen))
+                        // Only the lines at and just above the cursor: a question that was
+                        // answered moves away from it, even while it stays on the screen.
+                        let cursor = screen.cursor_row as usize;
+                        let from = cursor.saturating_sub(3);
+                        let to = (cursor + 1).min(screen.lines.len());
+                        let text = screen.lines.get(from..to).unwrap_or_default().join("\n");
+                        ws.patterns
+                            .iter()
+                            .find(|p| p.is_match(&text))
+                            .map(|p| (p.as_str().to_string(), screen))
                     }
                     _ => None,
                 };
                 match (matched, state) {
                     (Some((pattern, screen)), AgentState::Running | AgentState::Busy) => {
                         self.activity.rearm(&tid);
-                        self.set_agent_state(&id, AgentState::Waiting, format!("pattern: {pattern}"), None);
+                        self.set_agent_state(
+                            &id,
+                            AgentState::Waiting,
+                            format!("pattern: {pattern}"),
+                            None,
+                        );
                         self.raise_wait_decision(&id, &screen.lines);
                         continue;
                     }
@@ -477,7 +708,9 @@ impl Runtime {
                 }
             }
             let state = self.state.agents[&id].state;
-            if matches!(state, AgentState::Running | AgentState::Busy) && quiet >= Duration::from_millis(idle_after) {
+            if matches!(state, AgentState::Running | AgentState::Busy)
+                && quiet >= Duration::from_millis(idle_after)
+            {
                 self.activity.rearm(&tid);
                 self.set_agent_state(&id, AgentState::Idle, format!("quiet {idle_after}ms"), None);
             }
@@ -486,7 +719,11 @@ impl Runtime {
 
     fn raise_wait_decision(&mut self, id: &str, lines: &[String]) {
         let agent = self.state.agents[id].clone();
-        let detail: Vec<&str> = lines.iter().map(|l| l.trim_end()).filter(|l| !l.is_empty()).collect();
+        let detail: Vec<&str> = lines
+            .iter()
+            .map(|l| l.trim_end())
+            .filter(|l| !l.is_empty())
+            .collect();
         let detail = detail[detail.len().saturating_sub(5)..].join("\n");
         let decision_id = self.new_id(ids::DECISION);
         let options = agent.watch.waiting_options.clone();
@@ -499,7 +736,10 @@ impl Runtime {
                 resolved: false,
                 choice: None,
                 reason: None,
-                source: DecisionSource::Agent { id: id.into(), keys: options },
+                source: DecisionSource::Agent {
+                    id: id.into(),
+                    keys: options,
+                },
                 created_at: clock::now_rfc3339(),
                 resolved_at: None,
             },
@@ -511,7 +751,9 @@ impl Runtime {
 
     /// The agent stopped waiting without the decision: close it so no stale question lingers.
     fn dismiss_wait_decision(&mut self, id: &str, why: &str) {
-        let Some(d) = self.watch.get_mut(id).and_then(|w| w.decision.take()) else { return };
+        let Some(d) = self.watch.get_mut(id).and_then(|w| w.decision.take()) else {
+            return;
+        };
         if self.state.decisions.get(&d).is_some_and(|d| !d.resolved) {
             self.emit(EventBody::DecisionResolved {
                 id: d,
@@ -523,19 +765,34 @@ impl Runtime {
     }
 
     /// A terminal's program ended.
-    pub(super) fn on_exit(&mut self, terminal: &str, code: Option<i32>) {
+    /// A terminal's program ended, or (`lost`) its backend went away.
+    pub(super) fn on_exit(&mut self, terminal: &str, code: Option<i32>, lost: Option<String>) {
         if self.state.terminals.get(terminal).is_some_and(|t| t.alive) {
-            self.emit(EventBody::TerminalExited { id: terminal.into(), exit_code: code });
+            self.emit(EventBody::TerminalExited {
+                id: terminal.into(),
+                exit_code: code,
+            });
         }
-        let Some(agent) = self.state.agent_by_terminal(terminal) else { return };
+        let Some(agent) = self.state.agent_by_terminal(terminal) else {
+            return;
+        };
         if !agent.state.is_live() {
             return;
         }
         let id = agent.id.clone();
-        self.emit(EventBody::AgentExited { id: id.clone(), exit_code: code });
+        self.emit(EventBody::AgentExited {
+            id: id.clone(),
+            exit_code: code,
+        });
         let code_text = code.map_or("killed by a signal".to_string(), |c| format!("exit {c}"));
-        let (state, evidence) = if self.stopping.remove(&id) {
-            (AgentState::Stopped, format!("stopped on request ({code_text})"))
+        let (state, evidence) = if let Some(why) = lost {
+            self.stopping.remove(&id);
+            (AgentState::Lost, why)
+        } else if self.stopping.remove(&id) {
+            (
+                AgentState::Stopped,
+                format!("stopped on request ({code_text})"),
+            )
         } else if code == Some(0) {
             (AgentState::Exited, code_text)
         } else {
@@ -545,7 +802,10 @@ impl Runtime {
         self.dismiss_wait_decision(&id, "the agent ended");
         let agent = self.state.agents[&id].clone();
         for (reply, _) in self.waiters.remove(&id).unwrap_or_default() {
-            let _ = reply.send(Ok(serde_json::to_value(crate::rpc::convert::agent(&agent)).expect("agent serializes")));
+            // Answered after this batch's sync, like every other reply.
+            let agent =
+                serde_json::to_value(crate::rpc::convert::agent(&agent)).expect("agent serializes");
+            self.hold(reply, Ok(agent));
         }
         self.task_agent_ended(&id, code);
         self.finish_daemon_stop(false);
@@ -561,25 +821,52 @@ impl Runtime {
         if !agent.watch.restart.wants_restart(state) {
             return;
         }
-        let ws = self.watch.entry(id.into()).or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns));
+        let ws = self
+            .watch
+            .entry(id.into())
+            .or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns));
         if ws.auto_restarts >= agent.watch.max_restarts {
             let restarts = ws.auto_restarts;
-            self.emit(EventBody::AgentGaveUp { id: id.into(), restarts });
+            self.emit(EventBody::AgentGaveUp {
+                id: id.into(),
+                restarts,
+            });
             return;
         }
         ws.auto_restarts += 1;
         let attempt = ws.auto_restarts;
         let delay_ms = RestartPolicy::backoff_ms(attempt);
-        self.emit(EventBody::AgentRestarting { id: id.into(), attempt, delay_ms, reason: evidence });
-        self.after(Duration::from_millis(delay_ms), Timer::Restart { agent: id.into(), terminal: agent.terminal_id });
+        self.emit(EventBody::AgentRestarting {
+            id: id.into(),
+            attempt,
+            delay_ms,
+            reason: evidence,
+        });
+        self.after(
+            Duration::from_millis(delay_ms),
+            Timer::Restart {
+                agent: id.into(),
+                terminal: agent.terminal_id,
+            },
+        );
     }
 
     /// After a daemon start: pty agents died with the old daemon (lost, then their restart
     /// policy); tmux agents whose panes survive are adopted.
     pub(super) fn reconcile_agents(&mut self) {
-        let live: Vec<AgentRecord> = self.state.agents.values().filter(|a| a.state.is_live()).cloned().collect();
+        let live: Vec<AgentRecord> = self
+            .state
+            .agents
+            .values()
+            .filter(|a| a.state.is_live())
+            .cloned()
+            .collect();
         for agent in live {
-            let handle = self.state.terminals.get(&agent.terminal_id).and_then(|t| t.handle.clone());
+            let handle = self
+                .state
+                .terminals
+                .get(&agent.terminal_id)
+                .and_then(|t| t.handle.clone());
             let backend = self.backends.get(agent.backend.as_str()).cloned();
             let adopted = match (handle, backend) {
                 (Some(handle), Some(b)) => {
@@ -603,17 +890,32 @@ impl Runtime {
                 _ => None,
             };
             if let Some(term) = adopted {
-                self.terminals.insert(agent.terminal_id.clone(), term.clone());
-                self.emit(EventBody::AgentAdopted { id: agent.id.clone(), pid: term.pid() });
-                self.watch.insert(agent.id.clone(), WatchState::new(&agent.watch.waiting_patterns));
+                self.terminals
+                    .insert(agent.terminal_id.clone(), term.clone());
+                self.emit(EventBody::AgentAdopted {
+                    id: agent.id.clone(),
+                    pid: term.pid(),
+                });
+                self.watch.insert(
+                    agent.id.clone(),
+                    WatchState::new(&agent.watch.waiting_patterns),
+                );
                 continue;
             }
             let evidence = match agent.backend.as_str() {
                 "pty" => "daemon restarted: its pty died with the previous daemon".to_string(),
                 b => format!("daemon restarted: its {b} terminal is gone"),
             };
-            if self.state.terminals.get(&agent.terminal_id).is_some_and(|t| t.alive) {
-                self.emit(EventBody::TerminalExited { id: agent.terminal_id.clone(), exit_code: None });
+            if self
+                .state
+                .terminals
+                .get(&agent.terminal_id)
+                .is_some_and(|t| t.alive)
+            {
+                self.emit(EventBody::TerminalExited {
+                    id: agent.terminal_id.clone(),
+                    exit_code: None,
+                });
             }
             self.set_agent_state(&agent.id, AgentState::Lost, evidence.clone(), None);
             self.task_agent_ended(&agent.id, None);
@@ -628,13 +930,22 @@ impl Runtime {
             .map(|t| t.id.clone())
             .collect();
         for id in dead {
-            self.emit(EventBody::TerminalExited { id, exit_code: None });
+            self.emit(EventBody::TerminalExited {
+                id,
+                exit_code: None,
+            });
         }
     }
 
     /// A tmux server died: every agent on it is lost (the backend reports each pane's exit).
     pub fn terminal_record(&self, id: &str) -> Result<&TerminalRecord, OpError> {
-        self.state.terminals.get(id).ok_or_else(|| OpError::NotFound { kind: "terminal", id: id.into() })
+        self.state
+            .terminals
+            .get(id)
+            .ok_or_else(|| OpError::NotFound {
+                kind: "terminal",
+                id: id.into(),
+            })
     }
 }
 

@@ -18,7 +18,9 @@ use super::{clock, ConnId, Input, OpError, Runtime};
 use crate::core::agent::AgentState;
 use crate::core::event::EventBody;
 use crate::core::ids;
-use crate::core::task::{DecisionRecord, DecisionSource, GateRun, GateSpec, Priority, TaskRecord, TaskState};
+use crate::core::task::{
+    DecisionRecord, DecisionSource, GateRun, GateSpec, Priority, TaskRecord, TaskState,
+};
 
 /// Bytes of a gate's output kept in `gateResults[].outputTail`.
 const TAIL_BYTES: usize = 4096;
@@ -67,11 +69,22 @@ pub struct WorkState {
 
 impl Default for WorkState {
     fn default() -> Self {
-        let job = |name, secs| Job { name, every: Duration::from_secs(secs), paused: false, last: None, last_run: None, last_ok: None };
+        let job = |name, secs| Job {
+            name,
+            every: Duration::from_secs(secs),
+            paused: false,
+            last: None,
+            last_run: None,
+            last_ok: None,
+        };
         Self {
             gate_pids: HashMap::new(),
             progress: HashMap::new(),
-            jobs: vec![job("dispatch", 2), job("health", 10), job("retention", 3600)],
+            jobs: vec![
+                job("dispatch", 2),
+                job("health", 10),
+                job("retention", 3600),
+            ],
         }
     }
 }
@@ -113,15 +126,35 @@ pub enum GateArg {
 impl Runtime {
     /// A task by id.
     pub fn task_ref(&self, id: &str) -> Result<&TaskRecord, OpError> {
-        self.state.tasks.get(id).ok_or_else(|| OpError::NotFound { kind: "task", id: id.into() })
+        self.state.tasks.get(id).ok_or_else(|| OpError::NotFound {
+            kind: "task",
+            id: id.into(),
+        })
     }
 
     fn set_task_state(&mut self, id: &str, state: TaskState, evidence: String) {
-        let Some(prev) = self.state.tasks.get(id).map(|t| t.state) else { return };
+        let Some(prev) = self.state.tasks.get(id).map(|t| t.state) else {
+            return;
+        };
         if prev == state {
             return;
         }
-        self.emit(EventBody::TaskStateChanged { id: id.into(), state, previous: prev, evidence });
+        if !prev.can_become(state) {
+            // A bug, not a user error: loud in tests, logged in production.
+            tracing::error!(
+                task = id,
+                "task state {} -> {} is not a transition of the state machine",
+                prev.as_str(),
+                state.as_str()
+            );
+            debug_assert!(false, "task {id}: {} -> {}", prev.as_str(), state.as_str());
+        }
+        self.emit(EventBody::TaskStateChanged {
+            id: id.into(),
+            state,
+            previous: prev,
+            evidence,
+        });
     }
 
     /// `orch/task/create`.
@@ -131,20 +164,41 @@ impl Runtime {
             return Err(OpError::invalid("title", "must not be empty"));
         }
         if req.prompt.len() > MAX_PROMPT {
-            return Err(OpError::Limit { limit: "prompt bytes", max: MAX_PROMPT as u64 });
+            return Err(OpError::Limit {
+                limit: "prompt bytes",
+                max: MAX_PROMPT as u64,
+            });
         }
         let priority = match &req.priority {
             None => Priority::Normal,
-            Some(p) => Priority::parse(p)
-                .ok_or_else(|| OpError::invalid("priority", format!("{p:?} is not one of low, normal, high, urgent")))?,
+            Some(p) => Priority::parse(p).ok_or_else(|| {
+                OpError::invalid(
+                    "priority",
+                    format!("{p:?} is not one of low, normal, high, urgent"),
+                )
+            })?,
         };
         let max_attempts = req.max_attempts.unwrap_or(self.config.tasks.max_attempts);
         if !(1..=100).contains(&max_attempts) {
-            return Err(OpError::invalid("maxAttempts", format!("{max_attempts} is out of range 1..=100")));
+            return Err(OpError::invalid(
+                "maxAttempts",
+                format!("{max_attempts} is out of range 1..=100"),
+            ));
         }
-        let gate_args = req.gates.unwrap_or_else(|| self.config.tasks.default_gates.iter().cloned().map(GateArg::Name).collect());
+        let gate_args = req.gates.unwrap_or_else(|| {
+            self.config
+                .tasks
+                .default_gates
+                .iter()
+                .cloned()
+                .map(GateArg::Name)
+                .collect()
+        });
         if gate_args.len() > 32 {
-            return Err(OpError::Limit { limit: "gates per task", max: 32 });
+            return Err(OpError::Limit {
+                limit: "gates per task",
+                max: 32,
+            });
         }
         let mut gates = Vec::new();
         for (i, g) in gate_args.into_iter().enumerate() {
@@ -152,17 +206,38 @@ impl Runtime {
             gates.push(match g {
                 GateArg::Name(name) => {
                     let c = self.config.gates.get(&name).ok_or_else(|| {
-                        let known: Vec<&str> = self.config.gates.keys().map(String::as_str).collect();
-                        OpError::invalid(&field, format!("no gate named {name:?} in orch.toml (configured: {})", if known.is_empty() { "none".into() } else { known.join(", ") }))
+                        let known: Vec<&str> =
+                            self.config.gates.keys().map(String::as_str).collect();
+                        OpError::invalid(
+                            &field,
+                            format!(
+                                "no gate named {name:?} in orch.toml (configured: {})",
+                                if known.is_empty() {
+                                    "none".into()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        )
                     })?;
-                    GateSpec { name, command: c.command.clone(), timeout_s: c.timeout_s }
+                    GateSpec {
+                        name,
+                        command: c.command.clone(),
+                        timeout_s: c.timeout_s,
+                    }
                 }
                 GateArg::Inline(spec) => {
                     if spec.command.is_empty() || spec.command[0].is_empty() {
-                        return Err(OpError::invalid(&format!("{field}.command"), "must be a non-empty argv"));
+                        return Err(OpError::invalid(
+                            &format!("{field}.command"),
+                            "must be a non-empty argv",
+                        ));
                     }
                     if spec.timeout_s == 0 {
-                        return Err(OpError::invalid(&format!("{field}.timeoutS"), "must be at least 1"));
+                        return Err(OpError::invalid(
+                            &format!("{field}.timeoutS"),
+                            "must be at least 1",
+                        ));
                     }
                     spec
                 }
@@ -203,16 +278,29 @@ impl Runtime {
     fn assignable_agent(&self, id: &str, task: Option<&str>) -> Result<String, OpError> {
         let a = self.agent_ref(id)?;
         if !a.state.is_live() {
-            return Err(OpError::Conflict { kind: "agent", id: a.id.clone(), state: a.state.as_str().into(), what: "cannot take a task".into() });
+            return Err(OpError::Conflict {
+                kind: "agent",
+                id: a.id.clone(),
+                state: a.state.as_str().into(),
+                what: "cannot take a task".into(),
+            });
         }
         if let Some(other) = a.task_id.as_deref().filter(|t| Some(*t) != task) {
-            return Err(OpError::Conflict { kind: "agent", id: a.id.clone(), state: format!("busy with task {other}"), what: "cannot take another task".into() });
+            return Err(OpError::Conflict {
+                kind: "agent",
+                id: a.id.clone(),
+                state: format!("busy with task {other}"),
+                what: "cannot take another task".into(),
+            });
         }
         Ok(a.id.clone())
     }
 
     fn assign(&mut self, task: &str, agent: &str, evidence: &str) -> Result<(), OpError> {
-        self.emit(EventBody::TaskAssigned { id: task.into(), agent_id: Some(agent.into()) });
+        self.emit(EventBody::TaskAssigned {
+            id: task.into(),
+            agent_id: Some(agent.into()),
+        });
         self.set_task_state(task, TaskState::Assigned, format!("{evidence}: {agent}"));
         self.try_dispatch(task);
         Ok(())
@@ -221,26 +309,51 @@ impl Runtime {
     /// `orch/task/assign`.
     pub fn assign_task(&mut self, id: &str, agent: &str) -> Result<TaskRecord, OpError> {
         let t = self.task_ref(id)?.clone();
-        if !matches!(t.state, TaskState::Pending | TaskState::Assigned | TaskState::Escalated | TaskState::Failed) {
-            return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot assign".into() });
+        if !matches!(
+            t.state,
+            TaskState::Pending | TaskState::Assigned | TaskState::Escalated | TaskState::Failed
+        ) {
+            return Err(OpError::Conflict {
+                kind: "task",
+                id: t.id,
+                state: t.state.as_str().into(),
+                what: "cannot assign".into(),
+            });
         }
         let agent = self.assignable_agent(agent, Some(id))?;
+        self.close_task_decision(id, "the task was assigned again");
         self.assign(id, &agent, "assigned")?;
         Ok(self.state.tasks[id].clone())
     }
 
     /// Type the task's prompt into its agent if the agent is idle.
     fn try_dispatch(&mut self, task: &str) {
-        let Some(t) = self.state.tasks.get(task).cloned() else { return };
+        let Some(t) = self.state.tasks.get(task).cloned() else {
+            return;
+        };
         if t.state != TaskState::Assigned {
             return;
         }
-        let Some(agent) = t.agent_id.as_ref().and_then(|a| self.state.agents.get(a)).cloned() else { return };
+        let Some(agent) = t
+            .agent_id
+            .as_ref()
+            .and_then(|a| self.state.agents.get(a))
+            .cloned()
+        else {
+            return;
+        };
         if agent.state != AgentState::Idle {
             return;
         }
-        let Some(term) = self.terminals.get(&agent.terminal_id).cloned() else { return };
-        let prompt = match t.gate_results.iter().rev().find(|r| !r.ok && r.attempt == t.attempts) {
+        let Some(term) = self.terminals.get(&agent.terminal_id).cloned() else {
+            return;
+        };
+        let prompt = match t
+            .gate_results
+            .iter()
+            .rev()
+            .find(|r| !r.ok && r.attempt == t.attempts)
+        {
             Some(failed) if t.attempts > 0 => feedback(&t, failed),
             _ => t.prompt.clone(),
         };
@@ -248,8 +361,19 @@ impl Runtime {
             tracing::warn!(task, "dispatch failed: {e}");
             return;
         }
-        self.emit(EventBody::TaskAttempt { id: task.into(), attempt: t.attempts + 1 });
-        self.set_task_state(task, TaskState::Running, format!("prompt typed into {} (attempt {})", agent.name, t.attempts + 1));
+        self.emit(EventBody::TaskAttempt {
+            id: task.into(),
+            attempt: t.attempts + 1,
+        });
+        self.set_task_state(
+            task,
+            TaskState::Running,
+            format!(
+                "prompt typed into {} (attempt {})",
+                agent.name,
+                t.attempts + 1
+            ),
+        );
     }
 
     /// An agent went idle: give it its assigned task.
@@ -268,34 +392,64 @@ impl Runtime {
             .filter(|t| t.state == TaskState::Pending && t.agent_id.is_none())
             .map(|t| (t.priority, t.id.clone()))
             .collect();
-        pending.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| ids::order_key(&a.1).cmp(&ids::order_key(&b.1))));
+        pending.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| ids::order_key(&a.1).cmp(&ids::order_key(&b.1)))
+        });
         for (_, task) in pending {
             let free = self
                 .state
                 .agents
                 .values()
-                .find(|a| a.state == AgentState::Idle && a.task_id.is_none() && !NO_QUEUE_KINDS.contains(&a.kind.as_str()))
+                .find(|a| {
+                    a.state == AgentState::Idle
+                        && a.task_id.is_none()
+                        && !NO_QUEUE_KINDS.contains(&a.kind.as_str())
+                })
                 .map(|a| a.id.clone());
             let Some(agent) = free else { break };
             let _ = self.assign(&task, &agent, "taken from the queue");
         }
-        let assigned: Vec<String> =
-            self.state.tasks.values().filter(|t| t.state == TaskState::Assigned).map(|t| t.id.clone()).collect();
+        let assigned: Vec<String> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Assigned)
+            .map(|t| t.id.clone())
+            .collect();
         for t in assigned {
             self.try_dispatch(&t);
         }
     }
 
     /// `orch/task/complete`: gates run next.
-    pub fn complete_task(&mut self, id: &str, summary: Option<String>) -> Result<TaskRecord, OpError> {
+    pub fn complete_task(
+        &mut self,
+        id: &str,
+        summary: Option<String>,
+    ) -> Result<TaskRecord, OpError> {
         let t = self.task_ref(id)?.clone();
         // A person may also say a task is done that no agent worked on (pending).
-        if !matches!(t.state, TaskState::Running | TaskState::Assigned | TaskState::Pending) {
-            return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot complete".into() });
+        if !matches!(
+            t.state,
+            TaskState::Running | TaskState::Assigned | TaskState::Pending
+        ) {
+            return Err(OpError::Conflict {
+                kind: "task",
+                id: t.id,
+                state: t.state.as_str().into(),
+                what: "cannot complete".into(),
+            });
         }
-        self.emit(EventBody::TaskCompleted { id: id.into(), summary });
+        self.emit(EventBody::TaskCompleted {
+            id: id.into(),
+            summary,
+        });
         if t.attempts == 0 {
-            self.emit(EventBody::TaskAttempt { id: id.into(), attempt: 1 });
+            self.emit(EventBody::TaskAttempt {
+                id: id.into(),
+                attempt: 1,
+            });
         }
         self.set_task_state(id, TaskState::Verifying, "marked complete".into());
         self.start_gate(id, 0);
@@ -306,7 +460,12 @@ impl Runtime {
     pub fn cancel_task(&mut self, id: &str) -> Result<TaskRecord, OpError> {
         let t = self.task_ref(id)?.clone();
         if t.state.is_final() {
-            return Err(OpError::Conflict { kind: "task", id: t.id, state: t.state.as_str().into(), what: "cannot cancel".into() });
+            return Err(OpError::Conflict {
+                kind: "task",
+                id: t.id,
+                state: t.state.as_str().into(),
+                what: "cannot cancel".into(),
+            });
         }
         if let Some(pgid) = self.work.gate_pids.remove(id) {
             // SAFETY: killpg on the gate's own process group.
@@ -322,11 +481,18 @@ impl Runtime {
             .state
             .decisions
             .values()
-            .filter(|d| !d.resolved && matches!(&d.source, DecisionSource::Task { id } if id == task))
+            .filter(|d| {
+                !d.resolved && matches!(&d.source, DecisionSource::Task { id } if id == task)
+            })
             .map(|d| d.id.clone())
             .collect();
         for d in pending {
-            self.emit(EventBody::DecisionResolved { id: d, choice: "dismissed".into(), reason: Some(why.into()), at: clock::now_rfc3339() });
+            self.emit(EventBody::DecisionResolved {
+                id: d,
+                choice: "dismissed".into(),
+                reason: Some(why.into()),
+                at: clock::now_rfc3339(),
+            });
         }
     }
 
@@ -337,39 +503,77 @@ impl Runtime {
             return;
         }
         let Some(gate) = t.gates.get(index).cloned() else {
-            self.set_task_state(id, TaskState::Done, if t.gates.is_empty() { "no gates".into() } else { "all gates passed".into() });
+            self.set_task_state(
+                id,
+                TaskState::Done,
+                if t.gates.is_empty() {
+                    "no gates".into()
+                } else {
+                    "all gates passed".into()
+                },
+            );
             return;
         };
         let attempt = t.attempts.max(1);
-        self.emit(EventBody::TaskGateStarted { id: id.into(), name: gate.name.clone(), attempt });
+        self.emit(EventBody::TaskGateStarted {
+            id: id.into(),
+            name: gate.name.clone(),
+            attempt,
+        });
         let cwd = t
             .agent_id
             .as_ref()
             .and_then(|a| self.state.agents.get(a))
             .map(|a| PathBuf::from(&a.cwd))
             .unwrap_or_else(|| self.paths.root.clone());
-        let log = self.paths.state_dir.join("gates").join(format!("{id}-{attempt}-{}.log", sanitize(&gate.name)));
-        let tx = self.tx.clone();
+        let log = self
+            .paths
+            .state_dir
+            .join("gates")
+            .join(format!("{id}-{attempt}-{}.log", sanitize(&gate.name)));
         let task = id.to_string();
-        let (pid_tx, pid_rx) = std::sync::mpsc::channel();
-        tokio::spawn(async move {
-            let run = run_gate(&gate, attempt, &cwd, &log, pid_tx).await;
-            let _ = tx.send(Input::GateDone(GateOutcome { task, index, run }));
-        });
-        if let Ok(Some(pid)) = pid_rx.recv_timeout(Duration::from_secs(5)) {
-            self.work.gate_pids.insert(id.into(), pid);
+        // Spawning is synchronous and quick; only the waiting happens off the loop.
+        match spawn_gate(&gate, &cwd) {
+            Ok(child) => {
+                if let Some(pid) = child.id() {
+                    self.work.gate_pids.insert(task.clone(), pid);
+                }
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let run = run_gate(child, &gate, attempt, &log).await;
+                    let _ = tx.send(Input::GateDone(GateOutcome { task, index, run }));
+                });
+            }
+            Err(e) => {
+                let run = GateRun {
+                    name: gate.name.clone(),
+                    attempt,
+                    ok: false,
+                    exit_code: None,
+                    duration_ms: 0,
+                    output_tail: format!("cannot start {:?}: {e}", gate.command[0]),
+                };
+                let _ = self
+                    .tx
+                    .send(Input::GateDone(GateOutcome { task, index, run }));
+            }
         }
     }
 
     pub(super) fn on_gate_done(&mut self, o: GateOutcome) {
         self.work.gate_pids.remove(&o.task);
-        let Some(t) = self.state.tasks.get(&o.task).cloned() else { return };
+        let Some(t) = self.state.tasks.get(&o.task).cloned() else {
+            return;
+        };
         if t.state != TaskState::Verifying {
             return; // cancelled meanwhile
         }
         let ok = o.run.ok;
         let name = o.run.name.clone();
-        self.emit(EventBody::TaskGate { id: o.task.clone(), result: o.run });
+        self.emit(EventBody::TaskGate {
+            id: o.task.clone(),
+            result: o.run,
+        });
         if ok {
             return self.start_gate(&o.task, o.index + 1);
         }
@@ -384,10 +588,17 @@ impl Runtime {
 
     fn escalate(&mut self, id: &str, gate: &str) {
         let t = self.state.tasks[id].clone();
-        self.set_task_state(id, TaskState::Escalated, format!("gate {gate} failed after {} attempts", t.attempts));
+        self.set_task_state(
+            id,
+            TaskState::Escalated,
+            format!("gate {gate} failed after {} attempts", t.attempts),
+        );
         let last = t.gate_results.iter().rev().find(|r| !r.ok);
         let detail = match last {
-            Some(r) => format!("Gate {} failed on attempt {} of {}.\n{}", r.name, r.attempt, t.max_attempts, r.output_tail),
+            Some(r) => format!(
+                "Gate {} failed on attempt {} of {}.\n{}",
+                r.name, r.attempt, t.max_attempts, r.output_tail
+            ),
             None => format!("Gate {gate} failed."),
         };
         let decision = self.new_id(ids::DECISION);
@@ -396,7 +607,9 @@ impl Runtime {
                 id: decision,
                 title: format!("Task {} ({}) keeps failing its gates", t.id, t.title),
                 detail,
-                options: ["retry", "reassign", "accept", "cancel"].map(String::from).to_vec(),
+                options: ["retry", "reassign", "accept", "cancel"]
+                    .map(String::from)
+                    .to_vec(),
                 resolved: false,
                 choice: None,
                 reason: None,
@@ -408,8 +621,21 @@ impl Runtime {
     }
 
     /// `orch/decision/resolve`: the first answer wins; the choice takes effect.
-    pub fn resolve_decision(&mut self, id: &str, choice: &str, reason: Option<String>) -> Result<DecisionRecord, OpError> {
-        let d = self.state.decisions.get(id).cloned().ok_or_else(|| OpError::NotFound { kind: "decision", id: id.into() })?;
+    pub fn resolve_decision(
+        &mut self,
+        id: &str,
+        choice: &str,
+        reason: Option<String>,
+    ) -> Result<DecisionRecord, OpError> {
+        let d = self
+            .state
+            .decisions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| OpError::NotFound {
+                kind: "decision",
+                id: id.into(),
+            })?;
         if d.resolved {
             return Err(OpError::Conflict {
                 kind: "decision",
@@ -419,16 +645,37 @@ impl Runtime {
             });
         }
         if !d.options.iter().any(|o| o == choice) {
-            return Err(OpError::invalid("choice", format!("{choice:?} is not one of the options: {}", d.options.join(", "))));
+            return Err(OpError::invalid(
+                "choice",
+                format!(
+                    "{choice:?} is not one of the options: {}",
+                    d.options.join(", ")
+                ),
+            ));
         }
-        self.emit(EventBody::DecisionResolved { id: id.into(), choice: choice.into(), reason, at: clock::now_rfc3339() });
+        self.emit(EventBody::DecisionResolved {
+            id: id.into(),
+            choice: choice.into(),
+            reason,
+            at: clock::now_rfc3339(),
+        });
         match &d.source {
             DecisionSource::Agent { id: agent, keys } => {
                 if let Some(ws) = self.watch.get_mut(agent) {
                     ws.decision = None;
                 }
-                let keys = keys.iter().find(|(o, _)| o == choice).map(|(_, k)| k.clone()).unwrap_or_default();
-                if let Some(term) = self.state.agents.get(agent).and_then(|a| self.terminals.get(&a.terminal_id)).cloned() {
+                let keys = keys
+                    .iter()
+                    .find(|(o, _)| o == choice)
+                    .map(|(_, k)| k.clone())
+                    .unwrap_or_default();
+                if let Some(term) = self
+                    .state
+                    .agents
+                    .get(agent)
+                    .and_then(|a| self.terminals.get(&a.terminal_id))
+                    .cloned()
+                {
                     let _ = term.write(keys.as_bytes());
                 }
             }
@@ -436,23 +683,48 @@ impl Runtime {
                 let task = task.clone();
                 match choice {
                     "retry" => {
-                        let has_agent = self.state.tasks[&task].agent_id.as_ref().is_some_and(|a| self.state.agents.get(a).is_some_and(|a| a.state.is_live()));
+                        let has_agent =
+                            self.state.tasks[&task].agent_id.as_ref().is_some_and(|a| {
+                                self.state.agents.get(a).is_some_and(|a| a.state.is_live())
+                            });
                         if has_agent {
-                            let agent = self.state.tasks[&task].agent_id.clone().unwrap_or_default();
-                            self.emit(EventBody::TaskAssigned { id: task.clone(), agent_id: Some(agent) });
+                            let agent =
+                                self.state.tasks[&task].agent_id.clone().unwrap_or_default();
+                            self.emit(EventBody::TaskAssigned {
+                                id: task.clone(),
+                                agent_id: Some(agent),
+                            });
                             self.set_task_state(&task, TaskState::Assigned, "retry decided".into());
                             self.try_dispatch(&task);
                         } else {
-                            self.emit(EventBody::TaskAssigned { id: task.clone(), agent_id: None });
-                            self.set_task_state(&task, TaskState::Pending, "retry decided; its agent is gone".into());
+                            self.emit(EventBody::TaskAssigned {
+                                id: task.clone(),
+                                agent_id: None,
+                            });
+                            self.set_task_state(
+                                &task,
+                                TaskState::Pending,
+                                "retry decided; its agent is gone".into(),
+                            );
                         }
                     }
                     "reassign" => {
-                        self.emit(EventBody::TaskAssigned { id: task.clone(), agent_id: None });
-                        self.set_task_state(&task, TaskState::Pending, "reassign decided: back in the queue".into());
+                        self.emit(EventBody::TaskAssigned {
+                            id: task.clone(),
+                            agent_id: None,
+                        });
+                        self.set_task_state(
+                            &task,
+                            TaskState::Pending,
+                            "reassign decided: back in the queue".into(),
+                        );
                     }
-                    "accept" => self.set_task_state(&task, TaskState::Done, "accepted by a person".into()),
-                    "cancel" => self.set_task_state(&task, TaskState::Cancelled, "cancel decided".into()),
+                    "accept" => {
+                        self.set_task_state(&task, TaskState::Done, "accepted by a person".into())
+                    }
+                    "cancel" => {
+                        self.set_task_state(&task, TaskState::Cancelled, "cancel decided".into())
+                    }
                     _ => {}
                 }
             }
@@ -463,15 +735,23 @@ impl Runtime {
 
     /// An agent ended (exit, stop, lost): settle its task.
     pub(super) fn task_agent_ended(&mut self, agent: &str, code: Option<i32>) {
-        let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) else { return };
-        let Some(t) = self.state.tasks.get(&task).cloned() else { return };
+        let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) else {
+            return;
+        };
+        let Some(t) = self.state.tasks.get(&task).cloned() else {
+            return;
+        };
         match t.state {
             TaskState::Running if code == Some(0) => {
                 let _ = self.complete_task(&task, Some(format!("agent {agent} exited 0")));
             }
             TaskState::Running | TaskState::Assigned => {
                 let what = code.map_or("ended".to_string(), |c| format!("exited {c}"));
-                self.set_task_state(&task, TaskState::Failed, format!("agent {agent} {what} before completing it"));
+                self.set_task_state(
+                    &task,
+                    TaskState::Failed,
+                    format!("agent {agent} {what} before completing it"),
+                );
             }
             _ => {}
         }
@@ -480,9 +760,18 @@ impl Runtime {
     /// After a start: a gate that ran when the daemon died is recorded as interrupted, and the
     /// task's verification starts again.
     pub(super) fn reconcile_tasks(&mut self) {
-        let interrupted: Vec<TaskRecord> = self.state.tasks.values().filter(|t| t.state == TaskState::Verifying).cloned().collect();
+        let interrupted: Vec<TaskRecord> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Verifying)
+            .cloned()
+            .collect();
         for t in interrupted {
-            let (name, attempt) = t.running_gate.clone().unwrap_or_else(|| ("?".into(), t.attempts));
+            let (name, attempt) = t
+                .running_gate
+                .clone()
+                .unwrap_or_else(|| ("?".into(), t.attempts));
             self.emit(EventBody::TaskGate {
                 id: t.id.clone(),
                 result: GateRun {
@@ -491,7 +780,9 @@ impl Runtime {
                     ok: false,
                     exit_code: None,
                     duration_ms: 0,
-                    output_tail: "interrupted: the daemon stopped while this gate ran; verification restarts".into(),
+                    output_tail:
+                        "interrupted: the daemon stopped while this gate ran; verification restarts"
+                            .into(),
                 },
             });
             self.start_gate(&t.id, 0);
@@ -500,7 +791,9 @@ impl Runtime {
 
     /// Offer a pending decision to one client as `window/showMessageRequest`.
     pub fn offer_decision(&mut self, conn: ConnId, decision: &str) {
-        let (Some(c), Some(d)) = (self.conns.get(&conn), self.state.decisions.get(decision)) else { return };
+        let (Some(c), Some(d)) = (self.conns.get(&conn), self.state.decisions.get(decision)) else {
+            return;
+        };
         if d.resolved {
             return;
         }
@@ -513,12 +806,21 @@ impl Runtime {
         let tx = self.tx.clone();
         let id = d.id.clone();
         tokio::spawn(async move {
-            let answer = out.request("window/showMessageRequest", params, DECISION_PROMPT_TIMEOUT).await;
+            let answer = out
+                .request("window/showMessageRequest", params, DECISION_PROMPT_TIMEOUT)
+                .await;
             let Ok(Value::Object(a)) = answer else { return };
-            let Some(choice) = a.get("title").and_then(Value::as_str) else { return };
+            let Some(choice) = a.get("title").and_then(Value::as_str) else {
+                return;
+            };
             let (reply, rx) = tokio::sync::oneshot::channel();
             let params = json!({ "id": id, "choice": choice, "reason": format!("answered by {}", out.peer()) });
-            let _ = tx.send(Input::Request { conn, method: "orch/decision/resolve".into(), params, reply });
+            let _ = tx.send(Input::Request {
+                conn,
+                method: "orch/decision/resolve".into(),
+                params,
+                reply,
+            });
             if let Ok(Err(e)) = rx.await {
                 // Another client answered first: this prompt was stale.
                 tracing::debug!("decision answer ignored: {}", e.message);
@@ -529,26 +831,53 @@ impl Runtime {
     /// `$/progress` for tasks and gates to clients that support work-done progress.
     pub(super) fn report_progress(&mut self, e: &crate::core::event::StoredEvent) {
         let (task, value, end) = match &e.body {
-            EventBody::TaskStateChanged { id, state, evidence, .. } => {
+            EventBody::TaskStateChanged {
+                id,
+                state,
+                evidence,
+                ..
+            } => {
                 let t = &self.state.tasks[id];
                 let msg = format!("{}: {}", state.as_str(), evidence);
-                let end = matches!(state, TaskState::Done | TaskState::Failed | TaskState::Escalated | TaskState::Cancelled | TaskState::Pending);
+                let end = matches!(
+                    state,
+                    TaskState::Done
+                        | TaskState::Failed
+                        | TaskState::Escalated
+                        | TaskState::Cancelled
+                        | TaskState::Pending
+                );
                 if !matches!(state, TaskState::Running | TaskState::Verifying) && !end {
                     return;
                 }
                 let kind = if end { "end" } else { "report" };
-                (id.clone(), json!({ "kind": kind, "message": msg, "title": format!("orch task {}", t.title) }), end)
+                (
+                    id.clone(),
+                    json!({ "kind": kind, "message": msg, "title": format!("orch task {}", t.title) }),
+                    end,
+                )
             }
-            EventBody::TaskGateStarted { id, name, attempt } => {
-                (id.clone(), json!({ "kind": "report", "message": format!("gate {name} running (attempt {attempt})") }), false)
-            }
+            EventBody::TaskGateStarted { id, name, attempt } => (
+                id.clone(),
+                json!({ "kind": "report", "message": format!("gate {name} running (attempt {attempt})") }),
+                false,
+            ),
             EventBody::TaskGate { id, result } => {
                 let verdict = if result.ok { "passed" } else { "failed" };
-                (id.clone(), json!({ "kind": "report", "message": format!("gate {} {verdict}", result.name) }), false)
+                (
+                    id.clone(),
+                    json!({ "kind": "report", "message": format!("gate {} {verdict}", result.name) }),
+                    false,
+                )
             }
             _ => return,
         };
-        let conns: Vec<ConnId> = self.conns.iter().filter(|(_, c)| c.work_done_progress).map(|(id, _)| *id).collect();
+        let conns: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.work_done_progress)
+            .map(|(id, _)| *id)
+            .collect();
         for conn in conns {
             let key = (conn, task.clone());
             if !self.work.progress.contains_key(&key) {
@@ -560,7 +889,15 @@ impl Runtime {
                 let token = format!("orch-task-{task}");
                 tokio::spawn(async move {
                     // Create the token, then forward begin/report/end in order.
-                    if out.request("window/workDoneProgress/create", json!({ "token": token }), Duration::from_secs(30)).await.is_err() {
+                    if out
+                        .request(
+                            "window/workDoneProgress/create",
+                            json!({ "token": token }),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     let mut begun = false;
@@ -625,7 +962,10 @@ impl Runtime {
             job.last_ok = Some(result.is_ok());
             if let Err(error) = result {
                 tracing::warn!(job = name, "job failed: {error}");
-                self.emit(EventBody::JobFailed { name: name.into(), error });
+                self.emit(EventBody::JobFailed {
+                    name: name.into(),
+                    error,
+                });
             }
         }
     }
@@ -633,22 +973,37 @@ impl Runtime {
     /// Agents whose process is gone without an exit report, and backends that vanished.
     fn job_health(&mut self) -> Result<(), String> {
         let mut problems = Vec::new();
-        let live: Vec<(String, String)> =
-            self.state.agents.values().filter(|a| a.state.is_live()).map(|a| (a.id.clone(), a.terminal_id.clone())).collect();
+        let live: Vec<(String, String)> = self
+            .state
+            .agents
+            .values()
+            .filter(|a| a.state.is_live())
+            .map(|a| (a.id.clone(), a.terminal_id.clone()))
+            .collect();
         for (agent, tid) in live {
             match self.terminals.get(&tid) {
                 Some(t) if t.alive() => {}
-                Some(_) => self.on_exit(&tid, None),
+                Some(_) => self.on_exit(&tid, None, None),
                 None => problems.push(format!("agent {agent} has no terminal")),
             }
         }
         for b in self.backends.values() {
             let p = b.probe();
-            if !p.available && self.state.agents.values().any(|a| a.state.is_live() && a.backend == b.name()) {
+            if !p.available
+                && self
+                    .state
+                    .agents
+                    .values()
+                    .any(|a| a.state.is_live() && a.backend == b.name())
+            {
                 problems.push(format!("backend {} unavailable: {}", b.name(), p.detail));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 
     /// Bound the event log and the output logs.
@@ -656,16 +1011,25 @@ impl Runtime {
         let keep = self.config.retention.events;
         if self.state.last_seq > keep {
             self.snapshot();
-            self.store.compact(self.state.last_seq - keep).map_err(|e| e.to_string())?;
+            self.store
+                .compact(self.state.last_seq - keep)
+                .map_err(|e| e.to_string())?;
         }
         let max_age = Duration::from_secs(self.config.retention.output_log_days * 86_400);
         let dir = self.paths.state_dir.join("output");
-        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let tid = name.split('.').next().unwrap_or_default().to_string();
             let live = self.state.terminals.get(&tid).is_some_and(|t| t.alive);
-            let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|m| m.elapsed().ok()).is_some_and(|age| age > max_age);
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > max_age);
             if !live && old {
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -675,27 +1039,63 @@ impl Runtime {
 
     /// `orch/jobs/pause|resume`.
     pub fn set_job_paused(&mut self, name: &str, paused: bool) -> Result<Job, OpError> {
-        let job = self.work.jobs.iter_mut().find(|j| j.name == name).ok_or_else(|| OpError::NotFound { kind: "job", id: name.into() })?;
+        let job = self
+            .work
+            .jobs
+            .iter_mut()
+            .find(|j| j.name == name)
+            .ok_or_else(|| OpError::NotFound {
+                kind: "job",
+                id: name.into(),
+            })?;
         job.paused = paused;
         Ok(job.clone())
     }
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The follow-up prompt after a failed gate.
 fn feedback(t: &TaskRecord, failed: &GateRun) -> String {
-    let code = failed.exit_code.map_or("no exit code".to_string(), |c| format!("exit code {c}"));
+    let code = failed
+        .exit_code
+        .map_or("no exit code".to_string(), |c| format!("exit code {c}"));
     format!(
         "The quality gate `{}` failed ({code}) for task \"{}\" (attempt {} of {}). Its output ended with:\n{}\nPlease fix this and mark the task complete again.",
         failed.name, t.title, t.attempts, t.max_attempts, failed.output_tail.trim_end()
     )
 }
 
-/// Run one gate: argv without a shell, own process group, output to a log, killed at the timeout.
-async fn run_gate(gate: &GateSpec, attempt: u32, cwd: &std::path::Path, log: &std::path::Path, pid_tx: std::sync::mpsc::Sender<Option<u32>>) -> GateRun {
+/// Start a gate: argv without a shell, in its own process group (so a timeout kills the tree).
+fn spawn_gate(gate: &GateSpec, cwd: &std::path::Path) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&gate.command[0]);
+    cmd.args(&gate.command[1..])
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd.spawn()
+}
+
+/// Wait for a started gate: output to a log (tail kept), killed with its group at the timeout.
+async fn run_gate(
+    mut child: tokio::process::Child,
+    gate: &GateSpec,
+    attempt: u32,
+    log: &std::path::Path,
+) -> GateRun {
     let started = Instant::now();
     let done = |ok, exit_code, tail: String| GateRun {
         name: gate.name.clone(),
@@ -705,17 +1105,7 @@ async fn run_gate(gate: &GateSpec, attempt: u32, cwd: &std::path::Path, log: &st
         duration_ms: started.elapsed().as_millis() as u64,
         output_tail: tail,
     };
-    let mut cmd = tokio::process::Command::new(&gate.command[0]);
-    cmd.args(&gate.command[1..]).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = pid_tx.send(None);
-            return done(false, None, format!("cannot start {:?}: {e}", gate.command[0]));
-        }
-    };
     let pid = child.id();
-    let _ = pid_tx.send(pid);
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let collect = async {
@@ -760,7 +1150,14 @@ async fn run_gate(gate: &GateSpec, attempt: u32, cwd: &std::path::Path, log: &st
                 unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
             }
             let _ = child.wait().await;
-            done(false, None, format!("timed out after {}s; killed with its process group", gate.timeout_s))
+            done(
+                false,
+                None,
+                format!(
+                    "timed out after {}s; killed with its process group",
+                    gate.timeout_s
+                ),
+            )
         }
     }
 }

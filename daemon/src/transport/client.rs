@@ -42,7 +42,12 @@ impl Client {
     /// Connect to a socket.
     pub async fn connect(path: &Path) -> std::io::Result<Self> {
         let stream = UnixStream::connect(path).await?;
-        Ok(Self { stream, decoder: FrameDecoder::default(), next_id: 1, notifications: VecDeque::new() })
+        Ok(Self {
+            stream,
+            decoder: FrameDecoder::default(),
+            next_id: 1,
+            notifications: VecDeque::new(),
+        })
     }
 
     /// Connect, starting the workspace's daemon first if none answers.
@@ -51,7 +56,9 @@ impl Client {
             return Ok(c);
         }
         start_daemon(paths).await?;
-        Self::connect(&paths.socket).await.with_context(|| format!("cannot connect to {}", paths.socket.display()))
+        Self::connect(&paths.socket)
+            .await
+            .with_context(|| format!("cannot connect to {}", paths.socket.display()))
     }
 
     /// Send `initialize` and return its result.
@@ -64,13 +71,21 @@ impl Client {
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, CallError> {
         let id = Id::Num(self.next_id);
         self.next_id += 1;
-        let msg = Message::Request(Request { id: id.clone(), method: method.into(), params });
+        let msg = Message::Request(Request {
+            id: id.clone(),
+            method: method.into(),
+            params,
+        });
         self.send(&msg).await?;
         loop {
             match self.read_message().await? {
-                Message::Response(r) if r.id.as_ref() == Some(&id) => return r.outcome.map_err(CallError::Rpc),
+                Message::Response(r) if r.id.as_ref() == Some(&id) => {
+                    return r.outcome.map_err(CallError::Rpc)
+                }
                 Message::Response(r) if r.id.is_none() => {
-                    return Err(CallError::Rpc(r.outcome.err().unwrap_or_else(|| ResponseError::new(-32603, "internal", "malformed response"))))
+                    return Err(CallError::Rpc(r.outcome.err().unwrap_or_else(|| {
+                        ResponseError::new(-32603, "internal", "malformed response")
+                    })))
                 }
                 Message::Notification(n) => self.notifications.push_back(n),
                 _ => {}
@@ -80,7 +95,11 @@ impl Client {
 
     /// Send a notification.
     pub async fn notify(&mut self, method: &str, params: Value) -> Result<(), CallError> {
-        self.send(&Message::Notification(Notification { method: method.into(), params })).await
+        self.send(&Message::Notification(Notification {
+            method: method.into(),
+            params,
+        }))
+        .await
     }
 
     /// The next notification from the daemon.
@@ -96,16 +115,27 @@ impl Client {
     }
 
     async fn send(&mut self, msg: &Message) -> Result<(), CallError> {
-        self.stream.write_all(&encode(&msg.to_bytes())).await.map_err(|e| CallError::Io(e.to_string()))
+        self.stream
+            .write_all(&encode(&msg.to_bytes()))
+            .await
+            .map_err(|e| CallError::Io(e.to_string()))
     }
 
     async fn read_message(&mut self) -> Result<Message, CallError> {
         let mut buf = [0u8; 64 * 1024];
         loop {
-            if let Some(body) = self.decoder.next_frame().map_err(|e| CallError::Io(e.to_string()))? {
+            if let Some(body) = self
+                .decoder
+                .next_frame()
+                .map_err(|e| CallError::Io(e.to_string()))?
+            {
                 return jsonrpc::parse(&body).map_err(|f| CallError::Io(f.error.message));
             }
-            let n = self.stream.read(&mut buf).await.map_err(|e| CallError::Io(e.to_string()))?;
+            let n = self
+                .stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| CallError::Io(e.to_string()))?;
             if n == 0 {
                 return Err(CallError::Io("the daemon closed the connection".into()));
             }
@@ -118,12 +148,22 @@ impl Client {
 /// or terminal that started it does not end it, and wait for its socket with backoff.
 pub async fn start_daemon(paths: &WorkspacePaths) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the orch executable")?;
-    std::fs::create_dir_all(&paths.state_dir).with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
+    std::fs::create_dir_all(&paths.state_dir)
+        .with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
     let log_path = paths.daemon_log();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
     let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("serve").arg("--workspace").arg(&paths.root).current_dir(&paths.root);
-    cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    cmd.arg("serve")
+        .arg("--workspace")
+        .arg(&paths.root)
+        .current_dir(&paths.root);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // SAFETY: setsid is async-signal-safe and only affects the child.
     unsafe {
         use std::os::unix::process::CommandExt;
@@ -134,7 +174,9 @@ pub async fn start_daemon(paths: &WorkspacePaths) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))?;
     let mut delay = Duration::from_millis(5);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -148,17 +190,29 @@ pub async fn start_daemon(paths: &WorkspacePaths) -> anyhow::Result<()> {
             if UnixStream::connect(&paths.socket).await.is_ok() {
                 return Ok(());
             }
-            if !status.success() && std::time::Instant::now() + Duration::from_millis(200) > deadline {
-                bail!("the daemon exited with {status}; see {}", log_path.display());
+            if !status.success()
+                && std::time::Instant::now() + Duration::from_millis(200) > deadline
+            {
+                bail!(
+                    "the daemon exited with {status}; see {}",
+                    log_path.display()
+                );
             }
             if !status.success() && super::socket::lock_owner(paths).is_none() {
                 let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let last: Vec<&str> = tail.lines().rev().take(5).collect();
-                bail!("the daemon exited with {status}: {}", last.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                bail!(
+                    "the daemon exited with {status}: {}",
+                    last.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
         }
         if std::time::Instant::now() > deadline {
-            bail!("the daemon did not open {} within 15s; see {}", paths.socket.display(), log_path.display());
+            bail!(
+                "the daemon did not open {} within 15s; see {}",
+                paths.socket.display(),
+                log_path.display()
+            );
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(200));

@@ -25,6 +25,8 @@ use crate::runtime::{ConnId, RuntimeHandle};
 
 /// Messages (responses, events) a client may have queued before it is dropped as unresponsive.
 pub const MAX_QUEUED: usize = 100_000;
+/// Requests awaiting their reply on one connection.
+pub const MAX_INFLIGHT: usize = 4096;
 /// Terminal output batches queued per connection before output backs up into the coalescer.
 const OUTPUT_QUEUE: usize = 8;
 
@@ -230,7 +232,8 @@ where
                     let error = match &e {
                         FrameError::TooLarge { max, .. } => {
                             ResponseError::new(errors::LIMIT_EXCEEDED, "limit", e.to_string())
-                                .with("limit", *max as u64)
+                                .with("limit", "message bytes")
+                                .with("max", *max as u64)
                         }
                         _ => ResponseError::new(errors::PARSE_ERROR, "parse", e.to_string()),
                     };
@@ -345,6 +348,16 @@ fn handle_request(
         )
         .with("method", req.method.clone())));
     }
+    if state.inflight.lock().unwrap().len() >= MAX_INFLIGHT {
+        let e = ResponseError::new(
+            errors::LIMIT_EXCEEDED,
+            "limit",
+            format!("more than {MAX_INFLIGHT} requests in flight on this connection"),
+        );
+        return reply(Err(e
+            .with("limit", "requests in flight")
+            .with("max", MAX_INFLIGHT as u64)));
+    }
     let rx = rt.submit(conn, req.method, req.params);
     let id = req.id;
     let out2 = out.clone();
@@ -402,7 +415,7 @@ fn handle_notification(
             }
         }
         m if m.starts_with("$/") => {}
-        _ if !state.initialized => {}
+        _ if !state.initialized || state.shutting_down => {}
         _ => {
             // An orch/* method sent as a notification (keystrokes, fire-and-forget): applied in
             // order like a request; an error is reported to the client's log.

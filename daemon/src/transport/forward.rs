@@ -14,8 +14,14 @@ pub async fn run(paths: &WorkspacePaths) -> anyhow::Result<()> {
     // Version check on a separate short connection, so the editor's own connection starts
     // uninitialized exactly as if it had connected directly.
     let mut probe = Client::connect_or_start(paths).await?;
-    let init = probe.initialize(json!({})).await.context("the daemon did not answer initialize")?;
-    let version = init["serverInfo"]["version"].as_str().unwrap_or("unknown").to_string();
+    let init = probe
+        .initialize(json!({}))
+        .await
+        .context("the daemon did not answer initialize")?;
+    let version = init["serverInfo"]["version"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
     if version != crate::VERSION {
         bail!(
             "the daemon for {} runs orch {version}, but this is orch {}; run `orch stop` so the next start uses this version",

@@ -79,7 +79,9 @@ impl WorkspacePaths {
 
     /// Where a terminal's output log goes.
     pub fn output_log(&self, terminal_id: &str) -> PathBuf {
-        self.state_dir.join("output").join(format!("{terminal_id}.log"))
+        self.state_dir
+            .join("output")
+            .join(format!("{terminal_id}.log"))
     }
 }
 

@@ -28,7 +28,11 @@ pub struct DaemonLock {
 pub enum LockError {
     /// Another daemon holds it.
     #[error("an orch daemon is already running for {workspace} (pid {pid}, version {version}); stop it with `orch stop`")]
-    Running { workspace: String, pid: String, version: String },
+    Running {
+        workspace: String,
+        pid: String,
+        version: String,
+    },
     /// I/O failed.
     #[error("{0}")]
     Io(String),
@@ -38,14 +42,24 @@ pub enum LockError {
 pub fn prepare_runtime_dir(dir: &Path) -> std::io::Result<()> {
     match std::fs::create_dir_all(dir) {
         Ok(()) => {}
-        Err(e) => return Err(std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))),
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot create {}: {e}", dir.display()),
+            ))
+        }
     }
     let meta = std::fs::metadata(dir)?;
     use std::os::unix::fs::MetadataExt;
     if meta.uid() != uid() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            format!("socket directory {} belongs to uid {}, not to us ({})", dir.display(), meta.uid(), uid()),
+            format!(
+                "socket directory {} belongs to uid {}, not to us ({})",
+                dir.display(),
+                meta.uid(),
+                uid()
+            ),
         ));
     }
     if meta.permissions().mode() & 0o777 != 0o700 {
@@ -77,8 +91,11 @@ pub fn acquire_lock(paths: &WorkspacePaths) -> Result<DaemonLock, LockError> {
             version: parts.next().unwrap_or("unknown").to_string(),
         });
     }
-    file.set_len(0).and_then(|_| file.rewind()).map_err(|e| LockError::Io(e.to_string()))?;
-    writeln!(file, "{} {}", std::process::id(), crate::VERSION).map_err(|e| LockError::Io(e.to_string()))?;
+    file.set_len(0)
+        .and_then(|_| file.rewind())
+        .map_err(|e| LockError::Io(e.to_string()))?;
+    writeln!(file, "{} {}", std::process::id(), crate::VERSION)
+        .map_err(|e| LockError::Io(e.to_string()))?;
     file.flush().map_err(|e| LockError::Io(e.to_string()))?;
     Ok(DaemonLock { _file: file })
 }
@@ -103,13 +120,22 @@ pub fn bind(paths: &WorkspacePaths) -> std::io::Result<UnixListener> {
     let listener = UnixListener::bind(&paths.socket);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
-    let listener = listener.map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", paths.socket.display())))?;
+    let listener = listener.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind {}: {e}", paths.socket.display()),
+        )
+    })?;
     std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
 /// Accept connections until `stop` turns true.
-pub async fn accept_loop(listener: UnixListener, rt: RuntimeHandle, mut stop: watch::Receiver<bool>) {
+pub async fn accept_loop(
+    listener: UnixListener,
+    rt: RuntimeHandle,
+    mut stop: watch::Receiver<bool>,
+) {
     let me = uid();
     loop {
         let (stream, _) = tokio::select! {
@@ -130,11 +156,17 @@ pub async fn accept_loop(listener: UnixListener, rt: RuntimeHandle, mut stop: wa
             }
         };
         if cred.uid() != me {
-            tracing::warn!(peer_uid = cred.uid(), "refused a connection from another user");
+            tracing::warn!(
+                peer_uid = cred.uid(),
+                "refused a connection from another user"
+            );
             refuse(stream, cred.uid()).await;
             continue;
         }
-        let peer = format!("socket pid {}", cred.pid().map_or("?".into(), |p| p.to_string()));
+        let peer = format!(
+            "socket pid {}",
+            cred.pid().map_or("?".into(), |p| p.to_string())
+        );
         let (r, w) = stream.into_split();
         tokio::spawn(super::conn::serve(r, w, rt.clone(), peer));
     }
@@ -151,5 +183,7 @@ async fn refuse(mut stream: tokio::net::UnixStream, peer_uid: u32) {
             format!("uid {peer_uid} may not use this daemon"),
         )),
     });
-    let _ = stream.write_all(&editor_protocol::framing::encode(&msg.to_bytes())).await;
+    let _ = stream
+        .write_all(&editor_protocol::framing::encode(&msg.to_bytes()))
+        .await;
 }

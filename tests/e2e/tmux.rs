@@ -1,0 +1,316 @@
+//! The tmux backend: agents in windows of orch's own tmux server (an isolated server per test,
+//! `tmux -L <unique>`), surviving the daemon, injection-proof input, and a dying server.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use orch_tests::{require_tool, wait_agent, wait_for, wait_screen, Daemon, Via, BOTH, WAIT};
+use serde_json::{json, Value};
+
+/// An isolated tmux server, killed (with its socket file) when the test ends, even on failure.
+struct Server {
+    /// `tmux -L` socket name.
+    name: String,
+}
+
+impl Server {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Self {
+            name: format!(
+                "orch-e2e-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn window_names(&self) -> Vec<String> {
+        self.tmux(&["list-windows", "-a", "-F", "#{window_name}"])
+            .1
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn config(&self, extra: &str) -> String {
+        format!(
+            "[daemon]\nbackend = \"tmux\"\n\n[tmux]\nsocket_name = \"{}\"\n\n[agents.shell]\ncommand = [\"bash\", \"--norc\", \"--noprofile\", \"-i\"]\nidle_after_ms = 400\n{extra}",
+            self.name
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+fn screen_text(c: &mut orch_tests::Client, id: &str) -> String {
+    let s = c.ok("orch/agent/screen", json!({ "id": id }));
+    s["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn bash_on_tmux_is_a_window_and_answers() {
+    if !require_tool("tmux", &["-V"]) {
+        return;
+    }
+    let server = Server::new();
+    let d = Daemon::started(Some(&server.config("")));
+    for via in BOTH {
+        let mut c = d.client(via);
+        let st = c.ok("orch/status", json!({}));
+        let tmux = st["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == "tmux")
+            .unwrap()
+            .clone();
+        assert_eq!(tmux["available"], true, "{tmux}");
+        assert!(
+            tmux["detail"].as_str().unwrap().contains("3."),
+            "version: {tmux}"
+        );
+        let name = format!("tm-{via:?}").to_lowercase();
+        let a = c.ok("orch/agent/spawn", json!({ "kind": "shell", "name": name }));
+        assert_eq!(a["backend"], "tmux");
+        let id = a["id"].as_str().unwrap();
+        wait_agent(&mut c, id, "idle", |a| a["state"] == "idle");
+        let sub = c.ok(
+            "orch/events/subscribe",
+            json!({ "kinds": ["agent.state"], "subjects": [id] }),
+        );
+        c.ok("orch/terminal/subscribe", json!({ "id": a["terminalId"] }));
+        c.ok(
+            "orch/agent/send",
+            json!({ "id": name, "text": "echo $((6*7))" }),
+        );
+        let screen = wait_screen(&mut c, id, "42");
+        assert!(screen.lines().any(|l| l.trim() == "42"), "{screen}");
+        // Output subscriptions work for tmux agents too.
+        let mut seen = String::new();
+        while !seen.contains("42") {
+            let n = c.notification("orch/terminal/output", WAIT, |p| p["id"] == a["terminalId"]);
+            seen.push_str(n["data"].as_str().unwrap_or(""));
+        }
+        // busy then idle, with evidence, as for pty agents.
+        let mut states = Vec::new();
+        while states.last().map(String::as_str) != Some("idle") {
+            let n = c.notification("orch/event", WAIT, |p| {
+                p["subscriptionId"] == sub["subscriptionId"]
+            });
+            states.push(n["event"]["data"]["state"].as_str().unwrap().to_string());
+        }
+        assert_eq!(states, ["busy", "idle"]);
+        assert!(
+            server.window_names().contains(&name),
+            "{:?}",
+            server.window_names()
+        );
+    }
+}
+
+#[test]
+fn injection_payload_arrives_verbatim_and_runs_nothing() {
+    if !require_tool("tmux", &["-V"]) {
+        return;
+    }
+    let server = Server::new();
+    let d = Daemon::started(Some(&server.config("")));
+    let mut c = d.client(Via::Socket);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": ["cat"], "name": "catter" }),
+    );
+    let id = a["id"].as_str().unwrap();
+    let payload = "hello' ; new-window -d -n INJECTED 'sleep 99";
+    c.ok("orch/agent/send", json!({ "id": id, "text": payload }));
+    let odd = "#{pane_id} $(echo no) ; \"quoted\" \\";
+    c.ok("orch/agent/send", json!({ "id": id, "text": odd }));
+    wait_for("both lines echoed by cat", WAIT, || {
+        let text = screen_text(&mut c, id);
+        (text.matches(payload).count() >= 2 && text.matches(odd).count() >= 2).then_some(())
+    });
+    assert!(
+        !server.window_names().iter().any(|w| w.contains("INJECTED")),
+        "{:?}",
+        server.window_names()
+    );
+    assert_eq!(
+        server
+            .window_names()
+            .iter()
+            .filter(|w| *w == "catter")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn agents_survive_a_daemon_kill_and_are_adopted() {
+    if !require_tool("tmux", &["-V"]) {
+        return;
+    }
+    let server = Server::new();
+    let mut d = Daemon::started(Some(&server.config("")));
+    let mut c = d.client(Via::Socket);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "name": "survivor" }),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &id, "idle", |a| a["state"] == "idle");
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": id, "text": "export MARK=kept-$((2+3))" }),
+    );
+    drop(c);
+    d.kill9();
+    d.start();
+    let mut c = d.client(Via::Socket);
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.adopted"], "subjects": [id] }),
+    );
+    assert_eq!(
+        ev["items"].as_array().unwrap().len(),
+        1,
+        "an event says it was adopted: {ev}"
+    );
+    let again = c.ok("orch/agent/get", json!({ "id": id }));
+    assert_ne!(again["state"], "lost", "{again}");
+    // The same shell, with its state: it still answers.
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": id, "text": "echo mark=$MARK" }),
+    );
+    wait_screen(&mut c, &id, "mark=kept-5");
+}
+
+#[test]
+fn a_dead_tmux_server_makes_agents_lost_and_the_daemon_carries_on() {
+    if !require_tool("tmux", &["-V"]) {
+        return;
+    }
+    let server = Server::new();
+    let d = Daemon::started(Some(&server.config("")));
+    let mut c = d.client(Via::Socket);
+    let a = c.ok("orch/agent/spawn", json!({ "kind": "shell" }));
+    let b = c.ok("orch/agent/spawn", json!({ "command": ["sleep", "1000"] }));
+    wait_agent(&mut c, a["id"].as_str().unwrap(), "idle", |a| {
+        a["state"] == "idle"
+    });
+    assert!(server.tmux(&["kill-server"]).0);
+    for agent in [&a, &b] {
+        let lost = wait_agent(&mut c, agent["id"].as_str().unwrap(), "lost", |a| {
+            a["state"] == "lost"
+        });
+        assert_eq!(lost["state"], "lost");
+    }
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [a["id"]] }),
+    );
+    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["data"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("tmux server gone"),
+        "{last}"
+    );
+    c.ok("orch/status", json!({}));
+    // A new spawn brings up a new server.
+    let n = c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "name": "phoenix" }),
+    );
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": n["id"], "text": "echo risen" }),
+    );
+    wait_screen(&mut c, n["id"].as_str().unwrap(), "risen");
+    assert!(server.window_names().contains(&"phoenix".to_string()));
+}
+
+#[test]
+fn waiting_patterns_work_on_tmux() {
+    if !require_tool("tmux", &["-V"]) {
+        return;
+    }
+    let server = Server::new();
+    let extra = "\n[agents.asker]\ncommand = [\"bash\", \"-c\", \"printf 'Proceed? [y/N] '; read a; echo got=$a; sleep 2\"]\nwaiting_patterns = [\"Proceed\\\\?\"]\nidle_after_ms = 400\n";
+    let d = Daemon::started(Some(&server.config(extra)));
+    let mut c = d.client(Via::Socket);
+    let a = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
+    let id = a["id"].as_str().unwrap();
+    wait_agent(&mut c, id, "waiting", |a| a["state"] == "waiting");
+    let dec = wait_for("the decision", WAIT, || {
+        let l = c.ok("orch/decision/list", json!({ "state": "pending" }));
+        l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["source"]["id"] == json!(id))
+            .cloned()
+    });
+    c.ok(
+        "orch/decision/resolve",
+        json!({ "id": dec["id"], "choice": "approve" }),
+    );
+    wait_screen(&mut c, id, "got=y");
+    let done = wait_agent(&mut c, id, "exit", |a| a["state"] == "exited");
+    assert_eq!(done["exitCode"], 0);
+}
+
+#[test]
+fn missing_tmux_is_backend_unavailable() {
+    let d = Daemon::started(Some("[tmux]\ncommand = [\"/nonexistent/tmux\"]\n"));
+    let mut c = d.client(Via::Socket);
+    let st = c.ok("orch/status", json!({}));
+    let tmux = st["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "tmux")
+        .unwrap()
+        .clone();
+    assert_eq!(tmux["available"], false);
+    assert!(
+        tmux["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/tmux"),
+        "{tmux}"
+    );
+    let e = c.err(
+        "orch/agent/spawn",
+        json!({ "command": ["true"], "backend": "tmux" }),
+        -32004,
+    );
+    assert_eq!(e["data"]["backend"], "tmux");
+    // The pty default still works.
+    c.ok("orch/agent/spawn", json!({ "command": ["true"] }));
+}
