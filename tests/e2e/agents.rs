@@ -22,17 +22,28 @@ max_restarts = 3
 "#;
 
 /// Events about `subject` from a subscription, until `done` says the sequence is complete.
-fn collect_events(c: &mut Client, sub: &Value, subject: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn collect_events(
+    c: &mut Client,
+    sub: &Value,
+    subject: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let mut got: Vec<Value> = Vec::new();
     while !done(&got) {
-        let n = c.notification("orch/event", WAIT, |p| p["subscriptionId"] == sub["subscriptionId"] && p["event"]["subject"] == json!(subject));
+        let n = c.notification("orch/event", WAIT, |p| {
+            p["subscriptionId"] == sub["subscriptionId"] && p["event"]["subject"] == json!(subject)
+        });
         got.push(n["event"].clone());
     }
     got
 }
 
 fn states(events: &[Value]) -> Vec<String> {
-    events.iter().filter(|e| e["kind"] == "agent.state").map(|e| e["data"]["state"].as_str().unwrap().to_string()).collect()
+    events
+        .iter()
+        .filter(|e| e["kind"] == "agent.state")
+        .map(|e| e["data"]["state"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -45,11 +56,19 @@ fn bash_answers_and_goes_busy_then_idle() {
         assert!(a["name"].as_str().unwrap().starts_with("shell-"), "{a}");
         let id = a["id"].as_str().unwrap().to_string();
         wait_agent(&mut c, &id, "the shell to settle", |a| a["state"] == "idle");
-        let sub = c.ok("orch/events/subscribe", json!({ "kinds": ["agent.state"], "subjects": [id] }));
-        c.ok("orch/agent/send", json!({ "id": a["name"], "text": "echo $((6*7))" }));
+        let sub = c.ok(
+            "orch/events/subscribe",
+            json!({ "kinds": ["agent.state"], "subjects": [id] }),
+        );
+        c.ok(
+            "orch/agent/send",
+            json!({ "id": a["name"], "text": "echo $((6*7))" }),
+        );
         let screen = wait_screen(&mut c, &id, "42");
         assert!(screen.lines().any(|l| l.trim() == "42"), "{screen}");
-        let events = collect_events(&mut c, &sub, &id, |ev| states(ev).last().is_some_and(|s| s == "idle"));
+        let events = collect_events(&mut c, &sub, &id, |ev| {
+            states(ev).last().is_some_and(|s| s == "idle")
+        });
         assert_eq!(states(&events), ["busy", "idle"], "{events:?}");
         assert_eq!(events[0]["data"]["evidence"], "output");
         assert_eq!(events[0]["data"]["previous"], "idle");
@@ -58,7 +77,11 @@ fn bash_answers_and_goes_busy_then_idle() {
         let got = c.ok("orch/agent/get", json!({ "id": a["name"] }));
         assert_eq!(got["id"], json!(id));
         let terms = c.ok("orch/terminal/list", json!({}));
-        assert!(terms["items"].as_array().unwrap().iter().any(|t| t["id"] == a["terminalId"] && t["alive"] == true));
+        assert!(terms["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == a["terminalId"] && t["alive"] == true));
         c.ok("orch/agent/stop", json!({ "id": id, "force": true }));
     }
 }
@@ -71,20 +94,47 @@ fn waiting_pattern_raises_a_decision_and_send_answers_it() {
     let id = a["id"].as_str().unwrap();
     let w = wait_agent(&mut c, id, "waiting", |a| a["state"] == "waiting");
     assert_eq!(w["state"], "waiting");
-    let ev = c.ok("orch/events/query", json!({ "kinds": ["agent.state"], "subjects": [id] }));
-    let waiting = ev["items"].as_array().unwrap().iter().find(|e| e["data"]["state"] == "waiting").unwrap().clone();
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [id] }),
+    );
+    let waiting = ev["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["data"]["state"] == "waiting")
+        .unwrap()
+        .clone();
     assert_eq!(waiting["data"]["evidence"], "pattern: Proceed\\?");
     let decisions = c.ok("orch/decision/list", json!({ "state": "pending" }));
-    let dec = decisions["items"].as_array().unwrap().iter().find(|d| d["source"]["id"] == json!(id)).expect("a decision for the waiting agent").clone();
+    let dec = decisions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["source"]["id"] == json!(id))
+        .expect("a decision for the waiting agent")
+        .clone();
     assert_eq!(dec["options"], json!(["approve", "deny"]));
-    assert!(dec["detail"].as_str().unwrap().contains("Proceed?"), "{dec}");
+    assert!(
+        dec["detail"].as_str().unwrap().contains("Proceed?"),
+        "{dec}"
+    );
     c.ok("orch/agent/send", json!({ "id": id, "text": "y" }));
-    let done = wait_agent(&mut c, id, "exit", |a| !["waiting", "busy", "idle", "running"].contains(&a["state"].as_str().unwrap()));
+    let done = wait_agent(&mut c, id, "exit", |a| {
+        !["waiting", "busy", "idle", "running"].contains(&a["state"].as_str().unwrap())
+    });
     assert_eq!(done["state"], "exited", "{done}");
     assert_eq!(done["exitCode"], 0);
     // The question was answered in the terminal: the decision does not linger.
     let d2 = c.ok("orch/decision/list", json!({ "state": "pending" }));
-    assert!(d2["items"].as_array().unwrap().iter().all(|d| d["source"]["id"] != json!(id)), "{d2}");
+    assert!(
+        d2["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["source"]["id"] != json!(id)),
+        "{d2}"
+    );
 }
 
 #[test]
@@ -96,25 +146,56 @@ fn resolving_the_decision_types_the_answer() {
     wait_agent(&mut c, id, "waiting", |a| a["state"] == "waiting");
     let dec = wait_for("the decision", WAIT, || {
         let l = c.ok("orch/decision/list", json!({ "state": "pending" }));
-        l["items"].as_array().unwrap().iter().find(|d| d["source"]["id"] == json!(id)).cloned()
+        l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["source"]["id"] == json!(id))
+            .cloned()
     });
-    let e = c.err("orch/decision/resolve", json!({ "id": dec["id"], "choice": "maybe" }), -32602);
-    assert!(e["message"].as_str().unwrap().contains("approve, deny"), "{e}");
-    let r = c.ok("orch/decision/resolve", json!({ "id": dec["id"], "choice": "approve" }));
+    let e = c.err(
+        "orch/decision/resolve",
+        json!({ "id": dec["id"], "choice": "maybe" }),
+        -32602,
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("approve, deny"),
+        "{e}"
+    );
+    let r = c.ok(
+        "orch/decision/resolve",
+        json!({ "id": dec["id"], "choice": "approve" }),
+    );
     assert_eq!(r["state"], "resolved");
-    let done = wait_agent(&mut c, id, "exit", |a| a["state"] == "exited" || a["state"] == "failed");
+    let done = wait_agent(&mut c, id, "exit", |a| {
+        a["state"] == "exited" || a["state"] == "failed"
+    });
     assert_eq!(done["exitCode"], 0, "approve typed y: {done}");
     wait_screen(&mut c, id, "got=y");
-    c.err("orch/decision/resolve", json!({ "id": dec["id"], "choice": "deny" }), -32003);
+    c.err(
+        "orch/decision/resolve",
+        json!({ "id": dec["id"], "choice": "deny" }),
+        -32003,
+    );
 }
 
 #[test]
 fn cursor_position_queries_are_answered() {
     let d = Daemon::started(None);
     let mut c = d.client(Via::Socket);
-    let a = orch_tests::spawn(&mut c, &["bash", "-c", r#"printf '\033[6n'; IFS= read -rs -d R reply; printf '\ncpr=%s\n' "${reply:1}"; sleep 5"#]);
+    let a = orch_tests::spawn(
+        &mut c,
+        &[
+            "bash",
+            "-c",
+            r#"printf '\033[6n'; IFS= read -rs -d R reply; printf '\ncpr=%s\n' "${reply:1}"; sleep 5"#,
+        ],
+    );
     let screen = wait_screen(&mut c, a["id"].as_str().unwrap(), "cpr=[");
-    assert!(screen.contains("cpr=[1;1"), "the reply is the cursor position: {screen}");
+    assert!(
+        screen.contains("cpr=[1;1"),
+        "the reply is the cursor position: {screen}"
+    );
 }
 
 /// A program printing 20 MB finishes promptly although one client subscribed and never reads;
@@ -128,9 +209,19 @@ fn flood_with_a_stuck_subscriber() {
     let tid = a["terminalId"].clone();
     // The stuck client: subscribes, then never reads a byte.
     let mut stuck = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
-    for (i, (m, p)) in [("initialize", json!({ "capabilities": {} })), ("orch/terminal/subscribe", json!({ "id": tid }))].into_iter().enumerate() {
-        let body = serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": i, "method": m, "params": p })).unwrap();
-        stuck.write_all(&editor_protocol::framing::encode(&body)).unwrap();
+    for (i, (m, p)) in [
+        ("initialize", json!({ "capabilities": {} })),
+        ("orch/terminal/subscribe", json!({ "id": tid })),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body =
+            serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": i, "method": m, "params": p }))
+                .unwrap();
+        stuck
+            .write_all(&editor_protocol::framing::encode(&body))
+            .unwrap();
     }
     // The reading client.
     let mut reader = d.client(Via::Socket);
@@ -139,7 +230,9 @@ fn flood_with_a_stuck_subscriber() {
     let mut xs = 0usize;
     let mut resynced = false;
     loop {
-        let n = reader.notification("orch/terminal/output", Duration::from_secs(60), |p| p["id"] == tid);
+        let n = reader.notification("orch/terminal/output", Duration::from_secs(60), |p| {
+            p["id"] == tid
+        });
         if n["resync"] == true {
             resynced = true;
             break;
@@ -150,10 +243,16 @@ fn flood_with_a_stuck_subscriber() {
             break;
         }
     }
-    assert!(resynced || xs == 20_000_000, "a reader gets all output or a resync: {xs} bytes, no resync");
+    assert!(
+        resynced || xs == 20_000_000,
+        "a reader gets all output or a resync: {xs} bytes, no resync"
+    );
     wait_screen(&mut c, a["id"].as_str().unwrap(), "flood-done");
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(60), "the program was held up for {took:?}");
+    assert!(
+        took < Duration::from_secs(60),
+        "the program was held up for {took:?}"
+    );
     drop(stuck);
     c.ok("orch/agent/stop", json!({ "id": a["id"], "force": true }));
 }
@@ -161,10 +260,19 @@ fn flood_with_a_stuck_subscriber() {
 fn group_members(pgid: i64) -> Vec<i64> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i64>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
         // Fields after the ")" of the command: state ppid pgrp ...
-        let rest: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let rest: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         if rest.len() > 2 && rest[2].parse::<i64>() == Ok(pgid) && rest[0] != "Z" {
             pids.push(pid);
         }
@@ -177,7 +285,10 @@ fn stop_kills_the_whole_process_tree() {
     let d = Daemon::started(None);
     for via in BOTH {
         let mut c = d.client(via);
-        let a = orch_tests::spawn(&mut c, &["bash", "-c", "sleep 1000 & sleep 1000 & echo started; wait"]);
+        let a = orch_tests::spawn(
+            &mut c,
+            &["bash", "-c", "sleep 1000 & sleep 1000 & echo started; wait"],
+        );
         let id = a["id"].as_str().unwrap();
         let pid = a["pid"].as_i64().unwrap();
         wait_screen(&mut c, id, "started");
@@ -187,10 +298,14 @@ fn stop_kills_the_whole_process_tree() {
         });
         let stopped = c.ok("orch/agent/stop", json!({ "id": id }));
         assert_eq!(stopped["state"], "stopped", "{stopped}");
-        wait_for("every process of the tree to be gone", WAIT, || group_members(pid).is_empty().then_some(()));
+        wait_for("every process of the tree to be gone", WAIT, || {
+            group_members(pid).is_empty().then_some(())
+        });
         for m in members {
             // SAFETY: signal 0 only probes.
-            let alive = unsafe { libc::kill(m as i32, 0) } == 0 && std::fs::read_to_string(format!("/proc/{m}/stat")).is_ok_and(|s| !s.contains(") Z"));
+            let alive = unsafe { libc::kill(m as i32, 0) } == 0
+                && std::fs::read_to_string(format!("/proc/{m}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z"));
             assert!(!alive, "process {m} survived the stop");
         }
         let e = c.err("orch/agent/stop", json!({ "id": id }), -32003);
@@ -205,12 +320,28 @@ fn restart_policy_backs_off_then_gives_up() {
     let sub = c.ok("orch/events/subscribe", json!({ "kinds": ["agent."] }));
     let a = c.ok("orch/agent/spawn", json!({ "kind": "crasher" }));
     let id = a["id"].as_str().unwrap();
-    let events = collect_events(&mut c, &sub, id, |ev| ev.iter().any(|e| e["kind"] == "agent.gaveUp"));
-    let delays: Vec<u64> = events.iter().filter(|e| e["kind"] == "agent.restarting").map(|e| e["data"]["delayMs"].as_u64().unwrap()).collect();
+    let events = collect_events(&mut c, &sub, id, |ev| {
+        ev.iter().any(|e| e["kind"] == "agent.gaveUp")
+    });
+    let delays: Vec<u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "agent.restarting")
+        .map(|e| e["data"]["delayMs"].as_u64().unwrap())
+        .collect();
     assert_eq!(delays, [500, 1000, 2000], "{events:?}");
-    let restarts = events.iter().filter(|e| e["kind"] == "agent.restarted").count();
+    let restarts = events
+        .iter()
+        .filter(|e| e["kind"] == "agent.restarted")
+        .count();
     assert_eq!(restarts, 3);
-    let fails = events.iter().filter(|e| e["kind"] == "agent.state" && e["data"]["state"] == "failed" && e["data"]["evidence"] == "exit 1").count();
+    let fails = events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "agent.state"
+                && e["data"]["state"] == "failed"
+                && e["data"]["evidence"] == "exit 1"
+        })
+        .count();
     assert_eq!(fails, 4, "the first run and three restarts each failed");
     let final_ = c.ok("orch/agent/get", json!({ "id": id }));
     assert_eq!(final_["state"], "failed");
@@ -221,7 +352,10 @@ fn restart_policy_backs_off_then_gives_up() {
 fn pty_agents_are_lost_after_a_daemon_kill_and_their_log_survives() {
     let mut d = Daemon::started(None);
     let mut c = d.client(Via::Socket);
-    let a = orch_tests::spawn(&mut c, &["bash", "-c", "echo marker-$((40+2))-out; sleep 1000"]);
+    let a = orch_tests::spawn(
+        &mut c,
+        &["bash", "-c", "echo marker-$((40+2))-out; sleep 1000"],
+    );
     let id = a["id"].as_str().unwrap().to_string();
     wait_screen(&mut c, &id, "marker-42-out");
     drop(c);
@@ -230,11 +364,21 @@ fn pty_agents_are_lost_after_a_daemon_kill_and_their_log_survives() {
     let mut c = d.client(Via::Socket);
     let lost = c.ok("orch/agent/get", json!({ "id": id }));
     assert_eq!(lost["state"], "lost", "{lost}");
-    let ev = c.ok("orch/events/query", json!({ "kinds": ["agent.state"], "subjects": [id] }));
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [id] }),
+    );
     let last = ev["items"].as_array().unwrap().last().unwrap().clone();
-    assert!(last["data"]["evidence"].as_str().unwrap().contains("daemon restarted"), "{last}");
+    assert!(
+        last["data"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("daemon restarted"),
+        "{last}"
+    );
     let tid = a["terminalId"].as_str().unwrap();
-    let log = find_file(d.state_dir.path(), &format!("{tid}.log")).expect("the terminal's output log");
+    let log =
+        find_file(d.state_dir.path(), &format!("{tid}.log")).expect("the terminal's output log");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("marker-42-out"), "{text:?}");
     let e = c.err("orch/agent/screen", json!({ "id": id }), -32003);
@@ -260,26 +404,53 @@ fn terminals_write_resize_screen_close() {
     let d = Daemon::started(None);
     for via in BOTH {
         let mut c = d.client(via);
-        let t = c.ok("orch/terminal/open", json!({ "command": ["bash", "--norc", "--noprofile"], "cols": 60, "rows": 10 }));
+        let t = c.ok(
+            "orch/terminal/open",
+            json!({ "command": ["bash", "--norc", "--noprofile"], "cols": 60, "rows": 10 }),
+        );
         let id = t["id"].clone();
-        assert_eq!((t["cols"].as_u64(), t["rows"].as_u64()), (Some(60), Some(10)));
+        assert_eq!(
+            (t["cols"].as_u64(), t["rows"].as_u64()),
+            (Some(60), Some(10))
+        );
         c.ok("orch/terminal/subscribe", json!({ "id": id }));
-        c.ok("orch/terminal/write", json!({ "id": id, "data": "echo hel''lo-term\r" }));
+        c.ok(
+            "orch/terminal/write",
+            json!({ "id": id, "data": "echo hel''lo-term\r" }),
+        );
         let mut seen = String::new();
         while !seen.contains("hello-term") {
             let n = c.notification("orch/terminal/output", WAIT, |p| p["id"] == id);
             seen.push_str(n["data"].as_str().unwrap_or(""));
         }
-        c.ok("orch/terminal/resize", json!({ "id": id, "cols": 100, "rows": 20 }));
+        c.ok(
+            "orch/terminal/resize",
+            json!({ "id": id, "cols": 100, "rows": 20 }),
+        );
         let s = c.ok("orch/terminal/screen", json!({ "id": id }));
-        assert_eq!((s["cols"].as_u64(), s["rows"].as_u64()), (Some(100), Some(20)));
+        assert_eq!(
+            (s["cols"].as_u64(), s["rows"].as_u64()),
+            (Some(100), Some(20))
+        );
         assert!(s["ansi"].as_str().unwrap().contains("hello-term"));
-        assert!(s["lines"].as_array().unwrap().iter().any(|l| l.as_str().unwrap().contains("hello-term")));
+        assert!(s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("hello-term")));
         c.ok("orch/terminal/unsubscribe", json!({ "id": id }));
         c.ok("orch/terminal/close", json!({ "id": id }));
-        c.err("orch/terminal/write", json!({ "id": id, "data": "x" }), -32003);
+        c.err(
+            "orch/terminal/write",
+            json!({ "id": id, "data": "x" }),
+            -32003,
+        );
         let list = c.ok("orch/terminal/list", json!({}));
-        assert!(list["items"].as_array().unwrap().iter().all(|t| t["id"] != id));
+        assert!(list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != id));
     }
 }
 
@@ -287,14 +458,24 @@ fn terminals_write_resize_screen_close() {
 fn restart_gives_a_new_process() {
     let d = Daemon::started(Some(CONFIG));
     let mut c = d.client(Via::Socket);
-    let a = c.ok("orch/agent/spawn", json!({ "kind": "shell", "name": "worker" }));
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "name": "worker" }),
+    );
     wait_agent(&mut c, "worker", "idle", |a| a["state"] == "idle");
     let r = c.ok("orch/agent/restart", json!({ "id": "worker" }));
     assert_ne!(r["pid"], a["pid"]);
     assert_ne!(r["terminalId"], a["terminalId"]);
     assert_eq!(r["restarts"], 1);
-    c.ok("orch/agent/send", json!({ "id": "worker", "text": "echo again-$((1+1))" }));
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": "worker", "text": "echo again-$((1+1))" }),
+    );
     wait_screen(&mut c, "worker", "again-2");
-    let e = c.err("orch/agent/spawn", json!({ "kind": "shell", "name": "worker" }), -32602);
+    let e = c.err(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "name": "worker" }),
+        -32602,
+    );
     assert_eq!(e["data"]["field"], "name");
 }

@@ -21,7 +21,10 @@ fn commands_auto_start_the_daemon_and_print_tables_or_json() {
     // No daemon yet: the first command starts one, detached.
     let (code, out, err) = d.run(&["status"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("workspace") && out.contains("backend    pty available"), "{out}");
+    assert!(
+        out.contains("workspace") && out.contains("backend    pty available"),
+        "{out}"
+    );
     let (_, out, _) = d.run(&["--json", "status"]);
     let s: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(s["protocolVersion"], 1);
@@ -36,7 +39,10 @@ fn commands_auto_start_the_daemon_and_print_tables_or_json() {
         out.lines().any(|l| l.trim() == "cli-42").then_some(())
     });
     let (_, out, _) = d.run(&["agent", "list"]);
-    let row = out.lines().find(|l| l.contains(" sh ")).unwrap_or_else(|| panic!("{out}"));
+    let row = out
+        .lines()
+        .find(|l| l.contains(" sh "))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(row.contains("shell") && row.contains("pty"), "{row}");
     let (_, out, _) = d.run(&["--json", "agent", "list"]);
     let list: Value = serde_json::from_str(&out).unwrap();
@@ -45,7 +51,10 @@ fn commands_auto_start_the_daemon_and_print_tables_or_json() {
     assert_eq!(code, 0);
     assert!(out.contains("stopped"), "{out}");
     let (_, out, _) = d.run(&["events", "--kind", "agent.state"]);
-    assert!(out.contains("agent.state") && out.contains("-> stopped"), "{out}");
+    assert!(
+        out.contains("agent.state") && out.contains("-> stopped"),
+        "{out}"
+    );
 
     // Errors name what was wrong and exit non-zero.
     let (code, _, err) = d.run(&["agent", "send", "nobody", "hi"]);
@@ -67,7 +76,9 @@ fn commands_auto_start_the_daemon_and_print_tables_or_json() {
 #[test]
 fn tasks_decisions_and_wait_exit_codes() {
     let d = Daemon::started(Some(CONFIG));
-    let (code, out, err) = d.run(&["--json", "task", "new", "ok task", "--prompt", "p", "--gate", "pass"]);
+    let (code, out, err) = d.run(&[
+        "--json", "task", "new", "ok task", "--prompt", "p", "--gate", "pass",
+    ]);
     assert_eq!(code, 0, "{err}");
     let t: Value = serde_json::from_str(&out).unwrap();
     let id = t["id"].as_str().unwrap();
@@ -79,7 +90,18 @@ fn tasks_decisions_and_wait_exit_codes() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("done"));
 
-    let (_, out, _) = d.run(&["--json", "task", "new", "bad task", "--prompt", "p", "--gate", "never", "--max-attempts", "1"]);
+    let (_, out, _) = d.run(&[
+        "--json",
+        "task",
+        "new",
+        "bad task",
+        "--prompt",
+        "p",
+        "--gate",
+        "never",
+        "--max-attempts",
+        "1",
+    ]);
     let bad: Value = serde_json::from_str(&out).unwrap();
     let bid = bad["id"].as_str().unwrap();
     d.run(&["task", "complete", bid]);
@@ -93,13 +115,27 @@ fn tasks_decisions_and_wait_exit_codes() {
     let did = decs[0]["id"].as_str().unwrap();
     let (code, _, err) = d.run(&["decision", "resolve", did, "sometimes"]);
     assert_eq!(code, 1);
-    assert!(err.contains("\"sometimes\" is not one of the options"), "{err}");
-    let (code, _, err) = d.run(&["decision", "resolve", did, "accept", "--reason", "good enough"]);
+    assert!(
+        err.contains("\"sometimes\" is not one of the options"),
+        "{err}"
+    );
+    let (code, _, err) = d.run(&[
+        "decision",
+        "resolve",
+        did,
+        "accept",
+        "--reason",
+        "good enough",
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, _, _) = d.run(&["wait", bid, "--timeout", "30"]);
     assert_eq!(code, 0);
     let (_, out, _) = d.run(&["task", "list"]);
-    assert_eq!(out.lines().filter(|l| l.contains(" done ")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" done ")).count(),
+        2,
+        "{out}"
+    );
 }
 
 /// `orch attach` needs a terminal: run it in a pty agent of its own and type into that.
@@ -107,22 +143,42 @@ fn tasks_decisions_and_wait_exit_codes() {
 fn attach_shows_the_agent_and_detaches_leaving_it_running() {
     let d = Daemon::started(Some(CONFIG));
     let mut c = d.client(Via::Socket);
-    c.ok("orch/agent/spawn", json!({ "kind": "shell", "name": "target" }));
+    c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "name": "target" }),
+    );
     orch_tests::wait_agent(&mut c, "target", "idle", |a| a["state"] == "idle");
-    c.ok("orch/agent/send", json!({ "id": "target", "text": "echo before-attach" }));
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": "target", "text": "echo before-attach" }),
+    );
     wait_screen(&mut c, "target", "before-attach");
     let bin = orch_tests::orch_bin();
-    let viewer = c.ok("orch/agent/spawn", json!({ "command": [bin, "attach", "target"], "name": "viewer" }));
+    let viewer = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": [bin, "attach", "target"], "name": "viewer" }),
+    );
     // The view repaints the target's screen, then follows it.
     wait_screen(&mut c, "viewer", "before-attach");
-    c.ok("orch/terminal/write", json!({ "id": viewer["terminalId"], "data": "echo typed-$((3*3))\r" }));
+    c.ok(
+        "orch/terminal/write",
+        json!({ "id": viewer["terminalId"], "data": "echo typed-$((3*3))\r" }),
+    );
     wait_screen(&mut c, "target", "typed-9");
     wait_screen(&mut c, "viewer", "typed-9");
     // Ctrl-] detaches: the viewer ends, the target runs on.
-    c.ok("orch/terminal/write", json!({ "id": viewer["terminalId"], "data": "\u{1d}" }));
-    let v = orch_tests::wait_agent(&mut c, "viewer", "the viewer to exit", |a| a["state"] == "exited" || a["state"] == "failed");
+    c.ok(
+        "orch/terminal/write",
+        json!({ "id": viewer["terminalId"], "data": "\u{1d}" }),
+    );
+    let v = orch_tests::wait_agent(&mut c, "viewer", "the viewer to exit", |a| {
+        a["state"] == "exited" || a["state"] == "failed"
+    });
     assert_eq!(v["exitCode"], 0, "{v}");
     wait_screen(&mut c, "viewer", "detached from target");
     let t = c.ok("orch/agent/get", json!({ "id": "target" }));
-    assert!(["idle", "busy", "running"].contains(&t["state"].as_str().unwrap()), "{t}");
+    assert!(
+        ["idle", "busy", "running"].contains(&t["state"].as_str().unwrap()),
+        "{t}"
+    );
 }

@@ -24,7 +24,9 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
                         let name = format!("c{cycle}-w{w}-{i}");
                         let id = c.request("orch/session/create", json!({ "name": name }));
                         // Stop at the first failure: the daemon was killed.
-                        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.response(id))) {
+                        let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            c.response(id)
+                        })) {
                             Ok(r) => r,
                             Err(_) => return,
                         };
@@ -38,7 +40,9 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
             .collect();
         // Let some writes be acknowledged, then kill without warning.
         let target = acked.lock().unwrap().len() + 12;
-        orch_tests::wait_for("writes to be acknowledged", orch_tests::WAIT, || (acked.lock().unwrap().len() >= target).then_some(()));
+        orch_tests::wait_for("writes to be acknowledged", orch_tests::WAIT, || {
+            (acked.lock().unwrap().len() >= target).then_some(())
+        });
         d.kill9();
         for w in writers {
             let _ = w.join();
@@ -47,7 +51,10 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
         let mut c = d.client(Via::Socket);
         let status = c.ok("orch/status", json!({}));
         let last = status["lastSeq"].as_u64().unwrap();
-        assert!(last > last_seq_seen, "cycle {cycle}: seq went backwards ({last} <= {last_seq_seen})");
+        assert!(
+            last > last_seq_seen,
+            "cycle {cycle}: seq went backwards ({last} <= {last_seq_seen})"
+        );
         last_seq_seen = last;
         // Every acknowledged session is there.
         let mut names = std::collections::HashSet::new();
@@ -63,7 +70,10 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
             }
         }
         for name in acked.lock().unwrap().iter() {
-            assert!(names.contains(name), "cycle {cycle}: acknowledged session {name} is missing after SIGKILL");
+            assert!(
+                names.contains(name),
+                "cycle {cycle}: acknowledged session {name} is missing after SIGKILL"
+            );
         }
     }
     // The whole log is gap-free from 1.
@@ -72,7 +82,13 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
     let mut p = json!({ "limit": 1000 });
     loop {
         let page = c.ok("orch/events/query", p.clone());
-        seqs.extend(page["items"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()));
+        seqs.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_u64().unwrap()),
+        );
         match page.get("nextCursor") {
             Some(cur) if !cur.is_null() => p["cursor"] = cur.clone(),
             _ => break,
@@ -106,13 +122,23 @@ fn newer_store_is_refused() {
     let mut d = Daemon::started(None);
     let store = {
         let mut c = d.client(Via::Socket);
-        std::path::PathBuf::from(c.ok("orch/status", json!({}))["store"]["path"].as_str().unwrap())
+        std::path::PathBuf::from(
+            c.ok("orch/status", json!({}))["store"]["path"]
+                .as_str()
+                .unwrap(),
+        )
     };
     d.kill9();
     std::fs::write(store.join("SCHEMA"), "99\n").unwrap();
     let (code, _, err) = d.run(&["serve"]);
     assert_eq!(code, 1);
-    assert!(err.contains("schema version 99, newer than this orch supports"), "{err}");
-    assert_eq!(std::fs::read_to_string(store.join("SCHEMA")).unwrap(), "99\n");
+    assert!(
+        err.contains("schema version 99, newer than this orch supports"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(store.join("SCHEMA")).unwrap(),
+        "99\n"
+    );
     std::fs::write(store.join("SCHEMA"), "1\n").unwrap();
 }

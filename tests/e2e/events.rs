@@ -27,12 +27,22 @@ fn one_subscribes_another_changes_state() {
             let n = watcher.notification("orch/event", WAIT, |p| p["subscriptionId"] == sub_id);
             got.push(n["event"].clone());
         }
-        let got_names: Vec<&str> = got.iter().map(|e| e["data"]["session"]["name"].as_str().unwrap()).collect();
-        assert_eq!(got_names, names.iter().map(String::as_str).collect::<Vec<_>>());
+        let got_names: Vec<&str> = got
+            .iter()
+            .map(|e| e["data"]["session"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            got_names,
+            names.iter().map(String::as_str).collect::<Vec<_>>()
+        );
         let seqs = seqs_of(&got);
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
         // Nothing more arrives: each exactly once.
-        let extra: Vec<Value> = watcher.drain(Duration::from_millis(300)).into_iter().filter(|m| m["method"] == "orch/event").collect();
+        let extra: Vec<Value> = watcher
+            .drain(Duration::from_millis(300))
+            .into_iter()
+            .filter(|m| m["method"] == "orch/event")
+            .collect();
         assert!(extra.is_empty(), "duplicates: {extra:?}");
     }
 }
@@ -43,9 +53,15 @@ fn replay_since_then_live_without_gaps_or_duplicates() {
     for via in BOTH {
         let mut writer = d.client(Via::Socket);
         for i in 0..10 {
-            writer.ok("orch/session/create", json!({ "name": format!("before-{via:?}-{i}") }));
+            writer.ok(
+                "orch/session/create",
+                json!({ "name": format!("before-{via:?}-{i}") }),
+            );
         }
-        let mid = writer.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap() - 5;
+        let mid = writer.ok("orch/status", json!({}))["lastSeq"]
+            .as_u64()
+            .unwrap()
+            - 5;
         let mut watcher = d.client(via);
         // Writes race with the subscription: the stream must still be exact.
         let handle = {
@@ -55,7 +71,10 @@ fn replay_since_then_live_without_gaps_or_duplicates() {
                 let mut w = orch_tests::Client::socket(&socket);
                 w.initialize();
                 for i in 0..20 {
-                    w.ok("orch/session/create", json!({ "name": format!("during-{tag}-{i}") }));
+                    w.ok(
+                        "orch/session/create",
+                        json!({ "name": format!("during-{tag}-{i}") }),
+                    );
                 }
                 w.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap()
             })
@@ -64,14 +83,23 @@ fn replay_since_then_live_without_gaps_or_duplicates() {
         let last = handle.join().unwrap();
         let mut seqs = Vec::new();
         while seqs.last().is_none_or(|s| *s < last) {
-            let n = watcher.notification("orch/event", WAIT, |p| p["subscriptionId"] == sub["subscriptionId"]);
+            let n = watcher.notification("orch/event", WAIT, |p| {
+                p["subscriptionId"] == sub["subscriptionId"]
+            });
             seqs.push(n["event"]["seq"].as_u64().unwrap());
         }
         let want: Vec<u64> = (mid + 1..=last).collect();
         assert_eq!(seqs, want, "every event after {mid} exactly once, in order");
-        let unsub = watcher.ok("orch/events/unsubscribe", json!({ "subscriptionId": sub["subscriptionId"] }));
+        let unsub = watcher.ok(
+            "orch/events/unsubscribe",
+            json!({ "subscriptionId": sub["subscriptionId"] }),
+        );
         assert_eq!(unsub, json!({}));
-        watcher.err("orch/events/unsubscribe", json!({ "subscriptionId": sub["subscriptionId"] }), -32001);
+        watcher.err(
+            "orch/events/unsubscribe",
+            json!({ "subscriptionId": sub["subscriptionId"] }),
+            -32001,
+        );
     }
 }
 
@@ -94,10 +122,18 @@ fn query_filters_and_pages() {
     }
     // The default session plus the twelve.
     assert_eq!(all.len(), 13, "{all:?}");
-    assert!(all.iter().all(|e| e["kind"] == "session.created" && e["subject"].as_str().unwrap().starts_with("s-")));
+    assert!(all.iter().all(
+        |e| e["kind"] == "session.created" && e["subject"].as_str().unwrap().starts_with("s-")
+    ));
     let first = &all[1];
-    let by_subject = c.ok("orch/events/query", json!({ "subjects": [first["subject"]] }));
+    let by_subject = c.ok(
+        "orch/events/query",
+        json!({ "subjects": [first["subject"]] }),
+    );
     assert_eq!(by_subject["items"].as_array().unwrap().len(), 1);
     let started = c.ok("orch/events/query", json!({ "kinds": ["daemon.started"] }));
-    assert_eq!(started["items"][0]["data"]["pid"], c.ok("orch/status", json!({}))["pid"]);
+    assert_eq!(
+        started["items"][0]["data"]["pid"],
+        c.ok("orch/status", json!({}))["pid"]
+    );
 }

@@ -67,8 +67,16 @@ fn passing_gate_means_done() {
         assert_eq!(done["gateResults"][0]["exitCode"], 0);
         let work = std::fs::read_to_string(d.root().join("work.txt")).unwrap();
         assert!(work.contains("TASK: edit work.txt"), "{work}");
-        let ev = c.ok("orch/events/query", json!({ "kinds": ["task.state"], "subjects": [t["id"]] }));
-        let path: Vec<&str> = ev["items"].as_array().unwrap().iter().map(|e| e["data"]["state"].as_str().unwrap()).collect();
+        let ev = c.ok(
+            "orch/events/query",
+            json!({ "kinds": ["task.state"], "subjects": [t["id"]] }),
+        );
+        let path: Vec<&str> = ev["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["state"].as_str().unwrap())
+            .collect();
         assert_eq!(path, ["assigned", "running", "verifying", "done"]);
         // The agent is free again.
         let a = c.ok("orch/agent/get", json!({ "id": agent }));
@@ -85,16 +93,40 @@ fn failing_gate_feeds_back_until_it_passes() {
     let t = task(&mut c, &agent, &["third-time"], 3);
     let done = wait_task(&mut c, t["id"].as_str().unwrap(), "done");
     assert_eq!(done["attempts"], 3);
-    let oks: Vec<bool> = done["gateResults"].as_array().unwrap().iter().map(|r| r["ok"].as_bool().unwrap()).collect();
+    let oks: Vec<bool> = done["gateResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ok"].as_bool().unwrap())
+        .collect();
     assert_eq!(oks, [false, false, true]);
-    let attempts: Vec<u64> = done["gateResults"].as_array().unwrap().iter().map(|r| r["attempt"].as_u64().unwrap()).collect();
+    let attempts: Vec<u64> = done["gateResults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect();
     assert_eq!(attempts, [1, 2, 3]);
-    assert!(done["gateResults"][0]["outputTail"].as_str().unwrap().contains("failure number 1"));
+    assert!(done["gateResults"][0]["outputTail"]
+        .as_str()
+        .unwrap()
+        .contains("failure number 1"));
     // The agent received the failure text as its next prompt.
-    let screen = c.ok("orch/agent/screen", json!({ "id": agent, "scrollback": 200 }));
-    let text: Vec<&str> = screen["lines"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let screen = c.ok(
+        "orch/agent/screen",
+        json!({ "id": agent, "scrollback": 200 }),
+    );
+    let text: Vec<&str> = screen["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     let text = text.join("\n");
-    assert!(text.contains("note: failure number 1") && text.contains("note: failure number 2"), "{text}");
+    assert!(
+        text.contains("note: failure number 1") && text.contains("note: failure number 2"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -106,13 +138,31 @@ fn escalation_then_retry_then_cancel() {
     let id = t["id"].as_str().unwrap();
     let esc = wait_task(&mut c, id, "escalated");
     assert_eq!(esc["attempts"], 2);
-    let dec_id = esc["decisionId"].as_str().expect("escalation raises a decision").to_string();
+    let dec_id = esc["decisionId"]
+        .as_str()
+        .expect("escalation raises a decision")
+        .to_string();
     let decs = c.ok("orch/decision/list", json!({ "state": "pending" }));
-    let dec = decs["items"].as_array().unwrap().iter().find(|d| d["id"] == json!(dec_id)).unwrap().clone();
-    assert_eq!(dec["options"], json!(["retry", "reassign", "accept", "cancel"]));
+    let dec = decs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == json!(dec_id))
+        .unwrap()
+        .clone();
+    assert_eq!(
+        dec["options"],
+        json!(["retry", "reassign", "accept", "cancel"])
+    );
     assert_eq!(dec["source"], json!({ "kind": "task", "id": id }));
-    assert!(dec["detail"].as_str().unwrap().contains("always broken"), "{dec}");
-    c.ok("orch/decision/resolve", json!({ "id": dec_id, "choice": "retry" }));
+    assert!(
+        dec["detail"].as_str().unwrap().contains("always broken"),
+        "{dec}"
+    );
+    c.ok(
+        "orch/decision/resolve",
+        json!({ "id": dec_id, "choice": "retry" }),
+    );
     // It runs again: one more attempt, then escalated again with a new decision.
     let again = wait_for("a second escalation", Duration::from_secs(60), || {
         let t = c.ok("orch/task/get", json!({ "id": id }));
@@ -120,7 +170,10 @@ fn escalation_then_retry_then_cancel() {
     });
     assert_eq!(again["attempts"], 3);
     assert_eq!(again["gateResults"].as_array().unwrap().len(), 3);
-    c.ok("orch/decision/resolve", json!({ "id": again["decisionId"], "choice": "cancel" }));
+    c.ok(
+        "orch/decision/resolve",
+        json!({ "id": again["decisionId"], "choice": "cancel" }),
+    );
     let cancelled = wait_task(&mut c, id, "cancelled");
     assert_eq!(cancelled["state"], "cancelled");
     let e = c.err("orch/task/complete", json!({ "id": id }), -32003);
@@ -132,7 +185,13 @@ fn processes_with(marker: &str) -> Vec<String> {
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'));
+            let zombie = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            });
             if cmd.contains(marker) && !zombie {
                 found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
             }
@@ -145,16 +204,31 @@ fn processes_with(marker: &str) -> Vec<String> {
 fn a_hanging_gate_is_killed_at_its_timeout() {
     let d = Daemon::started(Some(CONFIG));
     let mut c = d.client(Via::Socket);
-    let t = c.ok("orch/task/create", json!({ "title": "hang", "prompt": "p", "gates": ["hang"], "maxAttempts": 1 }));
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "hang", "prompt": "p", "gates": ["hang"], "maxAttempts": 1 }),
+    );
     let id = t["id"].as_str().unwrap();
     // A person says the work is done; no agent needed.
-    c.ok("orch/task/complete", json!({ "id": id, "summary": "by hand" }));
+    c.ok(
+        "orch/task/complete",
+        json!({ "id": id, "summary": "by hand" }),
+    );
     let esc = wait_task(&mut c, id, "escalated");
     let r = &esc["gateResults"][0];
     assert_eq!(r["ok"], false);
     assert!(r["exitCode"].is_null(), "{r}");
-    assert!(r["outputTail"].as_str().unwrap().contains("timed out after 1s"), "{r}");
-    wait_for("no gate process left", WAIT, || (processes_with("sleep 4242").is_empty() && processes_with("sleep 4243").is_empty()).then_some(()));
+    assert!(
+        r["outputTail"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1s"),
+        "{r}"
+    );
+    wait_for("no gate process left", WAIT, || {
+        (processes_with("sleep 4242").is_empty() && processes_with("sleep 4243").is_empty())
+            .then_some(())
+    });
 }
 
 #[test]
@@ -165,11 +239,23 @@ fn two_clients_offered_a_decision_first_answer_wins() {
     a.initialize_with(caps.clone());
     let mut b = d.raw_client(Via::Lsp);
     b.initialize_with(caps);
-    let t = a.ok("orch/task/create", json!({ "title": "x", "prompt": "p", "gates": ["never"], "maxAttempts": 1 }));
+    let t = a.ok(
+        "orch/task/create",
+        json!({ "title": "x", "prompt": "p", "gates": ["never"], "maxAttempts": 1 }),
+    );
     a.ok("orch/task/complete", json!({ "id": t["id"] }));
-    let req_a = a.wait_message("a decision prompt", WAIT, |m| m["method"] == "window/showMessageRequest");
-    let req_b = b.wait_message("a decision prompt", WAIT, |m| m["method"] == "window/showMessageRequest");
-    let titles: Vec<&str> = req_a["params"]["actions"].as_array().unwrap().iter().map(|x| x["title"].as_str().unwrap()).collect();
+    let req_a = a.wait_message("a decision prompt", WAIT, |m| {
+        m["method"] == "window/showMessageRequest"
+    });
+    let req_b = b.wait_message("a decision prompt", WAIT, |m| {
+        m["method"] == "window/showMessageRequest"
+    });
+    let titles: Vec<&str> = req_a["params"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["title"].as_str().unwrap())
+        .collect();
     assert_eq!(titles, ["retry", "reassign", "accept", "cancel"]);
     assert_eq!(req_b["params"]["actions"], req_a["params"]["actions"]);
     a.send(&json!({ "jsonrpc": "2.0", "id": req_a["id"], "result": { "title": "accept" } }));
@@ -178,13 +264,29 @@ fn two_clients_offered_a_decision_first_answer_wins() {
     // The second client's answer is stale: ignored.
     b.send(&json!({ "jsonrpc": "2.0", "id": req_b["id"], "result": { "title": "cancel" } }));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(a.ok("orch/task/get", json!({ "id": t["id"] }))["state"], "done");
+    assert_eq!(
+        a.ok("orch/task/get", json!({ "id": t["id"] }))["state"],
+        "done"
+    );
     // Asked directly, the second answer is a conflict naming the state.
     let dec = done["decisionId"].clone();
-    let e = b.err("orch/decision/resolve", json!({ "id": dec, "choice": "cancel" }), -32003);
-    assert!(e["data"]["state"].as_str().unwrap().starts_with("resolved"), "{e}");
+    let e = b.err(
+        "orch/decision/resolve",
+        json!({ "id": dec, "choice": "cancel" }),
+        -32003,
+    );
+    assert!(
+        e["data"]["state"].as_str().unwrap().starts_with("resolved"),
+        "{e}"
+    );
     let resolved = b.ok("orch/decision/list", json!({ "state": "resolved" }));
-    let d0 = resolved["items"].as_array().unwrap().iter().find(|d| d["id"] == dec).unwrap().clone();
+    let d0 = resolved["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == dec)
+        .unwrap()
+        .clone();
     assert_eq!(d0["choice"], "accept");
 }
 
@@ -193,9 +295,14 @@ fn progress_is_reported_to_clients_that_support_it() {
     let d = Daemon::started(Some(CONFIG));
     let mut c = d.raw_client(Via::Socket);
     c.initialize_with(json!({ "window": { "workDoneProgress": true } }));
-    let t = c.ok("orch/task/create", json!({ "title": "prog", "prompt": "p", "gates": ["pass"] }));
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "prog", "prompt": "p", "gates": ["pass"] }),
+    );
     c.ok("orch/task/complete", json!({ "id": t["id"] }));
-    let create = c.wait_message("progress token creation", WAIT, |m| m["method"] == "window/workDoneProgress/create");
+    let create = c.wait_message("progress token creation", WAIT, |m| {
+        m["method"] == "window/workDoneProgress/create"
+    });
     let token = create["params"]["token"].clone();
     c.send(&json!({ "jsonrpc": "2.0", "id": create["id"], "result": null }));
     let mut kinds = Vec::new();
@@ -206,7 +313,10 @@ fn progress_is_reported_to_clients_that_support_it() {
         messages.push(p["value"]["message"].as_str().unwrap_or("").to_string());
     }
     assert_eq!(kinds.first().unwrap(), "begin");
-    assert!(messages.iter().any(|m| m.contains("gate pass running")), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("gate pass running")),
+        "{messages:?}"
+    );
     wait_task(&mut c, t["id"].as_str().unwrap(), "done");
 }
 
@@ -215,14 +325,23 @@ fn restart_mid_task_records_the_interrupted_gate() {
     let mut d = Daemon::started(Some(CONFIG));
     let mut c = d.client(Via::Socket);
     // A pending decision from an earlier escalation must survive too.
-    let old = c.ok("orch/task/create", json!({ "title": "old", "prompt": "p", "gates": ["never"], "maxAttempts": 1 }));
+    let old = c.ok(
+        "orch/task/create",
+        json!({ "title": "old", "prompt": "p", "gates": ["never"], "maxAttempts": 1 }),
+    );
     c.ok("orch/task/complete", json!({ "id": old["id"] }));
     let old = wait_task(&mut c, old["id"].as_str().unwrap(), "escalated");
-    let t = c.ok("orch/task/create", json!({ "title": "slow", "prompt": "p", "gates": ["slow"] }));
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "slow", "prompt": "p", "gates": ["slow"] }),
+    );
     let id = t["id"].as_str().unwrap().to_string();
     c.ok("orch/task/complete", json!({ "id": id }));
     wait_for("the slow gate to start", WAIT, || {
-        let ev = c.ok("orch/events/query", json!({ "kinds": ["task.gateStarted"], "subjects": [id] }));
+        let ev = c.ok(
+            "orch/events/query",
+            json!({ "kinds": ["task.gateStarted"], "subjects": [id] }),
+        );
         (!ev["items"].as_array().unwrap().is_empty()).then_some(())
     });
     drop(c);
@@ -230,12 +349,28 @@ fn restart_mid_task_records_the_interrupted_gate() {
     d.start();
     let mut c = d.client(Via::Socket);
     let after = c.ok("orch/task/get", json!({ "id": id }));
-    assert_eq!(after["state"], "verifying", "verification restarts: {after}");
+    assert_eq!(
+        after["state"], "verifying",
+        "verification restarts: {after}"
+    );
     let r = &after["gateResults"][0];
-    assert_eq!((r["name"].as_str(), r["ok"].as_bool()), (Some("slow"), Some(false)));
-    assert!(r["outputTail"].as_str().unwrap().starts_with("interrupted"), "{r}");
+    assert_eq!(
+        (r["name"].as_str(), r["ok"].as_bool()),
+        (Some("slow"), Some(false))
+    );
+    assert!(
+        r["outputTail"].as_str().unwrap().starts_with("interrupted"),
+        "{r}"
+    );
     let decs = c.ok("orch/decision/list", json!({ "state": "pending" }));
-    assert!(decs["items"].as_array().unwrap().iter().any(|d| d["id"] == old["decisionId"]), "the pending decision is intact");
+    assert!(
+        decs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == old["decisionId"]),
+        "the pending decision is intact"
+    );
     c.ok("orch/task/cancel", json!({ "id": id }));
 }
 
@@ -243,18 +378,32 @@ fn restart_mid_task_records_the_interrupted_gate() {
 fn queued_tasks_go_to_idle_agents_by_priority() {
     let d = Daemon::started(Some(CONFIG));
     let mut c = d.client(Via::Socket);
-    let low = c.ok("orch/task/create", json!({ "title": "low", "prompt": "TASK low", "priority": "low", "gates": ["pass"] }));
+    let low = c.ok(
+        "orch/task/create",
+        json!({ "title": "low", "prompt": "TASK low", "priority": "low", "gates": ["pass"] }),
+    );
     let urgent = c.ok("orch/task/create", json!({ "title": "urgent", "prompt": "TASK urgent", "priority": "urgent", "gates": ["pass"] }));
     assert_eq!(low["state"], "pending");
-    let e = c.err("orch/task/create", json!({ "title": "x", "prompt": "p", "priority": "whenever" }), -32602);
+    let e = c.err(
+        "orch/task/create",
+        json!({ "title": "x", "prompt": "p", "priority": "whenever" }),
+        -32602,
+    );
     assert_eq!(e["data"]["field"], "priority");
-    let e = c.err("orch/task/create", json!({ "title": "x", "prompt": "p", "gates": ["nope"] }), -32602);
+    let e = c.err(
+        "orch/task/create",
+        json!({ "title": "x", "prompt": "p", "gates": ["nope"] }),
+        -32602,
+    );
     assert_eq!(e["data"]["field"], "gates[0]");
     worker(&mut c);
     wait_task(&mut c, urgent["id"].as_str().unwrap(), "done");
     wait_task(&mut c, low["id"].as_str().unwrap(), "done");
     let work = std::fs::read_to_string(d.root().join("work.txt")).unwrap();
-    let (u, l) = (work.find("TASK urgent").unwrap(), work.find("TASK low").unwrap());
+    let (u, l) = (
+        work.find("TASK urgent").unwrap(),
+        work.find("TASK low").unwrap(),
+    );
     assert!(u < l, "urgent first: {work}");
 }
 
@@ -263,7 +412,12 @@ fn jobs_list_pause_resume() {
     let d = Daemon::started(None);
     let mut c = d.client(Via::Socket);
     let jobs = c.ok("orch/jobs/list", json!({}));
-    let names: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["dispatch", "health", "retention"]);
     let p = c.ok("orch/jobs/pause", json!({ "name": "retention" }));
     assert_eq!(p["paused"], true);

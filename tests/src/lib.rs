@@ -25,7 +25,10 @@ pub fn orch_bin() -> PathBuf {
     }
     // target/<profile>/deps/<test-binary> -> target/<profile>/orch
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("orch");
     assert!(bin.exists(), "{} is missing: run `cargo build -p orch` before the tests (the README's test command does)", bin.display());
     bin
@@ -54,9 +57,17 @@ pub fn ci() -> bool {
 
 /// Whether `tool` runs; under CI a missing tool is a failure, elsewhere the test is skipped.
 pub fn require_tool(tool: &str, args: &[&str]) -> bool {
-    let ok = Command::new(tool).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let ok = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
-        assert!(!ci(), "{tool} is required when CI=true but is not installed");
+        assert!(
+            !ci(),
+            "{tool} is required when CI=true but is not installed"
+        );
         eprintln!("skipping: {tool} is not installed");
     }
     ok
@@ -79,14 +90,23 @@ pub struct Daemon {
 impl Daemon {
     /// A workspace without a daemon yet; `orch_toml` is written as its configuration if given.
     pub fn new(orch_toml: Option<&str>) -> Self {
-        let workspace = tempfile::Builder::new().prefix("orch-ws-").tempdir().unwrap();
+        let workspace = tempfile::Builder::new()
+            .prefix("orch-ws-")
+            .tempdir()
+            .unwrap();
         if let Some(t) = orch_toml {
             std::fs::write(workspace.path().join("orch.toml"), t).unwrap();
         }
         Self {
             workspace,
-            runtime_dir: tempfile::Builder::new().prefix("orch-run-").tempdir().unwrap(),
-            state_dir: tempfile::Builder::new().prefix("orch-state-").tempdir().unwrap(),
+            runtime_dir: tempfile::Builder::new()
+                .prefix("orch-run-")
+                .tempdir()
+                .unwrap(),
+            state_dir: tempfile::Builder::new()
+                .prefix("orch-state-")
+                .tempdir()
+                .unwrap(),
             child: None,
             env: Vec::new(),
         }
@@ -119,8 +139,17 @@ impl Daemon {
 
     /// Run `orch args...`, returning (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.orch().args(args).stdin(Stdio::null()).output().expect("run orch");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = self
+            .orch()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run orch");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The socket path.
@@ -132,12 +161,28 @@ impl Daemon {
 
     /// Start `orch serve` and wait for its socket to answer.
     pub fn start(&mut self) {
-        let log = std::fs::File::create(self.state_dir.path().join(format!("serve-{}.log", std::process::id()))).unwrap();
-        let child = self.orch().arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("start orch serve");
+        let log = std::fs::File::create(
+            self.state_dir
+                .path()
+                .join(format!("serve-{}.log", std::process::id())),
+        )
+        .unwrap();
+        let child = self
+            .orch()
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start orch serve");
         self.child = Some(child);
         let socket = self.socket();
         wait_for("the daemon's socket", WAIT, || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("orch serve exited early with {status}: {}", self.log_tail());
             }
             UnixStream::connect(&socket).ok()
@@ -159,7 +204,9 @@ impl Daemon {
     /// The daemon's pid as `orch/status` reports it (works for auto-started daemons too).
     pub fn pid(&self) -> i32 {
         let mut c = self.client(Via::Socket);
-        c.call("orch/status", json!({})).unwrap()["pid"].as_i64().unwrap() as i32
+        c.call("orch/status", json!({})).unwrap()["pid"]
+            .as_i64()
+            .unwrap() as i32
     }
 
     /// SIGKILL the daemon and wait until it is gone.
@@ -189,7 +236,14 @@ impl Daemon {
         match via {
             Via::Socket => Client::socket(&self.socket()),
             Via::Lsp => {
-                let child = self.orch().arg("lsp").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start orch lsp");
+                let child = self
+                    .orch()
+                    .arg("lsp")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start orch lsp");
                 Client::process(child)
             }
         }
@@ -202,14 +256,27 @@ impl Daemon {
 }
 
 fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z')).unwrap_or(true)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         // Stop whatever daemon serves this workspace (started here or auto-started), agents too.
         if UnixStream::connect(self.socket()).is_ok() {
-            let _ = self.orch().arg("stop").stdout(Stdio::null()).stderr(Stdio::null()).status();
+            let _ = self
+                .orch()
+                .arg("stop")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -254,7 +321,8 @@ fn reader_thread(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Value> {
         loop {
             match dec.next_frame() {
                 Ok(Some(body)) => {
-                    let v: Value = serde_json::from_slice(&body).unwrap_or_else(|e| json!({ "undecodable": e.to_string() }));
+                    let v: Value = serde_json::from_slice(&body)
+                        .unwrap_or_else(|e| json!({ "undecodable": e.to_string() }));
                     if tx.send(v).is_err() {
                         return;
                     }
@@ -278,16 +346,31 @@ fn reader_thread(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Value> {
 impl Client {
     /// Over a socket.
     pub fn socket(path: &Path) -> Self {
-        let stream = UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        let stream =
+            UnixStream::connect(path).unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
         let rx = reader_thread(stream.try_clone().unwrap());
-        Self { writer: Box::new(stream.try_clone().unwrap()), rx, backlog: Vec::new(), next_id: 1, child: None, stream: Some(stream) }
+        Self {
+            writer: Box::new(stream.try_clone().unwrap()),
+            rx,
+            backlog: Vec::new(),
+            next_id: 1,
+            child: None,
+            stream: Some(stream),
+        }
     }
 
     /// Over a child's stdio (`orch lsp`).
     pub fn process(mut child: Child) -> Self {
         let rx = reader_thread(child.stdout.take().unwrap());
         let writer = Box::new(child.stdin.take().unwrap());
-        Self { writer, rx, backlog: Vec::new(), next_id: 1, child: Some(child), stream: None }
+        Self {
+            writer,
+            rx,
+            backlog: Vec::new(),
+            next_id: 1,
+            child: Some(child),
+            stream: None,
+        }
     }
 
     /// Write raw bytes (for malformed-input tests).
@@ -316,7 +399,12 @@ impl Client {
     }
 
     /// The next message matching `pred` (others are kept), within `timeout`.
-    pub fn wait_message(&mut self, what: &str, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Value {
+    pub fn wait_message(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Value {
         if let Some(i) = self.backlog.iter().position(&mut pred) {
             return self.backlog.remove(i);
         }
@@ -326,8 +414,14 @@ impl Client {
             match self.rx.recv_timeout(left) {
                 Ok(v) if pred(&v) => return v,
                 Ok(v) => self.backlog.push(v),
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("timed out waiting for {what}; got meanwhile: {:?}", self.backlog),
-                Err(mpsc::RecvTimeoutError::Disconnected) => panic!("connection closed while waiting for {what}; got: {:?}", self.backlog),
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "timed out waiting for {what}; got meanwhile: {:?}",
+                    self.backlog
+                ),
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "connection closed while waiting for {what}; got: {:?}",
+                    self.backlog
+                ),
             }
         }
     }
@@ -336,7 +430,10 @@ impl Client {
     pub fn closed_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(v) => self.backlog.push(v),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return true,
                 Err(mpsc::RecvTimeoutError::Timeout) => return false,
@@ -346,7 +443,9 @@ impl Client {
 
     /// The response to request `id`.
     pub fn response(&mut self, id: i64) -> Value {
-        self.wait_message(&format!("the response to request {id}"), WAIT, |v| v["id"] == json!(id) && v.get("method").is_none())
+        self.wait_message(&format!("the response to request {id}"), WAIT, |v| {
+            v["id"] == json!(id) && v.get("method").is_none()
+        })
     }
 
     /// Call a method: `Ok(result)` or `Err(error object)`.
@@ -361,7 +460,8 @@ impl Client {
 
     /// Call and expect success.
     pub fn ok(&mut self, method: &str, params: Value) -> Value {
-        self.call(method, params.clone()).unwrap_or_else(|e| panic!("{method} {params} failed: {e}"))
+        self.call(method, params.clone())
+            .unwrap_or_else(|e| panic!("{method} {params} failed: {e}"))
     }
 
     /// Call and expect an error with `code`.
@@ -388,8 +488,16 @@ impl Client {
     }
 
     /// The next notification of `method` matching `pred`.
-    pub fn notification(&mut self, method: &str, timeout: Duration, mut pred: impl FnMut(&Value) -> bool) -> Value {
-        self.wait_message(&format!("a {method} notification"), timeout, |v| v["method"] == json!(method) && v.get("id").is_none() && pred(&v["params"]))["params"].clone()
+    pub fn notification(
+        &mut self,
+        method: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        self.wait_message(&format!("a {method} notification"), timeout, |v| {
+            v["method"] == json!(method) && v.get("id").is_none() && pred(&v["params"])
+        })["params"]
+            .clone()
     }
 
     /// Messages received and not consumed yet, after waiting `settle` for more.
@@ -430,7 +538,13 @@ pub fn wait_agent(c: &mut Client, id: &str, what: &str, pred: impl Fn(&Value) ->
 pub fn wait_screen(c: &mut Client, agent: &str, needle: &str) -> String {
     wait_for(&format!("{needle:?} on {agent}'s screen"), WAIT, || {
         let s = c.ok("orch/agent/screen", json!({ "id": agent }));
-        let text = s["lines"].as_array().unwrap().iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n");
+        let text = s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n");
         text.contains(needle).then_some(text)
     })
 }
