@@ -234,6 +234,13 @@ enum DecisionCmd {
 /// Run the CLI; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. } | Command::Lsp) {
+        // `orch agent list | head` should end quietly when the reader goes away, as other
+        // command-line tools do, not panic on the broken pipe. The daemon keeps SIGPIPE ignored:
+        // a client that disconnects is an error on one socket, not a reason to die.
+        // SAFETY: restoring the default disposition of a signal before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let default_level = match cli.command {
         Command::Serve { .. } => "info",
         _ => "warn",

@@ -59,6 +59,8 @@ pub struct TerminalSpec {
     pub log_path: PathBuf,
     /// Lines of scrollback the emulator keeps.
     pub scrollback: usize,
+    /// Bytes of output log kept before it is rotated to `<log>.1` (so about twice this on disk).
+    pub log_limit: u64,
 }
 
 /// A rendered screen, as `orch/terminal/screen` returns it.

@@ -126,6 +126,8 @@ impl Daemon {
             .env("ORCH_RUNTIME_DIR", self.runtime_dir.path())
             .env("ORCH_STATE_DIR", self.state_dir.path())
             .env("ORCH_WORKSPACE", self.workspace.path())
+            // A home of its own: agents' shells must not read this machine's ~/.bashrc.
+            .env("HOME", self.state_dir.path())
             // Scripted agents call `$ORCH_BIN task complete`.
             .env("ORCH_BIN", orch_bin())
             .env_remove("ORCH_SOCKET")

@@ -41,6 +41,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// client) and the program waits for the reader.
 const CHUNKS_AHEAD: usize = 16;
 /// Size at which the output log is rotated to `<log>.1`.
+#[cfg(test)]
 const LOG_LIMIT: u64 = 8 << 20;
 /// How long the exit report waits for the output the program left behind to be read and fed.
 /// Processes that inherited the terminal can keep it open for ever; the report must not wait
@@ -173,7 +174,7 @@ impl PtyTerminal {
             .or_else(|| std::env::var_os("PATH"));
         check_program(&program, &spec.cwd, path_env.as_deref()).map_err(&spawn_error)?;
 
-        let log = OutputLog::open(&spec.log_path).map_err(|err| {
+        let log = OutputLog::open(&spec.log_path, spec.log_limit).map_err(|err| {
             BackendError::Other(format!(
                 "cannot open output log {}: {err}",
                 spec.log_path.display()
@@ -777,7 +778,7 @@ fn open_log(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// The append-only output log of one terminal, rotated to `<path>.1` past [`LOG_LIMIT`].
+/// The append-only output log of one terminal, rotated to `<path>.1` past its limit.
 struct OutputLog {
     /// Where the log lives.
     path: PathBuf,
@@ -786,10 +787,12 @@ struct OutputLog {
     file: Option<BufWriter<File>>,
     /// Bytes in the current file, to know when to rotate.
     len: u64,
+    /// Bytes in the current file before it is rotated.
+    limit: u64,
 }
 
 impl OutputLog {
-    fn open(path: &Path) -> io::Result<Self> {
+    fn open(path: &Path, limit: u64) -> io::Result<Self> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
@@ -799,11 +802,12 @@ impl OutputLog {
             path: path.to_path_buf(),
             file: Some(BufWriter::with_capacity(READ_CHUNK, file)),
             len,
+            limit: limit.max(READ_CHUNK as u64),
         })
     }
 
     fn write(&mut self, data: &[u8]) {
-        if self.len > 0 && self.len + data.len() as u64 > LOG_LIMIT {
+        if self.len > 0 && self.len + data.len() as u64 > self.limit {
             if let Err(err) = self.rotate() {
                 self.fail("rotating", err);
             }
@@ -904,6 +908,7 @@ mod tests {
             rows: 24,
             log_path: dir.join("logs").join("t-1.log"),
             scrollback: 1000,
+            log_limit: LOG_LIMIT,
         }
     }
 

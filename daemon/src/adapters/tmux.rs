@@ -37,7 +37,9 @@ use crate::ports::{
 
 use command::{CommandError, Ending, Request};
 use control::{Block, ControlClient, ControlError, ControlEvents, ReplyHook};
-use log::{OutputLog, LOG_LIMIT};
+use log::OutputLog;
+#[cfg(test)]
+use log::LOG_LIMIT;
 
 /// The backend's name, as on the wire.
 const NAME: &str = "tmux";
@@ -794,7 +796,7 @@ impl Pane {
         Self {
             id: spec.id.clone(),
             fanout: OutputFanout::new(),
-            log: Mutex::new(OutputLog::new(spec.log_path.clone(), LOG_LIMIT)),
+            log: Mutex::new(OutputLog::new(spec.log_path.clone(), spec.log_limit)),
             observer,
             finished: AtomicBool::new(false),
             unsettled: AtomicU32::new(0),

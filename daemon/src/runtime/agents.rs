@@ -186,6 +186,7 @@ impl Runtime {
             rows,
             log_path: self.paths.output_log(id),
             scrollback: self.config.daemon.scrollback,
+            log_limit: self.config.retention.output_log_bytes / 2,
         }
     }
 

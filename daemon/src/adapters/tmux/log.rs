@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Bytes kept in the current log file before it is rotated.
+#[cfg(test)]
 pub const LOG_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// One terminal's output log.

@@ -73,6 +73,7 @@ impl Isolated {
             rows: 24,
             log_path: self.dir.path().join(format!("logs/{id}.log")),
             scrollback: 1000,
+            log_limit: super::LOG_LIMIT,
         }
     }
 
