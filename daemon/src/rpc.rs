@@ -218,6 +218,28 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
         c.show_message = show_message;
         c.work_done_progress = progress;
     }
+    // PROTOCOL.md: the workspace is workspaceFolders[0], else rootUri, else the daemon's own. A
+    // daemon serves one workspace; a client naming another (not below it) is told so.
+    let uri = p["workspaceFolders"][0]["uri"]
+        .as_str()
+        .or(p["rootUri"].as_str())
+        .map(str::to_string);
+    if let Some(path) = uri.as_deref().and_then(|u| u.strip_prefix("file://")) {
+        let asked = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+        if !asked.starts_with(&rt.paths.root) {
+            if let Some(c) = rt.conns.get(&call.conn) {
+                let message = format!(
+                    "orch: this daemon serves {}, not {}; start `orch lsp` in that workspace for its agents",
+                    rt.paths.root.display(),
+                    asked.display()
+                );
+                c.out.notify(
+                    "window/logMessage",
+                    json!({ "type": 2, "message": message }),
+                );
+            }
+        }
+    }
     if show_message {
         let pending: Vec<String> = rt
             .state

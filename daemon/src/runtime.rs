@@ -584,6 +584,16 @@ impl Runtime {
 
     /// Reactions to committed events that reach outside (decision prompts, progress).
     fn react(&mut self, e: &StoredEvent) {
+        if let EventBody::JobFailed { name, error } = &e.body {
+            // Worth every client's log: something periodic keeps failing.
+            let message = format!("orch: job {name} failed: {error}");
+            for c in self.conns.values() {
+                c.out.notify(
+                    "window/logMessage",
+                    json!({ "type": 2, "message": message }),
+                );
+            }
+        }
         if e.body.kind().starts_with("task.") {
             self.report_progress(e);
         }

@@ -375,3 +375,39 @@ fn daemon_stop_flushes_and_exits() {
     let a: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(a["state"], "stopped", "{a}");
 }
+
+#[test]
+fn a_client_naming_another_workspace_is_warned() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.raw_client(via);
+        let other = tempfile::tempdir().unwrap();
+        let uri = format!("file://{}", other.path().display());
+        c.ok("initialize", json!({ "capabilities": {}, "rootUri": uri }));
+        let log = c.notification("window/logMessage", WAIT, |p| {
+            p["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("this daemon serves"))
+        });
+        assert!(
+            log["message"]
+                .as_str()
+                .unwrap()
+                .contains(&other.path().display().to_string()),
+            "{log}"
+        );
+        // Its own workspace (or a folder inside it) is fine: no warning.
+        let mut ok = d.raw_client(via);
+        let inside = format!("file://{}", d.root().display());
+        ok.ok(
+            "initialize",
+            json!({ "capabilities": {}, "workspaceFolders": [{ "uri": inside, "name": "w" }] }),
+        );
+        let warnings: Vec<_> = ok
+            .drain(Duration::from_millis(200))
+            .into_iter()
+            .filter(|m| m["method"] == "window/logMessage")
+            .collect();
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

@@ -65,6 +65,7 @@ fn passing_gate_means_done() {
         assert_eq!(done["gateResults"].as_array().unwrap().len(), 1);
         assert_eq!(done["gateResults"][0]["ok"], true);
         assert_eq!(done["gateResults"][0]["exitCode"], 0);
+        assert_eq!(done["summary"], "edited work.txt", "the agent's own words");
         let work = std::fs::read_to_string(d.root().join("work.txt")).unwrap();
         assert!(work.contains("TASK: edit work.txt"), "{work}");
         let ev = c.ok(

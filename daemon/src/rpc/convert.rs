@@ -98,6 +98,7 @@ pub fn task(t: &TaskRecord) -> wire::Task {
             .collect(),
         gate_results: t.gate_results.iter().map(gate_result).collect(),
         decision_id: t.decision_id.clone(),
+        summary: t.summary.clone(),
         created_at: t.created_at.clone(),
         updated_at: t.updated_at.clone(),
     }
