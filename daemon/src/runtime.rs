@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use editor_protocol::jsonrpc::ResponseError;
+use editor_protocol::jsonrpc::{Id, Message, Response, ResponseError};
 use editor_protocol::methods::{EventNotification, EVENT_NOTIFICATION};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,8 +37,43 @@ use crate::transport::paths::WorkspacePaths;
 
 /// A connection's id, unique for the daemon's life.
 pub type ConnId = u64;
-/// The reply channel of a request.
-pub type Reply = oneshot::Sender<Result<Value, ResponseError>>;
+/// Requests of one connection awaiting their reply, shared by its reader (for cancellation) and
+/// the runtime (which answers).
+pub type Inflight = Arc<Mutex<HashSet<Id>>>;
+
+/// Where a request's result goes.
+pub enum Reply {
+    /// An in-process caller waiting on a channel.
+    Channel(oneshot::Sender<Result<Value, ResponseError>>),
+    /// Straight into the connection's outbound queue, unless the request was cancelled
+    /// meanwhile: no task and no channel per request on the hot path.
+    Conn {
+        /// The connection's sending half.
+        out: Outbound,
+        /// The request's id.
+        id: Id,
+        /// The connection's requests in flight; answering removes the id.
+        inflight: Inflight,
+    },
+}
+
+impl Reply {
+    /// Deliver the result (a cancelled request's result is dropped: it was answered already).
+    pub fn send(self, result: Result<Value, ResponseError>) -> Result<(), ()> {
+        match self {
+            Reply::Channel(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Conn { out, id, inflight } => {
+                if inflight.lock().unwrap().remove(&id) {
+                    out.send(&Message::Response(Response {
+                        id: Some(id),
+                        outcome: result,
+                    }));
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Everything the runtime reacts to.
 pub enum Input {
@@ -154,13 +189,18 @@ impl RuntimeHandle {
         params: Value,
     ) -> oneshot::Receiver<Result<Value, ResponseError>> {
         let (reply, rx) = oneshot::channel();
+        self.submit_reply(conn, method, params, Reply::Channel(reply));
+        rx
+    }
+
+    /// Hand a request to the runtime with its reply's destination.
+    pub fn submit_reply(&self, conn: ConnId, method: String, params: Value, reply: Reply) {
         let _ = self.tx.send(Input::Request {
             conn,
             method,
             params,
             reply,
         });
-        rx
     }
 
     /// Register a connection.

@@ -129,9 +129,65 @@ impl Message {
         }
     }
 
-    /// Serialized body, ready for [`crate::framing::encode`].
+    /// Serialized body, ready for [`crate::framing::encode`]. Written straight from the message
+    /// (no intermediate JSON value): this is on every reply's path.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_value()).expect("a JSON value always serializes")
+        fn null(v: &&Value) -> bool {
+            v.is_null()
+        }
+        #[derive(Serialize)]
+        struct Req<'a> {
+            jsonrpc: &'static str,
+            id: &'a Id,
+            method: &'a str,
+            #[serde(skip_serializing_if = "null")]
+            params: &'a Value,
+        }
+        #[derive(Serialize)]
+        struct Note<'a> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            #[serde(skip_serializing_if = "null")]
+            params: &'a Value,
+        }
+        #[derive(Serialize)]
+        struct Ok<'a> {
+            jsonrpc: &'static str,
+            id: &'a Option<Id>,
+            result: &'a Value,
+        }
+        #[derive(Serialize)]
+        struct Err<'a> {
+            jsonrpc: &'static str,
+            id: &'a Option<Id>,
+            error: &'a ResponseError,
+        }
+        let out = match self {
+            Message::Request(r) => serde_json::to_vec(&Req {
+                jsonrpc: "2.0",
+                id: &r.id,
+                method: &r.method,
+                params: &r.params,
+            }),
+            Message::Notification(n) => serde_json::to_vec(&Note {
+                jsonrpc: "2.0",
+                method: &n.method,
+                params: &n.params,
+            }),
+            Message::Response(r) => match &r.outcome {
+                Result::Ok(v) => serde_json::to_vec(&Ok {
+                    jsonrpc: "2.0",
+                    id: &r.id,
+                    result: v,
+                }),
+                Result::Err(e) => serde_json::to_vec(&Err {
+                    jsonrpc: "2.0",
+                    id: &r.id,
+                    error: e,
+                }),
+            },
+        };
+        out.expect("a message always serializes")
     }
 }
 
@@ -292,6 +348,33 @@ mod tests {
         }
         let bad = parse(b"\xff\xfe").unwrap_err();
         assert_eq!(bad.error.code, errors::PARSE_ERROR);
+    }
+
+    #[test]
+    fn bytes_match_the_json_value() {
+        let msgs = [
+            Message::Request(Request {
+                id: Id::Str("a".into()),
+                method: "m".into(),
+                params: Value::Null,
+            }),
+            Message::Notification(Notification {
+                method: "n".into(),
+                params: json!({"x": [1]}),
+            }),
+            Message::Response(Response {
+                id: None,
+                outcome: Err(ResponseError::new(-1, "k", "boom")),
+            }),
+            Message::Response(Response {
+                id: Some(Id::Num(2)),
+                outcome: Ok(json!(null)),
+            }),
+        ];
+        for m in msgs {
+            let from_bytes: Value = serde_json::from_slice(&m.to_bytes()).unwrap();
+            assert_eq!(from_bytes, m.to_value());
+        }
     }
 
     #[test]

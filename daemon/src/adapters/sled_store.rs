@@ -55,6 +55,9 @@ pub struct SledStore {
     data_file: Option<File>,
     /// Last appended seq.
     last_seq: u64,
+    /// Bytes on disk as of the last refresh: measuring stats sled's files, too costly for every
+    /// `orch/status`, so it is refreshed after a sync at most once a second.
+    size: (u64, std::time::Instant),
 }
 
 fn io(e: impl std::fmt::Display) -> StoreError {
@@ -123,6 +126,7 @@ impl SledStore {
             None => 0,
         };
         let data_file = File::open(db_path.join("db")).ok();
+        let size = (db.size_on_disk().unwrap_or(0), std::time::Instant::now());
         let mut store = Self {
             path: dir.to_path_buf(),
             db,
@@ -130,6 +134,7 @@ impl SledStore {
             meta,
             data_file,
             last_seq,
+            size,
         };
         if last_seq == 0 {
             // Everything may have been compacted away: continue after the snapshot.
@@ -201,6 +206,12 @@ impl EventStore for SledStore {
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(io)?;
         }
+        if self.size.1.elapsed() >= std::time::Duration::from_secs(1) {
+            self.size = (
+                self.db.size_on_disk().unwrap_or(self.size.0),
+                std::time::Instant::now(),
+            );
+        }
         Ok(())
     }
 
@@ -250,7 +261,7 @@ impl EventStore for SledStore {
     }
 
     fn size_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.size.0
     }
 
     fn path(&self) -> PathBuf {

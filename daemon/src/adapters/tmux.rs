@@ -142,7 +142,7 @@ pub struct TmuxBackend {
     /// Serializes spawns, which choose a free window index before creating the window.
     spawn_lock: Mutex<()>,
     /// The last probe and when it ran: `tmux -V` is a process, too slow for every status request.
-    probed: Mutex<Option<(std::time::Instant, BackendProbe)>>,
+    probed: Arc<Mutex<Option<(std::time::Instant, BackendProbe)>>>,
 }
 
 /// How long a probe result is reused.
@@ -170,7 +170,7 @@ impl TmuxBackend {
             config,
             slot: Mutex::new(Slot::default()),
             spawn_lock: Mutex::new(()),
-            probed: Mutex::new(None),
+            probed: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -324,10 +324,10 @@ impl TmuxBackend {
     }
 }
 
-impl TmuxBackend {
-    /// Run `tmux -V` now.
-    fn probe_now(&self) -> BackendProbe {
-        let (program, prefix) = self.config.tmux.split_first().expect("non-empty prefix");
+/// Run `<prefix> -V` now: whether tmux can be used, and its version.
+fn probe_tmux(tmux: &[String]) -> BackendProbe {
+    {
+        let (program, prefix) = tmux.split_first().expect("non-empty prefix");
         match Command::new(program).args(prefix).arg("-V").output() {
             Err(e) => BackendProbe {
                 available: false,
@@ -361,14 +361,27 @@ impl TerminalBackend for TmuxBackend {
 
     fn probe(&self) -> BackendProbe {
         let mut probed = self.probed.lock().unwrap();
-        if let Some((at, p)) = probed.as_ref() {
-            if at.elapsed() < PROBE_TTL {
-                return p.clone();
+        match probed.as_ref() {
+            Some((at, p)) if at.elapsed() < PROBE_TTL => p.clone(),
+            Some((_, p)) => {
+                // Stale: answer with it now and refresh on a thread of its own, so no request
+                // (`orch/status` runs on the daemon's single loop) ever waits for `tmux -V`.
+                let stale = p.clone();
+                *probed = Some((std::time::Instant::now(), stale.clone()));
+                let cache = self.probed.clone();
+                let prefix = self.config.tmux.clone();
+                std::thread::spawn(move || {
+                    let fresh = probe_tmux(&prefix);
+                    *cache.lock().unwrap() = Some((std::time::Instant::now(), fresh));
+                });
+                stale
+            }
+            None => {
+                let p = probe_tmux(&self.config.tmux);
+                *probed = Some((std::time::Instant::now(), p.clone()));
+                p
             }
         }
-        let p = self.probe_now();
-        *probed = Some((std::time::Instant::now(), p.clone()));
-        p
     }
 
     fn spawn(

@@ -819,7 +819,7 @@ impl Runtime {
                 conn,
                 method: "orch/decision/resolve".into(),
                 params,
-                reply,
+                reply: super::Reply::Channel(reply),
             });
             if let Ok(Err(e)) = rx.await {
                 // Another client answered first: this prompt was stale.

@@ -19,9 +19,8 @@ use editor_protocol::jsonrpc::{self, Id, Message, Notification, Request, Respons
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
 
-use crate::runtime::{ConnId, RuntimeHandle};
+use crate::runtime::{ConnId, Inflight, Reply, RuntimeHandle};
 
 /// Messages (responses, events) a client may have queued before it is dropped as unresponsive.
 pub const MAX_QUEUED: usize = 100_000;
@@ -151,7 +150,7 @@ struct ConnState {
     /// `shutdown` was received.
     shutting_down: bool,
     /// Requests whose replies are awaited, for `$/cancelRequest`.
-    inflight: Arc<Mutex<HashMap<Id, AbortHandle>>>,
+    inflight: Inflight,
 }
 
 /// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload.
@@ -247,9 +246,8 @@ where
         }
     }
     tracing::debug!(%peer, conn, "connection closing");
-    for (_, h) in state.inflight.lock().unwrap().drain() {
-        h.abort();
-    }
+    // Replies still on their way find nothing to answer.
+    state.inflight.lock().unwrap().clear();
     rt.close_connection(conn);
     drop(out);
     let _ = writer_task.await;
@@ -358,29 +356,14 @@ fn handle_request(
             .with("limit", "requests in flight")
             .with("max", MAX_INFLIGHT as u64)));
     }
-    let rx = rt.submit(conn, req.method, req.params);
-    let id = req.id;
-    let out2 = out.clone();
-    let inflight = state.inflight.clone();
-    let id2 = id.clone();
-    // Hold the lock while spawning so the task cannot finish before it is registered.
-    let mut map = state.inflight.lock().unwrap();
-    let handle = tokio::spawn(async move {
-        let outcome = rx.await.unwrap_or_else(|_| {
-            Err(ResponseError::new(
-                errors::INTERNAL_ERROR,
-                "internal",
-                "the daemon is shutting down",
-            ))
-        });
-        if inflight.lock().unwrap().remove(&id2).is_some() {
-            out2.send(&Message::Response(Response {
-                id: Some(id2),
-                outcome,
-            }));
-        }
-    });
-    map.insert(id, handle.abort_handle());
+    // Registered before the runtime can answer; the runtime writes the reply itself.
+    state.inflight.lock().unwrap().insert(req.id.clone());
+    let reply = Reply::Conn {
+        out: out.clone(),
+        id: req.id,
+        inflight: state.inflight.clone(),
+    };
+    rt.submit_reply(conn, req.method, req.params, reply);
 }
 
 /// Returns false when the connection should close (`exit`).
@@ -402,8 +385,7 @@ fn handle_notification(
             else {
                 return true;
             };
-            if let Some(h) = state.inflight.lock().unwrap().remove(&id) {
-                h.abort();
+            if state.inflight.lock().unwrap().remove(&id) {
                 out.send(&Message::Response(Response {
                     id: Some(id.clone()),
                     outcome: Err(ResponseError::new(
