@@ -702,22 +702,24 @@ async fn task(c: &mut Client, cmd: TaskCmd, json_out: bool) -> anyhow::Result<i3
             }
         }
         TaskCmd::Complete { id, summary } => {
-            let id =
-                match id.or_else(|| std::env::var("ORCH_TASK_ID").ok().filter(|s| !s.is_empty())) {
-                    Some(id) => id,
-                    None => {
-                        let agent = std::env::var("ORCH_AGENT_ID").map_err(|_| {
-                            anyhow!(
-                            "give a task id (no ORCH_TASK_ID or ORCH_AGENT_ID in the environment)"
-                        )
-                        })?;
-                        let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
-                        a["taskId"]
-                            .as_str()
-                            .map(String::from)
-                            .ok_or_else(|| anyhow!("agent {agent} has no task"))?
-                    }
-                };
+            // Inside an agent: its current task (it may have changed since the agent started, so
+            // this wins over the spawn-time ORCH_TASK_ID).
+            let own = match std::env::var("ORCH_AGENT_ID")
+                .ok()
+                .filter(|a| !a.is_empty())
+            {
+                Some(agent) if id.is_none() => {
+                    let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
+                    a["taskId"].as_str().map(String::from)
+                }
+                _ => None,
+            };
+            let id = id
+                .or(own)
+                .or_else(|| std::env::var("ORCH_TASK_ID").ok().filter(|s| !s.is_empty()))
+                .ok_or_else(|| {
+                    anyhow!("give a task id (this agent has no task, and no ORCH_TASK_ID is set)")
+                })?;
             let mut p = json!({ "id": id });
             if let Some(sm) = summary {
                 p["summary"] = json!(sm);
@@ -818,7 +820,11 @@ async fn events(
         }
     };
     if follow {
-        let mut p = json!({ "since": since.unwrap_or(0) });
+        // Live events only, unless asked to replay from a seq.
+        let mut p = json!({});
+        if let Some(since) = since {
+            p["since"] = json!(since);
+        }
         if !kinds.is_empty() {
             p["kinds"] = json!(kinds);
         }

@@ -361,10 +361,21 @@ impl Config {
                 format!("must be \"pty\" or \"tmux\", got {:?}", self.daemon.backend),
             ));
         }
-        if self.daemon.cols == 0 || self.daemon.rows == 0 {
+        for (key, v) in [
+            ("daemon.cols", self.daemon.cols),
+            ("daemon.rows", self.daemon.rows),
+        ] {
+            if !(1..=1000).contains(&v) {
+                return Err((key.into(), format!("{v} is out of range 1..=1000")));
+            }
+        }
+        if self.daemon.snapshot_every == 0 {
+            return Err(("daemon.snapshot_every".into(), "must be at least 1".into()));
+        }
+        if self.retention.events < self.daemon.snapshot_every {
             return Err((
-                "daemon.cols".into(),
-                "terminal size must be at least 1x1".into(),
+                "retention.events".into(),
+                format!("{} is below daemon.snapshot_every ({}): events must outlive the snapshot that covers them", self.retention.events, self.daemon.snapshot_every),
             ));
         }
         if self.tmux.command.is_empty() {

@@ -241,16 +241,8 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
         }
     }
     if show_message {
-        let pending: Vec<String> = rt
-            .state
-            .decisions
-            .values()
-            .filter(|d| !d.resolved)
-            .map(|d| d.id.clone())
-            .collect();
-        for d in pending {
-            rt.offer_decision(call.conn, &d);
-        }
+        // Offered after this batch's commit, when every pending decision is durable.
+        rt.offer_after_commit.push(call.conn);
     }
     let commands: Vec<String> = m::ALL.iter().map(|m| m::command_name(m)).collect();
     let backends: Vec<&str> = rt.backends.keys().copied().collect();
@@ -405,10 +397,15 @@ fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Va
         ));
     }
     let rec = rt.terminal_record(terminal)?;
-    let term = rt
-        .terminals
-        .get(terminal)
-        .ok_or_else(|| OpError::Conflict {
+    let Some(term) = rt.terminals.get(terminal) else {
+        // An ended terminal's last screen, while it is still kept.
+        if let Some(last) = rt.final_screens.get(terminal) {
+            let mut s = last.clone();
+            let keep = (s.rows as usize + scrollback as usize).min(s.lines.len());
+            s.lines.drain(..s.lines.len() - keep);
+            return ok(convert::screen(s));
+        }
+        return Err(OpError::Conflict {
             kind: "terminal",
             id: terminal.into(),
             state: if rec.closed {
@@ -417,7 +414,8 @@ fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Va
                 "gone (its process did not survive a daemon restart; see its output log)".into()
             },
             what: "no screen".into(),
-        })?;
+        });
+    };
     let s = term
         .screen(scrollback as usize)
         .map_err(|e| OpError::Internal(e.to_string()))?;
@@ -529,6 +527,14 @@ fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value,
         .conns
         .get_mut(&call.conn)
         .ok_or_else(|| OpError::Internal("connection is gone".into()))?;
+    // Subscriptions of terminals that ended do not count against the limit.
+    conn.terminal_subs.retain(|tid, (_, pump)| {
+        let keep = rt.terminals.contains_key(tid);
+        if !keep {
+            pump.abort();
+        }
+        keep
+    });
     if conn.terminal_subs.contains_key(&id) {
         return ok(m::Empty {});
     }
@@ -899,6 +905,9 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     let p = call.params::<m::EventsQuery>()?;
     let (kinds, subjects) = filters(p.kinds, p.subjects)?;
     let limit = check_limit(p.limit)? as usize;
+    if p.cursor.is_none() {
+        rt.check_since_available(p.since.unwrap_or(0))?;
+    }
     let mut from = match &p.cursor {
         Some(c) => c.parse::<u64>().map_err(|_| {
             OpError::invalid(
@@ -917,8 +926,8 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
             .store
             .read_since(from, 1024)
             .map_err(|e| OpError::Internal(e.to_string()))?;
-        if batch.is_empty() {
-            break;
+        if batch.first().is_none_or(|e| e.seq > upto) {
+            break; // nothing durable left to read (a batch can only move forward)
         }
         for e in batch {
             if e.seq > upto || items.len() == limit {

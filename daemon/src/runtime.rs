@@ -58,6 +58,14 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// Whether the client cancelled the request before the runtime took it up.
+    pub fn is_cancelled(&self) -> bool {
+        match self {
+            Reply::Channel(tx) => tx.is_closed(),
+            Reply::Conn { id, inflight, .. } => !inflight.lock().unwrap().contains(id),
+        }
+    }
+
     /// Deliver the result (a cancelled request's result is dropped: it was answered already).
     pub fn send(self, result: Result<Value, ResponseError>) -> Result<(), ()> {
         match self {
@@ -230,6 +238,11 @@ impl Activity {
         self.map.lock().unwrap().get(terminal).map(|e| e.0)
     }
 
+    /// The terminal ended: forget it.
+    pub fn forget(&self, terminal: &str) {
+        self.map.lock().unwrap().remove(terminal);
+    }
+
     /// The runtime settled the terminal (idle or waiting): the next output posts again.
     pub fn rearm(&self, terminal: &str) {
         if let Some(e) = self.map.lock().unwrap().get_mut(terminal) {
@@ -277,6 +290,8 @@ pub struct Conn {
     pub work_done_progress: bool,
     /// Terminal output subscriptions: terminal id -> (subscriber, pump task).
     pub terminal_subs: HashMap<String, (Arc<OutputSubscriber>, AbortHandle)>,
+    /// Decisions already offered to this client (each is offered once).
+    pub offered: HashSet<String>,
 }
 
 /// An event subscription.
@@ -354,6 +369,14 @@ pub struct Runtime {
     pub shutdown: watch::Sender<bool>,
     /// The loop ends after this batch.
     finished: bool,
+    /// Last screens of ended terminals whose resources were released, bounded.
+    pub final_screens: HashMap<String, crate::ports::ScreenSnapshot>,
+    /// Release order of `final_screens`, oldest first.
+    pub final_order: std::collections::VecDeque<String>,
+    /// A snapshot is due at the next commit.
+    want_snapshot: bool,
+    /// Connections that initialized in this batch and get pending decisions offered after it.
+    pub offer_after_commit: Vec<ConnId>,
 }
 
 impl Runtime {
@@ -381,6 +404,13 @@ impl Runtime {
             for e in &batch {
                 state.apply(e);
             }
+        }
+        if state.last_seq > store.last_seq() {
+            anyhow::bail!(
+                "the snapshot is at seq {} but the event log ends at {}: the store is damaged",
+                state.last_seq,
+                store.last_seq()
+            );
         }
         if state.last_seq < store.last_seq() {
             anyhow::bail!(
@@ -423,6 +453,10 @@ impl Runtime {
             daemon_stop: None,
             shutdown,
             finished: false,
+            final_screens: HashMap::new(),
+            final_order: std::collections::VecDeque::new(),
+            want_snapshot: false,
+            offer_after_commit: Vec::new(),
         };
         rt.emit(EventBody::DaemonStarted {
             pid: std::process::id(),
@@ -492,6 +526,19 @@ impl Runtime {
                 params,
                 reply,
             } => {
+                if reply.is_cancelled() {
+                    return; // answered -32800 by the connection already: do not act on it
+                }
+                if (self.daemon_stop.is_some() || self.finished) && method != "orch/status" {
+                    let e = ResponseError::new(
+                        editor_protocol::errors::CONFLICT,
+                        "daemon",
+                        format!("{method}: the daemon is stopping"),
+                    )
+                    .with("state", "stopping");
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 let mut slot = Some(reply);
                 let result = crate::rpc::dispatch(self, conn, &method, params, &mut slot);
                 if let Some(reply) = slot {
@@ -506,6 +553,7 @@ impl Runtime {
                         show_message: false,
                         work_done_progress: false,
                         terminal_subs: HashMap::new(),
+                        offered: HashSet::new(),
                     },
                 );
             }
@@ -519,6 +567,11 @@ impl Runtime {
                     }
                 }
                 self.subs.retain(|_, s| s.conn != id);
+                // Nothing may keep a closed connection's sending half alive.
+                for waiting in self.waiters.values_mut() {
+                    waiting.retain(|(_, c)| *c != id);
+                }
+                self.work.progress.retain(|(c, _), _| *c != id);
             }
             Input::Output(terminal) => self.on_output(&terminal),
             Input::Exited(terminal, code) => self.on_exit(&terminal, code, None),
@@ -555,19 +608,14 @@ impl Runtime {
         }
     }
 
-    /// Record an event: appended to the store and applied now, durable at the batch's commit.
+    /// Record an event: applied now; appended with the rest of its batch and made durable at the
+    /// batch's commit (one sled batch, so a handler's events are durable together or not at all).
     pub fn emit(&mut self, body: EventBody) {
         let event = StoredEvent {
             seq: self.state.last_seq + 1,
             time: clock::now_rfc3339(),
             body,
         };
-        if let Err(e) = self.store.append(std::slice::from_ref(&event)) {
-            // The log is the source of truth: continuing without it would lose acknowledged work.
-            tracing::error!("cannot append to the event log, stopping: {e}");
-            eprintln!("orch: cannot append to the event log, stopping: {e}");
-            std::process::exit(70);
-        }
         tracing::debug!(
             seq = event.seq,
             kind = event.body.kind(),
@@ -581,6 +629,12 @@ impl Runtime {
     /// Make the batch durable, then answer and fan out.
     pub fn commit(&mut self) {
         if !self.staged.is_empty() {
+            if let Err(e) = self.store.append(&self.staged) {
+                // The log is the source of truth: continuing without it would lose acknowledged work.
+                tracing::error!("cannot append to the event log, stopping: {e}");
+                eprintln!("orch: cannot append to the event log, stopping: {e}");
+                std::process::exit(70);
+            }
             if let Err(e) = self.store.sync() {
                 tracing::error!("cannot sync the event log, stopping: {e}");
                 eprintln!("orch: cannot sync the event log, stopping: {e}");
@@ -609,17 +663,34 @@ impl Runtime {
                 self.react(e);
             }
             if self.state.last_seq - self.last_snapshot >= self.config.daemon.snapshot_every {
-                self.snapshot();
+                self.want_snapshot = true;
+            }
+        }
+        // Offers to clients that initialized in this batch: only now are their decisions durable.
+        for conn in std::mem::take(&mut self.offer_after_commit) {
+            let pending: Vec<String> = self
+                .state
+                .decisions
+                .values()
+                .filter(|d| !d.resolved)
+                .map(|d| d.id.clone())
+                .collect();
+            for d in pending {
+                self.offer_decision(conn, &d);
+            }
+        }
+        if std::mem::take(&mut self.want_snapshot) {
+            // Only here is the state exactly the durable log's: a snapshot is never ahead of it.
+            match self.store.save_snapshot(self.state.last_seq, &self.state) {
+                Ok(()) => self.last_snapshot = self.state.last_seq,
+                Err(e) => tracing::warn!("snapshot failed: {e}"),
             }
         }
     }
 
-    /// Save a snapshot of the committed state.
+    /// Ask for a snapshot of the state at the next commit.
     pub fn snapshot(&mut self) {
-        match self.store.save_snapshot(self.state.last_seq, &self.state) {
-            Ok(()) => self.last_snapshot = self.state.last_seq,
-            Err(e) => tracing::warn!("snapshot failed: {e}"),
-        }
+        self.want_snapshot = true;
     }
 
     /// Reactions to committed events that reach outside (decision prompts, progress).
@@ -667,6 +738,9 @@ impl Runtime {
         }
         let id = format!("sub-{}", self.next_sub);
         self.next_sub += 1;
+        if let Some(since) = since {
+            self.check_since_available(since)?;
+        }
         let upto = self.committed_seq;
         let sub = EventSub {
             conn,
@@ -692,6 +766,25 @@ impl Runtime {
         }
         self.subs.insert(id.clone(), sub);
         Ok((id, upto))
+    }
+
+    /// Refuse a `since` older than the log still holds: "none missed" cannot be kept, and the
+    /// client must know to fetch state afresh instead.
+    pub fn check_since_available(&self, since: u64) -> Result<(), OpError> {
+        let first = self
+            .store
+            .read_since(0, 1)
+            .map_err(|e| OpError::Internal(e.to_string()))?;
+        match first.first() {
+            Some(e) if e.seq > since + 1 => Err(OpError::Conflict {
+                kind: "events",
+                id: since.to_string(),
+                state: format!("compacted: the oldest event kept is {}", e.seq),
+                what: "cannot replay from there; read the objects afresh, then follow from lastSeq"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Start stopping the daemon: every agent first, then state flushed, then the reply.
@@ -756,6 +849,16 @@ impl Runtime {
             });
         }
         self.work.interrupt_gates();
+        // Whoever waited for an agent to stop gets it now, stopped.
+        for (agent, waiting) in std::mem::take(&mut self.waiters) {
+            if let Some(a) = self.state.agents.get(&agent) {
+                let a =
+                    serde_json::to_value(crate::rpc::convert::agent(a)).expect("agent serializes");
+                for (reply, _) in waiting {
+                    self.held.push((reply, Ok(a.clone())));
+                }
+            }
+        }
         self.emit(EventBody::DaemonStopping {
             pid: std::process::id(),
         });

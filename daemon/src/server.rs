@@ -3,9 +3,6 @@
 
 use std::sync::Arc;
 
-use std::os::unix::fs::DirBuilderExt;
-
-use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::adapters::sled_store::SledStore;
@@ -28,11 +25,7 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
     let _lock = socket::acquire_lock(&paths)?;
     let config = Config::load(&paths.root)?;
     // The store holds agents' environments: the state directory is private.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&paths.state_dir)
-        .with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
+    socket::prepare_private_dir(&paths.state_dir)?;
     let store = SledStore::open(&paths.state_dir.join("store"))?;
     let backends = backends(&paths, &config);
     let (rt, handle, rx, mut stop) =

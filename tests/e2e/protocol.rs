@@ -342,22 +342,27 @@ fn second_daemon_refuses_and_names_the_first() {
 }
 
 #[test]
-fn socket_is_private() {
+fn socket_and_state_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let d = Daemon::started(None);
     let sock = d.socket();
-    assert_eq!(
-        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
-    assert_eq!(
-        std::fs::metadata(sock.parent().unwrap())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
-        0o700
-    );
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    let mut c = d.client(Via::Socket);
+    let a = orch_tests::spawn(&mut c, &["true"]);
+    let store = std::path::PathBuf::from(c.ok("orch/status", json!({}))["store"]["path"].as_str().unwrap().to_string());
+    // The state directory holds agents' environments: only we may enter it.
+    let state = store.parent().unwrap();
+    assert_eq!(std::fs::metadata(state).unwrap().permissions().mode() & 0o777, 0o700, "{}", state.display());
+    assert!(a["id"].is_string());
+
+    // A socket directory that others can reach is refused, with the reason, and left as it was.
+    let mut open = Daemon::new(None);
+    std::fs::set_permissions(open.runtime_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, err) = open.run(&["serve"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has mode 755: others can reach it"), "{err}");
+    assert_eq!(std::fs::metadata(open.runtime_dir.path()).unwrap().permissions().mode() & 0o777, 0o755);
+    open.child = None;
 }
 
 #[test]

@@ -30,6 +30,17 @@ struct Record {
     event: StoredEvent,
 }
 
+/// A snapshot record as written, borrowing the state (no copy of it).
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    /// Record version.
+    v: u32,
+    /// The state is as of this seq.
+    seq: u64,
+    /// The state.
+    state: &'a State,
+}
+
 /// A versioned snapshot record.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
@@ -55,6 +66,9 @@ pub struct SledStore {
     data_file: Option<File>,
     /// Last appended seq.
     last_seq: u64,
+    /// A record large enough for sled to keep as a blob file was written since the last sync:
+    /// sled does not fsync blob files, so `sync` does.
+    blobs_dirty: bool,
     /// Bytes on disk as of the last refresh: measuring stats sled's files, too costly for every
     /// `orch/status`, so it is refreshed after a sync at most once a second.
     size: (u64, std::time::Instant),
@@ -102,11 +116,15 @@ impl SledStore {
             })?;
         let events = db.open_tree("events").map_err(io)?;
         let meta = db.open_tree("meta").map_err(io)?;
-        let stored = meta.get("schema_version").map_err(io)?.map(|v| {
-            let mut b = [0u8; 4];
-            b.copy_from_slice(&v[..4.min(v.len())]);
-            u32::from_be_bytes(b)
-        });
+        let stored = match meta.get("schema_version").map_err(io)? {
+            None => None,
+            Some(v) => Some(u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "schema_version".into(),
+                    detail: format!("{} bytes, expected 4", v.len()),
+                }
+            })?)),
+        };
         if let Some(v) = stored {
             if v > SCHEMA_VERSION {
                 return Err(StoreError::TooNew {
@@ -135,6 +153,7 @@ impl SledStore {
             data_file,
             last_seq,
             size,
+            blobs_dirty: false,
         };
         if last_seq == 0 {
             // Everything may have been compacted away: continue after the snapshot.
@@ -144,6 +163,23 @@ impl SledStore {
         }
         Ok(store)
     }
+}
+
+/// Records at least this large may become sled blob files (its threshold is a quarter of a
+/// 512 KiB segment; we err low).
+const BLOB_THRESHOLD: usize = 64 << 10;
+
+/// fsync every file in `dir` and the directory itself (new blob files and their names).
+fn sync_dir_files(dir: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        File::open(e.path())
+            .and_then(|f| f.sync_all())
+            .map_err(io)?;
+    }
+    File::open(dir).and_then(|f| f.sync_all()).map_err(io)
 }
 
 fn decode_seq(k: &[u8]) -> Result<u64, StoreError> {
@@ -191,6 +227,7 @@ impl EventStore for SledStore {
                 event: e.clone(),
             };
             let bytes = serde_json::to_vec(&record).map_err(io)?;
+            self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
             batch.insert(&e.seq.to_be_bytes(), bytes);
         }
         self.events.apply_batch(batch).map_err(io)?;
@@ -205,6 +242,9 @@ impl EventStore for SledStore {
         }
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(io)?;
+        }
+        if std::mem::take(&mut self.blobs_dirty) {
+            sync_dir_files(&self.path.join("db").join("blobs"))?;
         }
         if self.size.1.elapsed() >= std::time::Duration::from_secs(1) {
             self.size = (
@@ -239,14 +279,16 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&Snapshot {
+        let bytes = serde_json::to_vec(&SnapshotRef {
             v: RECORD_VERSION,
             seq,
-            state: state.clone(),
+            state,
         })
         .map_err(io)?;
+        self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
         self.meta.insert("snapshot", bytes).map_err(io)?;
-        Ok(())
+        // Compaction trusts the snapshot: make it durable now, blob file included.
+        self.sync()
     }
 
     fn compact(&mut self, before: u64) -> Result<u64, StoreError> {

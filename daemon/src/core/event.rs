@@ -108,6 +108,9 @@ pub enum EventBody {
         id: String,
         name: String,
         attempt: u32,
+        /// The gate's process group, so a daemon that died mid-gate can end it on restart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pgid: Option<u32>,
     },
     /// A gate finished (or was interrupted).
     #[serde(rename = "task.gate")]

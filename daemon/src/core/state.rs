@@ -83,9 +83,15 @@ impl State {
             | EventBody::JobFailed { .. }
             | EventBody::AgentRestarting { .. }
             | EventBody::AgentGaveUp { .. } => {}
-            EventBody::TaskGateStarted { id, name, attempt } => {
+            EventBody::TaskGateStarted {
+                id,
+                name,
+                attempt,
+                pgid,
+            } => {
                 if let Some(t) = self.tasks.get_mut(id) {
                     t.running_gate = Some((name.clone(), *attempt));
+                    t.running_gate_pgid = *pgid;
                 }
             }
             EventBody::SessionCreated { session } => {

@@ -70,9 +70,10 @@ impl TaskState {
             // A person may say work is done that no agent was given (or before dispatch).
             (Pending, Assigned | Verifying) => true,
             (Assigned, Running | Verifying | Failed) => true,
-            (Running, Verifying | Failed) => true,
-            // A failed gate sends the task back to its agent.
-            (Verifying, Done | Assigned | Escalated) => true,
+            // An agent restarted by hand gets its running task again.
+            (Running, Verifying | Failed | Assigned) => true,
+            // A failed gate sends the task back to its agent (or to the queue without one).
+            (Verifying, Done | Assigned | Pending | Escalated) => true,
             // Decisions: retry, reassign (or retry without an agent), accept.
             (Escalated, Assigned | Pending | Done) => true,
             (Failed, Assigned) => true,
@@ -183,6 +184,9 @@ pub struct TaskRecord {
     /// The gate running now (name, attempt): an interrupted run is recorded after a restart.
     #[serde(default)]
     pub running_gate: Option<(String, u32)>,
+    /// The running gate's process group.
+    #[serde(default)]
+    pub running_gate_pgid: Option<u32>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.

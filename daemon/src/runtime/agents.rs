@@ -21,6 +21,8 @@ use crate::ports::{Terminal, TerminalBackend, TerminalSpec};
 
 /// Most live terminals a daemon runs at once.
 pub const MAX_LIVE_TERMINALS: usize = 256;
+/// A run this long resets the automatic-restart count.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Output pause after which the screen is checked for waiting patterns.
 const SETTLE: Duration = Duration::from_millis(250);
 
@@ -274,6 +276,16 @@ impl Runtime {
                     return Err(OpError::invalid(
                         "name",
                         format!("{n:?} is already the name of agent {}", a.id),
+                    ));
+                }
+                if n.split_once('-').is_some_and(|(p, num)| {
+                    ["a", "t", "s", "k", "d"].contains(&p)
+                        && !num.is_empty()
+                        && num.bytes().all(|b| b.is_ascii_digit())
+                }) {
+                    return Err(OpError::invalid(
+                        "name",
+                        format!("{n:?} has the shape of an id (like a-7); choose another name"),
                     ));
                 }
                 if self.state.agents.contains_key(n) {
@@ -559,6 +571,7 @@ impl Runtime {
         if let Some(w) = self.watch.get_mut(&agent.id) {
             w.auto_restarts = 0;
         }
+        self.task_agent_restarted(&agent.id);
         self.respawn(&agent.id, "restarted on request".into())?;
         Ok(self.state.agents[&agent.id].clone())
     }
@@ -567,6 +580,7 @@ impl Runtime {
     fn respawn(&mut self, id: &str, evidence: String) -> Result<(), OpError> {
         let agent = self.state.agents[id].clone();
         let backend = self.backend(&agent.backend, "backend")?;
+        self.dismiss_wait_decision(id, "the agent was restarted");
         if let Some(old) = self.terminals.remove(&agent.terminal_id) {
             // Releases the ended program (reaped on close) and anything it left running.
             let _ = old.close();
@@ -752,10 +766,20 @@ impl Runtime {
 
     /// The agent stopped waiting without the decision: close it so no stale question lingers.
     fn dismiss_wait_decision(&mut self, id: &str, why: &str) {
-        let Some(d) = self.watch.get_mut(id).and_then(|w| w.decision.take()) else {
-            return;
-        };
-        if self.state.decisions.get(&d).is_some_and(|d| !d.resolved) {
+        if let Some(w) = self.watch.get_mut(id) {
+            w.decision = None;
+        }
+        // Every pending question of this agent, including one asked before a daemon restart.
+        let pending: Vec<String> = self
+            .state
+            .decisions
+            .values()
+            .filter(|d| {
+                !d.resolved && matches!(&d.source, DecisionSource::Agent { id: a, .. } if a == id)
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        for d in pending {
             self.emit(EventBody::DecisionResolved {
                 id: d,
                 choice: "dismissed".into(),
@@ -765,7 +789,6 @@ impl Runtime {
         }
     }
 
-    /// A terminal's program ended.
     /// A terminal's program ended, or (`lost`) its backend went away.
     pub(super) fn on_exit(&mut self, terminal: &str, code: Option<i32>, lost: Option<String>) {
         if self.state.terminals.get(terminal).is_some_and(|t| t.alive) {
@@ -774,6 +797,7 @@ impl Runtime {
                 exit_code: code,
             });
         }
+        self.release_terminal(terminal);
         let Some(agent) = self.state.agent_by_terminal(terminal) else {
             return;
         };
@@ -833,6 +857,11 @@ impl Runtime {
                 restarts,
             });
             return;
+        }
+        // A run that lasted is a success of the last restart: the count starts over, so an
+        // `always` agent that crashes once a day is not given up on after five days.
+        if ws.started.elapsed() >= HEALTHY_RUN {
+            ws.auto_restarts = 0;
         }
         ws.auto_restarts += 1;
         let attempt = ws.auto_restarts;
@@ -897,10 +926,15 @@ impl Runtime {
                     id: agent.id.clone(),
                     pid: term.pid(),
                 });
-                self.watch.insert(
-                    agent.id.clone(),
-                    WatchState::new(&agent.watch.waiting_patterns),
-                );
+                let mut ws = WatchState::new(&agent.watch.waiting_patterns);
+                // A question asked before the restart is still this agent's question.
+                ws.decision = self
+                    .state
+                    .decisions
+                    .values()
+                    .find(|d| !d.resolved && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id))
+                    .map(|d| d.id.clone());
+                self.watch.insert(agent.id.clone(), ws);
                 continue;
             }
             let evidence = match agent.backend.as_str() {
@@ -919,6 +953,7 @@ impl Runtime {
                 });
             }
             self.set_agent_state(&agent.id, AgentState::Lost, evidence.clone(), None);
+            self.dismiss_wait_decision(&agent.id, "the agent was lost with the previous daemon");
             self.task_agent_ended(&agent.id, None);
             self.after_end(&agent.id, AgentState::Lost, evidence);
         }
@@ -938,7 +973,28 @@ impl Runtime {
         }
     }
 
-    /// A tmux server died: every agent on it is lost (the backend reports each pane's exit).
+    /// Free an ended terminal's resources (its reaped process, threads, descriptors, emulator),
+    /// keeping its last screen, bounded, for `screen` requests about it.
+    fn release_terminal(&mut self, terminal: &str) {
+        const KEEP_SCREENS: usize = 64;
+        const KEEP_SCROLLBACK: usize = 200;
+        self.activity.forget(terminal);
+        let Some(t) = self.terminals.remove(terminal) else {
+            return;
+        };
+        if let Ok(screen) = t.screen(KEEP_SCROLLBACK) {
+            self.final_screens.insert(terminal.to_string(), screen);
+            self.final_order.push_back(terminal.to_string());
+            while self.final_order.len() > KEEP_SCREENS {
+                if let Some(old) = self.final_order.pop_front() {
+                    self.final_screens.remove(&old);
+                }
+            }
+        }
+        let _ = t.close();
+    }
+
+    /// A terminal's record by id.
     pub fn terminal_record(&self, id: &str) -> Result<&TerminalRecord, OpError> {
         self.state
             .terminals

@@ -65,6 +65,8 @@ pub struct WorkState {
     pub progress: HashMap<(ConnId, String), mpsc::UnboundedSender<Value>>,
     /// Scheduler jobs.
     pub jobs: Vec<Job>,
+    /// Terminals the health job found dead without an exit report (settled on the next run).
+    pub silent_exits: std::collections::HashSet<String>,
 }
 
 impl Default for WorkState {
@@ -80,6 +82,7 @@ impl Default for WorkState {
         Self {
             gate_pids: HashMap::new(),
             progress: HashMap::new(),
+            silent_exits: Default::default(),
             jobs: vec![
                 job("dispatch", 2),
                 job("health", 10),
@@ -264,6 +267,7 @@ impl Runtime {
                 decision_id: None,
                 summary: None,
                 running_gate: None,
+                running_gate_pgid: None,
                 created_at: now.clone(),
                 updated_at: now,
             },
@@ -515,11 +519,6 @@ impl Runtime {
             return;
         };
         let attempt = t.attempts.max(1);
-        self.emit(EventBody::TaskGateStarted {
-            id: id.into(),
-            name: gate.name.clone(),
-            attempt,
-        });
         let cwd = t
             .agent_id
             .as_ref()
@@ -533,9 +532,17 @@ impl Runtime {
             .join(format!("{id}-{attempt}-{}.log", sanitize(&gate.name)));
         let task = id.to_string();
         // Spawning is synchronous and quick; only the waiting happens off the loop.
-        match spawn_gate(&gate, &cwd) {
+        let spawned = spawn_gate(&gate, &cwd);
+        let pgid = spawned.as_ref().ok().and_then(|c| c.id());
+        self.emit(EventBody::TaskGateStarted {
+            id: id.into(),
+            name: gate.name.clone(),
+            attempt,
+            pgid,
+        });
+        match spawned {
             Ok(child) => {
-                if let Some(pid) = child.id() {
+                if let Some(pid) = pgid {
                     self.work.gate_pids.insert(task.clone(), pid);
                 }
                 let tx = self.tx.clone();
@@ -580,9 +587,27 @@ impl Runtime {
         if t.attempts >= t.max_attempts {
             self.escalate(&o.task, &name);
         } else {
-            // Back to the agent with the failure as its next prompt.
-            self.set_task_state(&o.task, TaskState::Assigned, format!("gate {name} failed"));
-            self.try_dispatch(&o.task);
+            let live_agent = t
+                .agent_id
+                .as_ref()
+                .and_then(|a| self.state.agents.get(a))
+                .is_some_and(|a| a.state.is_live());
+            if live_agent {
+                // Back to the agent with the failure as its next prompt.
+                self.set_task_state(&o.task, TaskState::Assigned, format!("gate {name} failed"));
+                self.try_dispatch(&o.task);
+            } else {
+                // Nobody to fix it: back to the queue, where the next free agent takes it.
+                self.emit(EventBody::TaskAssigned {
+                    id: o.task.clone(),
+                    agent_id: None,
+                });
+                self.set_task_state(
+                    &o.task,
+                    TaskState::Pending,
+                    format!("gate {name} failed; no agent to fix it, back in the queue"),
+                );
+            }
         }
     }
 
@@ -683,29 +708,36 @@ impl Runtime {
                 let task = task.clone();
                 match choice {
                     "retry" => {
-                        let has_agent =
-                            self.state.tasks[&task].agent_id.as_ref().is_some_and(|a| {
-                                self.state.agents.get(a).is_some_and(|a| a.state.is_live())
-                            });
-                        if has_agent {
-                            let agent =
-                                self.state.tasks[&task].agent_id.clone().unwrap_or_default();
-                            self.emit(EventBody::TaskAssigned {
-                                id: task.clone(),
-                                agent_id: Some(agent),
-                            });
-                            self.set_task_state(&task, TaskState::Assigned, "retry decided".into());
-                            self.try_dispatch(&task);
-                        } else {
-                            self.emit(EventBody::TaskAssigned {
-                                id: task.clone(),
-                                agent_id: None,
-                            });
-                            self.set_task_state(
-                                &task,
-                                TaskState::Pending,
-                                "retry decided; its agent is gone".into(),
-                            );
+                        // Its agent again if that agent is alive and free; else the queue.
+                        let agent = self.state.tasks[&task]
+                            .agent_id
+                            .clone()
+                            .filter(|a| self.assignable_agent(a, Some(&task)).is_ok());
+                        match agent {
+                            Some(agent) => {
+                                self.emit(EventBody::TaskAssigned {
+                                    id: task.clone(),
+                                    agent_id: Some(agent),
+                                });
+                                self.set_task_state(
+                                    &task,
+                                    TaskState::Assigned,
+                                    "retry decided".into(),
+                                );
+                                self.try_dispatch(&task);
+                            }
+                            None => {
+                                self.emit(EventBody::TaskAssigned {
+                                    id: task.clone(),
+                                    agent_id: None,
+                                });
+                                self.set_task_state(
+                                    &task,
+                                    TaskState::Pending,
+                                    "retry decided; its agent is gone or busy, back in the queue"
+                                        .into(),
+                                );
+                            }
                         }
                     }
                     "reassign" => {
@@ -757,6 +789,25 @@ impl Runtime {
         }
     }
 
+    /// An agent was restarted by hand: its running task goes to the new process.
+    pub(super) fn task_agent_restarted(&mut self, agent: &str) {
+        let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) else {
+            return;
+        };
+        if self
+            .state
+            .tasks
+            .get(&task)
+            .is_some_and(|t| t.state == TaskState::Running)
+        {
+            self.set_task_state(
+                &task,
+                TaskState::Assigned,
+                format!("agent {agent} restarted: the prompt goes to the new process"),
+            );
+        }
+    }
+
     /// After a start: a gate that ran when the daemon died is recorded as interrupted, and the
     /// task's verification starts again.
     pub(super) fn reconcile_tasks(&mut self) {
@@ -768,6 +819,9 @@ impl Runtime {
             .cloned()
             .collect();
         for t in interrupted {
+            if let Some(pgid) = t.running_gate_pgid {
+                end_orphaned_gate(pgid, &t);
+            }
             let (name, attempt) = t
                 .running_gate
                 .clone()
@@ -791,11 +845,14 @@ impl Runtime {
 
     /// Offer a pending decision to one client as `window/showMessageRequest`.
     pub fn offer_decision(&mut self, conn: ConnId, decision: &str) {
-        let (Some(c), Some(d)) = (self.conns.get(&conn), self.state.decisions.get(decision)) else {
+        let (Some(c), Some(d)) = (
+            self.conns.get_mut(&conn),
+            self.state.decisions.get(decision),
+        ) else {
             return;
         };
-        if d.resolved {
-            return;
+        if d.resolved || !c.offered.insert(d.id.clone()) {
+            return; // answered, or already asked of this client
         }
         let out = c.out.clone();
         let params = json!({
@@ -857,7 +914,9 @@ impl Runtime {
                     end,
                 )
             }
-            EventBody::TaskGateStarted { id, name, attempt } => (
+            EventBody::TaskGateStarted {
+                id, name, attempt, ..
+            } => (
                 id.clone(),
                 json!({ "kind": "report", "message": format!("gate {name} running (attempt {attempt})") }),
                 false,
@@ -982,8 +1041,18 @@ impl Runtime {
             .collect();
         for (agent, tid) in live {
             match self.terminals.get(&tid) {
-                Some(t) if t.alive() => {}
-                Some(_) => self.on_exit(&tid, None, None),
+                Some(t) if t.alive() => {
+                    self.work.silent_exits.remove(&tid);
+                }
+                // A backend reports exits itself, shortly after the process ends: only a
+                // terminal found dead twice in a row, with no report between, is settled here.
+                Some(_) if self.work.silent_exits.remove(&tid) => {
+                    problems.push(format!("agent {agent} ended without an exit report"));
+                    self.on_exit(&tid, None, None);
+                }
+                Some(_) => {
+                    self.work.silent_exits.insert(tid);
+                }
                 None => problems.push(format!("agent {agent} has no terminal")),
             }
         }
@@ -1053,6 +1122,26 @@ impl Runtime {
     }
 }
 
+/// SIGKILL the process group of a gate a dead daemon left running, if it is still that gate:
+/// the group leader's command line must start with the gate's program (pids are reused).
+fn end_orphaned_gate(pgid: u32, t: &TaskRecord) {
+    let Some((name, _)) = &t.running_gate else {
+        return;
+    };
+    let Some(gate) = t.gates.iter().find(|g| &g.name == name) else {
+        return;
+    };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pgid}/cmdline")) else {
+        return;
+    };
+    let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+    if program == gate.command[0].as_bytes() {
+        tracing::info!(task = %t.id, pgid, "ending the gate the previous daemon left running");
+        // SAFETY: killpg of a group whose leader we just identified as the gate.
+        unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
+    }
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| {
@@ -1108,41 +1197,53 @@ async fn run_gate(
     let pid = child.id();
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
+    // Both streams into one buffer, in the order they arrive, bounded: keep the tail. It lives
+    // outside the timed future so a gate killed at its timeout still shows what it printed.
+    let mut all: Vec<u8> = Vec::new();
     let collect = async {
-        // Both streams into one buffer, in the order they arrive, bounded: keep the tail.
-        let mut all: Vec<u8> = Vec::new();
+        const MAX_LOG: u64 = 16 << 20;
         let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
         let (mut a_open, mut b_open) = (true, true);
-        let mut file = match log.parent().map(std::fs::create_dir_all) {
-            _ => std::fs::File::create(log).ok(),
-        };
+        let mut file = log
+            .parent()
+            .and_then(|d| std::fs::create_dir_all(d).ok())
+            .and_then(|_| {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(log)
+                    .ok()
+            });
+        let mut logged = 0u64;
         while a_open || b_open {
             let chunk = tokio::select! {
                 r = stdout.read(&mut a), if a_open => match r { Ok(0) | Err(_) => { a_open = false; continue } Ok(n) => a[..n].to_vec() },
                 r = stderr.read(&mut b), if b_open => match r { Ok(0) | Err(_) => { b_open = false; continue } Ok(n) => b[..n].to_vec() },
             };
-            if let Some(f) = file.as_mut() {
+            if let Some(f) = file.as_mut().filter(|_| logged < MAX_LOG) {
                 use std::io::Write;
                 let _ = f.write_all(&chunk);
+                logged += chunk.len() as u64;
             }
             all.extend_from_slice(&chunk);
             if all.len() > 4 * TAIL_BYTES {
                 all.drain(..all.len() - TAIL_BYTES);
             }
         }
-        all
     };
     let timeout = Duration::from_secs(gate.timeout_s);
     let result = tokio::time::timeout(timeout, async {
-        let out = collect.await;
-        let status = child.wait().await;
-        (out, status)
+        collect.await;
+        child.wait().await
     })
     .await;
     match result {
-        Ok((out, status)) => {
+        Ok(status) => {
             let code = status.ok().and_then(|s| s.code());
-            done(code == Some(0), code, tail(&out))
+            done(code == Some(0), code, tail(&all))
         }
         Err(_) => {
             if let Some(pid) = pid {
@@ -1150,13 +1251,19 @@ async fn run_gate(
                 unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
             }
             let _ = child.wait().await;
+            let printed = tail(&all);
+            let note = format!(
+                "timed out after {}s; killed with its process group",
+                gate.timeout_s
+            );
             done(
                 false,
                 None,
-                format!(
-                    "timed out after {}s; killed with its process group",
-                    gate.timeout_s
-                ),
+                if printed.is_empty() {
+                    note
+                } else {
+                    format!("{printed}\n{note}")
+                },
             )
         }
     }

@@ -2,6 +2,7 @@
 //! and the daemon auto-start they share.
 
 use std::collections::VecDeque;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub enum CallError {
 impl Client {
     /// Connect to a socket.
     pub async fn connect(path: &Path) -> std::io::Result<Self> {
-        let stream = UnixStream::connect(path).await?;
+        let stream = connect_own(path).await?;
         Ok(Self {
             stream,
             decoder: FrameDecoder::default(),
@@ -144,16 +145,34 @@ impl Client {
     }
 }
 
+/// Connect to a daemon socket, refusing one served by another user: in a shared temp directory
+/// someone else could have put a socket at our predictable path.
+pub async fn connect_own(path: &Path) -> std::io::Result<UnixStream> {
+    let stream = UnixStream::connect(path).await?;
+    let theirs = stream.peer_cred()?.uid();
+    if theirs != super::paths::uid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is served by uid {theirs}, not by us ({}): refusing to talk to it",
+                path.display(),
+                super::paths::uid()
+            ),
+        ));
+    }
+    Ok(stream)
+}
+
 /// Start `orch serve` for the workspace, detached in its own session so that closing the editor
 /// or terminal that started it does not end it, and wait for its socket with backoff.
 pub async fn start_daemon(paths: &WorkspacePaths) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the orch executable")?;
-    std::fs::create_dir_all(&paths.state_dir)
-        .with_context(|| format!("cannot create {}", paths.state_dir.display()))?;
+    super::socket::prepare_private_dir(&paths.state_dir)?;
     let log_path = paths.daemon_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
     let mut cmd = std::process::Command::new(&exe);

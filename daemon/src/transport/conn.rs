@@ -149,6 +149,8 @@ struct ConnState {
     initialized: bool,
     /// `shutdown` was received.
     shutting_down: bool,
+    /// Notifications handed to the runtime and not yet applied (bounded like requests).
+    notes_inflight: Arc<AtomicUsize>,
     /// Requests whose replies are awaited, for `$/cancelRequest`.
     inflight: Inflight,
 }
@@ -179,6 +181,7 @@ where
     ));
     let conn = rt.open_connection(out.clone());
     let mut state = ConnState {
+        notes_inflight: Arc::default(),
         initialized: false,
         shutting_down: false,
         inflight: Arc::default(),
@@ -248,9 +251,19 @@ where
     tracing::debug!(%peer, conn, "connection closing");
     // Replies still on their way find nothing to answer.
     state.inflight.lock().unwrap().clear();
+    // Server-to-client requests (decision prompts, progress tokens) end now, "disconnected",
+    // and drop their hold on this connection.
+    out.pending.lock().unwrap().clear();
     rt.close_connection(conn);
     drop(out);
-    let _ = writer_task.await;
+    // What was queued is flushed if the peer still reads; a stuck one does not keep us.
+    let mut writer_task = writer_task;
+    if tokio::time::timeout(std::time::Duration::from_secs(5), &mut writer_task)
+        .await
+        .is_err()
+    {
+        writer_task.abort();
+    }
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -346,6 +359,16 @@ fn handle_request(
         )
         .with("method", req.method.clone())));
     }
+    if state.inflight.lock().unwrap().contains(&req.id) {
+        return reply(Err(ResponseError::new(
+            errors::INVALID_REQUEST,
+            "invalidRequest",
+            format!(
+                "request id {} is already in flight on this connection",
+                req.id
+            ),
+        )));
+    }
     if state.inflight.lock().unwrap().len() >= MAX_INFLIGHT {
         let e = ResponseError::new(
             errors::LIMIT_EXCEEDED,
@@ -401,10 +424,18 @@ fn handle_notification(
         _ => {
             // An orch/* method sent as a notification (keystrokes, fire-and-forget): applied in
             // order like a request; an error is reported to the client's log.
+            if state.notes_inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
+                out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: dropped, more than {MAX_INFLIGHT} notifications in flight", n.method) }));
+                return true;
+            }
             let rx = rt.submit(conn, n.method.clone(), n.params);
             let out = out.clone();
+            let counter = state.notes_inflight.clone();
+            counter.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                if let Ok(Err(e)) = rx.await {
+                let result = rx.await;
+                counter.fetch_sub(1, Ordering::Relaxed);
+                if let Ok(Err(e)) = result {
                     out.notify(
                         "window/logMessage",
                         json!({ "type": 1, "message": format!("{}: {}", n.method, e.message) }),

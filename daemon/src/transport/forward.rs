@@ -31,7 +31,7 @@ pub async fn run(paths: &WorkspacePaths) -> anyhow::Result<()> {
     }
     let _ = probe.notify("exit", json!(null)).await;
     drop(probe);
-    let stream = tokio::net::UnixStream::connect(&paths.socket)
+    let stream = super::client::connect_own(&paths.socket)
         .await
         .with_context(|| format!("cannot connect to {}", paths.socket.display()))?;
     let (mut sr, mut sw) = stream.into_split();

@@ -38,39 +38,43 @@ pub enum LockError {
     Io(String),
 }
 
-/// Create the socket directory with mode 0700, or check an existing one is ours and private.
-pub fn prepare_runtime_dir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) => {
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!("cannot create {}: {e}", dir.display()),
-            ))
-        }
-    }
+/// Create a private directory (mode 0700), or check that an existing one is ours and private.
+/// An existing directory with wider permissions is refused, not changed: it may be someone's
+/// own directory named by `ORCH_RUNTIME_DIR` or `ORCH_STATE_DIR`.
+pub fn prepare_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+        })?;
     let meta = std::fs::metadata(dir)?;
-    use std::os::unix::fs::MetadataExt;
     if meta.uid() != uid() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
-                "socket directory {} belongs to uid {}, not to us ({})",
+                "directory {} belongs to uid {}, not to us ({})",
                 dir.display(),
                 meta.uid(),
                 uid()
             ),
         ));
     }
-    if meta.permissions().mode() & 0o777 != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("directory {} has mode {mode:o}: others can reach it; make it private (chmod 700) or choose another", dir.display()),
+        ));
     }
     Ok(())
 }
 
 /// Take the workspace lock, writing our pid and version into it.
 pub fn acquire_lock(paths: &WorkspacePaths) -> Result<DaemonLock, LockError> {
-    prepare_runtime_dir(&paths.runtime_dir).map_err(|e| LockError::Io(e.to_string()))?;
+    prepare_private_dir(&paths.runtime_dir).map_err(|e| LockError::Io(e.to_string()))?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -114,12 +118,9 @@ pub fn bind(paths: &WorkspacePaths) -> std::io::Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    // The socket is created with the umask's mode: make it 0600 from the first instant.
-    // SAFETY: umask only swaps the process mask.
-    let old = unsafe { libc::umask(0o177) };
+    // The directory is private (0700), so the moment before the chmod below exposes nothing; the
+    // process-wide umask is left alone (other threads create files meanwhile).
     let listener = UnixListener::bind(&paths.socket);
-    // SAFETY: as above.
-    unsafe { libc::umask(old) };
     let listener = listener.map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -142,7 +143,9 @@ pub async fn accept_loop(
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
+                    // Out of descriptors, say: back off instead of spinning and flooding the log.
                     tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
