@@ -479,3 +479,105 @@ fn restart_gives_a_new_process() {
     );
     assert_eq!(e["data"]["field"], "name");
 }
+
+fn open_fds(pid: i64) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Ended programs are released (no zombies, threads or descriptors pile up), their last screen
+/// stays readable, and subscriptions to them do not count against the per-connection limit.
+#[test]
+fn ended_terminals_are_released_and_keep_their_last_screen() {
+    let d = Daemon::started(None);
+    let mut c = d.client(Via::Socket);
+    let pid = d.pid() as i64;
+    let warm = orch_tests::spawn(&mut c, &["bash", "-c", "echo warm"]);
+    wait_agent(&mut c, warm["id"].as_str().unwrap(), "exit", |a| {
+        a["state"] == "exited"
+    });
+    let before = open_fds(pid);
+    let mut last = Value::Null;
+    for i in 0..64 {
+        let a = orch_tests::spawn(&mut c, &["bash", "-c", &format!("echo run-{i}; sleep 1")]);
+        c.ok("orch/terminal/subscribe", json!({ "id": a["terminalId"] }));
+        last = a;
+    }
+    let id = last["id"].as_str().unwrap().to_string();
+    wait_for("all 64 to exit", WAIT, || {
+        let l = c.ok(
+            "orch/agent/list",
+            json!({ "state": "exited", "limit": 1000 }),
+        );
+        (l["items"].as_array().unwrap().len() >= 65).then_some(())
+    });
+    let after = wait_for("descriptors to be released", WAIT, || {
+        let n = open_fds(pid);
+        (n <= before + 8).then_some(n)
+    });
+    assert!(after <= before + 8, "fds grew from {before} to {after}");
+    let zombies = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                let rest: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
+                rest.len() > 1 && rest[0] == "Z" && rest[1] == pid.to_string()
+            })
+        })
+        .count();
+    assert_eq!(zombies, 0, "the daemon reaped its ended children");
+    let s = c.ok("orch/agent/screen", json!({ "id": id }));
+    assert!(
+        s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("run-63")),
+        "{s}"
+    );
+    // 64 subscriptions of ended terminals do not block a new one (the limit is 64).
+    let live = orch_tests::spawn(&mut c, &["sleep", "30"]);
+    c.ok(
+        "orch/terminal/subscribe",
+        json!({ "id": live["terminalId"] }),
+    );
+}
+
+#[test]
+fn restarting_a_waiting_agent_dismisses_its_question() {
+    let d = Daemon::started(Some(CONFIG));
+    let mut c = d.client(Via::Socket);
+    let a = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
+    let id = a["id"].as_str().unwrap();
+    wait_agent(&mut c, id, "waiting", |a| a["state"] == "waiting");
+    let pending = |c: &mut Client| -> usize {
+        let l = c.ok("orch/decision/list", json!({ "state": "pending" }));
+        l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["source"]["id"] == json!(id))
+            .count()
+    };
+    wait_for("the decision", WAIT, || {
+        (pending(&mut c) == 1).then_some(())
+    });
+    c.ok("orch/agent/restart", json!({ "id": id }));
+    wait_agent(&mut c, id, "waiting again", |a| a["state"] == "waiting");
+    // The old question was dismissed; only the new one is pending.
+    wait_for("exactly one pending decision", WAIT, || {
+        (pending(&mut c) == 1).then_some(())
+    });
+    let resolved = c.ok("orch/decision/list", json!({ "state": "resolved" }));
+    let old = resolved["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["source"]["id"] == json!(id))
+        .unwrap()
+        .clone();
+    assert_eq!(old["choice"], "dismissed");
+    assert_eq!(old["reason"], "the agent was restarted");
+}

@@ -346,22 +346,46 @@ fn socket_and_state_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let d = Daemon::started(None);
     let sock = d.socket();
-    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let mut c = d.client(Via::Socket);
     let a = orch_tests::spawn(&mut c, &["true"]);
-    let store = std::path::PathBuf::from(c.ok("orch/status", json!({}))["store"]["path"].as_str().unwrap().to_string());
+    let store = std::path::PathBuf::from(
+        c.ok("orch/status", json!({}))["store"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
     // The state directory holds agents' environments: only we may enter it.
     let state = store.parent().unwrap();
-    assert_eq!(std::fs::metadata(state).unwrap().permissions().mode() & 0o777, 0o700, "{}", state.display());
+    assert_eq!(
+        std::fs::metadata(state).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "{}",
+        state.display()
+    );
     assert!(a["id"].is_string());
 
     // A socket directory that others can reach is refused, with the reason, and left as it was.
     let mut open = Daemon::new(None);
-    std::fs::set_permissions(open.runtime_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        open.runtime_dir.path(),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let (code, _, err) = open.run(&["serve"]);
     assert_eq!(code, 1);
     assert!(err.contains("has mode 755: others can reach it"), "{err}");
-    assert_eq!(std::fs::metadata(open.runtime_dir.path()).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(
+        std::fs::metadata(open.runtime_dir.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
     open.child = None;
 }
 
@@ -414,5 +438,34 @@ fn a_client_naming_another_workspace_is_warned() {
             .filter(|m| m["method"] == "window/logMessage")
             .collect();
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}
+
+#[test]
+fn a_duplicate_request_id_in_flight_is_refused() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        let a = orch_tests::spawn(&mut c, &["bash", "-c", "trap '' TERM; sleep 30"]);
+        // A stop waits for the exit, so its id stays in flight.
+        c.send(&json!({ "jsonrpc": "2.0", "id": 500, "method": "orch/agent/stop", "params": { "id": a["id"] } }));
+        c.send(&json!({ "jsonrpc": "2.0", "id": 500, "method": "orch/status" }));
+        let r = c.wait_message("the refusal", WAIT, |m| {
+            m["id"] == json!(500) && m.get("error").is_some()
+        });
+        assert_eq!(r["error"]["code"], -32600, "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("already in flight"),
+            "{r}"
+        );
+        // The first request with that id is still answered, once the agent has stopped.
+        let _ = c.call("orch/agent/stop", json!({ "id": a["id"], "force": true }));
+        let stopped = c.wait_message("the stop's own reply", WAIT, |m| {
+            m["id"] == json!(500) && m.get("result").is_some()
+        });
+        assert_eq!(stopped["result"]["state"], "stopped");
     }
 }

@@ -426,3 +426,60 @@ fn jobs_list_pause_resume() {
     assert_eq!(r["paused"], false);
     c.err("orch/jobs/pause", json!({ "name": "nope" }), -32001);
 }
+
+#[test]
+fn a_failed_gate_with_no_agent_goes_back_to_the_queue() {
+    let d = Daemon::started(Some(CONFIG));
+    let mut c = d.client(Via::Socket);
+    let t = c.ok("orch/task/create", json!({ "title": "nobody", "prompt": "TASK nobody", "gates": ["third-time"], "maxAttempts": 3 }));
+    let id = t["id"].as_str().unwrap();
+    c.ok("orch/task/complete", json!({ "id": id }));
+    let back = wait_task(&mut c, id, "pending");
+    assert_eq!(back["attempts"], 1);
+    assert!(back.get("agentId").is_none_or(Value::is_null));
+    // The next free agent takes it from the queue and finishes it.
+    worker(&mut c);
+    let done = wait_task(&mut c, id, "done");
+    assert_eq!(done["gateResults"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_gate_left_running_by_a_killed_daemon_is_ended() {
+    let mut d = Daemon::started(Some(&CONFIG.replace(
+        "[gates.slow]\ncommand = [\"sleep\", \"30\"]",
+        "[gates.slow]\ncommand = [\"sleep\", \"31\"]",
+    )));
+    let mut c = d.client(Via::Socket);
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "slow", "prompt": "p", "gates": ["slow"] }),
+    );
+    let id = t["id"].as_str().unwrap().to_string();
+    c.ok("orch/task/complete", json!({ "id": id }));
+    let started = wait_for("the gate to start", WAIT, || {
+        let ev = c.ok(
+            "orch/events/query",
+            json!({ "kinds": ["task.gateStarted"], "subjects": [id] }),
+        );
+        ev["items"].as_array().unwrap().first().cloned()
+    });
+    let pgid = started["data"]["pgid"]
+        .as_i64()
+        .expect("the gate's process group is recorded");
+    drop(c);
+    d.kill9();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pgid}")).exists(),
+        "the gate outlived the daemon"
+    );
+    d.start();
+    wait_for("the orphaned gate to be ended", WAIT, || {
+        std::fs::read_to_string(format!("/proc/{pgid}/stat"))
+            .map_or(true, |s| {
+                s.rsplit(')').next().unwrap().trim_start().starts_with('Z')
+            })
+            .then_some(())
+    });
+    let mut c = d.client(Via::Socket);
+    c.ok("orch/task/cancel", json!({ "id": id }));
+}
