@@ -97,9 +97,16 @@ impl Daemon {
         if let Some(t) = orch_toml {
             std::fs::write(workspace.path().join("orch.toml"), t).unwrap();
         }
-        let runtime_dir = tempfile::Builder::new().prefix("orch-run-").tempdir().unwrap();
+        let runtime_dir = tempfile::Builder::new()
+            .prefix("orch-run-")
+            .tempdir()
+            .unwrap();
         // The daemon refuses a socket directory others can reach, as it should.
-        std::fs::set_permissions(runtime_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(
+            runtime_dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         Self {
             workspace,
             runtime_dir,
