@@ -182,3 +182,50 @@ fn attach_shows_the_agent_and_detaches_leaving_it_running() {
         "{t}"
     );
 }
+
+#[test]
+fn events_follow_prints_live_events() {
+    use std::io::BufRead;
+    let d = Daemon::started(None);
+    let mut follow = d
+        .orch()
+        .args(["events", "--follow", "--kind", "session."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut c = d.client(Via::Socket);
+    // Create until the follower has subscribed and prints one: it is live-only by default.
+    let line = wait_for("a followed event", WAIT, || {
+        c.ok(
+            "orch/session/create",
+            json!({ "name": format!("live-{}", rand_suffix()) }),
+        );
+        rx.recv_timeout(std::time::Duration::from_millis(200)).ok()
+    });
+    assert!(line.contains("session.created"), "{line}");
+    assert!(
+        !line.contains("\"default\""),
+        "history is not replayed without --since: {line}"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}

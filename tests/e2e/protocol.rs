@@ -469,3 +469,64 @@ fn a_duplicate_request_id_in_flight_is_refused() {
         assert_eq!(stopped["result"]["state"], "stopped");
     }
 }
+
+/// `orch serve --stdio`: a private daemon on stdin/stdout, ending with its one client.
+#[test]
+fn serve_stdio_is_a_private_daemon() {
+    let d = Daemon::new(None);
+    let child = d
+        .orch()
+        .args(["serve", "--stdio"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut c = orch_tests::Client::process(child);
+    c.err("orch/status", json!({}), -32002);
+    c.initialize();
+    let s = c.ok("orch/status", json!({}));
+    assert_eq!(s["pid"], pid);
+    assert_eq!(s["clients"], 1);
+    let a = orch_tests::spawn(&mut c, &["bash", "-c", "echo private-$((1+2)); sleep 30"]);
+    orch_tests::wait_screen(&mut c, a["id"].as_str().unwrap(), "private-3");
+    c.ok("shutdown", json!(null));
+    c.notify("exit", json!(null));
+    // With its only client gone the private daemon stops, its agents first.
+    orch_tests::wait_for("the private daemon to exit", WAIT, || {
+        // SAFETY: probing a child pid.
+        (unsafe { libc::kill(pid, 0) } != 0
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z")))
+        .then_some(())
+    });
+}
+
+/// `orch lsp` starts the workspace daemon when none runs, detached: the daemon outlives it.
+#[test]
+fn orch_lsp_starts_a_daemon_that_outlives_the_editor() {
+    let d = Daemon::new(None);
+    let mut editor = d.raw_client(Via::Lsp);
+    editor.initialize();
+    let s = editor.ok("orch/status", json!({}));
+    let daemon_pid = s["pid"].as_i64().unwrap() as i32;
+    drop(editor); // the editor goes away, killing its `orch lsp`
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: probing a pid.
+    assert_eq!(
+        unsafe { libc::kill(daemon_pid, 0) },
+        0,
+        "the daemon survived its starter"
+    );
+    let mut c = d.client(Via::Socket);
+    assert_eq!(c.ok("orch/status", json!({}))["pid"], daemon_pid);
+    // Its own session: not in the test's process group, so a terminal's hangup does not reach it.
+    let sid = std::fs::read_to_string(format!("/proc/{daemon_pid}/stat")).unwrap();
+    let fields: Vec<&str> = sid.rsplit(')').next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        fields[3],
+        daemon_pid.to_string(),
+        "the daemon leads its own session"
+    );
+}
