@@ -9,7 +9,7 @@
 //! - [`runtime`]: the single owner of state; the command loop, agents, tasks, gates, scheduler.
 //! - [`rpc`]: the wire: dispatch table, handlers, conversions.
 //! - [`transport`]: framing on sockets and stdio, the `orch lsp` forwarder, the CLI client.
-//! - [`config`]: `orch.toml`.
+//! - [`config`]: the workspace configuration, `orch.toml`.
 //! - [`server`], [`cli`]: the `orch` binary's two halves.
 //!
 //! Invariants: state changes only on the runtime loop, through events that are durable before

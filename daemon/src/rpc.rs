@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use editor_protocol::errors;
 use editor_protocol::jsonrpc::ResponseError;
-use editor_protocol::methods::{self as m, parse_params, Method};
+use editor_protocol::methods::{self as m, Method};
 use editor_protocol::objects as wire;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -43,22 +43,10 @@ pub struct Call {
 
 impl Call {
     fn params<M: Method>(&mut self) -> Result<M::Params, OpError> {
-        parse_params::<M::Params>(std::mem::take(&mut self.params)).map_err(|e| {
-            let field = e
-                .data
-                .as_ref()
-                .and_then(|d| d["field"].as_str())
-                .unwrap_or("params")
-                .to_string();
+        m::decode_params::<M::Params>(std::mem::take(&mut self.params)).map_err(|e| {
             OpError::Invalid {
-                field,
-                message: e
-                    .message
-                    .trim_start_matches("invalid params: ")
-                    .splitn(2, ": ")
-                    .nth(1)
-                    .unwrap_or(&e.message)
-                    .to_string(),
+                field: e.field,
+                message: e.message,
             }
         })
     }

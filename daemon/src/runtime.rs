@@ -66,18 +66,17 @@ impl Reply {
         }
     }
 
-    /// Deliver the result (a cancelled request's result is dropped: it was answered already).
-    pub fn send(self, result: Result<Value, ResponseError>) -> Result<(), ()> {
+    /// Deliver the result; false if nobody takes it (the caller is gone, or the request was
+    /// cancelled and answered already).
+    pub fn send(self, result: Result<Value, ResponseError>) -> bool {
         match self {
-            Reply::Channel(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Channel(tx) => tx.send(result).is_ok(),
             Reply::Conn { out, id, inflight } => {
-                if inflight.lock().unwrap().remove(&id) {
-                    out.send(&Message::Response(Response {
-                        id: Some(id),
-                        outcome: result,
-                    }));
-                }
-                Ok(())
+                let open = inflight.lock().unwrap().remove(&id);
+                open && out.send(&Message::Response(Response {
+                    id: Some(id),
+                    outcome: result,
+                }))
             }
         }
     }

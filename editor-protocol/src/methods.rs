@@ -24,6 +24,26 @@ pub trait Method {
 
 /// Decode `params` (JSON null counts as `{}`), naming the offending field on failure.
 pub fn parse_params<T: DeserializeOwned>(params: Value) -> Result<T, ResponseError> {
+    decode_params(params).map_err(|e| ResponseError::invalid_params(&e.field, e.to_string()))
+}
+
+/// Why params did not decode: the offending field (`gates[0].command`) and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamsError {
+    /// The field's path, or `params` for the whole object.
+    pub field: String,
+    /// serde's words for the problem.
+    pub message: String,
+}
+
+impl std::fmt::Display for ParamsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid params: field {}: {}", self.field, self.message)
+    }
+}
+
+/// Decode `params` (JSON null counts as `{}`), with the offending field named on failure.
+pub fn decode_params<T: DeserializeOwned>(params: Value) -> Result<T, ParamsError> {
     let params = if params.is_null() {
         Value::Object(Default::default())
     } else {
@@ -36,9 +56,9 @@ pub fn parse_params<T: DeserializeOwned>(params: Value) -> Result<T, ResponseErr
         } else {
             path
         };
-        let inner = e.into_inner().to_string();
+        let message = e.into_inner().to_string();
         // serde says "missing field `x`" at the parent path; name the field itself.
-        let field = match inner
+        let field = match message
             .strip_prefix("missing field `")
             .and_then(|s| s.split('`').next())
         {
@@ -46,7 +66,7 @@ pub fn parse_params<T: DeserializeOwned>(params: Value) -> Result<T, ResponseErr
             Some(missing) => format!("{field}.{missing}"),
             None => field,
         };
-        ResponseError::invalid_params(&field, format!("invalid params: field {field}: {inner}"))
+        ParamsError { field, message }
     })
 }
 

@@ -347,8 +347,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SledStore::open(dir.path()).unwrap();
         s.append(&(1..=10).map(ev).collect::<Vec<_>>()).unwrap();
-        let mut st = State::default();
-        st.last_seq = 8;
+        let st = State {
+            last_seq: 8,
+            ..State::default()
+        };
         s.save_snapshot(8, &st).unwrap();
         assert_eq!(
             s.compact(100).unwrap(),

@@ -168,6 +168,7 @@ impl Runtime {
         Ok((term, record))
     }
 
+    #[allow(clippy::too_many_arguments)] // one place builds specs; a builder would only rename these
     fn spec(
         &self,
         id: &str,
