@@ -6,6 +6,7 @@
 //! [`OpError::Deferred`].
 
 pub mod convert;
+pub mod notify;
 
 use std::collections::BTreeMap;
 

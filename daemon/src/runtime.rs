@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use editor_protocol::jsonrpc::{Id, Message, Response, ResponseError};
-use editor_protocol::methods::{EventNotification, EVENT_NOTIFICATION};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
@@ -653,7 +652,7 @@ impl Runtime {
                 let upto = sub.delivered;
                 for e in staged.iter().filter(|e| e.seq > upto) {
                     if sub.matches(e) {
-                        notify_event(&conn.out, sub_id, e);
+                        crate::rpc::notify::event(&conn.out, sub_id, e);
                     }
                     sub.delivered = e.seq;
                 }
@@ -698,10 +697,7 @@ impl Runtime {
             // Worth every client's log: something periodic keeps failing.
             let message = format!("orch: job {name} failed: {error}");
             for c in self.conns.values() {
-                c.out.notify(
-                    "window/logMessage",
-                    json!({ "type": 2, "message": message }),
-                );
+                crate::rpc::notify::warning(&c.out, &message);
             }
         }
         if e.body.kind().starts_with("task.") {
@@ -758,7 +754,7 @@ impl Runtime {
                 from = last.seq;
                 for e in batch.iter().filter(|e| e.seq <= upto) {
                     if sub.matches(e) {
-                        notify_event(&c.out, &id, e);
+                        crate::rpc::notify::event(&c.out, &id, e);
                     }
                 }
             }
@@ -878,15 +874,4 @@ impl Runtime {
     pub fn new_id(&self, prefix: &str) -> String {
         self.state.ids().next(prefix)
     }
-}
-
-fn notify_event(out: &Outbound, sub_id: &str, e: &StoredEvent) {
-    let params = EventNotification {
-        subscription_id: sub_id.to_string(),
-        event: crate::rpc::convert::event(e),
-    };
-    out.notify(
-        EVENT_NOTIFICATION,
-        serde_json::to_value(params).expect("event serializes"),
-    );
 }

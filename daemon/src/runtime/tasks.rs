@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
@@ -24,8 +24,6 @@ use crate::core::task::{
 
 /// Bytes of a gate's output kept in `gateResults[].outputTail`.
 const TAIL_BYTES: usize = 4096;
-/// How long a client may take to answer a decision prompt.
-const DECISION_PROMPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Kinds that never take queued work: a plain shell or command is not an agent that reads prompts.
 const NO_QUEUE_KINDS: [&str; 2] = ["shell", "command"];
 
@@ -62,7 +60,7 @@ pub struct WorkState {
     /// Gate processes running: task id -> process group id.
     pub gate_pids: HashMap<String, u32>,
     /// Progress streams: (connection, task) -> sender of `$/progress` values.
-    pub progress: HashMap<(ConnId, String), mpsc::UnboundedSender<Value>>,
+    pub progress: HashMap<(ConnId, String), mpsc::UnboundedSender<crate::rpc::notify::Progress>>,
     /// Scheduler jobs.
     pub jobs: Vec<Job>,
     /// Terminals the health job found dead without an exit report (settled on the next run).
@@ -855,23 +853,14 @@ impl Runtime {
             return; // answered, or already asked of this client
         }
         let out = c.out.clone();
-        let params = json!({
-            "type": 2,
-            "message": if d.detail.is_empty() { d.title.clone() } else { format!("{}\n\n{}", d.title, d.detail) },
-            "actions": d.options.iter().map(|o| json!({ "title": o })).collect::<Vec<_>>(),
-        });
+        let d = d.clone();
         let tx = self.tx.clone();
-        let id = d.id.clone();
         tokio::spawn(async move {
-            let answer = out
-                .request("window/showMessageRequest", params, DECISION_PROMPT_TIMEOUT)
-                .await;
-            let Ok(Value::Object(a)) = answer else { return };
-            let Some(choice) = a.get("title").and_then(Value::as_str) else {
+            let Some(choice) = crate::rpc::notify::ask_decision(&out, &d).await else {
                 return;
             };
             let (reply, rx) = tokio::sync::oneshot::channel();
-            let params = json!({ "id": id, "choice": choice, "reason": format!("answered by {}", out.peer()) });
+            let params = json!({ "id": d.id, "choice": choice, "reason": format!("answered by {}", out.peer()) });
             let _ = tx.send(Input::Request {
                 conn,
                 method: "orch/decision/resolve".into(),
@@ -885,52 +874,59 @@ impl Runtime {
         });
     }
 
-    /// `$/progress` for tasks and gates to clients that support work-done progress.
+    /// Work-done progress for tasks and gates, to clients that support it.
     pub(super) fn report_progress(&mut self, e: &crate::core::event::StoredEvent) {
-        let (task, value, end) = match &e.body {
+        use crate::rpc::notify::Progress;
+        let (task, step) = match &e.body {
             EventBody::TaskStateChanged {
                 id,
                 state,
                 evidence,
                 ..
             } => {
-                let t = &self.state.tasks[id];
-                let msg = format!("{}: {}", state.as_str(), evidence);
-                let end = matches!(
-                    state,
+                let message = format!("{}: {}", state.as_str(), evidence);
+                match state {
+                    TaskState::Running | TaskState::Verifying => (
+                        id.clone(),
+                        Progress::Report {
+                            title: format!("orch task {}", self.state.tasks[id].title),
+                            message,
+                        },
+                    ),
                     TaskState::Done
-                        | TaskState::Failed
-                        | TaskState::Escalated
-                        | TaskState::Cancelled
-                        | TaskState::Pending
-                );
-                if !matches!(state, TaskState::Running | TaskState::Verifying) && !end {
-                    return;
+                    | TaskState::Failed
+                    | TaskState::Escalated
+                    | TaskState::Cancelled
+                    | TaskState::Pending => (id.clone(), Progress::End { message }),
+                    TaskState::Assigned => return,
                 }
-                let kind = if end { "end" } else { "report" };
-                (
-                    id.clone(),
-                    json!({ "kind": kind, "message": msg, "title": format!("orch task {}", t.title) }),
-                    end,
-                )
             }
             EventBody::TaskGateStarted {
                 id, name, attempt, ..
-            } => (
-                id.clone(),
-                json!({ "kind": "report", "message": format!("gate {name} running (attempt {attempt})") }),
-                false,
-            ),
-            EventBody::TaskGate { id, result } => {
-                let verdict = if result.ok { "passed" } else { "failed" };
+            } => {
+                let title = format!("orch task {}", self.state.tasks[id].title);
                 (
                     id.clone(),
-                    json!({ "kind": "report", "message": format!("gate {} {verdict}", result.name) }),
-                    false,
+                    Progress::Report {
+                        title,
+                        message: format!("gate {name} running (attempt {attempt})"),
+                    },
+                )
+            }
+            EventBody::TaskGate { id, result } => {
+                let verdict = if result.ok { "passed" } else { "failed" };
+                let title = format!("orch task {}", self.state.tasks[id].title);
+                (
+                    id.clone(),
+                    Progress::Report {
+                        title,
+                        message: format!("gate {} {verdict}", result.name),
+                    },
                 )
             }
             _ => return,
         };
+        let end = matches!(step, Progress::End { .. });
         let conns: Vec<ConnId> = self
             .conns
             .iter()
@@ -941,55 +937,16 @@ impl Runtime {
             let key = (conn, task.clone());
             if !self.work.progress.contains_key(&key) {
                 if end {
-                    continue;
+                    continue; // nothing begun for this client: nothing to end
                 }
-                let out = self.conns[&conn].out.clone();
-                let (ptx, mut prx) = mpsc::unbounded_channel::<Value>();
-                let token = format!("orch-task-{task}");
-                tokio::spawn(async move {
-                    // Create the token, then forward begin/report/end in order.
-                    if out
-                        .request(
-                            "window/workDoneProgress/create",
-                            json!({ "token": token }),
-                            Duration::from_secs(30),
-                        )
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    let mut begun = false;
-                    while let Some(mut v) = prx.recv().await {
-                        if !begun {
-                            begun = true;
-                            if v["kind"] != "end" {
-                                v["kind"] = json!("begin");
-                                if v.get("title").is_none() {
-                                    v["title"] = json!("orch task");
-                                }
-                            }
-                        }
-                        if v["kind"] == "report" {
-                            if let Some(o) = v.as_object_mut() {
-                                o.remove("title");
-                            }
-                        }
-                        let end = v["kind"] == "end";
-                        out.notify("$/progress", json!({ "token": token, "value": v }));
-                        if end {
-                            break;
-                        }
-                    }
-                });
-                self.work.progress.insert(key.clone(), ptx);
+                let stream = crate::rpc::notify::progress_stream(
+                    self.conns[&conn].out.clone(),
+                    format!("orch-task-{task}"),
+                );
+                self.work.progress.insert(key.clone(), stream);
             }
-            if let Some(ptx) = self.work.progress.get(&key) {
-                let mut v = value.clone();
-                if end {
-                    v = json!({ "kind": "end", "message": value["message"] });
-                }
-                let _ = ptx.send(v);
+            if let Some(stream) = self.work.progress.get(&key) {
+                let _ = stream.send(step.clone());
             }
             if end {
                 self.work.progress.remove(&key);
