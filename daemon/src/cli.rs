@@ -840,7 +840,10 @@ async fn events(
             }
         }
     }
-    let mut p = json!({ "since": since.unwrap_or(0), "limit": 1000 });
+    let mut p = json!({ "limit": 1000 });
+    if let Some(since) = since {
+        p["since"] = json!(since);
+    }
     if !kinds.is_empty() {
         p["kinds"] = json!(kinds);
     }

@@ -127,6 +127,31 @@ pub fn dispatch(
     result.map_err(to_response_error)
 }
 
+/// `%20` and friends in a `file://` URI path, back to bytes.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).and_then(|c| hex(*c)),
+            b.get(i + 2).and_then(|c| hex(*c)),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// An [`OpError`] on the wire.
 pub fn to_response_error(e: OpError) -> ResponseError {
     let message = e.to_string();
@@ -213,8 +238,12 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
         .as_str()
         .or(p["rootUri"].as_str())
         .map(str::to_string);
-    if let Some(path) = uri.as_deref().and_then(|u| u.strip_prefix("file://")) {
-        let asked = std::fs::canonicalize(path).unwrap_or_else(|_| path.into());
+    if let Some(path) = uri
+        .as_deref()
+        .and_then(|u| u.strip_prefix("file://"))
+        .map(percent_decode)
+    {
+        let asked = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone().into());
         if !asked.starts_with(&rt.paths.root) {
             if let Some(c) = rt.conns.get(&call.conn) {
                 let message = format!(
@@ -894,8 +923,9 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     let p = call.params::<m::EventsQuery>()?;
     let (kinds, subjects) = filters(p.kinds, p.subjects)?;
     let limit = check_limit(p.limit)? as usize;
-    if p.cursor.is_none() {
-        rt.check_since_available(p.since.unwrap_or(0))?;
+    // Asked from a seq the log no longer has: say so. Without one, read what is kept.
+    if let (None, Some(since)) = (&p.cursor, p.since) {
+        rt.check_since_available(since)?;
     }
     let mut from = match &p.cursor {
         Some(c) => c.parse::<u64>().map_err(|_| {

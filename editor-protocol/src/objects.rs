@@ -14,7 +14,7 @@ use serde_json::Value;
 pub struct Agent {
     /// Unique, never reused.
     pub id: String,
-    /// Unique among live agents; accepted wherever an id is.
+    /// Unique in the workspace for its whole life (not reused); accepted wherever an id is.
     pub name: String,
     /// The configured kind, or `"command"` for a bare argv.
     pub kind: String,

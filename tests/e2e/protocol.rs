@@ -203,7 +203,11 @@ fn cancel_request_answers_cancelled() {
     let d = Daemon::started(None);
     for via in BOTH {
         let mut c = d.client(via);
-        let agent = orch_tests::spawn(&mut c, &["bash", "-c", "trap '' TERM; sleep 30"]);
+        let agent = orch_tests::spawn(
+            &mut c,
+            &["bash", "-c", "trap '' TERM; echo trapped; sleep 30"],
+        );
+        orch_tests::wait_screen(&mut c, agent["id"].as_str().unwrap(), "trapped");
         // A stop waits for the exit (SIGTERM is ignored, so for the grace period): cancel it.
         let id = c.request("orch/agent/stop", json!({ "id": agent["id"] }));
         c.notify("$/cancelRequest", json!({ "id": id }));
@@ -446,7 +450,11 @@ fn a_duplicate_request_id_in_flight_is_refused() {
     let d = Daemon::started(None);
     for via in BOTH {
         let mut c = d.client(via);
-        let a = orch_tests::spawn(&mut c, &["bash", "-c", "trap '' TERM; sleep 30"]);
+        let a = orch_tests::spawn(
+            &mut c,
+            &["bash", "-c", "trap '' TERM; echo trapped; sleep 30"],
+        );
+        orch_tests::wait_screen(&mut c, a["id"].as_str().unwrap(), "trapped");
         // A stop waits for the exit, so its id stays in flight.
         c.send(&json!({ "jsonrpc": "2.0", "id": 500, "method": "orch/agent/stop", "params": { "id": a["id"] } }));
         c.send(&json!({ "jsonrpc": "2.0", "id": 500, "method": "orch/status" }));

@@ -573,7 +573,16 @@ impl Runtime {
             w.auto_restarts = 0;
         }
         self.task_agent_restarted(&agent.id);
-        self.respawn(&agent.id, "restarted on request".into())?;
+        if let Err(e) = self.respawn(&agent.id, "restarted on request".into()) {
+            // The old process is gone: say so rather than leave a live agent with no terminal.
+            self.force_state(
+                &agent.id,
+                AgentState::Failed,
+                format!("restart failed: {e}"),
+            );
+            self.task_agent_ended(&agent.id, None);
+            return Err(e);
+        }
         Ok(self.state.agents[&agent.id].clone())
     }
 
@@ -851,6 +860,11 @@ impl Runtime {
             .watch
             .entry(id.into())
             .or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns));
+        // A run that lasted is a success of the last restart: the count starts over, so an
+        // `always` agent that crashes once a day is not given up on after five days.
+        if ws.started.elapsed() >= HEALTHY_RUN {
+            ws.auto_restarts = 0;
+        }
         if ws.auto_restarts >= agent.watch.max_restarts {
             let restarts = ws.auto_restarts;
             self.emit(EventBody::AgentGaveUp {
@@ -858,11 +872,6 @@ impl Runtime {
                 restarts,
             });
             return;
-        }
-        // A run that lasted is a success of the last restart: the count starts over, so an
-        // `always` agent that crashes once a day is not given up on after five days.
-        if ws.started.elapsed() >= HEALTHY_RUN {
-            ws.auto_restarts = 0;
         }
         ws.auto_restarts += 1;
         let attempt = ws.auto_restarts;

@@ -63,6 +63,8 @@ pub struct WorkState {
     pub progress: HashMap<(ConnId, String), mpsc::UnboundedSender<crate::rpc::notify::Progress>>,
     /// Scheduler jobs.
     pub jobs: Vec<Job>,
+    /// The terminal each task's prompt was last typed into.
+    pub prompted: HashMap<String, String>,
     /// Terminals the health job found dead without an exit report (settled on the next run).
     pub silent_exits: std::collections::HashSet<String>,
 }
@@ -81,6 +83,7 @@ impl Default for WorkState {
             gate_pids: HashMap::new(),
             progress: HashMap::new(),
             silent_exits: Default::default(),
+            prompted: HashMap::new(),
             jobs: vec![
                 job("dispatch", 2),
                 job("health", 10),
@@ -350,19 +353,27 @@ impl Runtime {
         let Some(term) = self.terminals.get(&agent.terminal_id).cloned() else {
             return;
         };
-        let prompt = match t
+        let failed = t
             .gate_results
             .iter()
             .rev()
             .find(|r| !r.ok && r.attempt == t.attempts)
-        {
-            Some(failed) if t.attempts > 0 => feedback(&t, failed),
-            _ => t.prompt.clone(),
+            .filter(|_| t.attempts > 0);
+        // A process that never saw the task (another agent after a requeue, or a restarted one)
+        // needs the task itself, not only what went wrong with someone's attempt at it.
+        let seen = self.work.prompted.get(task) == Some(&agent.terminal_id);
+        let prompt = match failed {
+            Some(failed) if seen => feedback(&t, failed),
+            Some(failed) => format!("{}\n\n{}", t.prompt, feedback(&t, failed)),
+            None => t.prompt.clone(),
         };
         if let Err(e) = self.type_into(&agent.terminal_id, &term, &prompt, true) {
             tracing::warn!(task, "dispatch failed: {e}");
             return;
         }
+        self.work
+            .prompted
+            .insert(task.to_string(), agent.terminal_id.clone());
         self.emit(EventBody::TaskAttempt {
             id: task.into(),
             attempt: t.attempts + 1,

@@ -249,8 +249,8 @@ where
         }
     }
     tracing::debug!(%peer, conn, "connection closing");
-    // Replies still on their way find nothing to answer.
-    state.inflight.lock().unwrap().clear();
+    // Requests already handed over are still applied (only `$/cancelRequest` withdraws one);
+    // their replies go nowhere.
     // Server-to-client requests (decision prompts, progress tokens) end now, "disconnected",
     // and drop their hold on this connection.
     out.pending.lock().unwrap().clear();
