@@ -780,23 +780,10 @@ impl Runtime {
             w.decision = None;
         }
         // Every pending question of this agent, including one asked before a daemon restart.
-        let pending: Vec<String> = self
-            .state
-            .decisions
-            .values()
-            .filter(|d| {
-                !d.resolved && matches!(&d.source, DecisionSource::Agent { id: a, .. } if a == id)
-            })
-            .map(|d| d.id.clone())
-            .collect();
-        for d in pending {
-            self.emit(EventBody::DecisionResolved {
-                id: d,
-                choice: "dismissed".into(),
-                reason: Some(why.into()),
-                at: clock::now_rfc3339(),
-            });
-        }
+        self.dismiss_decisions(
+            |s| matches!(s, DecisionSource::Agent { id: a, .. } if a == id),
+            why,
+        );
     }
 
     /// A terminal's program ended, or (`lost`) its backend went away.

@@ -490,13 +490,20 @@ impl Runtime {
     }
 
     fn close_task_decision(&mut self, task: &str, why: &str) {
+        self.dismiss_decisions(
+            |s| matches!(s, DecisionSource::Task { id } if id == task),
+            why,
+        );
+    }
+
+    /// Resolve as `dismissed` every pending decision whose source matches: its question is
+    /// moot (the agent stopped waiting, the task was cancelled or reassigned).
+    pub fn dismiss_decisions(&mut self, source: impl Fn(&DecisionSource) -> bool, why: &str) {
         let pending: Vec<String> = self
             .state
             .decisions
             .values()
-            .filter(|d| {
-                !d.resolved && matches!(&d.source, DecisionSource::Task { id } if id == task)
-            })
+            .filter(|d| !d.resolved && source(&d.source))
             .map(|d| d.id.clone())
             .collect();
         for d in pending {
