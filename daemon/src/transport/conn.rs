@@ -48,6 +48,9 @@ pub struct Outbound {
     next_id: Arc<AtomicI64>,
     /// Who is on the other end, for logs.
     peer: Arc<str>,
+    /// Tells the reader to give up on the connection: the writer failed, or the client stopped
+    /// reading (a reader waiting on a silent peer would otherwise keep it registered for ever).
+    closing: Arc<tokio::sync::Notify>,
 }
 
 impl Outbound {
@@ -59,6 +62,7 @@ impl Outbound {
         if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
             tracing::warn!(peer = %self.peer, "client stopped reading; dropping the connection");
             self.overloaded.store(true, Ordering::Relaxed);
+            self.closing.notify_one();
             return false;
         }
         let bytes = msg.to_bytes();
@@ -171,13 +175,16 @@ where
         pending: Arc::default(),
         next_id: Arc::new(AtomicI64::new(1)),
         peer: peer.clone().into(),
+        closing: Arc::new(tokio::sync::Notify::new()),
     };
+    let closing = out.closing.clone();
     let writer_task = tokio::spawn(write_loop(
         writer,
         rx,
         output_rx,
         out.queued.clone(),
         out.overloaded.clone(),
+        out.closing.clone(),
     ));
     let conn = rt.open_connection(out.clone());
     let mut state = ConnState {
@@ -190,7 +197,11 @@ where
     let mut buf = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, conn, "connection opened");
     'read: loop {
-        let n = match reader.read(&mut buf).await {
+        let read = tokio::select! {
+            r = reader.read(&mut buf) => r,
+            _ = closing.notified() => break,
+        };
+        let n = match read {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -272,7 +283,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut output_rx: mpsc::Receiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
     overloaded: Arc<AtomicBool>,
+    closing: Arc<tokio::sync::Notify>,
 ) {
+    // However the writer ends, the reader stops too.
+    struct Closing(Arc<tokio::sync::Notify>);
+    impl Drop for Closing {
+        fn drop(&mut self) {
+            self.0.notify_one();
+        }
+    }
+    let _closing = Closing(closing);
     let mut output_open = true;
     loop {
         let body = tokio::select! {
