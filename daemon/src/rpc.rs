@@ -18,12 +18,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::core::agent::AgentState;
-use crate::core::event::EventBody;
 use crate::core::ids;
-use crate::core::task::{SessionRecord, TaskState};
+use crate::core::task::TaskState;
 use crate::runtime::agents::SpawnArgs;
 use crate::runtime::tasks::{CreateTask, GateArg};
-use crate::runtime::{clock, ConnId, OpError, Reply, Runtime};
+use crate::runtime::{ConnId, OpError, Reply, Runtime};
 
 /// Default page size.
 const DEFAULT_LIMIT: u64 = 100;
@@ -511,22 +510,7 @@ fn handle_terminal_write(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpE
 
 fn handle_terminal_resize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalResize>()?;
-    for (field, v) in [("cols", p.cols), ("rows", p.rows)] {
-        if !(1..=1000).contains(&v) {
-            return Err(OpError::invalid(
-                field,
-                format!("{v} is out of range 1..=1000"),
-            ));
-        }
-    }
-    let t = live_terminal(rt, &p.id, "cannot resize")?;
-    t.resize(p.cols, p.rows)
-        .map_err(|e| OpError::Internal(e.to_string()))?;
-    rt.emit(EventBody::TerminalResized {
-        id: p.id,
-        cols: p.cols,
-        rows: p.rows,
-    });
+    rt.resize_terminal(&p.id, p.cols, p.rows)?;
     ok(m::Empty {})
 }
 
@@ -618,65 +602,14 @@ fn handle_terminal_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Valu
 
 fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalClose>()?;
-    let rec = rt.terminal_record(&p.id)?.clone();
-    if rec.closed {
-        return Err(OpError::Conflict {
-            kind: "terminal",
-            id: p.id,
-            state: "closed".into(),
-            what: "cannot close".into(),
-        });
-    }
-    if let Some(agent) = rec.agent_id.as_ref().and_then(|a| rt.state.agents.get(a)) {
-        if agent.state.is_live() && agent.terminal_id == rec.id {
-            return Err(OpError::Conflict {
-                kind: "terminal",
-                id: p.id,
-                state: format!("in use by agent {} ({})", agent.name, agent.state.as_str()),
-                what: "cannot close; stop the agent instead".into(),
-            });
-        }
-    }
-    if let Some(t) = rt.terminals.remove(&p.id) {
-        let _ = t.close();
-    }
-    rt.emit(EventBody::TerminalClosed { id: p.id });
+    rt.close_terminal(&p.id)?;
     ok(m::Empty {})
 }
 
 fn handle_session_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionCreate>()?;
-    if p.name.trim().is_empty() || p.name.len() > 64 {
-        return Err(OpError::invalid(
-            "name",
-            format!("{:?} must be 1-64 characters", p.name),
-        ));
-    }
-    if let Some(s) = rt
-        .state
-        .sessions
-        .values()
-        .find(|s| s.name == p.name && !s.closed)
-    {
-        return Err(OpError::invalid(
-            "name",
-            format!(
-                "{:?} is already the name of active session {}",
-                p.name, s.id
-            ),
-        ));
-    }
-    let id = rt.new_id(ids::SESSION);
-    rt.emit(EventBody::SessionCreated {
-        session: SessionRecord {
-            id: id.clone(),
-            name: p.name,
-            closed: false,
-            created_at: clock::now_rfc3339(),
-            closed_at: None,
-        },
-    });
-    ok(convert::session(&rt.state.sessions[&id], &rt.state))
+    let session = rt.create_session(p.name)?;
+    ok(convert::session(&session, &rt.state))
 }
 
 fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -699,66 +632,19 @@ fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
             .filter(|s| closed.is_none_or(|c| s.closed == c)),
         |s| &s.id,
     );
-    let state = rt.state.clone();
     page(
         items,
         |s| &s.id,
         p.limit,
         p.cursor.as_deref(),
-        |s| convert::session(s, &state),
+        |s| convert::session(s, &rt.state),
     )
 }
 
 fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionClose>()?;
-    let s = rt
-        .state
-        .session(&p.id)
-        .cloned()
-        .ok_or_else(|| OpError::NotFound {
-            kind: "session",
-            id: p.id.clone(),
-        })?;
-    if s.closed {
-        return Err(OpError::Conflict {
-            kind: "session",
-            id: s.id,
-            state: "closed".into(),
-            what: "cannot close".into(),
-        });
-    }
-    if s.name == crate::core::state::DEFAULT_SESSION {
-        return Err(OpError::Conflict {
-            kind: "session",
-            id: s.id,
-            state: "active".into(),
-            what: "the default session cannot be closed".into(),
-        });
-    }
-    let live: Vec<String> = rt
-        .state
-        .agents
-        .values()
-        .filter(|a| a.session_id == s.id && a.state.is_live())
-        .map(|a| a.id.clone())
-        .collect();
-    if !live.is_empty() && !p.stop_agents.unwrap_or(false) {
-        return Err(OpError::Conflict {
-            kind: "session",
-            id: s.id,
-            state: format!("running {} agent(s): {}", live.len(), live.join(", ")),
-            what: "cannot close; pass stopAgents: true".into(),
-        });
-    }
-    for a in live {
-        // The usual stop: SIGTERM now, SIGKILL after the grace period.
-        rt.stop_agent(&a, false)?;
-    }
-    rt.emit(EventBody::SessionClosed {
-        id: s.id.clone(),
-        at: clock::now_rfc3339(),
-    });
-    ok(convert::session(&rt.state.sessions[&s.id], &rt.state))
+    let session = rt.close_session(&p.id, p.stop_agents.unwrap_or(false))?;
+    ok(convert::session(&session, &rt.state))
 }
 
 fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -971,16 +857,7 @@ fn handle_config_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
 
 fn handle_config_reload(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::ConfigReload>()?;
-    let config = crate::config::Config::load(&rt.paths.root).map_err(|e| OpError::Invalid {
-        field: e.key.clone(),
-        message: format!("{}:{}: {}", e.file, e.line, e.message),
-    })?;
-    let path = config
-        .path
-        .as_ref()
-        .map_or("(defaults)".to_string(), |p| p.display().to_string());
-    rt.config = config;
-    rt.emit(EventBody::ConfigReloaded { path });
+    rt.reload_config()?;
     Ok(rt.config.to_json())
 }
 

@@ -8,11 +8,13 @@
 //! come back as inputs. No locks around domain state: only this task touches it.
 //!
 //! - [`agents`]: spawn, watch (busy/idle/waiting), stop, restart, exits.
+//! - [`sessions`]: named groups of agents.
 //! - [`tasks`]: tasks, gates, decisions and the scheduler's jobs.
 //! - [`clock`]: RFC 3339 times.
 
 pub mod agents;
 pub mod clock;
+pub mod sessions;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -863,6 +865,21 @@ impl Runtime {
         self.commit();
         let _ = self.shutdown.send(true);
         self.finished = true;
+    }
+
+    /// `orch/config/reload`: re-read `orch.toml`; on an error the running configuration stays.
+    pub fn reload_config(&mut self) -> Result<(), OpError> {
+        let config = Config::load(&self.paths.root).map_err(|e| OpError::Invalid {
+            field: e.key.clone(),
+            message: format!("{}:{}: {}", e.file, e.line, e.message),
+        })?;
+        let path = config
+            .path
+            .as_ref()
+            .map_or("(defaults)".to_string(), |p| p.display().to_string());
+        self.config = config;
+        self.emit(EventBody::ConfigReloaded { path });
+        Ok(())
     }
 
     /// Uptime.

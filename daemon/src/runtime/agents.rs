@@ -991,6 +991,67 @@ impl Runtime {
         let _ = t.close();
     }
 
+    /// `orch/terminal/resize`: the program's terminal and the emulator reflow.
+    pub fn resize_terminal(&mut self, id: &str, cols: u16, rows: u16) -> Result<(), OpError> {
+        for (field, v) in [("cols", cols), ("rows", rows)] {
+            if !(1..=1000).contains(&v) {
+                return Err(OpError::invalid(
+                    field,
+                    format!("{v} is out of range 1..=1000"),
+                ));
+            }
+        }
+        let rec = self.terminal_record(id)?.clone();
+        let term = match self.terminals.get(id) {
+            Some(t) if rec.alive => t.clone(),
+            _ => {
+                let state = if rec.closed { "closed" } else { "exited" };
+                return Err(OpError::Conflict {
+                    kind: "terminal",
+                    id: id.into(),
+                    state: state.into(),
+                    what: "cannot resize".into(),
+                });
+            }
+        };
+        term.resize(cols, rows)
+            .map_err(|e| OpError::Internal(e.to_string()))?;
+        self.emit(EventBody::TerminalResized {
+            id: id.into(),
+            cols,
+            rows,
+        });
+        Ok(())
+    }
+
+    /// `orch/terminal/close`: not while an agent runs in it (stop the agent instead).
+    pub fn close_terminal(&mut self, id: &str) -> Result<(), OpError> {
+        let rec = self.terminal_record(id)?.clone();
+        if rec.closed {
+            return Err(OpError::Conflict {
+                kind: "terminal",
+                id: id.into(),
+                state: "closed".into(),
+                what: "cannot close".into(),
+            });
+        }
+        if let Some(agent) = rec.agent_id.as_ref().and_then(|a| self.state.agents.get(a)) {
+            if agent.state.is_live() && agent.terminal_id == rec.id {
+                return Err(OpError::Conflict {
+                    kind: "terminal",
+                    id: id.into(),
+                    state: format!("in use by agent {} ({})", agent.name, agent.state.as_str()),
+                    what: "cannot close; stop the agent instead".into(),
+                });
+            }
+        }
+        if let Some(t) = self.terminals.remove(id) {
+            let _ = t.close();
+        }
+        self.emit(EventBody::TerminalClosed { id: id.into() });
+        Ok(())
+    }
+
     /// A terminal's record by id.
     pub fn terminal_record(&self, id: &str) -> Result<&TerminalRecord, OpError> {
         self.state
