@@ -818,13 +818,17 @@ impl Pane {
     }
 
     fn output(&self, data: &[u8]) {
-        let data = strip_marker(data, self.marker.as_bytes());
-        if data.is_empty() {
-            return;
+        let (data, status) = strip_marker(data, self.marker.as_bytes());
+        if !data.is_empty() {
+            self.fanout.publish(&data);
+            self.log.lock().unwrap().append(&data);
+            self.observer.output(&self.id);
         }
-        self.fanout.publish(&data);
-        self.log.lock().unwrap().append(&data);
-        self.observer.output(&self.id);
+        if let Some(status) = status {
+            // The start script's marker comes after every byte the program printed: the end is
+            // known now, without waiting for the next pane listing.
+            self.finish(command::exit_code(status));
+        }
     }
 
     /// Report that the server went away, once.
@@ -846,19 +850,22 @@ impl Pane {
 }
 
 /// `data` without the start script's exit marker (`ESC ] 2 ; orch-exited:<id>:<n> ESC \`), which
-/// is ours, not the program's. A marker split across two chunks passes through: it only sets a
-/// title.
-fn strip_marker<'a>(data: &'a [u8], prefix: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+/// is ours, not the program's, and the status it carries. A marker split across two chunks
+/// passes through (it only sets a title) and the pane listing reports the exit instead.
+fn strip_marker<'a>(data: &'a [u8], prefix: &[u8]) -> (std::borrow::Cow<'a, [u8]>, Option<i32>) {
     let Some(start) = data.windows(prefix.len()).position(|w| w == prefix) else {
-        return data.into();
+        return (data.into(), None);
     };
     let rest = &data[start + prefix.len()..];
     let Some(end) = rest.windows(2).position(|w| w == b"\x1b\\") else {
-        return data.into();
+        return (data.into(), None);
     };
+    let status = std::str::from_utf8(&rest[..end])
+        .ok()
+        .and_then(|s| s.parse().ok());
     let mut out = data[..start].to_vec();
     out.extend_from_slice(&rest[end + 2..]);
-    out.into()
+    (out.into(), status)
 }
 
 /// Find exited programs: tmux sends no notification when a pane's program dies, so its panes

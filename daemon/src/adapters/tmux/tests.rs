@@ -739,7 +739,12 @@ fn heavy_output_reaches_the_log_complete() {
 #[test]
 fn exit_markers_are_kept_out_of_the_output() {
     let prefix = command::marker_prefix("t-1");
-    let strip = |data: &[u8]| strip_marker(data, prefix.as_bytes()).into_owned();
+    let strip = |data: &[u8]| strip_marker(data, prefix.as_bytes()).0.into_owned();
+    assert_eq!(
+        strip_marker(b"bye\x1b]2;orch-exited:t-1:3\x1b\\", prefix.as_bytes()).1,
+        Some(3)
+    );
+    assert_eq!(strip_marker(b"plain", prefix.as_bytes()).1, None);
     assert_eq!(strip(b"bye\r\n\x1b]2;orch-exited:t-1:0\x1b\\"), b"bye\r\n");
     assert_eq!(strip(b"a\x1b]2;orch-exited:t-1:3\x1b\\b"), b"ab");
     assert_eq!(
