@@ -1711,8 +1711,8 @@ fn tmux_ingest_section(
              output), in a 120x40 window with 10,000 lines of history. orch: `orch/agent/spawn` of `cat FILE` with \
              `backend: \"tmux\"` on the group's daemon (its start script runs `cat`, then sets an exit marker \
              as the pane title and holds the pane), no output subscriber; timed from the spawn request to the \
-             `agent.state` → `exited` event, as in the pty group. orch learns of exits by listing panes every \
-             200 ms. Raw: the bench's control-mode client writes `new-window` running `sh -c 'cat FILE; printf \
+             `agent.state` → `exited` event, as in the pty group. orch learns of the exit from that marker \
+             in `%output` (a pane listing every 200 ms is the fallback). Raw: the bench's control-mode client writes `new-window` running `sh -c 'cat FILE; printf \
              <title marker>; exec sleep 2'` and reads `%output` lines, decoding the octal escapes and writing \
              the pane's bytes to a file, until the marker arrives; timed from writing `new-window`. A marker \
              rather than `%window-close`: tmux drops a pane's output not yet sent to control clients when the \
@@ -1751,8 +1751,8 @@ fn tmux_ingest_section(
         goals: Vec::new(),
         reading: vec![format!(
             "tmux ingest: tmux itself delivers {raw_r:.1} MB/s to a minimal control-mode client; orch's tmux \
-             agent reaches {orch_r:.1} MB/s to its exit event ({}), {} later at the median, of which up to \
-             200 ms is the pane poll that notices the exit.",
+             agent reaches {orch_r:.1} MB/s to its exit event ({}), {} later at the median (the exit is read \
+             from the start script's marker in `%output`).",
             times(orch_r / raw_r),
             ms(gap),
         )],
