@@ -144,15 +144,7 @@ fn resolving_the_decision_types_the_answer() {
     let a = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
     let id = a["id"].as_str().unwrap();
     wait_agent(&mut c, id, "waiting", |a| a["state"] == "waiting");
-    let dec = wait_for("the decision", WAIT, || {
-        let l = c.ok("orch/decision/list", json!({ "state": "pending" }));
-        l["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["source"]["id"] == json!(id))
-            .cloned()
-    });
+    let dec = orch_tests::pending_decision_for(&mut c, id);
     let e = c.err(
         "orch/decision/resolve",
         json!({ "id": dec["id"], "choice": "maybe" }),

@@ -66,8 +66,8 @@ fn commands_auto_start_the_daemon_and_print_tables_or_json() {
     let (code, out, _) = d.run(&["call", "orch/session/list", r#"{"state":"active"}"#]);
     assert_eq!(code, 0);
     assert!(out.contains("\"default\""), "{out}");
-    let (code, out, _) = d.run(&["stop"]);
-    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = d.run(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) = d.run(&["stop"]);
     assert_eq!(code, 0);
     assert!(out.contains("no daemon runs"), "{out}");

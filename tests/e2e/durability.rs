@@ -57,18 +57,11 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
         );
         last_seq_seen = last;
         // Every acknowledged session is there.
-        let mut names = std::collections::HashSet::new();
-        let mut p = json!({ "limit": 1000 });
-        loop {
-            let page = c.ok("orch/session/list", p.clone());
-            for s in page["items"].as_array().unwrap() {
-                names.insert(s["name"].as_str().unwrap().to_string());
-            }
-            match page.get("nextCursor") {
-                Some(cur) if !cur.is_null() => p["cursor"] = cur.clone(),
-                _ => break,
-            }
-        }
+        let names: std::collections::HashSet<String> = c
+            .list_all("orch/session/list", json!({ "limit": 1000 }))
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
         for name in acked.lock().unwrap().iter() {
             assert!(
                 names.contains(name),
@@ -78,22 +71,11 @@ fn acknowledged_events_survive_sigkill_in_a_loop() {
     }
     // The whole log is gap-free from 1.
     let mut c = d.client(Via::Socket);
-    let mut seqs = Vec::new();
-    let mut p = json!({ "limit": 1000 });
-    loop {
-        let page = c.ok("orch/events/query", p.clone());
-        seqs.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|e| e["seq"].as_u64().unwrap()),
-        );
-        match page.get("nextCursor") {
-            Some(cur) if !cur.is_null() => p["cursor"] = cur.clone(),
-            _ => break,
-        }
-    }
+    let seqs: Vec<u64> = c
+        .list_all("orch/events/query", json!({ "limit": 1000 }))
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
     let want: Vec<u64> = (1..=seqs.len() as u64).collect();
     assert_eq!(seqs, want, "seq is gap-free across 50 SIGKILLs");
     assert!(acked.lock().unwrap().len() >= 600);

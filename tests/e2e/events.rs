@@ -110,16 +110,11 @@ fn query_filters_and_pages() {
     for i in 0..12 {
         c.ok("orch/session/create", json!({ "name": format!("q{i}") }));
     }
-    let mut all = Vec::new();
-    let mut p = json!({ "kinds": ["session.created"], "limit": 5 });
-    loop {
-        let page = c.ok("orch/events/query", p.clone());
-        all.extend(page["items"].as_array().unwrap().clone());
-        match page.get("nextCursor") {
-            Some(cur) if !cur.is_null() => p["cursor"] = cur.clone(),
-            _ => break,
-        }
-    }
+    // Pages of 5: the cursor carries the filter across pages.
+    let all = c.list_all(
+        "orch/events/query",
+        json!({ "kinds": ["session.created"], "limit": 5 }),
+    );
     // The default session plus the twelve.
     assert_eq!(all.len(), 13, "{all:?}");
     assert!(all.iter().all(

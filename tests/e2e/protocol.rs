@@ -259,29 +259,11 @@ fn pagination_of_lists() {
     for i in 0..7 {
         c.ok("orch/session/create", json!({ "name": format!("s{i}") }));
     }
-    let mut seen = Vec::new();
-    let mut cursor = serde_json::Value::Null;
-    loop {
-        let mut p = json!({ "limit": 3 });
-        if !cursor.is_null() {
-            p["cursor"] = cursor.clone();
-        }
-        let page = c.ok("orch/session/list", p);
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["name"].as_str().unwrap().to_string()),
-        );
-        cursor = page
-            .get("nextCursor")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        if cursor.is_null() {
-            break;
-        }
-    }
+    let seen: Vec<String> = c
+        .list_all("orch/session/list", json!({ "limit": 3 }))
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
     let want: Vec<String> = std::iter::once("default".to_string())
         .chain((0..7).map(|i| format!("s{i}")))
         .collect();

@@ -60,6 +60,17 @@ impl Drop for Server {
     }
 }
 
+/// The tmux entry of an `orch/status` result's backends.
+fn tmux_backend(status: &Value) -> Value {
+    status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "tmux")
+        .expect("status lists tmux")
+        .clone()
+}
+
 fn screen_text(c: &mut orch_tests::Client, id: &str) -> String {
     let s = c.ok("orch/agent/screen", json!({ "id": id }));
     s["lines"]
@@ -81,13 +92,7 @@ fn bash_on_tmux_is_a_window_and_answers() {
     for via in BOTH {
         let mut c = d.client(via);
         let st = c.ok("orch/status", json!({}));
-        let tmux = st["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == "tmux")
-            .unwrap()
-            .clone();
+        let tmux = tmux_backend(&st);
         assert_eq!(tmux["available"], true, "{tmux}");
         assert!(
             tmux["detail"].as_str().unwrap().contains("3."),
@@ -267,15 +272,7 @@ fn waiting_patterns_work_on_tmux() {
     let a = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
     let id = a["id"].as_str().unwrap();
     wait_agent(&mut c, id, "waiting", |a| a["state"] == "waiting");
-    let dec = wait_for("the decision", WAIT, || {
-        let l = c.ok("orch/decision/list", json!({ "state": "pending" }));
-        l["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["source"]["id"] == json!(id))
-            .cloned()
-    });
+    let dec = orch_tests::pending_decision_for(&mut c, id);
     c.ok(
         "orch/decision/resolve",
         json!({ "id": dec["id"], "choice": "approve" }),
@@ -290,13 +287,7 @@ fn missing_tmux_is_backend_unavailable() {
     let d = Daemon::started(Some("[tmux]\ncommand = [\"/nonexistent/tmux\"]\n"));
     let mut c = d.client(Via::Socket);
     let st = c.ok("orch/status", json!({}));
-    let tmux = st["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "tmux")
-        .unwrap()
-        .clone();
+    let tmux = tmux_backend(&st);
     assert_eq!(tmux["available"], false);
     assert!(
         tmux["detail"]

@@ -484,6 +484,26 @@ impl Client {
         }
     }
 
+    /// Every item of a list method, following `nextCursor` page by page (`params` may set `limit`).
+    pub fn list_all(&mut self, method: &str, params: Value) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut p = params;
+        loop {
+            let page = self.ok(method, p.clone());
+            items.extend(
+                page["items"]
+                    .as_array()
+                    .expect("a list result has items")
+                    .iter()
+                    .cloned(),
+            );
+            match page.get("nextCursor") {
+                Some(cur) if !cur.is_null() => p["cursor"] = cur.clone(),
+                _ => return items,
+            }
+        }
+    }
+
     /// `initialize` with the capabilities an editor declares.
     pub fn initialize(&mut self) -> Value {
         self.initialize_with(json!({}))
@@ -540,6 +560,19 @@ pub fn wait_agent(c: &mut Client, id: &str, what: &str, pred: impl Fn(&Value) ->
     wait_for(what, WAIT, || {
         let a = c.ok("orch/agent/get", json!({ "id": id }));
         pred(&a).then_some(a)
+    })
+}
+
+/// Wait for the pending decision raised by `agent` (a waiting pattern matched).
+pub fn pending_decision_for(c: &mut Client, agent: &str) -> Value {
+    wait_for(&format!("a pending decision of {agent}"), WAIT, || {
+        let l = c.ok("orch/decision/list", json!({ "state": "pending" }));
+        l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["source"]["id"] == json!(agent))
+            .cloned()
     })
 }
 

@@ -43,12 +43,10 @@ impl State {
 
     /// An agent by id or name.
     pub fn agent(&self, id_or_name: &str) -> Option<&AgentRecord> {
-        self.agents.get(id_or_name).or_else(|| {
-            // Names are unique among agents; prefer a live one if an old one shares it.
-            let mut named = self.agents.values().filter(|a| a.name == id_or_name);
-            let first = named.next();
-            named.find(|a| a.state.is_live()).or(first)
-        })
+        // Names are unique for the workspace's life (spawn refuses a used one or an id's shape).
+        self.agents
+            .get(id_or_name)
+            .or_else(|| self.agents.values().find(|a| a.name == id_or_name))
     }
 
     /// A session by id or name (active sessions win for names).
