@@ -514,6 +514,12 @@ impl Runtime {
             }
             self.commit();
         }
+        // The last replies (the stop's own among them) reach their clients before the process
+        // ends: wait, briefly, for every connection's queue to drain.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && !self.conns.values().all(|c| c.out.drained()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // Release terminals: pty programs die with us; tmux windows stay for the next daemon.
         self.terminals.clear();
     }

@@ -136,6 +136,11 @@ impl Outbound {
         }
     }
 
+    /// Whether everything queued has been handed to the socket (or the connection is gone).
+    pub fn drained(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) == 0 || !self.is_open()
+    }
+
     /// Whether the connection is still usable.
     pub fn is_open(&self) -> bool {
         !self.tx.is_closed() && !self.overloaded.load(Ordering::Relaxed)
