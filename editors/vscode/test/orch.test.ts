@@ -1,0 +1,263 @@
+// Integration tests inside the real VS Code extension host, against a real `orch` daemon for a
+// temporary workspace (tests/e2e/vscode.rs makes it: an orch.toml with a `shell` kind and an
+// `asker` kind whose program asks `Proceed? [y/N]`, and its own ORCH_RUNTIME_DIR, ORCH_STATE_DIR
+// and HOME in the environment the extension host inherits, `orch` on PATH). The daemon is
+// started by the extension's own `orch lsp`. The tests run in order and share the workspace.
+
+import * as assert from "node:assert/strict";
+import * as cp from "node:child_process";
+import * as vscode from "vscode";
+
+import type { Api } from "../src/main";
+import type { Agent, Decision, OrchEvent, Page } from "../src/lsp_ext";
+
+const EXTENSION_ID = "orch.orch";
+
+function workspace(): string {
+    const f = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(f, "the test workspace is open");
+    return f.uri.fsPath;
+}
+
+/** Poll `f` until it returns something other than undefined/false. */
+async function waitFor<T>(what: string, f: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+        try {
+            const v = await f();
+            if (v !== undefined && v !== false) {
+                return v;
+            }
+        } catch (e) {
+            last = e;
+        }
+        if (Date.now() > deadline) {
+            throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+    }
+}
+
+/** The orch CLI, as another client of the same daemon. */
+function orch(...args: string[]): string {
+    return cp.execFileSync(process.env.ORCH_BIN ?? "orch", args, { cwd: workspace(), encoding: "utf8", timeout: 30_000 });
+}
+
+function orchJson<T>(...args: string[]): T {
+    return JSON.parse(orch("--json", ...args)) as T;
+}
+
+function call<T>(method: string, params: object = {}): T {
+    return JSON.parse(orch("call", method, JSON.stringify(params))) as T;
+}
+
+async function api(): Promise<Api> {
+    const ext = vscode.extensions.getExtension<Api>(EXTENSION_ID);
+    assert.ok(ext, `extension ${EXTENSION_ID} is installed`);
+    // Activated by `workspaceContains:orch.toml`, not by this test.
+    await waitFor("the extension to be activated by orch.toml", () => ext.isActive, 60_000);
+    return ext.exports;
+}
+
+function ctxOf(a: Api) {
+    assert.ok(a.ctx, "the extension has a context for the workspace folder");
+    return a.ctx;
+}
+
+/** The agents view's rows as a person reads them: `name: description`. */
+function agentRows(a: Api): string[] {
+    const views = a.views;
+    assert.ok(views);
+    return views.agents.getChildren().map((agent) => {
+        const item = views.agents.getTreeItem(agent);
+        return `${String(item.label)}: ${String(item.description)}`;
+    });
+}
+
+describe("orch extension", () => {
+    let a: Api;
+    let shell: Agent;
+
+    it("activates on a workspace with orch.toml and shows its status bar item once connected", async () => {
+        a = await api();
+        const ctx = ctxOf(a);
+        const state = await waitFor("the client to start", () => ctx.state !== "starting" && ctx.state !== "stopped" && ctx.state, 60_000);
+        assert.equal(state, "running", `the client runs (${ctx.failure ?? ""})`);
+        assert.ok(a.status, "a status bar item");
+        assert.match(a.status.item.text, /^orch: no agents$/);
+        assert.equal(ctx.serverWorkspace, workspace());
+        // The commands a person finds in the palette are registered.
+        const commands = await vscode.commands.getCommands(true);
+        for (const c of ["spawnAgent", "attachAgent", "sendToAgent", "stopAgent", "restartAgent", "newTask", "showDecisions", "showEvents", "showStatus"]) {
+            assert.ok(commands.includes(`orch.${c}`), `command orch.${c}`);
+        }
+    });
+
+    it("spawns an agent with Orch: Spawn Agent, seen by the daemon and by the agents view", async () => {
+        const ctx = ctxOf(a);
+        const agent = await vscode.commands.executeCommand<Agent | undefined>("orch.spawnAgent", "shell");
+        assert.ok(agent, `spawn returned an agent; shown: ${JSON.stringify(ctx.shown.slice(-3))}`);
+        shell = agent;
+        const listed = orchJson<Agent[] | Page<Agent>>("agent", "list");
+        const items = Array.isArray(listed) ? listed : listed.items;
+        assert.ok(items.some((x) => x.id === agent.id && x.kind === "shell"), `orch agent list has ${agent.id}: ${JSON.stringify(items)}`);
+        // The view follows the agent's state from orch/event: quiet bash becomes idle.
+        await waitFor("the agents view to show the shell idle", () =>
+            agentRows(a).find((r) => r.startsWith(`${agent.name}: idle · shell`)),
+        );
+        assert.match(a.status!.item.text, /^orch: 1 idle$/);
+    });
+
+    it("follows orch/event: an agent spawned by another client and its state changes appear in the view", async () => {
+        const ctx = ctxOf(a);
+        const before = ctx.store.lastSeq ?? 0;
+        const out = orchJson<Agent>("agent", "spawn", "shell", "--name", "other-client");
+        await waitFor("the agent spawned by the CLI in the view", () => agentRows(a).find((r) => r.startsWith("other-client: ")));
+        // Busy while it prints, idle when quiet: both come as agent.state events.
+        orch("agent", "send", out.id, "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.3; done");
+        await waitFor("other-client busy in the view", () => agentRows(a).find((r) => r.startsWith("other-client: busy")));
+        await waitFor("other-client idle again in the view", () => agentRows(a).find((r) => r.startsWith("other-client: idle")));
+        assert.ok((ctx.store.lastSeq ?? 0) > before, "events were applied");
+        // Stop it through the command: the view shows it stopped.
+        const stopped = await vscode.commands.executeCommand<Agent | undefined>("orch.stopAgent", out.id);
+        assert.equal(stopped?.state, "stopped");
+        await waitFor("other-client stopped in the view", () => agentRows(a).find((r) => r.startsWith("other-client: stopped")));
+    });
+
+    it("attaches a terminal that paints the screen, shows output, sends keys and follows the tab's size", async () => {
+        const ctx = ctxOf(a);
+        orch("agent", "send", shell.id, "echo before-attach-$((2*3))");
+        await waitFor("before-attach on the screen", () => orch("agent", "screen", shell.id).includes("before-attach-6"));
+        const view = await vscode.commands.executeCommand<import("../src/terminal").AgentTerminal | undefined>(
+            "orch.attachAgent",
+            shell,
+        );
+        assert.ok(view, "attach returned a view");
+        // The repaint: what was on the screen before attaching.
+        await waitFor("the painted screen in the terminal", () => view.transcript.includes("before-attach-6"));
+        // Output that arrives while attached.
+        orch("agent", "send", shell.id, "echo from-cli-$((6*7))");
+        await waitFor("live output in the terminal", () => view.transcript.includes("from-cli-42"));
+        // Keys typed into the VS Code terminal reach the agent.
+        view.terminal.sendText("echo typed-$((7*6))", true);
+        await waitFor("the typed command's output in the terminal", () => view.transcript.includes("typed-42"));
+        assert.ok(orch("agent", "screen", shell.id).includes("typed-42"), "the daemon's screen has it too");
+        // The daemon's terminal has the size of the tab.
+        const size = await waitFor("the tab's size", () => view.size);
+        await waitFor(`the agent's terminal resized to ${size.cols}x${size.rows}`, () => {
+            const terms = call<Page<{ id: string; cols: number; rows: number }>>("orch/terminal/list");
+            const t = terms.items.find((x) => x.id === shell.terminalId);
+            return t && t.cols === size.cols && t.rows === size.rows;
+        });
+        // Closing the tab leaves the agent running.
+        view.terminal.dispose();
+        await waitFor("the view closed", () => view.closed);
+        const after = call<Agent>("orch/agent/get", { id: shell.id });
+        assert.ok(["idle", "busy", "running"].includes(after.state), `agent still live after closing its tab: ${after.state}`);
+        assert.equal(ctx.terminals.size, 0, "no terminal is followed any more");
+    });
+
+    it("shows a decision and resolves it; a late answer is told another client answered", async () => {
+        const ctx = ctxOf(a);
+        const asker = await vscode.commands.executeCommand<Agent | undefined>("orch.spawnAgent", { kind: "asker", name: "asker-1" });
+        assert.ok(asker);
+        const decision = await waitFor("the decision in the Decisions view", () =>
+            a.views!.decisions.getChildren().find((d: Decision) => d.source.id === asker.id),
+        );
+        assert.match(String(a.views!.decisions.getTreeItem(decision).label), /asker-1 is waiting for an answer/);
+        await waitFor("the status bar to count the decision", () => /· 1 decision$/.test(a.status!.item.text));
+        // The prompt arrived as window/showMessageRequest: a notification with one button per option.
+        await waitFor("the decision's notification", () =>
+            ctx.shown.find((s) => s.text.includes("asker-1 is waiting for an answer") && s.actions.join(",") === "approve,deny"),
+        );
+        // Answer it as the Decisions view does.
+        const won = await vscode.commands.executeCommand<boolean | undefined>("orch.decide", decision, "approve");
+        assert.equal(won, true);
+        await waitFor("the agent to get the answer's keys", () => orch("agent", "screen", asker.id).includes("answer=y"));
+        await waitFor("the decision gone from the view", () => a.views!.decisions.getChildren().length === 0);
+        const resolved = call<Page<Decision>>("orch/decision/list", { state: "resolved" }).items.find((d) => d.id === decision.id);
+        assert.equal(resolved?.choice, "approve");
+
+        // A second question, answered first by another client (the CLI): VS Code's late answer
+        // is refused by the daemon and the person is told.
+        const asker2 = orchJson<Agent>("agent", "spawn", "asker", "--name", "asker-2");
+        const d2 = await waitFor("the second decision", () => ctx.store.pendingDecisions().find((d) => d.source.id === asker2.id));
+        orch("decision", "resolve", d2.id, "deny");
+        const late = await ctx.answer(d2, "approve");
+        assert.equal(late, false);
+        const told = ctx.shown.find((s) => s.text.includes('"asker-2 is waiting for an answer" was already answered by another client'));
+        assert.ok(told, `a message says another client answered: ${JSON.stringify(ctx.shown.slice(-3))}`);
+        assert.equal(told.level, "warning");
+        await waitFor("the first answer (deny) to reach asker-2", () => orch("agent", "screen", asker2.id).includes("answer=n"));
+    });
+
+    it("reconnects after the daemon is killed, replaying from the last seq without duplicates or gaps", async () => {
+        const ctx = ctxOf(a);
+        const connects = ctx.connects;
+        const pid = ctx.daemonPid;
+        assert.ok(pid, "the daemon's pid is known");
+        const view = await vscode.commands.executeCommand<import("../src/terminal").AgentTerminal | undefined>(
+            "orch.attachAgent",
+            shell,
+        );
+        assert.ok(view);
+        await waitFor("the attached view painted", () => view.transcript.includes("typed-42"));
+        const seqBefore = ctx.store.lastSeq ?? 0;
+        process.kill(pid, "SIGKILL");
+        // `orch lsp` ends with the daemon's socket; the client restarts it, which starts a new daemon.
+        await waitFor("the client to reconnect to a new daemon", () => ctx.connects === connects + 1 && ctx.state === "running", 60_000);
+        assert.notEqual(ctx.daemonPid, pid);
+        // What happened while disconnected came by replay: the new daemon's start, the agents lost.
+        await waitFor("the killed daemon's agents shown lost", () => agentRows(a).find((r) => r.startsWith(`${shell.name}: lost`)));
+        const replayed = ctx.store.applied.filter((s) => s > seqBefore);
+        assert.ok(replayed.length > 0, "events after the kill were applied");
+        // Live events after the reconnect arrive too.
+        const next = orchJson<Agent>("agent", "spawn", "shell", "--name", "after-reconnect");
+        await waitFor("an agent spawned after the reconnect in the view", () => agentRows(a).find((r) => r.startsWith("after-reconnect: ")));
+        await waitFor("after-reconnect idle", () => agentRows(a).find((r) => r.startsWith("after-reconnect: idle")));
+        // Every event of the daemon's log, each exactly once, in order: none missed, none twice.
+        const first = ctx.store.applied[0]!;
+        const log: number[] = [];
+        let since = first - 1;
+        for (;;) {
+            const page = call<Page<OrchEvent>>("orch/events/query", { since, limit: 1000 });
+            log.push(...page.items.map((e) => e.seq));
+            if (!page.nextCursor || page.items.length === 0) {
+                break;
+            }
+            since = Number(page.nextCursor);
+        }
+        await waitFor("the extension to have applied the daemon's last event", () => ctx.store.lastSeq === log[log.length - 1]);
+        assert.deepEqual(ctx.store.applied, log, "applied seqs are exactly the daemon's log from the first one seen");
+        assert.deepEqual(ctx.store.gaps, []);
+        assert.equal(new Set(ctx.store.applied).size, ctx.store.applied.length);
+        // The attached view says its agent is gone.
+        await waitFor("the view to say the agent was lost", () => view.transcript.includes(`agent ${shell.name} lost`));
+        view.terminal.dispose();
+        void next;
+    });
+
+    it("says clearly when the orch binary is missing, with a way to fix it, and recovers when fixed", async () => {
+        const ctx = ctxOf(a);
+        const settings = vscode.workspace.getConfiguration("orch");
+        await settings.update("path", "/nonexistent/bin/orch", vscode.ConfigurationTarget.Workspace);
+        try {
+            await waitFor("the connection to fail", () => ctx.state === "failed");
+            const shown = ctx.shown[ctx.shown.length - 1];
+            assert.ok(shown);
+            assert.equal(shown.level, "error");
+            assert.match(shown.text, /cannot find the orch binary `\/nonexistent\/bin\/orch` \(setting orch\.path\)/);
+            assert.deepEqual(shown.actions, ["Open Settings", "Show Log"]);
+            assert.equal(a.status!.item.text, "orch: not connected");
+            // A command now fails with the same words instead of hanging.
+            const agent = await vscode.commands.executeCommand<Agent | undefined>("orch.spawnAgent", "shell");
+            assert.equal(agent, undefined);
+            assert.match(ctx.shown[ctx.shown.length - 1]!.text, /cannot find the orch binary/);
+        } finally {
+            await settings.update("path", undefined, vscode.ConfigurationTarget.Workspace);
+        }
+        await waitFor("the client to run again", () => ctx.state === "running", 60_000);
+        assert.match(a.status!.item.text, /^orch: /);
+    });
+});
