@@ -7,6 +7,7 @@
 #   node 24:      $ORCH_VSCODE_CACHE/node24        (code-server 4.139.1 requires node 24)
 #   code-server:  $ORCH_VSCODE_CACHE/code-server   (the real VS Code server and workbench)
 #   playwright:   $ORCH_VSCODE_CACHE/playwright    (playwright-core drives Debian's Chromium)
+#   vsce:         $ORCH_VSCODE_CACHE/vsce          (@vscode/vsce packages the .vsix the UI test installs)
 #   extension:    editors/vscode/node_modules (npm ci from the committed lock), dist/, out/
 #
 # ORCH_VSCODE_CACHE defaults to $HOME/.cache/orch-ci/vscode; the tests look there by default.
@@ -18,6 +19,7 @@ cache="${ORCH_VSCODE_CACHE:-$HOME/.cache/orch-ci/vscode}"
 node_version=24.21.0
 code_server_version=4.139.1
 playwright_version=1.65.1
+vsce_version=4.1.0
 mkdir -p "$cache"
 say() { echo "ci/vscode: $*"; }
 
@@ -56,6 +58,15 @@ else
   say "installing playwright-core $playwright_version into $cache/playwright"
   rm -rf "$cache/playwright"
   npm install --no-audit --no-fund --loglevel=error --prefix "$cache/playwright" "playwright-core@$playwright_version"
+fi
+
+if [ -f "$cache/vsce/node_modules/@vscode/vsce/package.json" ] &&
+  grep -q "\"version\": \"$vsce_version\"" "$cache/vsce/node_modules/@vscode/vsce/package.json"; then
+  say "@vscode/vsce $vsce_version is in $cache/vsce"
+else
+  say "installing @vscode/vsce $vsce_version into $cache/vsce"
+  rm -rf "$cache/vsce"
+  npm install --no-audit --no-fund --loglevel=error --prefix "$cache/vsce" "@vscode/vsce@$vsce_version"
 fi
 
 cd editors/vscode

@@ -13,3 +13,4 @@ mod nvim;
 mod protocol;
 mod tasks;
 mod tmux;
+mod vscode;

@@ -56,7 +56,7 @@ const timeoutS = Number(process.env.ORCH_VSCODE_TIMEOUT_S ?? "300");
 const started = Date.now();
 const log = (msg) => console.log(`driver [${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}`);
 
-const { chromium } = createRequire(path.join(playwrightDir, "package.json"))("playwright-core");
+const { chromium } = createRequire(path.join(playwrightDir, "driver.cjs"))("playwright-core");
 
 function freePort() {
     return new Promise((resolve, reject) => {
@@ -117,6 +117,7 @@ const settings = {
     "security.workspace.trust.enabled": false,
     "chat.disableAIFeatures": true,
     "workbench.colorTheme": "Dark Modern",
+    "workbench.secondarySideBar.defaultVisibility": "hidden",
 };
 fs.mkdirSync(path.join(dirs.user, "User"), { recursive: true });
 fs.writeFileSync(path.join(dirs.user, "User", "settings.json"), JSON.stringify(settings, null, 2));
@@ -171,6 +172,8 @@ async function main() {
     const serverLog = fs.openSync(path.join(data, `server-${mode}.log`), "w");
     // Its own process group (detached), so that stopping it takes every child with it.
     server = cp.spawn(node, args, { cwd: ws, env: process.env, detached: true, stdio: ["ignore", serverLog, serverLog] });
+    // For the runner, which stops the group if it has to kill this driver.
+    fs.writeFileSync(path.join(data, "server.pid"), String(server.pid));
     log(`VS Code server pid ${server.pid} on port ${port}`);
     const base = `http://127.0.0.1:${port}`;
     await waitUntil("the VS Code server to answer", () => httpOk(`${base}/`), 60_000);
@@ -292,7 +295,8 @@ async function ui(page, base) {
     await rows.waitFor({ state: "visible", timeout: 30_000 });
     await waitUntil("the agent's output in the terminal", async () => (await rows.innerText()).includes("hello-from-orch-42"), 30_000);
     log("the attached terminal shows the agent's output");
-    await rows.click();
+    // Focus the terminal's input (an overlay takes the pointer events over the rows).
+    await page.locator(".terminal-wrapper .xterm-helper-textarea").first().focus();
     await page.keyboard.type("echo typed-in-vscode-$((7*6))");
     await page.keyboard.press("Enter");
     await waitUntil("the typed command's output in the terminal", async () => (await rows.innerText()).includes("typed-in-vscode-42"), 30_000);
@@ -301,6 +305,10 @@ async function ui(page, base) {
 
     const shot = process.env.ORCH_VSCODE_SHOT;
     if (shot) {
+        // A question waiting for an answer: its notification, the Decisions view, the status bar.
+        orch("agent", "spawn", "asker", "--name", "asker-2");
+        await page.locator(".notification-toast", { hasText: "asker-2 is waiting for an answer" }).first().waitFor({ timeout: 30_000 });
+        await page.locator(".statusbar-item", { hasText: /^orch: .*· 1 decision/ }).first().waitFor({ timeout: 30_000 });
         // The orch views beside the terminal: the status bar item opens them.
         await status.click();
         await page.locator(".pane-header", { hasText: "Agents" }).first().waitFor({ timeout: 15_000 });
