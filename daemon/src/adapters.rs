@@ -15,6 +15,55 @@ use crate::config::Config;
 use crate::ports::TerminalBackend;
 use crate::transport::paths::WorkspacePaths;
 
+/// Variables that describe the terminal, multiplexer or editor the *daemon* was started from.
+/// A program in one of our terminals is not in that terminal: Claude Code told `TMUX` believes
+/// it runs in tmux, an editor's variables point it at a window it is not in. Both backends drop
+/// them (the pty backend for each program, the tmux backend for the server it starts) before a
+/// spec's own environment is applied, which may set any of them back on purpose.
+const FOREIGN_TERMINAL_VARS: &[&str] = &[
+    "TMUX",
+    "TMUX_PANE",
+    "STY",
+    "WINDOW",
+    "TERM_PROGRAM",
+    "TERM_PROGRAM_VERSION",
+    "TERM_SESSION_ID",
+    "TERMINAL_EMULATOR",
+    "VTE_VERSION",
+    "WINDOWID",
+    "WT_SESSION",
+    "WT_PROFILE_ID",
+    "LC_TERMINAL",
+    "LC_TERMINAL_VERSION",
+    "COLUMNS",
+    "LINES",
+    "NVIM",
+    "NVIM_LISTEN_ADDRESS",
+    "VIM_TERMINAL",
+    "INSIDE_EMACS",
+    "ZELLIJ",
+    "ZELLIJ_PANE_ID",
+    "ZELLIJ_SESSION_NAME",
+];
+
+/// Prefixes of such variables (a terminal's own families).
+const FOREIGN_TERMINAL_PREFIXES: &[&str] = &[
+    "KITTY_",
+    "ITERM_",
+    "WEZTERM_",
+    "ALACRITTY_",
+    "KONSOLE_",
+    "GHOSTTY_",
+    "VSCODE_",
+];
+
+/// Whether an inherited variable describes the daemon's own terminal (see
+/// [`FOREIGN_TERMINAL_VARS`]).
+pub fn foreign_terminal_var(key: &str) -> bool {
+    FOREIGN_TERMINAL_VARS.contains(&key)
+        || FOREIGN_TERMINAL_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
 /// The tmux layout of a workspace: orch's own server (`[tmux] socket_name`, default
 /// `orch-<uid>`) with one session per workspace, named after the workspace directory plus a short
 /// hash of its path so two checkouts of one project do not share a session.

@@ -84,6 +84,10 @@ enum Command {
     /// Decisions.
     #[command(subcommand)]
     Decision(DecisionCmd),
+    /// For an agent's command hooks: hand the hook's JSON (stdin) to the daemon for the agent in
+    /// $ORCH_AGENT_ID. Prints nothing and exits 0 at once, whatever happens: a broken hook must
+    /// never break the agent.
+    Hook,
     /// Wait for a task to finish: exit 0 done, 1 failed/escalated/cancelled, 2 timeout.
     Wait {
         /// Task id.
@@ -234,6 +238,10 @@ enum DecisionCmd {
 /// Run the CLI; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Hook) {
+        hook();
+        return 0;
+    }
     if !matches!(cli.command, Command::Serve { .. } | Command::Lsp) {
         // `orch agent list | head` should end quietly when the reader goes away, as other
         // command-line tools do, not panic on the broken pipe. The daemon keeps SIGPIPE ignored:
@@ -270,6 +278,58 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// `orch hook`: read the hook's JSON, give it to the daemon, never fail. The reply is awaited
+/// (briefly) so that two hooks fired in a row reach the daemon in order.
+fn hook() {
+    use std::io::{IsTerminal, Read};
+    const MAX_INPUT: u64 = 16 << 20;
+    const DEADLINE: Duration = Duration::from_secs(2);
+    let (Some(agent), Some(socket)) = (
+        std::env::var_os("ORCH_AGENT_ID"),
+        std::env::var_os("ORCH_SOCKET"),
+    ) else {
+        return;
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return;
+    }
+    let mut input = Vec::new();
+    if stdin
+        .lock()
+        .take(MAX_INPUT)
+        .read_to_end(&mut input)
+        .is_err()
+    {
+        return;
+    }
+    let Ok(event) = serde_json::from_slice::<Value>(&input) else {
+        return;
+    };
+    let params = json!({
+        "agentId": agent.to_string_lossy(),
+        "terminalId": std::env::var("ORCH_TERMINAL_ID").ok(),
+        "event": event,
+    });
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let deliver = async move {
+        let mut c = Client::connect(std::path::Path::new(&socket)).await?;
+        c.initialize(json!({}))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        c.call("orch/hook", params)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = rt.block_on(async { tokio::time::timeout(DEADLINE, deliver).await });
 }
 
 /// The workspace root: explicit, else `$ORCH_WORKSPACE`, else the nearest ancestor with an
@@ -387,7 +447,11 @@ async fn command(
         Command::Task(t) => return task(c, t, json_out).await,
         Command::Decision(d) => return decision(c, d, json_out).await,
         Command::Wait { task, timeout } => return wait(c, &task, timeout, json_out).await,
-        Command::Serve { .. } | Command::Lsp | Command::SocketPath | Command::Stop => {
+        Command::Serve { .. }
+        | Command::Lsp
+        | Command::SocketPath
+        | Command::Stop
+        | Command::Hook => {
             unreachable!("handled before connecting")
         }
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::core::agent::RestartPolicy;
+use crate::core::agent::{HookDialect, RestartPolicy, Watch};
 
 /// The file name looked up at the workspace root.
 pub const FILE_NAME: &str = "orch.toml";
@@ -114,8 +114,24 @@ pub struct AgentKind {
     pub idle_after_ms: u64,
     /// Screen regexes meaning the agent asks the human something.
     pub waiting_patterns: Vec<String>,
-    /// Decision options when waiting, with the keys each types (`"\r"` is Enter).
-    pub waiting_options: BTreeMap<String, String>,
+    /// Decision options when waiting, in order, with the keys each types (`"\r"` is Enter):
+    /// `[["Yes", "y\r"], ["No", "n\r"]]` (a table works too, in alphabetical order). Empty: the
+    /// choices of the numbered menu on the screen, in the agent's words, else approve/deny.
+    #[serde(deserialize_with = "options_from_toml")]
+    pub waiting_options: Vec<(String, String)>,
+    /// Screen regexes meaning the agent takes input (its prompt is drawn): until one shows, the
+    /// agent is not idle and nothing is typed into it.
+    pub ready_patterns: Vec<String>,
+    /// Screen regexes meaning the agent works: when set, output alone (spinners, redraws) does
+    /// not make it busy.
+    pub busy_patterns: Vec<String>,
+    /// Lines above the cursor that the patterns look at (a TUI's dialog is taller than a line).
+    pub look_back: usize,
+    /// The agent's own hooks report its state: `"claude"` (settings passed with `--settings`) or
+    /// `"codex"`.
+    pub hooks: Option<HookDialect>,
+    /// Keys that interrupt the agent's current turn.
+    pub interrupt_keys: String,
     /// `never | on-failure | always`.
     pub restart: RestartPolicy,
     /// Restarts before giving up.
@@ -126,35 +142,58 @@ pub struct AgentKind {
 
 impl Default for AgentKind {
     fn default() -> Self {
+        let watch = Watch::default();
         Self {
             command: Vec::new(),
             env: BTreeMap::new(),
             cwd: None,
-            idle_after_ms: 1500,
+            idle_after_ms: watch.idle_after_ms,
             waiting_patterns: Vec::new(),
-            waiting_options: BTreeMap::new(),
+            waiting_options: Vec::new(),
+            ready_patterns: Vec::new(),
+            busy_patterns: Vec::new(),
+            look_back: watch.look_back,
+            hooks: None,
+            interrupt_keys: watch.interrupt_keys,
             restart: RestartPolicy::Never,
-            max_restarts: 5,
+            max_restarts: watch.max_restarts,
             backend: None,
         }
     }
 }
 
 impl AgentKind {
-    /// Options offered when the agent waits: configured ones, else approve/deny.
-    pub fn options(&self) -> Vec<(String, String)> {
-        if self.waiting_options.is_empty() {
-            vec![
-                ("approve".into(), "y\r".into()),
-                ("deny".into(), "n\r".into()),
-            ]
-        } else {
-            self.waiting_options
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+    /// How an agent of this kind is watched.
+    pub fn watch(&self) -> Watch {
+        Watch {
+            idle_after_ms: self.idle_after_ms,
+            waiting_patterns: self.waiting_patterns.clone(),
+            waiting_options: self.waiting_options.clone(),
+            restart: self.restart,
+            max_restarts: self.max_restarts,
+            ready_patterns: self.ready_patterns.clone(),
+            busy_patterns: self.busy_patterns.clone(),
+            hooks: self.hooks,
+            interrupt_keys: self.interrupt_keys.clone(),
+            look_back: self.look_back,
         }
     }
+}
+
+/// `waiting_options` as written: an array of `[label, keys]` pairs (in order) or a table.
+fn options_from_toml<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(String, String)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Options {
+        Pairs(Vec<(String, String)>),
+        Table(BTreeMap<String, String>),
+    }
+    Ok(match Options::deserialize(d)? {
+        Options::Pairs(p) => p,
+        Options::Table(t) => t.into_iter().collect(),
+    })
 }
 
 /// `[gates.<name>]`.
@@ -230,43 +269,70 @@ struct FileConfig {
     retention: RetentionConfig,
 }
 
-/// The built-in kinds, before the user's overrides.
+/// The built-in kinds, before the user's overrides. The screens they recognise are those of the
+/// pinned versions in `docs/agents.md`; `tests/fixtures/screens/` holds captures of them.
 pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
-    let kind = |command: &[&str], patterns: &[&str], options: &[(&str, &str)]| AgentKind {
-        command: command.iter().map(|s| s.to_string()).collect(),
-        waiting_patterns: patterns.iter().map(|s| s.to_string()).collect(),
-        waiting_options: options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let shell = AgentKind {
+        command: strings(&["bash", "-i"]),
+        ..AgentKind::default()
+    };
+    let claude = AgentKind {
+        command: strings(&["claude"]),
+        hooks: Some(HookDialect::Claude),
+        ready_patterns: strings(&[r"\? for shortcuts", r"(?m)^❯ "]),
+        busy_patterns: strings(&[r"esc to interrupt"]),
+        waiting_patterns: strings(&[
+            r"Do you want to (proceed|make this edit|create|overwrite|allow)",
+            r"Enter to select",
+            r"Is this a project you created or one you trust",
+        ]),
+        look_back: 14,
+        ..AgentKind::default()
+    };
+    let codex = AgentKind {
+        command: strings(&["codex", "--no-daemon"]),
+        ready_patterns: strings(&[r"(?m)^› "]),
+        busy_patterns: strings(&[r"esc to interrupt"]),
+        waiting_patterns: strings(&[
+            r"Would you like to (run the following command|make the following edits)",
+            r"Hooks need review",
+            r"Sign in with ChatGPT",
+        ]),
+        look_back: 14,
+        ..AgentKind::default()
+    };
+    let gemini = AgentKind {
+        command: strings(&["gemini"]),
+        ready_patterns: strings(&[r"Type your message"]),
+        busy_patterns: strings(&[r"esc to cancel"]),
+        waiting_patterns: strings(&[
+            r"Allow execution of",
+            r"Apply this change\?",
+            r"Do you trust this folder",
+        ]),
+        look_back: 14,
+        ..AgentKind::default()
+    };
+    let aider = AgentKind {
+        command: strings(&["aider"]),
+        ready_patterns: strings(&[r"(?m)^\S*> ?$"]),
+        busy_patterns: strings(&[r"Waiting for "]),
+        waiting_patterns: strings(&[r"\(Y\)es/\(N\)o"]),
+        waiting_options: vec![
+            ("Yes".into(), "y\r".into()),
+            ("No".into(), "n\r".into()),
+            ("Don't ask again".into(), "d\r".into()),
+        ],
+        interrupt_keys: "\x03".into(),
         ..AgentKind::default()
     };
     BTreeMap::from([
-        ("shell".into(), kind(&["bash", "-i"], &[], &[])),
-        (
-            "claude".into(),
-            kind(
-                &["claude"],
-                &[
-                    r"Do you want to (proceed|make this edit|create)",
-                    r"❯ 1\. Yes",
-                ],
-                &[("approve", "\r"), ("deny", "\x1b")],
-            ),
-        ),
-        (
-            "codex".into(),
-            kind(&["codex"], &[r"Allow command\?", r"\[y/N\]"], &[]),
-        ),
-        (
-            "gemini".into(),
-            kind(
-                &["gemini"],
-                &[r"Apply this change\?", r"Allow execution"],
-                &[],
-            ),
-        ),
-        ("aider".into(), kind(&["aider"], &[r"\(Y\)es/\(N\)o"], &[])),
+        ("shell".into(), shell),
+        ("claude".into(), claude),
+        ("codex".into(), codex),
+        ("gemini".into(), gemini),
+        ("aider".into(), aider),
     ])
 }
 
@@ -385,11 +451,32 @@ impl Config {
             if kind.command.is_empty() {
                 return Err((format!("agents.{name}.command"), "must not be empty".into()));
             }
-            for (i, p) in kind.waiting_patterns.iter().enumerate() {
-                if let Err(e) = Regex::new(p) {
+            for (key, patterns) in [
+                ("waiting_patterns", &kind.waiting_patterns),
+                ("ready_patterns", &kind.ready_patterns),
+                ("busy_patterns", &kind.busy_patterns),
+            ] {
+                for (i, p) in patterns.iter().enumerate() {
+                    if let Err(e) = Regex::new(p) {
+                        return Err((
+                            format!("agents.{name}.{key}"),
+                            format!("pattern {i} {p:?} is not a valid regex: {e}"),
+                        ));
+                    }
+                }
+            }
+            if kind.look_back > 200 {
+                return Err((
+                    format!("agents.{name}.look_back"),
+                    format!("{} is out of range 0..=200", kind.look_back),
+                ));
+            }
+            let mut labels = std::collections::HashSet::new();
+            for (label, _) in &kind.waiting_options {
+                if label.is_empty() || !labels.insert(label) {
                     return Err((
-                        format!("agents.{name}.waiting_patterns"),
-                        format!("pattern {i} {p:?} is not a valid regex: {e}"),
+                        format!("agents.{name}.waiting_options"),
+                        format!("option {label:?} is empty or given twice"),
                     ));
                 }
             }

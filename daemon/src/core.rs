@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod event;
+pub mod hooks;
 pub mod ids;
 pub mod state;
 pub mod task;

@@ -67,6 +67,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     (m::AgentSend::METHOD, handle_agent_send),
     (m::AgentStop::METHOD, handle_agent_stop),
     (m::AgentRestart::METHOD, handle_agent_restart),
+    (m::AgentInterrupt::METHOD, handle_agent_interrupt),
     (m::AgentScreen::METHOD, handle_agent_screen),
     (m::TerminalOpen::METHOD, handle_terminal_open),
     (m::TerminalList::METHOD, handle_terminal_list),
@@ -96,6 +97,7 @@ pub const TABLE: &[(&str, Handler)] = &[
     (m::JobsPause::METHOD, handle_jobs_pause),
     (m::JobsResume::METHOD, handle_jobs_resume),
     (m::DaemonStop::METHOD, handle_daemon_stop),
+    (m::Hook::METHOD, handle_hook),
     ("workspace/executeCommand", handle_execute_command),
 ];
 
@@ -380,8 +382,11 @@ fn handle_agent_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError>
 
 fn handle_agent_send(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::AgentSend>()?;
-    rt.send_to_agent(&p.id, &p.text, p.submit.unwrap_or(true))?;
-    ok(m::Empty {})
+    // Answered once the text was typed (an agent that does not take input yet gets it later).
+    rt.agent_terminal(&p.id, "cannot send text")?;
+    let reply = call.reply.take().expect("reply present until taken");
+    let _ = rt.send_to_agent(&p.id, &p.text, p.submit.unwrap_or(true), Some(reply));
+    Err(OpError::Deferred)
 }
 
 fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -396,6 +401,19 @@ fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
 fn handle_agent_restart(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::AgentRestart>()?;
     ok(convert::agent(&rt.restart_agent(&p.id)?))
+}
+
+fn handle_agent_interrupt(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::AgentInterrupt>()?;
+    rt.interrupt_agent(&p.id)?;
+    ok(m::Empty {})
+}
+
+fn handle_hook(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::Hook>()?;
+    let event = convert::hook_event(&p.event)?;
+    rt.on_hook(&p.agent_id, p.terminal_id.as_deref(), event)?;
+    ok(m::Empty {})
 }
 
 fn handle_agent_screen(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {

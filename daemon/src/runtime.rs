@@ -14,8 +14,10 @@
 
 pub mod agents;
 pub mod clock;
+pub mod screen;
 pub mod sessions;
 pub mod tasks;
+pub mod watching;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -139,7 +141,7 @@ pub enum Timer {
 }
 
 /// What went wrong in a runtime operation; converted to a JSON-RPC error in `rpc`.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OpError {
     /// -32602 naming a field.
     #[error("invalid params: field {field}: {message}")]
@@ -356,7 +358,7 @@ pub struct Runtime {
     /// Agents being stopped on request (their exit means `stopped`).
     pub stopping: HashSet<String>,
     /// Agent watch state (compiled patterns, restart counters).
-    pub watch: HashMap<String, agents::WatchState>,
+    pub watch: HashMap<String, watching::WatchState>,
     /// Task/gate/scheduler state that is not domain state.
     pub work: tasks::WorkState,
     /// When the daemon started.

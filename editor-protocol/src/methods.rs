@@ -159,6 +159,21 @@ pub struct AgentSendParams {
     pub submit: Option<bool>,
 }
 
+/// `orch/hook` params: what an agent's own hook reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookParams {
+    /// The agent whose hook fired (`$ORCH_AGENT_ID` in the hook's environment).
+    pub agent_id: String,
+    /// The agent's terminal when its process started (`$ORCH_TERMINAL_ID`): a hook of an
+    /// earlier process of the agent is ignored.
+    #[serde(default)]
+    pub terminal_id: Option<String>,
+    /// The hook's JSON as the agent wrote it on the hook's stdin (`hook_event_name`,
+    /// `tool_name`, `tool_input`, ...).
+    pub event: Value,
+}
+
 /// `orch/agent/stop` params.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentStopParams {
@@ -466,6 +481,8 @@ methods! {
     AgentStop = "orch/agent/stop", AgentStopParams => Agent;
     /// Restart an agent.
     AgentRestart = "orch/agent/restart", IdParams => Agent;
+    /// Interrupt an agent's current turn.
+    AgentInterrupt = "orch/agent/interrupt", IdParams => Empty;
     /// An agent's screen.
     AgentScreen = "orch/agent/screen", ScreenParams => Screen;
     /// Open a terminal.
@@ -524,6 +541,8 @@ methods! {
     JobsResume = "orch/jobs/resume", JobNameParams => Job;
     /// Stop the daemon.
     DaemonStop = "orch/daemon/stop", NoParams => Empty;
+    /// What an agent's own hook reported.
+    Hook = "orch/hook", HookParams => Empty;
 }
 
 /// The `workspace/executeCommand` name of a method: `orch/agent/spawn` -> `orch.agent.spawn`.

@@ -70,7 +70,7 @@ fn bash_answers_and_goes_busy_then_idle() {
             states(ev).last().is_some_and(|s| s == "idle")
         });
         assert_eq!(states(&events), ["busy", "idle"], "{events:?}");
-        assert_eq!(events[0]["data"]["evidence"], "output");
+        assert_eq!(events[0]["data"]["evidence"], "screen: output");
         assert_eq!(events[0]["data"]["previous"], "idle");
         assert_eq!(events[1]["data"]["evidence"], "quiet 400ms");
         // By name too, and the terminal shows in the list.
@@ -105,7 +105,7 @@ fn waiting_pattern_raises_a_decision_and_send_answers_it() {
         .find(|e| e["data"]["state"] == "waiting")
         .unwrap()
         .clone();
-    assert_eq!(waiting["data"]["evidence"], "pattern: Proceed\\?");
+    assert_eq!(waiting["data"]["evidence"], "screen: pattern Proceed\\?");
     let decisions = c.ok("orch/decision/list", json!({ "state": "pending" }));
     let dec = decisions["items"]
         .as_array()

@@ -198,7 +198,14 @@ impl PtyTerminal {
         }
         let mut cmd = CommandBuilder::from_argv(argv);
         cmd.cwd(&spec.cwd);
+        for (key, _) in std::env::vars_os() {
+            if super::foreign_terminal_var(&key.to_string_lossy()) {
+                cmd.env_remove(key);
+            }
+        }
+        // What this terminal really is: the emulator behind it speaks xterm with 24-bit colour.
         cmd.env("TERM", DEFAULT_TERM);
+        cmd.env("COLORTERM", "truecolor");
         for (key, value) in &spec.env {
             cmd.env(key, value);
         }

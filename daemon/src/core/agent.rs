@@ -26,11 +26,13 @@ pub enum AgentState {
     Stopped,
     /// Its process did not survive a daemon restart (or its tmux server died).
     Lost,
+    /// It said it is ending its session (a `SessionEnd` hook); its exit follows.
+    Exiting,
 }
 
 impl AgentState {
     /// Every state, in protocol order.
-    pub const ALL: [AgentState; 9] = [
+    pub const ALL: [AgentState; 10] = [
         AgentState::Starting,
         AgentState::Running,
         AgentState::Idle,
@@ -40,6 +42,7 @@ impl AgentState {
         AgentState::Failed,
         AgentState::Stopped,
         AgentState::Lost,
+        AgentState::Exiting,
     ];
 
     /// The wire name.
@@ -54,6 +57,7 @@ impl AgentState {
             AgentState::Failed => "failed",
             AgentState::Stopped => "stopped",
             AgentState::Lost => "lost",
+            AgentState::Exiting => "exiting",
         }
     }
 
@@ -71,7 +75,92 @@ impl AgentState {
                 | AgentState::Idle
                 | AgentState::Busy
                 | AgentState::Waiting
+                | AgentState::Exiting
         )
+    }
+
+    /// The agent state machine: whether `self` may become `next`.
+    ///
+    /// A live agent may move between live states freely (the evidence decides) and end in any
+    /// way; it starts again only after it ended (a restart of a live agent records `stopped`
+    /// first). An ended agent may start again, or fail (a restart that could not start).
+    pub fn can_become(self, next: AgentState) -> bool {
+        use AgentState::*;
+        match (self, next) {
+            (a, b) if a == b => false,
+            (_, Starting) => !self.is_live(),
+            (a, _) if a.is_live() => true,
+            (_, Failed) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Why an agent changed state: the source of the evidence, as data. Its text (`Display`) is the
+/// `evidence` of `agent.state` events and always names the source first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// Its process was started.
+    Spawned {
+        /// The process id, when the backend knows it.
+        pid: Option<u32>,
+    },
+    /// Output arrived after quiet (an agent without busy patterns or hooks).
+    Output,
+    /// No output for this long.
+    Quiet {
+        /// The configured quiet time.
+        ms: u64,
+    },
+    /// Something on its screen.
+    Screen {
+        /// What was seen: `pattern <regex>`, `busy <regex>`, `the question left the screen`.
+        what: String,
+    },
+    /// The agent's own hook said so.
+    Hook {
+        /// The hook event (`PermissionRequest`).
+        event: String,
+        /// What it is about (`Bash`), if anything.
+        detail: Option<String>,
+    },
+    /// Its process ended.
+    Exit {
+        /// The exit code; `None` when a signal killed it.
+        code: Option<i32>,
+    },
+    /// A person or client asked for it (stop, restart).
+    Request {
+        /// What was asked, in words.
+        what: String,
+    },
+    /// The daemon's own doing (restart policy, a lost terminal, a failed restart).
+    Daemon {
+        /// What happened, in words.
+        what: String,
+    },
+}
+
+impl std::fmt::Display for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Evidence::Spawned { pid: Some(p) } => write!(f, "spawned pid {p}"),
+            Evidence::Spawned { pid: None } => write!(f, "spawned"),
+            Evidence::Output => write!(f, "screen: output"),
+            Evidence::Quiet { ms } => write!(f, "quiet {ms}ms"),
+            Evidence::Screen { what } => write!(f, "screen: {what}"),
+            Evidence::Hook {
+                event,
+                detail: Some(d),
+            } => write!(f, "hook: {event} {d}"),
+            Evidence::Hook {
+                event,
+                detail: None,
+            } => write!(f, "hook: {event}"),
+            Evidence::Exit { code: Some(c) } => write!(f, "exit {c}"),
+            Evidence::Exit { code: None } => write!(f, "killed by a signal"),
+            Evidence::Request { what } | Evidence::Daemon { what } => f.write_str(what),
+        }
     }
 }
 
@@ -119,6 +208,59 @@ pub struct Watch {
     pub restart: RestartPolicy,
     /// Restarts allowed before giving up.
     pub max_restarts: u32,
+    /// Regexes on the screen meaning the agent takes input (its prompt is drawn); while set and
+    /// none matches, it is never called idle.
+    #[serde(default)]
+    pub ready_patterns: Vec<String>,
+    /// Regexes on the screen meaning it works; while set, output alone is not `busy` (spinners
+    /// and redraws are output too).
+    #[serde(default)]
+    pub busy_patterns: Vec<String>,
+    /// The hooks through which the agent reports what it does, if any.
+    #[serde(default)]
+    pub hooks: Option<HookDialect>,
+    /// Keys that interrupt its current turn.
+    #[serde(default = "default_interrupt_keys")]
+    pub interrupt_keys: String,
+    /// Lines above the cursor (or a footer below it) that screen patterns look at: a question
+    /// answered long ago is out of sight even while it stays on the screen.
+    #[serde(default = "default_look_back")]
+    pub look_back: usize,
+}
+
+fn default_look_back() -> usize {
+    3
+}
+
+impl Default for Watch {
+    fn default() -> Self {
+        Self {
+            idle_after_ms: 1500,
+            waiting_patterns: Vec::new(),
+            waiting_options: Vec::new(),
+            restart: RestartPolicy::Never,
+            max_restarts: 5,
+            ready_patterns: Vec::new(),
+            busy_patterns: Vec::new(),
+            hooks: None,
+            interrupt_keys: default_interrupt_keys(),
+            look_back: default_look_back(),
+        }
+    }
+}
+
+fn default_interrupt_keys() -> String {
+    "\x1b".into()
+}
+
+/// Whose command hooks an agent speaks (`orch hook` turns them into states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookDialect {
+    /// Claude Code: settings passed with `--settings <file>`.
+    Claude,
+    /// Codex: `hooks.json` in its home, `[features] hooks = true`.
+    Codex,
 }
 
 /// An agent as the daemon records it.

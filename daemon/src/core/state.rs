@@ -273,7 +273,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::agent::{RestartPolicy, Watch};
+    use crate::core::agent::Watch;
 
     fn ev(seq: u64, body: EventBody) -> StoredEvent {
         StoredEvent {
@@ -299,13 +299,7 @@ mod tests {
             pid: Some(10),
             task_id: None,
             restarts: 0,
-            watch: Watch {
-                idle_after_ms: 1500,
-                waiting_patterns: vec![],
-                waiting_options: vec![],
-                restart: RestartPolicy::Never,
-                max_restarts: 5,
-            },
+            watch: Watch::default(),
             cols: 80,
             rows: 24,
             created_at: "2026-01-01T00:00:00Z".into(),

@@ -6,9 +6,11 @@ use serde_json::Value;
 
 use crate::core::agent::{AgentRecord, TerminalRecord};
 use crate::core::event::StoredEvent;
+use crate::core::hooks::HookEvent;
 use crate::core::state::State;
 use crate::core::task::{DecisionRecord, DecisionSource, GateRun, SessionRecord, TaskRecord};
 use crate::ports::ScreenSnapshot;
+use crate::runtime::OpError;
 
 /// An agent.
 pub fn agent(a: &AgentRecord) -> wire::Agent {
@@ -180,4 +182,44 @@ pub fn event(e: &StoredEvent) -> wire::Event {
 
 fn to_value(v: impl serde::Serialize) -> Value {
     serde_json::to_value(v).expect("wire objects serialize")
+}
+
+/// Read a hook's JSON (Claude Code's or Codex's) into what orch acts on. Strings are bounded: a
+/// tool's input can be a whole file.
+pub fn hook_event(v: &Value) -> Result<HookEvent, OpError> {
+    const MAX: usize = 2000;
+    let text = |key: &str| v.get(key).and_then(Value::as_str).map(|s| bounded(s, MAX));
+    let Some(name) = text("hook_event_name") else {
+        return Err(OpError::invalid(
+            "event.hook_event_name",
+            "missing: the hook's JSON names its event in hook_event_name",
+        ));
+    };
+    let tool_input = v.get("tool_input").map(|i| {
+        // The words a person recognises: the command, the file, else the input as JSON.
+        let words = ["command", "file_path", "path", "url", "pattern"]
+            .iter()
+            .find_map(|k| i.get(k).and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| i.to_string());
+        bounded(&words, MAX)
+    });
+    Ok(HookEvent {
+        name,
+        tool: text("tool_name"),
+        tool_input,
+        reason: text("source").or_else(|| text("reason")),
+        notification_type: text("notification_type"),
+    })
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary, marked when cut.
+fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }

@@ -1,30 +1,29 @@
-//! Agents on the runtime: spawning programs into terminals, reading their state from output and
-//! screen, stopping and restarting them, and reconciling after a daemon restart.
-//!
-//! State evidence: `busy` on output after quiet, `waiting` when a waiting pattern matches the
-//! visible screen once output pauses, `idle` after `idle_after_ms` of quiet, and the exit code for
-//! `exited`/`failed`. Every transition is an `agent.state` event with the evidence in words.
+//! Agents on the runtime: spawning programs into terminals (with the environment of the terminal
+//! they really run in, and the hooks their kind reports through), stopping and restarting them,
+//! their exits, and reconciling after a daemon restart. How their state is read while they run is
+//! `watching.rs`. Every transition is an `agent.state` event with its evidence.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regex::Regex;
 
+use super::watching::WatchState;
 use super::{clock, OpError, Runtime, Timer};
-use crate::core::agent::{AgentRecord, AgentState, RestartPolicy, TerminalRecord, Watch};
+use crate::core::agent::{
+    AgentRecord, AgentState, Evidence, HookDialect, RestartPolicy, TerminalRecord,
+};
 use crate::core::event::EventBody;
 use crate::core::ids;
-use crate::core::task::{DecisionRecord, DecisionSource};
+use crate::core::task::DecisionSource;
 use crate::ports::{Terminal, TerminalBackend, TerminalSpec};
 
 /// Most live terminals a daemon runs at once.
 pub const MAX_LIVE_TERMINALS: usize = 256;
 /// A run this long resets the automatic-restart count.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
-/// Output pause after which the screen is checked for waiting patterns.
-const SETTLE: Duration = Duration::from_millis(250);
 
 /// What `orch/agent/spawn` asks for, after wire decoding.
 #[derive(Debug, Default, Clone)]
@@ -47,20 +46,6 @@ pub struct SpawnArgs {
     pub cols: Option<u16>,
     /// Size.
     pub rows: Option<u16>,
-}
-
-/// Runtime-only watch state of one agent.
-pub struct WatchState {
-    /// Compiled waiting patterns.
-    patterns: Vec<Regex>,
-    /// When the current process started (quiet is measured from here before any output).
-    started: Instant,
-    /// The output instant the screen was last checked at, so a quiet screen is checked once.
-    checked: Option<Instant>,
-    /// Automatic restarts in a row (reset by a manual restart).
-    pub auto_restarts: u32,
-    /// The decision raised by the current wait.
-    pub decision: Option<String>,
 }
 
 impl Runtime {
@@ -193,10 +178,14 @@ impl Runtime {
         }
     }
 
+    /// What an agent's process gets on top of its terminal's environment: its kind's and its
+    /// spawn's variables, then orch's own (which tell `orch hook` and `orch task complete` inside
+    /// the agent who they are and where the daemon is).
     fn agent_env(&self, agent: &AgentRecord) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = vec![("TERM".into(), "xterm-256color".into())];
+        let mut env: Vec<(String, String)> = Vec::new();
         env.extend(agent.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env.push(("ORCH_AGENT_ID".into(), agent.id.clone()));
+        env.push(("ORCH_TERMINAL_ID".into(), agent.terminal_id.clone()));
         env.push(("ORCH_AGENT_NAME".into(), agent.name.clone()));
         env.push((
             "ORCH_SOCKET".into(),
@@ -211,6 +200,54 @@ impl Runtime {
             agent.task_id.clone().unwrap_or_default(),
         ));
         env
+    }
+
+    /// The argv an agent's process runs: its command, plus what its kind's hooks need.
+    fn program_argv(&self, agent: &AgentRecord) -> Result<Vec<String>, OpError> {
+        let mut argv = agent.command.clone();
+        if agent.watch.hooks == Some(HookDialect::Claude) {
+            // Claude Code takes extra settings for one run: orch's hooks go there, never into
+            // the user's ~/.claude or the project's .claude/.
+            let path = self.write_hook_settings(agent)?;
+            argv.push("--settings".into());
+            argv.push(path.display().to_string());
+        }
+        Ok(argv)
+    }
+
+    /// Write the settings file whose command hooks run `orch hook` for every event orch reads,
+    /// private to the user, in the agent's directory under the state directory.
+    fn write_hook_settings(&self, agent: &AgentRecord) -> Result<PathBuf, OpError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let exe = std::env::current_exe()
+            .map_err(|e| OpError::Internal(format!("cannot find orch's own binary: {e}")))?;
+        let dir = self.paths.state_dir.join("agents").join(&agent.id);
+        let path = dir.join("claude-settings.json");
+        let settings = claude_settings(&format!("{} hook", shell_quote(&exe.to_string_lossy())));
+        let write = || -> std::io::Result<()> {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            let tmp = dir.join("claude-settings.json.tmp");
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(settings.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            OpError::Internal(format!(
+                "cannot write hook settings {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(path)
     }
 
     /// `orch/agent/spawn`.
@@ -326,9 +363,13 @@ impl Runtime {
         let backend = self.backend(&backend_name, "backend")?;
         let cols = Self::check_size(args.cols, self.config.daemon.cols, "cols")?;
         let rows = Self::check_size(args.rows, self.config.daemon.rows, "rows")?;
-        for p in &kind.waiting_patterns {
-            Regex::new(p)
-                .map_err(|e| OpError::invalid("kind", format!("waiting pattern {p:?}: {e}")))?;
+        for p in kind
+            .waiting_patterns
+            .iter()
+            .chain(&kind.ready_patterns)
+            .chain(&kind.busy_patterns)
+        {
+            Regex::new(p).map_err(|e| OpError::invalid("kind", format!("pattern {p:?}: {e}")))?;
         }
         let mut gen = self.state.ids();
         let id = gen.next(ids::AGENT);
@@ -351,13 +392,7 @@ impl Runtime {
             pid: None,
             task_id: None,
             restarts: 0,
-            watch: Watch {
-                idle_after_ms: kind.idle_after_ms,
-                waiting_patterns: kind.waiting_patterns.clone(),
-                waiting_options: kind.options(),
-                restart: kind.restart,
-                max_restarts: kind.max_restarts,
-            },
+            watch: kind.watch(),
             cols,
             rows,
             created_at: now.clone(),
@@ -366,7 +401,7 @@ impl Runtime {
         let spec = self.spec(
             &terminal_id,
             &name,
-            command,
+            self.program_argv(&agent)?,
             cwd,
             self.agent_env(&agent),
             cols,
@@ -378,13 +413,13 @@ impl Runtime {
         self.emit(EventBody::AgentSpawned {
             agent: agent.clone(),
         });
-        self.watch
-            .insert(id.clone(), WatchState::new(&agent.watch.waiting_patterns));
-        let evidence = format!(
-            "spawned pid {}",
-            agent.pid.map_or("?".into(), |p| p.to_string())
+        self.watch.insert(id.clone(), WatchState::new(&agent.watch));
+        self.set_agent_state(
+            &id,
+            AgentState::Running,
+            Evidence::Spawned { pid: agent.pid },
+            None,
         );
-        self.set_agent_state(&id, AgentState::Running, evidence, None);
         Ok(self.state.agents[&id].clone())
     }
 
@@ -447,89 +482,6 @@ impl Runtime {
         }
     }
 
-    /// Emit an `agent.state` event if the state changes.
-    pub fn set_agent_state(
-        &mut self,
-        id: &str,
-        state: AgentState,
-        evidence: String,
-        exit_code: Option<i32>,
-    ) {
-        let Some(prev) = self.state.agents.get(id).map(|a| a.state) else {
-            return;
-        };
-        if prev == state {
-            return;
-        }
-        self.emit(EventBody::AgentStateChanged {
-            id: id.into(),
-            state,
-            previous: prev,
-            evidence,
-            exit_code,
-        });
-        if state == AgentState::Idle {
-            self.agent_became_idle(id);
-        }
-    }
-
-    /// Record a state even between two ended states (a lost agent whose restart failed).
-    fn force_state(&mut self, id: &str, state: AgentState, evidence: String) {
-        let Some(prev) = self.state.agents.get(id).map(|a| a.state) else {
-            return;
-        };
-        self.emit(EventBody::AgentStateChanged {
-            id: id.into(),
-            state,
-            previous: prev,
-            evidence,
-            exit_code: None,
-        });
-    }
-
-    /// Type text into an agent: pasted (bracketed where the program enabled it), then Enter.
-    pub fn send_to_agent(&mut self, id: &str, text: &str, submit: bool) -> Result<(), OpError> {
-        let (agent, term) = self.agent_terminal(id, "cannot send text")?;
-        self.type_into(&agent.terminal_id, &term, text, submit)
-    }
-
-    /// Paste `text` and optionally press Enter.
-    pub fn type_into(
-        &mut self,
-        terminal_id: &str,
-        term: &Arc<dyn Terminal>,
-        text: &str,
-        submit: bool,
-    ) -> Result<(), OpError> {
-        const MAX_TEXT: usize = 1 << 20;
-        if text.len() > MAX_TEXT {
-            return Err(OpError::Limit {
-                limit: "text bytes",
-                max: MAX_TEXT as u64,
-            });
-        }
-        if !text.is_empty() {
-            term.paste(text)
-                .map_err(|e| OpError::Internal(e.to_string()))?;
-        }
-        if submit {
-            if text.contains('\n') {
-                // A TUI may still be taking in a large paste: let it settle before Enter.
-                self.after(
-                    Duration::from_millis(30),
-                    Timer::Keys {
-                        terminal: terminal_id.into(),
-                        keys: "\r".into(),
-                    },
-                );
-            } else {
-                term.write(b"\r")
-                    .map_err(|e| OpError::Internal(e.to_string()))?;
-            }
-        }
-        Ok(())
-    }
-
     /// `orch/agent/stop`: SIGTERM now, SIGKILL after the grace period (or at once with `force`).
     /// Returns the agent's id; the caller waits for its exit.
     pub fn stop_agent(&mut self, id: &str, force: bool) -> Result<String, OpError> {
@@ -573,12 +525,18 @@ impl Runtime {
             w.auto_restarts = 0;
         }
         self.task_agent_restarted(&agent.id);
-        if let Err(e) = self.respawn(&agent.id, "restarted on request".into()) {
+        let why = Evidence::Request {
+            what: "restarted on request".into(),
+        };
+        if let Err(e) = self.respawn(&agent.id, why) {
             // The old process is gone: say so rather than leave a live agent with no terminal.
-            self.force_state(
+            self.set_agent_state(
                 &agent.id,
                 AgentState::Failed,
-                format!("restart failed: {e}"),
+                Evidence::Daemon {
+                    what: format!("restart failed: {e}"),
+                },
+                None,
             );
             self.task_agent_ended(&agent.id, None);
             return Err(e);
@@ -587,10 +545,11 @@ impl Runtime {
     }
 
     /// Start an agent's program again in a new terminal.
-    fn respawn(&mut self, id: &str, evidence: String) -> Result<(), OpError> {
+    fn respawn(&mut self, id: &str, evidence: Evidence) -> Result<(), OpError> {
         let agent = self.state.agents[id].clone();
         let backend = self.backend(&agent.backend, "backend")?;
         self.dismiss_wait_decision(id, "the agent was restarted");
+        self.drop_typing(id, "the agent was restarted");
         if let Some(old) = self.terminals.remove(&agent.terminal_id) {
             // Releases the ended program (reaped on close) and anything it left running.
             let _ = old.close();
@@ -599,9 +558,12 @@ impl Runtime {
         let spec = self.spec(
             &terminal_id,
             &agent.name,
-            agent.command.clone(),
+            self.program_argv(&agent)?,
             PathBuf::from(&agent.cwd),
-            self.agent_env(&agent),
+            self.agent_env(&AgentRecord {
+                terminal_id: terminal_id.clone(),
+                ..agent.clone()
+            }),
             agent.cols,
             agent.rows,
         );
@@ -609,7 +571,14 @@ impl Runtime {
         let pid = record.pid;
         self.emit(EventBody::TerminalOpened { terminal: record });
         if agent.state.is_live() {
-            self.set_agent_state(id, AgentState::Stopped, "restarting".into(), None);
+            self.set_agent_state(
+                id,
+                AgentState::Stopped,
+                Evidence::Request {
+                    what: "restarting".into(),
+                },
+                None,
+            );
         }
         self.emit(EventBody::AgentRestarted {
             id: id.into(),
@@ -620,14 +589,9 @@ impl Runtime {
         self.set_agent_state(id, AgentState::Starting, evidence, None);
         self.watch
             .entry(id.into())
-            .or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns))
-            .reset();
-        self.set_agent_state(
-            id,
-            AgentState::Running,
-            format!("spawned pid {}", pid.map_or("?".into(), |p| p.to_string())),
-            None,
-        );
+            .or_insert_with(|| WatchState::new(&agent.watch))
+            .reset(&agent.watch);
+        self.set_agent_state(id, AgentState::Running, Evidence::Spawned { pid }, None);
         Ok(())
     }
 
@@ -639,151 +603,17 @@ impl Runtime {
             return; // restarted or stopped by hand meanwhile
         }
         let attempt = self.watch.get(id).map_or(0, |w| w.auto_restarts);
-        if let Err(e) = self.respawn(id, format!("restart policy (attempt {attempt})")) {
+        let why = Evidence::Daemon {
+            what: format!("restart policy (attempt {attempt})"),
+        };
+        if let Err(e) = self.respawn(id, why) {
             tracing::warn!(agent = id, "restart failed: {e}");
-            let evidence = format!("restart failed: {e}");
-            self.force_state(id, AgentState::Failed, evidence.clone());
+            let evidence = Evidence::Daemon {
+                what: format!("restart failed: {e}"),
+            };
+            self.set_agent_state(id, AgentState::Failed, evidence.clone(), None);
             self.after_end(id, AgentState::Failed, evidence);
         }
-    }
-
-    /// Output after quiet: the agent is busy.
-    pub(super) fn on_output(&mut self, terminal: &str) {
-        let Some(agent) = self.state.agent_by_terminal(terminal) else {
-            return;
-        };
-        let (id, state) = (agent.id.clone(), agent.state);
-        // A waiting agent stays waiting until its screen no longer matches (see `tick`): TUIs
-        // redraw while they wait, and that is not an answer.
-        if matches!(state, AgentState::Running | AgentState::Idle) {
-            self.set_agent_state(&id, AgentState::Busy, "output".into(), None);
-        }
-    }
-
-    /// Periodic: quiet agents become idle or waiting.
-    pub(super) fn tick(&mut self) {
-        let now = Instant::now();
-        let candidates: Vec<(String, String, AgentState, u64)> = self
-            .state
-            .agents
-            .values()
-            .filter(|a| {
-                matches!(
-                    a.state,
-                    AgentState::Running | AgentState::Busy | AgentState::Waiting
-                )
-            })
-            .map(|a| {
-                (
-                    a.id.clone(),
-                    a.terminal_id.clone(),
-                    a.state,
-                    a.watch.idle_after_ms,
-                )
-            })
-            .collect();
-        for (id, tid, state, idle_after) in candidates {
-            let Some(term) = self.terminals.get(&tid).cloned() else {
-                continue;
-            };
-            let Some(ws) = self.watch.get_mut(&id) else {
-                continue;
-            };
-            let last = self.activity.last(&tid);
-            let since = last.unwrap_or(ws.started);
-            let quiet = now.saturating_duration_since(since);
-            if quiet >= SETTLE.min(Duration::from_millis(idle_after)) && ws.checked != Some(since) {
-                ws.checked = Some(since);
-                let matched = match (ws.patterns.is_empty(), term.screen(0)) {
-                    (false, Ok(screen)) => {
-                        // Only the lines at and just above the cursor: a question that was
-                        // answered moves away from it, even while it stays on the screen.
-                        let cursor = screen.cursor_row as usize;
-                        let from = cursor.saturating_sub(3);
-                        let to = (cursor + 1).min(screen.lines.len());
-                        let text = screen.lines.get(from..to).unwrap_or_default().join("\n");
-                        ws.patterns
-                            .iter()
-                            .find(|p| p.is_match(&text))
-                            .map(|p| (p.as_str().to_string(), screen))
-                    }
-                    _ => None,
-                };
-                match (matched, state) {
-                    (Some((pattern, screen)), AgentState::Running | AgentState::Busy) => {
-                        self.activity.rearm(&tid);
-                        self.set_agent_state(
-                            &id,
-                            AgentState::Waiting,
-                            format!("pattern: {pattern}"),
-                            None,
-                        );
-                        self.raise_wait_decision(&id, &screen.lines);
-                        continue;
-                    }
-                    (Some(_), AgentState::Waiting) => {
-                        self.activity.rearm(&tid);
-                        continue;
-                    }
-                    (None, AgentState::Waiting) => {
-                        self.dismiss_wait_decision(&id, "the question left the screen");
-                        self.set_agent_state(&id, AgentState::Busy, "output".into(), None);
-                    }
-                    _ => {}
-                }
-            }
-            let state = self.state.agents[&id].state;
-            if matches!(state, AgentState::Running | AgentState::Busy)
-                && quiet >= Duration::from_millis(idle_after)
-            {
-                self.activity.rearm(&tid);
-                self.set_agent_state(&id, AgentState::Idle, format!("quiet {idle_after}ms"), None);
-            }
-        }
-    }
-
-    fn raise_wait_decision(&mut self, id: &str, lines: &[String]) {
-        let agent = self.state.agents[id].clone();
-        let detail: Vec<&str> = lines
-            .iter()
-            .map(|l| l.trim_end())
-            .filter(|l| !l.is_empty())
-            .collect();
-        let detail = detail[detail.len().saturating_sub(5)..].join("\n");
-        let decision_id = self.new_id(ids::DECISION);
-        let options = agent.watch.waiting_options.clone();
-        self.emit(EventBody::DecisionRequested {
-            decision: DecisionRecord {
-                id: decision_id.clone(),
-                title: format!("{} is waiting for an answer", agent.name),
-                detail,
-                options: options.iter().map(|(k, _)| k.clone()).collect(),
-                resolved: false,
-                choice: None,
-                reason: None,
-                source: DecisionSource::Agent {
-                    id: id.into(),
-                    keys: options,
-                },
-                created_at: clock::now_rfc3339(),
-                resolved_at: None,
-            },
-        });
-        if let Some(ws) = self.watch.get_mut(id) {
-            ws.decision = Some(decision_id);
-        }
-    }
-
-    /// The agent stopped waiting without the decision: close it so no stale question lingers.
-    fn dismiss_wait_decision(&mut self, id: &str, why: &str) {
-        if let Some(w) = self.watch.get_mut(id) {
-            w.decision = None;
-        }
-        // Every pending question of this agent, including one asked before a daemon restart.
-        self.dismiss_decisions(
-            |s| matches!(s, DecisionSource::Agent { id: a, .. } if a == id),
-            why,
-        );
     }
 
     /// A terminal's program ended, or (`lost`) its backend went away.
@@ -806,22 +636,20 @@ impl Runtime {
             id: id.clone(),
             exit_code: code,
         });
-        let code_text = code.map_or("killed by a signal".to_string(), |c| format!("exit {c}"));
         let (state, evidence) = if let Some(why) = lost {
             self.stopping.remove(&id);
-            (AgentState::Lost, why)
+            (AgentState::Lost, Evidence::Daemon { what: why })
         } else if self.stopping.remove(&id) {
-            (
-                AgentState::Stopped,
-                format!("stopped on request ({code_text})"),
-            )
+            let what = format!("stopped on request ({})", Evidence::Exit { code });
+            (AgentState::Stopped, Evidence::Request { what })
         } else if code == Some(0) {
-            (AgentState::Exited, code_text)
+            (AgentState::Exited, Evidence::Exit { code })
         } else {
-            (AgentState::Failed, code_text)
+            (AgentState::Failed, Evidence::Exit { code })
         };
         self.set_agent_state(&id, state, evidence.clone(), code);
         self.dismiss_wait_decision(&id, "the agent ended");
+        self.drop_typing(&id, "the agent ended");
         let agent = self.state.agents[&id].clone();
         for (reply, _) in self.waiters.remove(&id).unwrap_or_default() {
             // Answered after this batch's sync, like every other reply.
@@ -835,7 +663,7 @@ impl Runtime {
     }
 
     /// Apply the restart policy to an agent that ended in `state`.
-    fn after_end(&mut self, id: &str, state: AgentState, evidence: String) {
+    fn after_end(&mut self, id: &str, state: AgentState, evidence: Evidence) {
         if self.daemon_stop.is_some() {
             return;
         }
@@ -846,7 +674,7 @@ impl Runtime {
         let ws = self
             .watch
             .entry(id.into())
-            .or_insert_with(|| WatchState::new(&agent.watch.waiting_patterns));
+            .or_insert_with(|| WatchState::new(&agent.watch));
         // A run that lasted is a success of the last restart: the count starts over, so an
         // `always` agent that crashes once a day is not given up on after five days.
         if ws.started.elapsed() >= HEALTHY_RUN {
@@ -867,7 +695,7 @@ impl Runtime {
             id: id.into(),
             attempt,
             delay_ms,
-            reason: evidence,
+            reason: evidence.to_string(),
         });
         self.after(
             Duration::from_millis(delay_ms),
@@ -923,20 +751,23 @@ impl Runtime {
                     id: agent.id.clone(),
                     pid: term.pid(),
                 });
-                let mut ws = WatchState::new(&agent.watch.waiting_patterns);
+                let mut ws = WatchState::new(&agent.watch);
                 // A question asked before the restart is still this agent's question.
-                ws.decision = self
-                    .state
-                    .decisions
-                    .values()
-                    .find(|d| !d.resolved && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id))
-                    .map(|d| d.id.clone());
+                ws.adopt_question(
+                    self.state
+                        .decisions
+                        .values()
+                        .find(|d| !d.resolved && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id))
+                        .map(|d| d.id.clone()),
+                );
                 self.watch.insert(agent.id.clone(), ws);
                 continue;
             }
-            let evidence = match agent.backend.as_str() {
-                "pty" => "daemon restarted: its pty died with the previous daemon".to_string(),
-                b => format!("daemon restarted: its {b} terminal is gone"),
+            let evidence = Evidence::Daemon {
+                what: match agent.backend.as_str() {
+                    "pty" => "daemon restarted: its pty died with the previous daemon".to_string(),
+                    b => format!("daemon restarted: its {b} terminal is gone"),
+                },
             };
             if self
                 .state
@@ -951,6 +782,7 @@ impl Runtime {
             }
             self.set_agent_state(&agent.id, AgentState::Lost, evidence.clone(), None);
             self.dismiss_wait_decision(&agent.id, "the agent was lost with the previous daemon");
+            self.drop_typing(&agent.id, "the agent was lost");
             self.task_agent_ended(&agent.id, None);
             self.after_end(&agent.id, AgentState::Lost, evidence);
         }
@@ -1064,21 +896,21 @@ impl Runtime {
     }
 }
 
-impl WatchState {
-    fn new(patterns: &[String]) -> Self {
-        Self {
-            // Validated at spawn and config load; an invalid one here is skipped, not fatal.
-            patterns: patterns.iter().filter_map(|p| Regex::new(p).ok()).collect(),
-            started: Instant::now(),
-            checked: None,
-            auto_restarts: 0,
-            decision: None,
-        }
-    }
+/// `s` as one word for `/bin/sh` (hook commands run through a shell).
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
 
-    fn reset(&mut self) {
-        self.started = Instant::now();
-        self.checked = None;
-        self.decision = None;
-    }
+/// Claude Code settings whose command hooks run `command` for each event orch reads (the event's
+/// JSON arrives on the hook's stdin).
+fn claude_settings(command: &str) -> String {
+    let hook = serde_json::json!([{
+        "matcher": "*",
+        "hooks": [{"type": "command", "command": command, "timeout": 10}],
+    }]);
+    let hooks: serde_json::Map<String, serde_json::Value> = crate::core::hooks::EVENTS
+        .iter()
+        .map(|e| (e.to_string(), hook.clone()))
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({ "hooks": hooks })).expect("json")
 }

@@ -350,9 +350,9 @@ impl Runtime {
         if agent.state != AgentState::Idle {
             return;
         }
-        let Some(term) = self.terminals.get(&agent.terminal_id).cloned() else {
+        if !self.terminals.contains_key(&agent.terminal_id) {
             return;
-        };
+        }
         let failed = t
             .gate_results
             .iter()
@@ -367,7 +367,7 @@ impl Runtime {
             Some(failed) => format!("{}\n\n{}", t.prompt, feedback(&t, failed)),
             None => t.prompt.clone(),
         };
-        if let Err(e) = self.type_into(&agent.terminal_id, &term, &prompt, true) {
+        if let Err(e) = self.type_into(&agent.id, &prompt, true, None) {
             tracing::warn!(task, "dispatch failed: {e}");
             return;
         }

@@ -296,11 +296,16 @@ impl ControlClient {
             program: "tmux".into(),
             detail: "the tmux command is empty".into(),
         })?;
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        // A daemon started inside tmux must not look like a nested client to the server, and a
+        // server this client starts must not hand the daemon's own terminal to its programs.
+        for (key, _) in std::env::vars_os() {
+            if crate::adapters::foreign_terminal_var(&key.to_string_lossy()) {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .args(args)
-            // A daemon started inside tmux must not look like a nested client to the server.
-            .env_remove("TMUX")
-            .env_remove("TMUX_PANE")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

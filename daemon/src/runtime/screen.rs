@@ -1,0 +1,331 @@
+//! Reading an agent's screen: is its prompt drawn (ready), is it working (busy), does it ask the
+//! person something (a question), and which choices does the question offer, in the agent's own
+//! words, with the keys each needs.
+//!
+//! Pure functions over the screen's text lines: the runtime decides when to look and what to do
+//! with what is seen. Patterns are matched in the *live region*, the lines at and above the cursor
+//! (TUIs draw their prompt and dialogs there; what scrolled above it is history, and a question
+//! that was answered leaves the region even while it stays on the screen).
+
+use regex::Regex;
+
+use crate::core::agent::Watch;
+
+/// A kind's screen rules, compiled.
+#[derive(Debug, Default)]
+pub struct ScreenRules {
+    ready: Vec<Regex>,
+    busy: Vec<Regex>,
+    waiting: Vec<Regex>,
+    /// Lines above the bottom that belong to the live region.
+    look_back: usize,
+}
+
+/// What the rules see on a screen.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reading {
+    /// The waiting pattern that matched: the agent asks something.
+    pub question: Option<String>,
+    /// The busy pattern that matched.
+    pub busy: Option<String>,
+    /// The ready pattern that matched.
+    pub ready: Option<String>,
+}
+
+impl ScreenRules {
+    /// Compile a watch's patterns. They were validated at spawn or config load; one that does not
+    /// compile here is skipped rather than fatal.
+    pub fn new(watch: &Watch) -> Self {
+        let compile = |ps: &[String]| ps.iter().filter_map(|p| Regex::new(p).ok()).collect();
+        Self {
+            ready: compile(&watch.ready_patterns),
+            busy: compile(&watch.busy_patterns),
+            waiting: compile(&watch.waiting_patterns),
+            look_back: watch.look_back,
+        }
+    }
+
+    /// Whether the kind has busy patterns (then output alone is not busy).
+    pub fn has_busy(&self) -> bool {
+        !self.busy.is_empty()
+    }
+
+    /// Whether the kind has ready patterns (then it is never idle before one shows).
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// Whether the kind has waiting patterns.
+    pub fn has_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// The live region of a screen whose cursor is on `cursor_row`.
+    pub fn region<'a>(&self, lines: &'a [String], cursor_row: usize) -> &'a [String] {
+        live_region(lines, cursor_row, self.look_back)
+    }
+
+    /// Read a screen whose cursor is on `cursor_row`.
+    pub fn read(&self, lines: &[String], cursor_row: usize) -> Reading {
+        let region = live_region(lines, cursor_row, self.look_back).join("\n");
+        let first = |rs: &[Regex]| {
+            rs.iter()
+                .find(|r| r.is_match(&region))
+                .map(|r| r.as_str().to_string())
+        };
+        Reading {
+            question: first(&self.waiting),
+            busy: first(&self.busy),
+            ready: first(&self.ready),
+        }
+    }
+}
+
+/// The lines the rules look at: `look_back` lines above the bottom and the bottom itself, where
+/// the bottom is the cursor's line or, when a TUI draws below its cursor (a footer), the last line
+/// with text.
+pub fn live_region(lines: &[String], cursor_row: usize, look_back: usize) -> &[String] {
+    if lines.is_empty() {
+        return lines;
+    }
+    let last_text = lines
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .unwrap_or(0);
+    let bottom = cursor_row.max(last_text).min(lines.len() - 1);
+    &lines[bottom.saturating_sub(look_back)..=bottom]
+}
+
+/// The choices of a numbered menu in the live region (`❯ 1. Yes`, `  2. No (esc)`), in the
+/// agent's words, each with the keys that pick it: the hint in parentheses at the end of the
+/// label (`(y)`, `(esc)`) where there is one, else the number. Empty when the region holds no
+/// menu starting at 1.
+pub fn menu(region: &[String]) -> Vec<(String, String)> {
+    let mut best: Vec<(String, String)> = Vec::new();
+    let mut current: Vec<(String, String)> = Vec::new();
+    for line in region {
+        // Several choices may share a line (`● 1. Allow once  2. Allow for this session`).
+        for (n, label) in menu_items(line) {
+            if n == 1 {
+                if current.len() >= 2 {
+                    best = std::mem::take(&mut current);
+                }
+                current.clear();
+            } else if n != current.len() + 1 {
+                continue;
+            }
+            let (label, keys) = split_hint(&label);
+            current.push((label, keys.unwrap_or_else(|| n.to_string())));
+        }
+    }
+    if current.len() >= 2 {
+        best = current;
+    }
+    // Options are decision choices: they must be distinct.
+    let mut seen = std::collections::HashSet::new();
+    if best.iter().all(|(l, _)| seen.insert(l.clone())) {
+        best
+    } else {
+        Vec::new()
+    }
+}
+
+/// `N. label` items of one line, after any selection marker or box border.
+fn menu_items(line: &str) -> Vec<(usize, String)> {
+    let trimmed = line
+        .trim()
+        .trim_start_matches(['│', '┃', '║', '|'])
+        .trim_end_matches(['│', '┃', '║', '|'])
+        .trim();
+    let mut items = Vec::new();
+    let mut rest = trimmed
+        .trim_start_matches(['❯', '›', '>', '●', '○', '◉', '◯', '▶', '→', '*', '•', '▸'])
+        .trim_start();
+    loop {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 2 || !rest[digits..].starts_with(". ") {
+            break;
+        }
+        let n: usize = rest[..digits].parse().unwrap_or(0);
+        let after = rest[digits + 2..].trim_start();
+        // The label runs to the next `  N. ` on the same line, if any.
+        let end = next_item(after).unwrap_or(after.len());
+        let label = after[..end].trim().to_string();
+        if label.is_empty() {
+            break;
+        }
+        items.push((n, label));
+        rest = after[end..]
+            .trim_start()
+            .trim_start_matches(['❯', '›', '>', '●', '○', '◉', '◯', '▶', '→', '*', '•', '▸'])
+            .trim_start();
+        if rest.is_empty() {
+            break;
+        }
+    }
+    items
+}
+
+/// Where another `N. ` item starts after two or more spaces.
+fn next_item(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i] == b' ' && bytes[i + 1] == b' ' {
+            let j = i + s[i..].len() - s[i..].trim_start().len();
+            let t = s[j..]
+                .trim_start_matches(['❯', '›', '>', '●', '○', '◉', '◯', '▶', '→', '*', '•', '▸']);
+            let t = t.trim_start();
+            let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+            if digits > 0 && digits <= 2 && t[digits..].starts_with(". ") {
+                return Some(i);
+            }
+            i = j.max(i + 1);
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A label's trailing key hint: `Yes, proceed (y)` is picked by `y`, `No (esc)` by Escape.
+fn split_hint(label: &str) -> (String, Option<String>) {
+    if let Some(open) = label.rfind(" (") {
+        let hint = &label[open + 2..];
+        if let Some(hint) = hint.strip_suffix(')') {
+            let keys = match hint.to_ascii_lowercase().as_str() {
+                "esc" | "escape" => Some("\x1b".to_string()),
+                "enter" => Some("\r".to_string()),
+                h if h.chars().count() == 1 && h.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                    Some(h.to_string())
+                }
+                _ => None,
+            };
+            if keys.is_some() {
+                return (label[..open].trim_end().to_string(), keys);
+            }
+        }
+    }
+    (label.to_string(), None)
+}
+
+/// The question's text for a decision's detail: the live region's last lines with text.
+pub fn question_detail(region: &[String]) -> String {
+    let text: Vec<&str> = region
+        .iter()
+        .map(|l| l.trim_end())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    text[text.len().saturating_sub(12)..].join("\n")
+}
+
+/// Whether `text` (what was typed) still shows in the live region: a prompt left unsent in the
+/// input box. Looks for the last line of the text, or its last 24 characters.
+pub fn shows_input(lines: &[String], cursor_row: usize, text: &str) -> bool {
+    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+        return false;
+    };
+    let last = last.trim();
+    let probe: String = {
+        let chars: Vec<char> = last.chars().collect();
+        chars[chars.len().saturating_sub(24)..].iter().collect()
+    };
+    // The few lines at the cursor: the input box, not the transcript above it.
+    live_region(lines, cursor_row, 3)
+        .iter()
+        .any(|l| l.contains(&probe))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn menus_in_the_agents_words() {
+        let claude = lines(
+            " Bash command\n   touch x\n Do you want to proceed?\n ❯ 1. Yes\n   2. Yes, and always allow access to work1/ from this project\n   3. No\n\n Esc to cancel · Tab to amend",
+        );
+        assert_eq!(
+            menu(&claude),
+            [
+                ("Yes".to_string(), "1".to_string()),
+                (
+                    "Yes, and always allow access to work1/ from this project".into(),
+                    "2".into()
+                ),
+                ("No".into(), "3".into()),
+            ]
+        );
+        let codex = lines(
+            "  Would you like to run the following command?\n  $ touch x\n› 1. Yes, proceed (y)\n  2. Yes, and don't ask again for commands that start with `touch x` (p)\n  3. No, and tell Codex what to do differently (esc)",
+        );
+        assert_eq!(
+            menu(&codex),
+            [
+                ("Yes, proceed".to_string(), "y".to_string()),
+                (
+                    "Yes, and don't ask again for commands that start with `touch x`".into(),
+                    "p".into()
+                ),
+                (
+                    "No, and tell Codex what to do differently".into(),
+                    "\x1b".into()
+                ),
+            ]
+        );
+        let gemini = lines("│ Allow execution of [Shell]? │\n│ ● 1. Allow once  2. Allow for this session  3. No, suggest changes (esc) │");
+        assert_eq!(
+            menu(&gemini),
+            [
+                ("Allow once".to_string(), "1".to_string()),
+                ("Allow for this session".into(), "2".into()),
+                ("No, suggest changes".into(), "\x1b".into()),
+            ]
+        );
+        assert!(menu(&lines("1. only one")).is_empty());
+        assert!(menu(&lines("step 2. then 3.")).is_empty());
+    }
+
+    #[test]
+    fn the_live_region_is_at_the_cursor() {
+        let mut screen: Vec<String> = vec![String::new(); 40];
+        for (i, l) in screen.iter_mut().enumerate().take(7) {
+            *l = format!("line {i}");
+        }
+        screen[5] = "Proceed? [y/N]".into();
+        let rules = ScreenRules::new(&Watch {
+            waiting_patterns: vec![r"Proceed\?".into()],
+            look_back: 3,
+            ..Watch::default()
+        });
+        assert_eq!(
+            rules.read(&screen, 6).question.as_deref(),
+            Some(r"Proceed\?")
+        );
+        // Answered: output moved on, the question is history now.
+        for (i, l) in screen.iter_mut().enumerate().take(20).skip(7) {
+            *l = format!("output {i}");
+        }
+        assert_eq!(rules.read(&screen, 20).question, None);
+        // A TUI whose footer is drawn below its cursor: the region reaches the footer.
+        let tui = lines("history\n\nDo you want to proceed?\n❯ 1. Yes\n  2. No\n\nEsc to cancel");
+        let rules = ScreenRules::new(&Watch {
+            waiting_patterns: vec![r"Do you want to proceed\?".into()],
+            look_back: 6,
+            ..Watch::default()
+        });
+        assert!(rules.read(&tui, 0).question.is_some());
+    }
+
+    #[test]
+    fn unsent_input_is_seen_near_the_cursor() {
+        let screen = lines("> earlier prompt\nanswer\n\n❯ fix the build please\n? for shortcuts");
+        assert!(shows_input(&screen, 3, "fix the build please"));
+        assert!(!shows_input(&screen, 3, "something else"));
+        assert!(!shows_input(&screen, 3, ""));
+    }
+}
