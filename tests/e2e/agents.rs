@@ -573,3 +573,43 @@ fn restarting_a_waiting_agent_dismisses_its_question() {
     assert_eq!(old["choice"], "dismissed");
     assert_eq!(old["reason"], "the agent was restarted");
 }
+
+/// An agent gets the environment of the terminal it really runs in: not the tmux, terminal or
+/// editor the daemon was started from (Claude Code told `TMUX` believes it runs in tmux).
+#[test]
+fn agents_get_the_environment_of_their_own_terminal() {
+    let mut d = Daemon::new(None);
+    d.env = vec![
+        ("TMUX".into(), "/tmp/tmux-0/default,1234,0".into()),
+        ("TMUX_PANE".into(), "%3".into()),
+        ("TERM_PROGRAM".into(), "vscode".into()),
+        ("VSCODE_IPC_HOOK_CLI".into(), "/tmp/vscode-ipc.sock".into()),
+        ("TERM".into(), "screen".into()),
+        ("ORCH_TEST_KEPT".into(), "kept".into()),
+    ];
+    d.start();
+    let mut c = d.client(Via::Socket);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({
+            "command": ["bash", "--norc", "--noprofile", "-c", "env | grep -E '^(TERM|COLORTERM|TMUX|VSCODE|ORCH)' | sort; echo END; exec sleep 60"],
+            "env": {"TERM_PROGRAM": "set-by-the-spawn"},
+        }),
+    );
+    let id = a["id"].as_str().unwrap();
+    let screen = wait_screen(&mut c, id, "END");
+    let vars: Vec<&str> = screen.lines().collect();
+    for want in [
+        "TERM=xterm-256color",
+        "COLORTERM=truecolor",
+        "ORCH_TEST_KEPT=kept",
+        "TERM_PROGRAM=set-by-the-spawn",
+    ] {
+        assert!(vars.contains(&want), "{want} missing: {screen}");
+    }
+    assert!(vars.iter().any(|v| v.starts_with("ORCH_AGENT_ID=a-")), "{screen}");
+    assert!(vars.iter().any(|v| v.starts_with("ORCH_TERMINAL_ID=t-")), "{screen}");
+    for gone in ["TMUX=", "TMUX_PANE=", "VSCODE_IPC_HOOK_CLI="] {
+        assert!(!vars.iter().any(|v| v.starts_with(gone)), "{gone} leaked: {screen}");
+    }
+}
