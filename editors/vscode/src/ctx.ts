@@ -18,6 +18,9 @@ import {
     ShowMessageRequestParams,
     State as ClientState,
     StaticFeature,
+    WorkDoneProgressBegin,
+    WorkDoneProgressEnd,
+    WorkDoneProgressReport,
     type ClientCapabilities,
     type RequestType,
 } from "vscode-languageclient/node";
@@ -84,6 +87,8 @@ export class Ctx implements vscode.Disposable {
     readonly log: vscode.LogOutputChannel;
     /** Every message shown to the person, oldest first (bounded). */
     readonly shown: Shown[] = [];
+    /** `$/progress` values received, oldest first (bounded). */
+    readonly progress: { token: string; kind: string; title?: string | undefined; message?: string | undefined }[] = [];
     /** Attached terminal views by terminal id. */
     readonly terminals = new Map<string, TerminalSink>();
     /** Successful connections so far (1 after the first; more after reconnects). */
@@ -200,6 +205,14 @@ export class Ctx implements vscode.Disposable {
                 workspaceFolder: this.folder,
                 outputChannel: this.log,
                 initializationFailedHandler: () => false,
+                middleware: {
+                    // Task progress shows as VS Code window progress (the library's own); it is
+                    // also logged, and kept for `Orch: Show Events` and tests.
+                    handleWorkDoneProgress: (token, params, next) => {
+                        this.onProgress(String(token), params);
+                        next(token, params);
+                    },
+                },
                 errorHandler: {
                     error: () => ({ action: ErrorAction.Continue, handled: true }),
                     closed: () => this.onClosed(),
@@ -503,6 +516,15 @@ export class Ctx implements vscode.Disposable {
                 .catch(() => undefined)
                 .finally(() => this.fetching.delete(id));
         }, 20);
+    }
+
+    private onProgress(token: string, value: WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd): void {
+        const title = value.kind === "begin" ? `${value.title}: ` : "";
+        this.progress.push({ token, kind: value.kind, title: value.kind === "begin" ? value.title : undefined, message: value.message });
+        if (this.progress.length > 500) {
+            this.progress.splice(0, this.progress.length - 500);
+        }
+        this.events.appendLine(`${stamp()} progress ${token} ${value.kind}: ${title}${value.message ?? ""}`);
     }
 
     /** `window/logMessage`: logged; errors and warnings shown (each distinct warning once). */

@@ -134,7 +134,9 @@ export class AgentTerminal implements vscode.Pseudoterminal, TerminalSink {
             this.ctx.terminals.delete(this.tid);
             this.ctx.request(lsp_ext.terminalUnsubscribe, { id: this.tid }).catch(() => undefined);
             this.tid = agent.terminalId;
-            this.ended = false;
+            void this.follow(true);
+        } else if (!lsp_ext.LIVE_STATES.has(previous) && lsp_ext.LIVE_STATES.has(agent.state) && this.ended) {
+            // Live again in the same terminal (a daemon adopted it): follow it again.
             void this.follow(true);
         } else if (lsp_ext.LIVE_STATES.has(previous) && !lsp_ext.LIVE_STATES.has(agent.state)) {
             this.ended = true;
@@ -142,20 +144,19 @@ export class AgentTerminal implements vscode.Pseudoterminal, TerminalSink {
         }
     }
 
-    /** Subscribe to the terminal, send our size, and paint its screen. */
+    /**
+     * Subscribe to the terminal, send our size, and paint its screen. A terminal whose program
+     * ended refuses the subscription: its last screen is still painted, and keys are dropped.
+     */
     private async follow(clear: boolean): Promise<void> {
         this.ready = false;
+        this.ended = false;
         this.ctx.terminals.set(this.tid, this);
-        const tid = this.tid;
         try {
-            if (lsp_ext.LIVE_STATES.has(this.agent.state)) {
-                await this.ctx.request(lsp_ext.terminalSubscribe, { id: tid });
-                this.sendSize();
-            } else {
-                this.ended = true;
-            }
+            await this.ctx.request(lsp_ext.terminalSubscribe, { id: this.tid });
+            this.sendSize();
         } catch (e) {
-            // An agent that ended meanwhile: its last screen is still worth showing.
+            this.ended = true;
             this.ctx.events.appendLine(`attach ${this.agent.name}: ${errorMessage(e)}`);
         }
         await this.paint(clear);

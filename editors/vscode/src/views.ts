@@ -106,7 +106,7 @@ export function describeAgent(a: lsp_ext.Agent, task: lsp_ext.Task | undefined):
     return parts.join(" · ");
 }
 
-type TaskNode =
+export type TaskNode =
     | { type: "state"; state: lsp_ext.TaskState; tasks: lsp_ext.Task[] }
     | { type: "task"; task: lsp_ext.Task }
     | { type: "gate"; task: lsp_ext.Task; result: lsp_ext.GateResult };

@@ -9,7 +9,7 @@ import * as cp from "node:child_process";
 import * as vscode from "vscode";
 
 import type { Api } from "../src/main";
-import type { Agent, Decision, OrchEvent, Page } from "../src/lsp_ext";
+import type { Agent, Decision, OrchEvent, Page, Task } from "../src/lsp_ext";
 
 const EXTENSION_ID = "orch.orch";
 
@@ -192,6 +192,61 @@ describe("orch extension", () => {
         await waitFor("the first answer (deny) to reach asker-2", () => orch("agent", "screen", asker2.id).includes("answer=n"));
     });
 
+    it("shows a task's state, gate results and progress; a failed gate's output opens in an editor; the escalation is answered", async () => {
+        const ctx = ctxOf(a);
+        const views = a.views!;
+        const worker = orchJson<Agent>("agent", "spawn", "shell", "--name", "worker");
+        await waitFor("worker idle", () => agentRows(a).find((r) => r.startsWith("worker: idle")));
+        const task = await vscode.commands.executeCommand<Task | undefined>("orch.newTask", {
+            title: "make it pass",
+            prompt: "echo working-on-it",
+            agentId: worker.id,
+            maxAttempts: 1,
+            gates: [{ name: "check", command: ["sh", "-c", "echo gate-broke-$((40+2)); exit 3"], timeoutS: 30 }],
+        });
+        assert.ok(task, `a task; shown: ${JSON.stringify(ctx.shown.slice(-2))}`);
+        await waitFor("the prompt typed into the worker", () => orch("agent", "screen", worker.id).includes("working-on-it"));
+        orch("task", "complete", task.id);
+        // The only attempt fails its gate: escalated, shown under its state with the gate's result.
+        const taskNode = await waitFor("the task escalated in the Tasks view", () => {
+            const group = views.tasks.getChildren().find((n) => n.type === "state" && n.state === "escalated");
+            return group && views.tasks.getChildren(group).find((n) => n.type === "task" && n.task.id === task.id);
+        });
+        const item = views.tasks.getTreeItem(taskNode);
+        assert.equal(item.label, "make it pass");
+        assert.match(String(item.description), /^normal · worker · attempt 1\/1 · check ✗$/);
+        const gate = views.tasks.getChildren(taskNode)[0];
+        assert.ok(gate);
+        const gateItem = views.tasks.getTreeItem(gate);
+        assert.equal(gateItem.label, "gate check");
+        assert.match(String(gateItem.description), /^failed · attempt 1 · [0-9.]+ s · exit 3$/);
+        // Selecting the failed gate opens its output in an editor.
+        assert.ok(gateItem.command);
+        const editor = await vscode.commands.executeCommand<vscode.TextEditor | undefined>(
+            gateItem.command.command,
+            ...(gateItem.command.arguments ?? []),
+        );
+        assert.ok(editor, "an editor opened");
+        assert.match(editor.document.getText(), /gate check, attempt 1: failed, exit 3/);
+        assert.match(editor.document.getText(), /gate-broke-42/);
+        await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
+        // $/progress for the task: begun with its title, the gate reported, ended.
+        const token = `orch-task-${task.id}`;
+        await waitFor("the task's progress to end", () => ctx.progress.find((p) => p.token === token && p.kind === "end"));
+        const mine = ctx.progress.filter((p) => p.token === token);
+        assert.equal(mine[0]?.kind, "begin");
+        assert.equal(mine[0]?.title, "orch task make it pass");
+        assert.ok(mine.some((p) => p.kind === "report" && /gate check failed/.test(p.message ?? "")), JSON.stringify(mine));
+        // The escalation is a decision; accepting it completes the task.
+        const d = await waitFor("the escalation decision", () => ctx.store.pendingDecisions().find((x) => x.source.id === task.id));
+        assert.deepEqual(d.options, ["retry", "reassign", "accept", "cancel"]);
+        assert.equal(await vscode.commands.executeCommand<boolean>("orch.decide", d.id, "accept"), true);
+        await waitFor("the task done in the Tasks view", () => {
+            const group = views.tasks.getChildren().find((n) => n.type === "state" && n.state === "done");
+            return group && views.tasks.getChildren(group).some((n) => n.type === "task" && n.task.id === task.id);
+        });
+    });
+
     it("reconnects after the daemon is killed, replaying from the last seq without duplicates or gaps", async () => {
         const ctx = ctxOf(a);
         const connects = ctx.connects;
@@ -234,6 +289,12 @@ describe("orch extension", () => {
         assert.equal(new Set(ctx.store.applied).size, ctx.store.applied.length);
         // The attached view says its agent is gone.
         await waitFor("the view to say the agent was lost", () => view.transcript.includes(`agent ${shell.name} lost`));
+        // Orch: Restart Agent: the open view follows the agent into its new terminal.
+        const restarted = await vscode.commands.executeCommand<Agent | undefined>("orch.restartAgent", shell.id);
+        assert.ok(restarted && restarted.terminalId !== shell.terminalId, "restarted in a new terminal");
+        await waitFor("the view to follow the new terminal", () => view.terminalId === restarted.terminalId);
+        view.terminal.sendText("echo restarted-$((5*5))", true);
+        await waitFor("the restarted agent's output in the same view", () => view.transcript.includes("restarted-25"));
         view.terminal.dispose();
         void next;
     });
