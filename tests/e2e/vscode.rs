@@ -284,6 +284,7 @@ fn package_vsix(tools: &Tools, sandbox: &Sandbox) -> PathBuf {
             "--no-dependencies",
             "--allow-missing-repository",
             "--skip-license",
+            "--no-rewrite-relative-links",
             "-o",
         ])
         .arg(&vsix)
