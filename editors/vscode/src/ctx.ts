@@ -29,7 +29,14 @@ import { Config, resolveExecutable } from "./config";
 import * as lsp_ext from "./lsp_ext";
 
 /** Where the connection is. */
-export type ConnState = "stopped" | "starting" | "running" | "reconnecting" | "failed";
+export type ConnState =
+    | "stopped"
+    | "starting"
+    | "running"
+    | "reconnecting"
+    // The daemon was stopped on purpose (`orch stop`): the next command starts it again.
+    | "down"
+    | "failed";
 
 /** A message the extension showed (kept for `Orch: Show Status` and for tests). */
 export interface Shown {
@@ -116,6 +123,8 @@ export class Ctx implements vscode.Disposable {
     /** Agents and tasks whose record is being fetched after an event. */
     private readonly fetching = new Set<string>();
     private readonly warned = new Set<string>();
+    /** The daemon announced its stop (`daemon.stopping`): its connection's end is no crash. */
+    private daemonStopping = false;
 
     constructor(
         readonly config: Config,
@@ -192,6 +201,7 @@ export class Ctx implements vscode.Disposable {
             "orch",
             async () => {
                 const child = cp.spawn(exe, ["lsp"], { cwd: this.root, env });
+                this.watchForStop(child);
                 child.stderr.setEncoding("utf8");
                 child.stderr.on("data", (chunk: string) => {
                     this.log.info(`orch lsp: ${chunk.trimEnd()}`);
@@ -252,7 +262,7 @@ export class Ctx implements vscode.Disposable {
     private whenSettled(): Promise<void> {
         return new Promise((resolve) => {
             const check = (): boolean => {
-                if (this.connState === "running" || this.connState === "failed" || this.connState === "stopped") {
+                if (["running", "failed", "stopped", "down"].includes(this.connState)) {
                     resolve();
                     return true;
                 }
@@ -269,15 +279,31 @@ export class Ctx implements vscode.Disposable {
         });
     }
 
-    /** A connection closed: restart it (`orch lsp` starts a daemon if none runs) unless it keeps dying. */
-    private onClosed(): { action: CloseAction; handled: boolean; message?: string } {
+    /**
+     * A connection closed: restart it (`orch lsp` starts a daemon if none runs) unless the daemon
+     * was stopped on purpose or the connection keeps dying.
+     */
+    private async onClosed(): Promise<{ action: CloseAction; handled: boolean; message?: string }> {
+        // The close is reported before the messages read just ahead of it are dispatched; let
+        // them land first: the last one may be the daemon's `daemon.stopping`.
+        await new Promise((r) => setTimeout(r, 100));
         const now = Date.now();
         this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
         this.restarts.push(now);
-        this.events.appendLine(`${stamp()} connection to the daemon lost; reconnecting`);
         if (this.connState === "stopped") {
             return { action: CloseAction.DoNotRestart, handled: true };
         }
+        if (this.daemonStopping) {
+            // Someone stopped the daemon (`orch stop`): starting it again now would undo that.
+            this.daemonStopping = false;
+            const old = this.client;
+            this.client = undefined;
+            setTimeout(() => void old?.dispose().catch(() => undefined), 0);
+            this.events.appendLine(`${stamp()} the daemon was stopped; the next orch command starts it again`);
+            this.setState("down");
+            return { action: CloseAction.DoNotRestart, handled: true };
+        }
+        this.events.appendLine(`${stamp()} connection to the daemon lost; reconnecting`);
         if (this.restarts.length > MAX_RESTARTS) {
             const why = this.stderrTail.trim().split("\n").pop();
             const msg = `orch: the connection to the daemon closed ${MAX_RESTARTS + 1} times in 3 minutes; not reconnecting${why ? `: ${why}` : ""}`;
@@ -286,6 +312,22 @@ export class Ctx implements vscode.Disposable {
         }
         this.setState("reconnecting");
         return { action: CloseAction.Restart, handled: true };
+    }
+
+    /**
+     * Notice `daemon.stopping` in the raw stream of `orch lsp`. The client library reports a
+     * closed connection before it dispatches the messages read just ahead of the close, and
+     * drops them, so the event itself may never reach `apply` on the connection it ends.
+     */
+    private watchForStop(child: cp.ChildProcessWithoutNullStreams): void {
+        let tail = "";
+        child.stdout.on("data", (chunk: Buffer) => {
+            const text = tail + chunk.toString("latin1");
+            if (text.includes('"kind":"daemon.stopping"')) {
+                this.daemonStopping = true;
+            }
+            tail = text.slice(-64);
+        });
     }
 
     /** Every (re)connection: check the protocol, subscribe from the last seq, reload the lists. */
@@ -307,6 +349,8 @@ export class Ctx implements vscode.Disposable {
             const status = await client.sendRequest(lsp_ext.status, {});
             this.daemonPid = status.pid;
             await this.subscribe(client, status);
+            // A replay may hold an earlier daemon's `daemon.stopping`: that one is history.
+            this.daemonStopping = false;
             await this.reload(client);
         } catch (e) {
             if (this.client === client) {
@@ -426,6 +470,9 @@ export class Ctx implements vscode.Disposable {
             s.applied.splice(0, s.applied.length - 10000);
         }
         this.events.appendLine(describeEvent(ev));
+        if (ev.kind === "daemon.stopping") {
+            this.daemonStopping = true;
+        }
         const data = (ev.data ?? {}) as Record<string, unknown>;
         const [noun] = ev.kind.split(".");
         if (noun === "agent") {
@@ -632,11 +679,14 @@ export class Ctx implements vscode.Disposable {
 
     /** Send a request on the running connection, starting it first if needed. */
     async request<P, R>(type: RequestType<P, R, void>, params: P): Promise<R> {
-        if (this.connState !== "running") {
+        if (this.connState === "reconnecting") {
+            // The client restarts by itself: wait for it (a stuck restart fails below).
+            await Promise.race([this.whenSettled(), new Promise((r) => setTimeout(r, 30_000))]);
+        } else if (this.connState !== "running") {
             await this.start();
         }
         const client = this.client;
-        if (!client || this.connState === "failed" || this.connState === "stopped") {
+        if (!client || this.connState !== "running") {
             throw new ResponseError(NOT_CONNECTED, this.failure ?? "orch: not connected to the daemon");
         }
         // The typed overload cannot infer through our own generics; the types are fixed by `type`.

@@ -28,6 +28,8 @@ export class StatusItem implements vscode.Disposable {
                 return "orch: reconnecting…";
             case "failed":
                 return "orch: not connected";
+            case "down":
+                return "orch: daemon stopped";
             case "stopped":
             case "starting":
                 return "orch: starting…";
@@ -53,10 +55,14 @@ export class StatusItem implements vscode.Disposable {
         }
         this.item.text = StatusItem.text(ctx);
         const live = [...ctx.store.agents.values()].filter((a) => lsp_ext.LIVE_STATES.has(a.state)).length;
+        // Stopped on purpose: a click (any command) starts the daemon again.
+        this.item.command = ctx.state === "down" ? "orch.showStatus" : "workbench.view.extension.orch";
         this.item.tooltip =
             ctx.state === "failed"
                 ? (ctx.failure ?? "not connected")
-                : `orch daemon of ${ctx.serverWorkspace ?? ctx.root} (pid ${ctx.daemonPid ?? "?"}): ${live} live agent(s), ${ctx.store.pendingDecisions().length} pending decision(s), events up to #${ctx.store.lastSeq ?? 0}. Click to open the orch views.`;
+                : ctx.state === "down"
+                  ? "The orch daemon was stopped. Click, or run any orch command, to start it again."
+                  : `orch daemon of ${ctx.serverWorkspace ?? ctx.root} (pid ${ctx.daemonPid ?? "?"}): ${live} live agent(s), ${ctx.store.pendingDecisions().length} pending decision(s), events up to #${ctx.store.lastSeq ?? 0}. Click to open the orch views.`;
         this.item.backgroundColor =
             ctx.state === "failed"
                 ? new vscode.ThemeColor("statusBarItem.errorBackground")

@@ -6,6 +6,7 @@
 
 import * as assert from "node:assert/strict";
 import * as cp from "node:child_process";
+import * as net from "node:net";
 import * as vscode from "vscode";
 
 import type { Api } from "../src/main";
@@ -72,6 +73,40 @@ function agentRows(a: Api): string[] {
     return views.agents.getChildren().map((agent) => {
         const item = views.agents.getTreeItem(agent);
         return `${String(item.label)}: ${String(item.description)}`;
+    });
+}
+
+/** The daemon's event log from `since` on, as seqs. */
+function daemonLog(since: number): number[] {
+    const log: number[] = [];
+    for (;;) {
+        const page = call<Page<OrchEvent>>("orch/events/query", { since, limit: 1000 });
+        log.push(...page.items.map((e) => e.seq));
+        if (!page.nextCursor || page.items.length === 0) {
+            return log;
+        }
+        since = Number(page.nextCursor);
+    }
+}
+
+/** Every event of the daemon's log since the first one the extension saw, each applied once, in order. */
+async function assertAppliedIsLog(ctx: NonNullable<Api["ctx"]>): Promise<void> {
+    const log = daemonLog(ctx.store.applied[0]! - 1);
+    await waitFor("the extension to have applied the daemon's last event", () => ctx.store.lastSeq === log[log.length - 1]);
+    assert.deepEqual(ctx.store.applied, log, "applied seqs are exactly the daemon's log from the first one seen");
+    assert.deepEqual(ctx.store.gaps, []);
+    assert.equal(new Set(ctx.store.applied).size, ctx.store.applied.length);
+}
+
+/** Whether something accepts connections on the unix socket `path`. */
+function answers(path: string): Promise<boolean> {
+    return new Promise((resolve) => {
+        const s = net.connect(path);
+        s.once("connect", () => {
+            s.destroy();
+            resolve(true);
+        });
+        s.once("error", () => resolve(false));
     });
 }
 
@@ -272,21 +307,7 @@ describe("orch extension", () => {
         await waitFor("an agent spawned after the reconnect in the view", () => agentRows(a).find((r) => r.startsWith("after-reconnect: ")));
         await waitFor("after-reconnect idle", () => agentRows(a).find((r) => r.startsWith("after-reconnect: idle")));
         // Every event of the daemon's log, each exactly once, in order: none missed, none twice.
-        const first = ctx.store.applied[0]!;
-        const log: number[] = [];
-        let since = first - 1;
-        for (;;) {
-            const page = call<Page<OrchEvent>>("orch/events/query", { since, limit: 1000 });
-            log.push(...page.items.map((e) => e.seq));
-            if (!page.nextCursor || page.items.length === 0) {
-                break;
-            }
-            since = Number(page.nextCursor);
-        }
-        await waitFor("the extension to have applied the daemon's last event", () => ctx.store.lastSeq === log[log.length - 1]);
-        assert.deepEqual(ctx.store.applied, log, "applied seqs are exactly the daemon's log from the first one seen");
-        assert.deepEqual(ctx.store.gaps, []);
-        assert.equal(new Set(ctx.store.applied).size, ctx.store.applied.length);
+        await assertAppliedIsLog(ctx);
         // The attached view says its agent is gone.
         await waitFor("the view to say the agent was lost", () => view.transcript.includes(`agent ${shell.name} lost`));
         // Orch: Restart Agent: the open view follows the agent into its new terminal.
@@ -297,6 +318,27 @@ describe("orch extension", () => {
         await waitFor("the restarted agent's output in the same view", () => view.transcript.includes("restarted-25"));
         view.terminal.dispose();
         void next;
+    });
+
+    it("after orch stop, leaves the daemon stopped until the next command, which starts it and replays what was missed", async () => {
+        const ctx = ctxOf(a);
+        const connects = ctx.connects;
+        orch("stop");
+        await waitFor("the extension to see the daemon stopped", () => ctx.state === "down");
+        assert.equal(a.status!.item.text, "orch: daemon stopped");
+        // Not started again behind the person's back.
+        await new Promise((r) => setTimeout(r, 2000));
+        assert.equal(ctx.state, "down");
+        assert.equal(await answers(orch("socket-path").trim()), false, "no daemon listens on the workspace's socket");
+        // Any command starts it again.
+        const agent = await vscode.commands.executeCommand<Agent | undefined>("orch.spawnAgent", { kind: "shell", name: "after-stop" });
+        assert.ok(agent, `spawned after the stop; shown: ${JSON.stringify(ctx.shown.slice(-2))}`);
+        assert.equal(ctx.state, "running");
+        assert.equal(ctx.connects, connects + 1);
+        await waitFor("after-stop idle in the view", () => agentRows(a).find((r) => r.startsWith("after-stop: idle")));
+        // The stop's events and the new daemon's were applied once each, in order.
+        await assertAppliedIsLog(ctx);
+        assert.match(a.status!.item.text, /^orch: 1 idle(, |$)/);
     });
 
     it("says clearly when the orch binary is missing, with a way to fix it, and recovers when fixed", async () => {
