@@ -303,8 +303,24 @@ async function ui(page, base) {
     await waitUntil("the typed command on the daemon's screen", async () => orch("agent", "screen", shell.id).includes("typed-in-vscode-42"), 30_000);
     log("keys typed in the terminal reached the agent");
 
+    // Orch: Send to Agent: the agent from a quick pick, the text from an input box.
+    await runCommand(page, "Orch: Send to Agent");
+    await pick(page, shell.name);
+    const box = page.locator(".quick-input-widget input");
+    await box.waitFor({ state: "visible", timeout: 15_000 });
+    await box.fill("echo sent-from-palette-$((8*8))");
+    await page.keyboard.press("Enter");
+    await waitUntil("the sent text's output in the terminal", async () => (await rows.innerText()).includes("sent-from-palette-64"), 30_000);
+    log("Orch: Send to Agent typed into the agent");
+
+    // Orch: Show Status: the daemon's status in a notification.
+    await runCommand(page, "Orch: Show Status");
+    await page.locator(".notification-toast", { hasText: /orch \S+ \(pid \d+\) serves / }).first().waitFor({ timeout: 15_000 });
+    log("Orch: Show Status shows the daemon's status");
+
     const shot = process.env.ORCH_VSCODE_SHOT;
     if (shot) {
+        await runCommand(page, "Notifications: Clear All Notifications");
         // A question waiting for an answer: its notification, the Decisions view, the status bar.
         orch("agent", "spawn", "asker", "--name", "asker-2");
         await page.locator(".notification-toast", { hasText: "asker-2 is waiting for an answer" }).first().waitFor({ timeout: 30_000 });

@@ -117,6 +117,10 @@ describe("orch extension", () => {
     it("activates on a workspace with orch.toml and shows its status bar item once connected", async () => {
         a = await api();
         const ctx = ctxOf(a);
+        // Activated by the workspace's orch.toml or a command, never on every start-up.
+        const events = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON as { activationEvents: string[] }).activationEvents;
+        assert.ok(events.includes("workspaceContains:orch.toml"));
+        assert.deepEqual(events.filter((e) => e !== "workspaceContains:orch.toml" && !e.startsWith("onCommand:orch.")), []);
         const state = await waitFor("the client to start", () => ctx.state !== "starting" && ctx.state !== "stopped" && ctx.state, 60_000);
         assert.equal(state, "running", `the client runs (${ctx.failure ?? ""})`);
         assert.ok(a.status, "a status bar item");
