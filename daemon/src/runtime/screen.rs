@@ -230,10 +230,15 @@ pub fn shows_input(lines: &[String], cursor_row: usize, text: &str) -> bool {
         let chars: Vec<char> = last.chars().collect();
         chars[chars.len().saturating_sub(24)..].iter().collect()
     };
-    // The few lines at the cursor: the input box, not the transcript above it.
+    // The few lines at the cursor: the input box, not the transcript above it. A long paste may
+    // show as a placeholder (Claude Code: `[Pasted text #1 +12 lines]`).
+    let multi_line = text.trim_end().contains('\n');
     live_region(lines, cursor_row, 3)
         .iter()
-        .any(|l| l.contains(&probe))
+        .any(|l| multi_line && l.contains("[Pasted text"))
+        || live_region(lines, cursor_row, 3)
+            .iter()
+            .any(|l| l.contains(&probe))
 }
 
 #[cfg(test)]

@@ -51,6 +51,9 @@ const PASTE_TIMEOUT: Duration = Duration::from_millis(600);
 const ENTER_RETRY: Duration = Duration::from_millis(1000);
 /// Enters pressed for one text at most (about ten seconds of an agent not yet taking input).
 const MAX_ENTERS: u32 = 10;
+/// How long a text that never showed in the input box is looked for before the typing counts as
+/// done (an agent that does not echo, or draws a placeholder for a long paste).
+const UNSEEN_PATIENCE: Duration = Duration::from_secs(8);
 /// Most texts waiting to be typed into one agent.
 const MAX_INBOX: usize = 64;
 /// Most bytes typed at once.
@@ -116,6 +119,8 @@ struct Typing {
     enters: u32,
     /// The agent said it took it (a `UserPromptSubmit` hook, busy on the screen).
     taken: bool,
+    /// The text was seen in the agent's input box.
+    seen: bool,
 }
 
 impl WatchState {
@@ -251,6 +256,7 @@ impl Runtime {
             entered: None,
             enters: 0,
             taken: false,
+            seen: false,
         });
         self.advance_typing(agent);
         Ok(())
@@ -332,15 +338,33 @@ impl Runtime {
             return Step::Next;
         };
         let pasted = t.pasted.expect("pasted before it is typing");
+        // Whether the text shows in the input box (never while a question shows: Enter would
+        // answer it). Read only where it matters: kinds that say when they take input.
+        let in_box = |t: &Typing, rules: &ScreenRules| -> bool {
+            checked
+                && term.screen(0).is_ok_and(|s| {
+                    let cursor = s.cursor_row as usize;
+                    screen::shows_input(&s.lines, cursor, &t.text)
+                        && rules.read(&s.lines, cursor).question.is_none()
+                })
+        };
         let Some(entered) = t.entered else {
-            // Enter goes as its own write once the paste was taken: the agent echoed it and went
-            // quiet, or it had long enough.
+            // Enter goes as its own write once the paste was taken: the agent echoed it (and,
+            // for a kind that says when it takes input, the text shows in its input box), or it
+            // had long enough.
             let echoed = last_output.is_some_and(|o| o > pasted);
             let quiet = last_output.is_none_or(|o| now.duration_since(o) >= PASTE_TAKEN);
-            if !(t.text.is_empty()
-                || (echoed && quiet)
-                || now.duration_since(pasted) >= PASTE_TIMEOUT)
-            {
+            let timed_out = now.duration_since(pasted) >= PASTE_TIMEOUT;
+            let ready = t.text.is_empty()
+                || timed_out
+                || (echoed
+                    && quiet
+                    && (!checked || {
+                        let seen = in_box(t, &ws.rules);
+                        t.seen |= seen;
+                        seen
+                    }));
+            if !ready {
                 return Step::Wait;
             }
             if let Err(e) = term.write(b"\r") {
@@ -363,30 +387,29 @@ impl Runtime {
         if now.duration_since(entered) < ENTER_RETRY {
             return Step::Wait;
         }
-        // Not taken yet: is the text still in the input box? (Never press Enter while a question
-        // shows: it would answer it.)
-        let unsent = term.screen(0).is_ok_and(|s| {
-            let cursor = s.cursor_row as usize;
-            screen::shows_input(&s.lines, cursor, &t.text)
-                && ws.rules.read(&s.lines, cursor).question.is_none()
-        });
-        if unsent && t.enters < MAX_ENTERS {
-            tracing::info!(
-                agent,
-                enters = t.enters,
-                "the text is still in the input box: Enter again"
-            );
-            let _ = term.write(b"\r");
-            t.entered = Some(now);
-            t.enters += 1;
-            return Step::Wait;
-        }
-        if unsent {
+        // Not taken yet. Still in the input box: Enter again. Seen there before and gone: it was
+        // taken. Never seen: the agent may not have drawn the paste yet; look again later.
+        if in_box(t, &ws.rules) {
+            t.seen = true;
+            if t.enters < MAX_ENTERS {
+                tracing::info!(
+                    agent,
+                    enters = t.enters,
+                    "the text is still in the input box: Enter again"
+                );
+                let _ = term.write(b"\r");
+                t.entered = Some(now);
+                t.enters += 1;
+                return Step::Wait;
+            }
             tracing::warn!(
                 agent,
                 "the agent never took the text after {} Enters",
                 t.enters
             );
+        } else if !t.seen && now.duration_since(pasted) < UNSEEN_PATIENCE {
+            t.entered = Some(now);
+            return Step::Wait;
         }
         ws.typing = None;
         Step::Next
