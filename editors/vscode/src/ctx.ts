@@ -245,7 +245,8 @@ export class Ctx implements vscode.Disposable {
         try {
             await client.start();
         } catch (e) {
-            if (this.client === client) {
+            // A failure the close handler already reported is not reported twice.
+            if (this.client === client && this.connState !== "failed") {
                 this.client = undefined;
                 const why = this.stderrTail.trim().split("\n").pop() || errorMessage(e);
                 this.fail(`orch: \`${exe} lsp\` did not start: ${why}`);
@@ -291,6 +292,15 @@ export class Ctx implements vscode.Disposable {
         this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
         this.restarts.push(now);
         if (this.connState === "stopped") {
+            return { action: CloseAction.DoNotRestart, handled: true };
+        }
+        if (this.connState === "starting") {
+            // `orch lsp` ended before the first connection was up: retrying will not help.
+            const why = this.stderrTail.trim().split("\n").pop() || "it exited";
+            const old = this.client;
+            this.client = undefined;
+            setTimeout(() => void old?.dispose().catch(() => undefined), 0);
+            this.fail(`orch: \`${this.config.path} lsp\` ended while connecting: ${why}`);
             return { action: CloseAction.DoNotRestart, handled: true };
         }
         if (this.daemonStopping) {

@@ -6,7 +6,10 @@
 
 import * as assert from "node:assert/strict";
 import * as cp from "node:child_process";
+import * as fs from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
 import * as vscode from "vscode";
 
 import type { Api } from "../src/main";
@@ -361,6 +364,16 @@ describe("orch extension", () => {
             const agent = await vscode.commands.executeCommand<Agent | undefined>("orch.spawnAgent", "shell");
             assert.equal(agent, undefined);
             assert.match(ctx.shown[ctx.shown.length - 1]!.text, /cannot find the orch binary/);
+
+            // A binary that runs but fails: its own words are shown.
+            const broken = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "orch-broken-")), "orch");
+            fs.writeFileSync(broken, "#!/bin/sh\necho 'orch: the daemon for here runs orch 9.9.9, but this is orch 0.1.0' >&2\nexit 1\n", { mode: 0o755 });
+            await settings.update("path", broken, vscode.ConfigurationTarget.Workspace);
+            await waitFor("the broken binary's failure", () =>
+                ctx.state === "failed" && ctx.shown.find((s) => s.text.includes("runs orch 9.9.9") && s.actions.includes("Open Settings")),
+            );
+            assert.match(ctx.failure ?? "", /^orch: `.*\/orch lsp` (ended while connecting|did not start): orch: the daemon for here runs orch 9\.9\.9/);
+            assert.equal(ctx.shown.filter((s) => s.text.includes("runs orch 9.9.9")).length, 1, "said once");
         } finally {
             await settings.update("path", undefined, vscode.ConfigurationTarget.Workspace);
         }
