@@ -78,7 +78,9 @@ fn cache_dir() -> PathBuf {
     if let Some(dir) = env::var_os("ORCH_VSCODE_CACHE").filter(|s| !s.is_empty()) {
         return PathBuf::from(dir);
     }
-    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir);
+    let home = env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(env::temp_dir);
     home.join(".cache").join("orch-ci").join("vscode")
 }
 
@@ -118,17 +120,27 @@ impl Tools {
             cache.join("vsce/node_modules/@vscode/vsce/vsce"),
         );
         let checks: [(&str, PathBuf, bool); 6] = [
-            ("node 24 (ORCH_VSCODE_NODE)", node.clone(), node_is_24(&node)),
+            (
+                "node 24 (ORCH_VSCODE_NODE)",
+                node.clone(),
+                node_is_24(&node),
+            ),
             (
                 "the VS Code server of code-server (ORCH_VSCODE_SERVER)",
                 server.join("out/server-main.js"),
                 server.join("out/server-main.js").is_file(),
             ),
-            ("Chromium (ORCH_CHROMIUM)", chromium.clone(), chromium.is_file()),
+            (
+                "Chromium (ORCH_CHROMIUM)",
+                chromium.clone(),
+                chromium.is_file(),
+            ),
             (
                 "playwright-core (ORCH_PLAYWRIGHT)",
                 playwright.join("node_modules/playwright-core"),
-                playwright.join("node_modules/playwright-core/package.json").is_file(),
+                playwright
+                    .join("node_modules/playwright-core/package.json")
+                    .is_file(),
             ),
             ("@vscode/vsce (ORCH_VSCE)", vsce.clone(), vsce.is_file()),
             (
@@ -267,7 +279,11 @@ fn run_logged(mut cmd: Command, log: &Path, timeout: Duration) -> (Option<ExitSt
 fn build_extension(tools: &Tools, sandbox: &Sandbox) {
     let mut cmd = Command::new(&tools.node);
     cmd.arg("esbuild.mjs").current_dir(ext_dir());
-    let (status, out) = run_logged(cmd, &sandbox.root.join("build.log"), Duration::from_secs(120));
+    let (status, out) = run_logged(
+        cmd,
+        &sandbox.root.join("build.log"),
+        Duration::from_secs(120),
+    );
     assert!(
         status.is_some_and(|s| s.success()),
         "building the extension failed:\n{out}"
@@ -289,7 +305,11 @@ fn package_vsix(tools: &Tools, sandbox: &Sandbox) -> PathBuf {
         ])
         .arg(&vsix)
         .current_dir(ext_dir());
-    let (status, out) = run_logged(cmd, &sandbox.root.join("vsce.log"), Duration::from_secs(120));
+    let (status, out) = run_logged(
+        cmd,
+        &sandbox.root.join("vsce.log"),
+        Duration::from_secs(120),
+    );
     assert!(
         status.is_some_and(|s| s.success()) && vsix.is_file(),
         "vsce package failed:\n{out}"
@@ -363,7 +383,10 @@ fn run(mode: &str) {
 
     match status {
         Some(s) if s.success() => {
-            println!("VS Code {mode} test passed in {:.1} s\n{out}", elapsed.as_secs_f64())
+            println!(
+                "VS Code {mode} test passed in {:.1} s\n{out}",
+                elapsed.as_secs_f64()
+            )
         }
         other => {
             let why = match other {
