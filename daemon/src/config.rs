@@ -325,6 +325,8 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
             ("Don't ask again".into(), "d\r".into()),
         ],
         interrupt_keys: "\x03".into(),
+        // The question is the line the cursor waits on; once answered, it is history.
+        look_back: 1,
         ..AgentKind::default()
     };
     BTreeMap::from([
