@@ -39,6 +39,10 @@ timeout_s = 1
 
 [gates.slow]
 command = ["sleep", "30"]
+
+[gates.leaves-a-child]
+command = ["bash", "-c", "sleep 4244 & echo passed, leaving a child; exit 0"]
+timeout_s = 20
 "#;
 
 fn worker(c: &mut orch_tests::Client) -> String {
@@ -229,6 +233,36 @@ fn a_hanging_gate_is_killed_at_its_timeout() {
     wait_for("no gate process left", WAIT, || {
         (processes_with("sleep 4242").is_empty() && processes_with("sleep 4243").is_empty())
             .then_some(())
+    });
+}
+
+/// A gate passes when its command exits 0, even if it left a process holding its output open
+/// (before, the gate waited for the output to close, timed out and failed); what it left behind
+/// is ended with it.
+#[test]
+fn a_gate_that_leaves_a_process_behind_passes_when_its_command_does() {
+    let d = Daemon::started(Some(CONFIG));
+    let mut c = d.client(Via::Socket);
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "bg", "prompt": "p", "gates": ["leaves-a-child"], "maxAttempts": 1 }),
+    );
+    let id = t["id"].as_str().unwrap();
+    c.ok("orch/task/complete", json!({ "id": id }));
+    let done = wait_task(&mut c, id, "done");
+    let r = &done["gateResults"][0];
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["exitCode"], 0, "{r}");
+    assert!(r["durationMs"].as_u64().unwrap() < 10_000, "{r}");
+    assert!(
+        r["outputTail"]
+            .as_str()
+            .unwrap()
+            .contains("passed, leaving a child"),
+        "{r}"
+    );
+    wait_for("the gate's leftover process ended", WAIT, || {
+        processes_with("sleep 4244").is_empty().then_some(())
     });
 }
 

@@ -220,7 +220,7 @@ impl Runtime {
     fn write_hook_settings(&self, agent: &AgentRecord) -> Result<PathBuf, OpError> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let exe = std::env::current_exe()
+        let exe = own_binary()
             .map_err(|e| OpError::Internal(format!("cannot find orch's own binary: {e}")))?;
         let dir = self.paths.state_dir.join("agents").join(&agent.id);
         let path = dir.join("claude-settings.json");
@@ -913,4 +913,16 @@ fn claude_settings(command: &str) -> String {
         .map(|e| (e.to_string(), hook.clone()))
         .collect();
     serde_json::to_string_pretty(&serde_json::json!({ "hooks": hooks })).expect("json")
+}
+
+/// The path of orch's binary for agents' hooks. After an upgrade replaced the binary under a
+/// running daemon, Linux names the old one `<path> (deleted)`: the new binary at the same path
+/// speaks the same hook protocol, and is the one to run.
+fn own_binary() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(path) if Path::new(path).exists() => Ok(PathBuf::from(path)),
+        _ => Ok(exe),
+    }
 }

@@ -1154,6 +1154,9 @@ fn spawn_gate(gate: &GateSpec, cwd: &std::path::Path) -> std::io::Result<tokio::
 }
 
 /// Wait for a started gate: output to a log (tail kept), killed with its group at the timeout.
+/// How long a gate's output is still read after its command exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
 async fn run_gate(
     mut child: tokio::process::Child,
     gate: &GateSpec,
@@ -1175,6 +1178,10 @@ async fn run_gate(
     // Both streams into one buffer, in the order they arrive, bounded: keep the tail. It lives
     // outside the timed future so a gate killed at its timeout still shows what it printed.
     let mut all: Vec<u8> = Vec::new();
+    // The gate ends when its command exits, not when its output closes: a process it left in the
+    // background may hold the pipes open for ever. What is already written is read for a short
+    // while after the exit.
+    let (exited_tx, mut exited_rx) = tokio::sync::oneshot::channel::<()>();
     let collect = async {
         const MAX_LOG: u64 = 16 << 20;
         let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
@@ -1193,10 +1200,17 @@ async fn run_gate(
                     .ok()
             });
         let mut logged = 0u64;
+        let mut drain_until: Option<tokio::time::Instant> = None;
         while a_open || b_open {
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
             let chunk = tokio::select! {
                 r = stdout.read(&mut a), if a_open => match r { Ok(0) | Err(_) => { a_open = false; continue } Ok(n) => a[..n].to_vec() },
                 r = stderr.read(&mut b), if b_open => match r { Ok(0) | Err(_) => { b_open = false; continue } Ok(n) => b[..n].to_vec() },
+                _ = &mut exited_rx, if drain_until.is_none() => {
+                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
+                    continue;
+                }
+                _ = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => break,
             };
             if let Some(f) = file.as_mut().filter(|_| logged < MAX_LOG) {
                 use std::io::Write;
@@ -1211,12 +1225,22 @@ async fn run_gate(
     };
     let timeout = Duration::from_secs(gate.timeout_s);
     let result = tokio::time::timeout(timeout, async {
-        collect.await;
-        child.wait().await
+        let wait = async {
+            let status = child.wait().await;
+            let _ = exited_tx.send(());
+            status
+        };
+        tokio::join!(collect, wait).1
     })
     .await;
     match result {
         Ok(status) => {
+            if let Some(pid) = pid {
+                // What the gate left running in its process group goes with it: a gate is a
+                // check, and a check leaves nothing behind. (ESRCH when nothing is left.)
+                // SAFETY: the gate's own process group (process_group(0) above).
+                unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+            }
             let code = status.ok().and_then(|s| s.code());
             done(code == Some(0), code, tail(&all))
         }
