@@ -836,22 +836,7 @@ impl Runtime {
             return;
         }
         for id in live {
-            if let Some(t) = self
-                .state
-                .agents
-                .get(&id)
-                .and_then(|a| self.terminals.get(&a.terminal_id))
-            {
-                let _ = t.signal(true);
-            }
-            let prev = self.state.agents[&id].state;
-            self.emit(EventBody::AgentStateChanged {
-                id: id.clone(),
-                state: crate::core::agent::AgentState::Stopped,
-                previous: prev,
-                evidence: "daemon stopped (SIGKILL after grace period)".into(),
-                exit_code: None,
-            });
+            self.kill_on_daemon_stop(&id);
         }
         self.work.interrupt_gates();
         // Whoever waited for an agent to stop gets it now, stopped.

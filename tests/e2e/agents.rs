@@ -607,9 +607,73 @@ fn agents_get_the_environment_of_their_own_terminal() {
     ] {
         assert!(vars.contains(&want), "{want} missing: {screen}");
     }
-    assert!(vars.iter().any(|v| v.starts_with("ORCH_AGENT_ID=a-")), "{screen}");
-    assert!(vars.iter().any(|v| v.starts_with("ORCH_TERMINAL_ID=t-")), "{screen}");
+    assert!(
+        vars.iter().any(|v| v.starts_with("ORCH_AGENT_ID=a-")),
+        "{screen}"
+    );
+    assert!(
+        vars.iter().any(|v| v.starts_with("ORCH_TERMINAL_ID=t-")),
+        "{screen}"
+    );
     for gone in ["TMUX=", "TMUX_PANE=", "VSCODE_IPC_HOOK_CLI="] {
-        assert!(!vars.iter().any(|v| v.starts_with(gone)), "{gone} leaked: {screen}");
+        assert!(
+            !vars.iter().any(|v| v.starts_with(gone)),
+            "{gone} leaked: {screen}"
+        );
     }
+}
+
+/// A daemon stop whose grace period runs out (agents that ignore SIGTERM) kills them and settles
+/// what hung on them, as their exit would: terminals ended (not counted as live), their task no
+/// longer running, their questions dismissed. Before, only the agents' states changed.
+#[test]
+fn a_forced_daemon_stop_settles_what_hung_on_its_agents() {
+    let mut d = Daemon::started(Some(
+        r#"
+[daemon]
+stop_grace_ms = 300
+
+[agents.stubborn]
+command = ["bash", "--norc", "--noprofile", "-c", "trap '' TERM; while read line; do echo \"got $line\"; done"]
+idle_after_ms = 300
+
+[agents.asker]
+command = ["bash", "--norc", "--noprofile", "-c", "trap '' TERM; printf 'Proceed? [y/N] '; read a; sleep 600"]
+waiting_patterns = ["Proceed\\?"]
+"#,
+    ));
+    let mut c = d.client(Via::Socket);
+    let worker = c.ok("orch/agent/spawn", json!({ "kind": "stubborn" }));
+    let worker = worker["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &worker, "idle", |a| a["state"] == "idle");
+    let task = c.ok(
+        "orch/task/create",
+        json!({ "title": "t", "prompt": "do it", "agentId": worker }),
+    );
+    let task = task["id"].as_str().unwrap().to_string();
+    orch_tests::wait_task(&mut c, &task, "running");
+    let asker = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
+    let asker = asker["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &asker, "waiting", |a| a["state"] == "waiting");
+    orch_tests::pending_decision_for(&mut c, &asker);
+    drop(c);
+    let (code, _, err) = d.run(&["stop"]);
+    assert_eq!(code, 0, "{err}");
+    d.child.as_mut().unwrap().wait().unwrap();
+    d.start();
+    let mut c = d.client(Via::Socket);
+    for id in [&worker, &asker] {
+        let a = c.ok("orch/agent/get", json!({ "id": id }));
+        assert_eq!(a["state"], "stopped", "{a}");
+        let terminals = c.list_all("orch/terminal/list", json!({}));
+        let t = terminals
+            .iter()
+            .find(|t| t["id"] == a["terminalId"])
+            .unwrap_or_else(|| panic!("terminal of {a} listed: {terminals:?}"));
+        assert_eq!(t["alive"], false, "{t}");
+    }
+    let t = c.ok("orch/task/get", json!({ "id": task }));
+    assert_ne!(t["state"], "running", "{t}");
+    let pending = c.ok("orch/decision/list", json!({ "state": "pending" }));
+    assert_eq!(pending["items"], json!([]), "{pending}");
 }

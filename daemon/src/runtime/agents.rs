@@ -662,6 +662,41 @@ impl Runtime {
         self.after_end(&id, state, evidence);
     }
 
+    /// The daemon's stop waited long enough: SIGKILL an agent that is still live and settle
+    /// everything that hung on it (its terminal, question, typing and task), as its exit would.
+    pub(super) fn kill_on_daemon_stop(&mut self, id: &str) {
+        let Some(agent) = self.state.agents.get(id).cloned() else {
+            return;
+        };
+        if let Some(t) = self.terminals.get(&agent.terminal_id) {
+            let _ = t.signal(true);
+        }
+        if self
+            .state
+            .terminals
+            .get(&agent.terminal_id)
+            .is_some_and(|t| t.alive)
+        {
+            self.emit(EventBody::TerminalExited {
+                id: agent.terminal_id.clone(),
+                exit_code: None,
+            });
+        }
+        self.release_terminal(&agent.terminal_id);
+        self.stopping.remove(id);
+        self.set_agent_state(
+            id,
+            AgentState::Stopped,
+            Evidence::Daemon {
+                what: "daemon stopped (SIGKILL after grace period)".into(),
+            },
+            None,
+        );
+        self.dismiss_wait_decision(id, "the daemon stopped");
+        self.drop_typing(id, "the daemon stopped");
+        self.task_agent_ended(id, None);
+    }
+
     /// Apply the restart policy to an agent that ended in `state`.
     fn after_end(&mut self, id: &str, state: AgentState, evidence: Evidence) {
         if self.daemon_stop.is_some() {
