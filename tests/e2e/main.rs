@@ -1,5 +1,6 @@
 //! Cross-component tests: a real `orch` daemon on temporary directories, real sockets, real
-//! processes in real ptys, real tmux (isolated servers) and a real headless Neovim.
+//! processes in real ptys, real tmux (isolated servers), a real headless Neovim and a real VS Code
+//! (code-server's server in Chromium).
 //!
 //! One integration binary; each module is one area. Protocol cases run both on the socket and
 //! through `orch lsp`.
