@@ -311,6 +311,8 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
         store: wire::StoreInfo {
             path: rt.store.path().display().to_string(),
             size_bytes: rt.store.size_bytes(),
+            snapshot_seq: rt.loaded.0,
+            replayed: rt.loaded.1,
         },
     })
 }

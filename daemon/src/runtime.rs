@@ -379,6 +379,8 @@ pub struct Runtime {
     want_snapshot: bool,
     /// Connections that initialized in this batch and get pending decisions offered after it.
     pub offer_after_commit: Vec<ConnId>,
+    /// How start-up loaded the state: the snapshot's seq (0: none) and the events replayed.
+    pub loaded: (u64, u64),
 }
 
 impl Runtime {
@@ -399,10 +401,12 @@ impl Runtime {
             None => (State::default(), 0),
         };
         let mut since = snap_seq.max(state.last_seq);
+        let mut replayed = 0u64;
         loop {
             let batch = store.read_since(since, 4096)?;
             let Some(last) = batch.last() else { break };
             since = last.seq;
+            replayed += batch.len() as u64;
             for e in &batch {
                 state.apply(e);
             }
@@ -459,6 +463,7 @@ impl Runtime {
             final_order: std::collections::VecDeque::new(),
             want_snapshot: false,
             offer_after_commit: Vec::new(),
+            loaded: (snap_seq, replayed),
         };
         rt.emit(EventBody::DaemonStarted {
             pid: std::process::id(),

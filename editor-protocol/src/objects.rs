@@ -287,6 +287,12 @@ pub struct StoreInfo {
     pub path: String,
     /// Bytes on disk.
     pub size_bytes: u64,
+    /// The seq of the snapshot the daemon started from (0: none).
+    #[serde(default)]
+    pub snapshot_seq: u64,
+    /// Events replayed after that snapshot when the daemon started.
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 /// `orch/status` result.

@@ -20,23 +20,6 @@ const LSP_METHODS: [&str; 5] = [
     "workspace/executeCommand",
 ];
 
-/// Every error code of `editor_protocol::errors`, by name. A new code must be added here (and
-/// documented).
-const ERROR_CODES: [(&str, i32); 12] = [
-    ("PARSE_ERROR", errors::PARSE_ERROR),
-    ("INVALID_REQUEST", errors::INVALID_REQUEST),
-    ("METHOD_NOT_FOUND", errors::METHOD_NOT_FOUND),
-    ("INVALID_PARAMS", errors::INVALID_PARAMS),
-    ("INTERNAL_ERROR", errors::INTERNAL_ERROR),
-    ("SERVER_NOT_INITIALIZED", errors::SERVER_NOT_INITIALIZED),
-    ("REQUEST_CANCELLED", errors::REQUEST_CANCELLED),
-    ("NOT_FOUND", errors::NOT_FOUND),
-    ("CONFLICT", errors::CONFLICT),
-    ("BACKEND_UNAVAILABLE", errors::BACKEND_UNAVAILABLE),
-    ("LIMIT_EXCEEDED", errors::LIMIT_EXCEEDED),
-    ("UNAUTHORIZED", errors::UNAUTHORIZED),
-];
-
 fn protocol_md() -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
@@ -87,8 +70,8 @@ fn protocol_md_matches_the_code() {
             ));
         }
     }
-    for (name, code) in ERROR_CODES {
-        if !mentions_code(&doc, code) {
+    for (name, code) in errors::ALL {
+        if !mentions_code(&doc, *code) {
             problems.push(format!("error code {name} ({code}) does not appear"));
         }
     }

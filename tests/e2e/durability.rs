@@ -96,6 +96,17 @@ fn restart_loads_from_snapshot() {
     let mut c = d.client(Via::Socket);
     let list = c.ok("orch/session/list", json!({ "limit": 1000 }));
     assert_eq!(list["items"].as_array().unwrap().len(), 121);
+    // The state came from a snapshot plus a short tail, not from replaying the whole log.
+    let store = &c.ok("orch/status", json!({}))["store"];
+    let (snapshot, replayed) = (
+        store["snapshotSeq"].as_u64().unwrap(),
+        store["replayed"].as_u64().unwrap(),
+    );
+    assert!(snapshot >= 100, "no recent snapshot was loaded: {store}");
+    assert!(
+        replayed < 60,
+        "{replayed} events replayed after the snapshot: {store}"
+    );
 }
 
 /// A store written by a newer orch is refused with a clear message and left untouched.
