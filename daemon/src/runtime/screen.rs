@@ -211,10 +211,12 @@ fn split_hint(label: &str) -> (String, Option<String>) {
 
 /// The question's text for a decision's detail: the live region's last lines with text.
 pub fn question_detail(region: &[String]) -> String {
+    // Box drawing and block characters (U+2500..U+259F) are frames and rules, not words.
+    let frame = |c: char| ('\u{2500}'..='\u{259f}').contains(&c) || c.is_whitespace();
     let text: Vec<&str> = region
         .iter()
-        .map(|l| l.trim_end())
-        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim_matches(frame))
+        .filter(|l| !l.is_empty())
         .collect();
     text[text.len().saturating_sub(12)..].join("\n")
 }
@@ -332,5 +334,106 @@ mod tests {
         assert!(shows_input(&screen, 3, "fix the build please"));
         assert!(!shows_input(&screen, 3, "something else"));
         assert!(!shows_input(&screen, 3, ""));
+    }
+}
+
+/// The built-in kinds' rules against screens captured from the pinned real agents
+/// (`tests/fixtures/screens/`, 120x40, see its README): what each screen reads as, and the
+/// choices of its questions.
+#[cfg(test)]
+mod real_screens {
+    use super::*;
+    use crate::config::builtin_kinds;
+
+    fn fixture(name: &str) -> Option<Vec<String>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/screens")
+            .join(format!("{name}.txt"));
+        let text = std::fs::read_to_string(path).ok()?;
+        Some(text.lines().map(str::to_string).collect())
+    }
+
+    /// `kind`'s reading of each fixture, one line each, with the menu of a question.
+    fn readings(kind: &str, fixtures: &[&str]) -> String {
+        let k = &builtin_kinds()[kind];
+        let rules = ScreenRules::new(&k.watch());
+        let mut out = Vec::new();
+        for name in fixtures {
+            let Some(lines) = fixture(name) else {
+                out.push(format!("{name}: missing"));
+                continue;
+            };
+            // The captures carry no cursor: the region's bottom is the last line with text.
+            let r = rules.read(&lines, 0);
+            let mut line = format!(
+                "{name}: question={:?} busy={:?} ready={:?}",
+                r.question.is_some(),
+                r.busy.is_some(),
+                r.ready.is_some()
+            );
+            if r.question.is_some() && k.waiting_options.is_empty() {
+                let options: Vec<String> = menu(rules.region(&lines, 0))
+                    .into_iter()
+                    .map(|(label, keys)| format!("{label} <{}>", keys.escape_debug()))
+                    .collect();
+                line.push_str(&format!("\n  menu: {}", options.join(" | ")));
+            }
+            out.push(line);
+        }
+        out.join("\n")
+    }
+
+    #[test]
+    fn claude() {
+        expect_test::expect![[r#"
+            claude-idle: question=false busy=false ready=true
+            claude-busy: question=false busy=true ready=true
+            claude-approval: question=true busy=false ready=false
+              menu: Yes <1> | Yes, and always allow access to kit-ws-4czf8gs2/ from this project <2> | No <3>
+            claude-question: question=true busy=false ready=true
+              menu: Red <1> | Blue <2> | Type something. <3> | Chat about this <4>"#]]
+        .assert_eq(&readings(
+            "claude",
+            &["claude-idle", "claude-busy", "claude-approval", "claude-question"],
+        ));
+    }
+
+    #[test]
+    fn codex() {
+        expect_test::expect![[r#"
+            codex-idle: question=false busy=false ready=true
+            codex-busy: question=false busy=true ready=true
+            codex-approval: question=true busy=false ready=true
+              menu: Yes, proceed <y> | Yes, and don't ask again for commands that start with `touch made-by-codex` <p> | No, and tell Codex what to do differently <\u{1b}>
+            codex-hooks-review: question=true busy=false ready=true
+              menu: Review hooks <1> | Trust all and continue <2> | Continue without trusting (hooks won't run) <3>"#]].assert_eq(&readings(
+            "codex",
+            &["codex-idle", "codex-busy", "codex-approval", "codex-hooks-review"],
+        ));
+    }
+
+    #[test]
+    fn gemini() {
+        expect_test::expect![[r#"
+            gemini-idle: question=false busy=false ready=true
+            gemini-busy: question=false busy=true ready=true
+            gemini-approval: question=true busy=false ready=false
+              menu: Allow once <1> | Allow for this session <2> | No, suggest changes <\u{1b}>"#]]
+        .assert_eq(&readings(
+            "gemini",
+            &["gemini-idle", "gemini-busy", "gemini-approval"],
+        ));
+    }
+
+    #[test]
+    fn a_question_in_a_frame_reads_as_words() {
+        let Some(lines) = fixture("gemini-approval") else {
+            panic!("tests/fixtures/screens/gemini-approval.txt is missing");
+        };
+        let rules = ScreenRules::new(&builtin_kinds()["gemini"].watch());
+        let detail = question_detail(rules.region(&lines, 0));
+        assert!(detail.contains("Allow execution of [Shell]?"), "{detail}");
+        assert!(detail.contains("● 1. Allow once"), "{detail}");
+        assert!(!detail.contains('│') && !detail.contains('▀'), "{detail}");
     }
 }
