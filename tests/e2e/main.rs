@@ -10,6 +10,7 @@ mod cli;
 mod docs;
 mod durability;
 mod events;
+mod model_server;
 mod nvim;
 mod protocol;
 mod tasks;

@@ -5,6 +5,8 @@
 //! The `orch` binary is the workspace's `target/<profile>/orch` (or `$ORCH_BIN`): build it first
 //! (`cargo build -p orch`), as the README's test command does.
 
+pub mod real;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
