@@ -553,6 +553,9 @@ fn responses_function_output_ends_the_turn() {
     items.push(json!({ "type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{}" }));
     items
         .push(json!({ "type": "function_call_output", "call_id": "c1", "output": "a.txt\nb.txt" }));
+    // Codex notes an approved command prefix after the output; the turn is still the output.
+    items.push(json!({ "type": "message", "role": "developer",
+                       "content": [{ "type": "input_text", "text": "Approved command prefix saved" }] }));
     let r = post(
         &s,
         "/v1/responses",
@@ -861,10 +864,15 @@ fn requests_are_served_concurrently() {
         c.read_to_string(&mut out).unwrap();
         out
     });
+    // Its log line is written before its answer streams, so a test sees a prompt reach the model
+    // while the agent is still busy with it.
     s.wait_request("the slow request to arrive", WAIT, |r| {
         r["directive"] == "slow"
-    })
-    .to_string();
+    });
+    assert!(
+        !slow.is_finished(),
+        "the slow request was logged only once answered"
+    );
     let start = Instant::now();
     let r = post(
         &s,
@@ -983,6 +991,21 @@ fn prepare_codex_points_its_home_at_the_server() {
     }
     RealAgent::Codex.prepare_first_run(d.home.path(), &d.link(), &s);
     assert!(!d.read(".codex/config.toml").contains("[projects."));
+    assert!(
+        d.real_ws.path().join(".git").is_dir(),
+        "Codex asks about trust only in a git repository"
+    );
+    // In a repository, Codex keys trust by its root: a workspace below it is trusted there too.
+    let sub = d.real_ws.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    RealAgent::Codex.prepare(d.home.path(), &sub, &s);
+    let config = d.read(".codex/config.toml");
+    for key in [d.canonical(), format!("{}/sub", d.canonical())] {
+        assert!(
+            config.contains(&format!("[projects.\"{key}\"]")),
+            "{key} in:\n{config}"
+        );
+    }
 }
 
 #[test]

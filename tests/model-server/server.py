@@ -5,7 +5,8 @@ It speaks the four wire protocols the pinned CLIs use (Anthropic Messages for Cl
 OpenAI Responses for Codex, Chat Completions for Aider, the Gemini API for Gemini CLI) and
 answers according to directives in the last user message (`@reply(...)`, `@slow(N)`,
 `@bash(...)`, `@run(...)`, `@ask(...)`), so a test decides what "the model" does by what it
-types. Every request is logged as one JSON line so tests can assert on what reached the model.
+types; tests/fixtures/screens/README.md describes them. Every request is logged as one JSON line,
+before its answer streams, so tests can assert on what reached the model.
 
 It must not know anything about orch: it is a stand-in for a model provider, nothing more.
 Python 3.11 standard library only, so CI needs nothing beyond python3.
@@ -237,18 +238,20 @@ def read_responses(body):
     if isinstance(items, str):
         return items, [], False
     last_text, results = "", []
-    items = items or []
-    # The last user turn: the function outputs after the last message, or the last user message.
+    # The last user turn: the function outputs after the model's last call, or the last user
+    # message. Developer and system messages are Codex's own notes (an approved command prefix
+    # follows the command's output) and do not end the turn.
     trailing = []
-    for it in reversed(items):
+    for it in reversed(items or []):
         if not isinstance(it, dict):
             continue
-        if it.get("type") in ("function_call_output", "custom_tool_call_output"):
+        kind, role = it.get("type"), it.get("role")
+        if kind in ("function_call_output", "custom_tool_call_output"):
             trailing.append(it)
             continue
-        if it.get("type") in ("function_call", "custom_tool_call", "reasoning"):
+        if role in ("developer", "system") or kind == "reasoning":
             continue
-        if it.get("role") == "user" and not trailing:
+        if role == "user" and not trailing:
             last_text = text_of_content(it.get("content"))
         break
     for it in reversed(trailing):
@@ -347,6 +350,8 @@ def find_tool(body, api, name):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "orch-model-server/1"
+    # The log entry of the request being handled (one handler object per connection).
+    entry = None
 
     def log_message(self, fmt, *args):  # The JSON log is the record; keep stderr quiet.
         pass
@@ -378,7 +383,18 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError(f"request body encoding {enc!r} is not supported")
         return raw
 
+    def write_entry(self):
+        """Write this request's log line, once, before its response goes out: a test waiting for
+        a prompt to reach the model sees it while a slow answer is still streaming."""
+        entry = self.entry
+        if entry is None or entry.get("_logged"):
+            return
+        entry["_logged"] = True
+        self.server.write_log({k: v for k, v in entry.items() if k != "_logged"})
+
     def send_json(self, status, obj):
+        self.entry["status"] = status
+        self.write_entry()
         data = json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -391,6 +407,7 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def start_sse(self):
+        self.write_entry()
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -438,10 +455,6 @@ class Handler(BaseHTTPRequestHandler):
             yield None
             time.sleep(SLOW_TICK_S)
 
-    def log(self, entry):
-        entry.setdefault("time", time.time())
-        self.server.write_log(entry)
-
     # --- dispatch ---
 
     def do_HEAD(self):
@@ -462,9 +475,10 @@ class Handler(BaseHTTPRequestHandler):
     def handle_any(self, method):
         url = urlsplit(self.path)
         path = url.path
-        entry = {"method": method, "path": self.path, "api": None, "model": None,
-                 "last_user_text": None, "tool_results": [], "directive": None,
+        entry = {"time": time.time(), "method": method, "path": self.path, "api": None,
+                 "model": None, "last_user_text": None, "tool_results": [], "directive": None,
                  "stream": False, "side": False, "status": 200}
+        self.entry = entry
         body = None
         try:
             raw = self.read_body() if method in ("POST", "PUT") else b""
@@ -477,18 +491,29 @@ class Handler(BaseHTTPRequestHandler):
             entry["tools"] = declared_tools(body, self.api_of(path)) if isinstance(body, dict) else []
             self.route(method, path, url.query, body, entry)
         except (BrokenPipeError, ConnectionResetError) as e:
-            entry["error"] = f"client went away: {e}"
+            self.log_failure(entry, f"client went away: {e}", None)
         except Exception as e:  # Never let one request kill the server; say what went wrong.
-            entry["error"] = f"{type(e).__name__}: {e}"
-            entry["traceback"] = traceback.format_exc()
-            entry["status"] = 500
+            self.log_failure(entry, f"{type(e).__name__}: {e}", traceback.format_exc())
             self.close_connection = True
-            try:
-                self.send_json(500, {"error": {"type": "server_error", "message": entry["error"]}})
-            except Exception:
-                pass
+            if not entry.get("_logged"):
+                try:
+                    self.send_json(500, {"error": {"type": "server_error", "message": entry["error"]}})
+                except Exception:
+                    pass
         finally:
-            self.log(entry)
+            self.write_entry()
+
+    def log_failure(self, entry, error, trace):
+        """Note a failure on the request's line, or, when that line is already written (the
+        response had started), on a line of its own that names the request."""
+        if entry.get("_logged"):
+            self.server.write_log({"time": time.time(), "api": "server", "method": entry["method"],
+                                   "path": entry["path"], "error": error, "traceback": trace})
+            return
+        entry["error"] = error
+        if trace:
+            entry["traceback"] = trace
+            entry["status"] = 500
 
     @staticmethod
     def api_of(path):
@@ -643,81 +668,61 @@ class Handler(BaseHTTPRequestHandler):
             plan = plan_for(text, results)
         entry["directive"] = plan.get("directive")
         resp_id = "resp_" + uuid.uuid4().hex[:24]
-        items = []
         if plan["kind"] == "shell":
-            items.append(self.codex_shell_call(body, plan, entry))
-        elif plan["kind"] == "ask":
-            items.append(("message", self.text_question(plan)))
+            call, message = self.codex_shell_call(body, plan, entry), None
         else:
-            items.append(("message", plan["text"]))
-        entry["answer"] = [it[1] if it[0] == "message" else it[1] for it in items]
+            call = None
+            message = self.text_question(plan) if plan["kind"] == "ask" else plan["text"]
+        msg_id = "msg_" + uuid.uuid4().hex[:20]
+        item = call or {"type": "message", "id": msg_id, "role": "assistant", "status": "completed",
+                        "content": [{"type": "output_text", "text": message, "annotations": []}]}
+        entry["answer"] = [item]
         usage = {"input_tokens": 10, "input_tokens_details": {"cached_tokens": 0},
                  "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 15}
-
-        def output_item(it, done_text=None):
-            if it[0] == "message":
-                return {"type": "message", "id": it[2] if len(it) > 2 else None, "role": "assistant", "status": "completed",
-                        "content": [{"type": "output_text", "text": it[1] if done_text is None else done_text, "annotations": []}]}
-            return it[1]
-
         if not stream:
-            out = [output_item(it) for it in items]
             return self.send_json(200, {"id": resp_id, "object": "response", "status": "completed",
-                                        "model": body.get("model"), "output": out, "usage": usage})
+                                        "model": body.get("model"), "output": [item], "usage": usage})
+
         seq = iter(range(1_000_000))
+
+        def event(kind, **fields):
+            self.sse({"type": kind, "sequence_number": next(seq), **fields}, kind)
+
         self.start_sse()
         base = {"id": resp_id, "object": "response", "status": "in_progress", "model": body.get("model"), "output": []}
-        self.sse({"type": "response.created", "sequence_number": next(seq), "response": base}, "response.created")
-        self.sse({"type": "response.in_progress", "sequence_number": next(seq), "response": base}, "response.in_progress")
-        for idx, it in enumerate(items):
-            if it[0] == "message":
-                item_id = "msg_" + uuid.uuid4().hex[:20]
-                it = ("message", it[1], item_id)
-                self.sse({"type": "response.output_item.added", "sequence_number": next(seq), "output_index": idx,
-                          "item": {"type": "message", "id": item_id, "role": "assistant", "status": "in_progress", "content": []}},
-                         "response.output_item.added")
-                self.sse({"type": "response.content_part.added", "sequence_number": next(seq), "item_id": item_id,
-                          "output_index": idx, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}},
-                         "response.content_part.added")
-                for piece in self.paced(chunks(it[1]), plan["slow_s"]):
-                    if piece is None:
-                        self.sse_comment()
-                    else:
-                        self.sse({"type": "response.output_text.delta", "sequence_number": next(seq), "item_id": item_id,
-                                  "output_index": idx, "content_index": 0, "delta": piece}, "response.output_text.delta")
-                self.sse({"type": "response.output_text.done", "sequence_number": next(seq), "item_id": item_id,
-                          "output_index": idx, "content_index": 0, "text": it[1]}, "response.output_text.done")
-                self.sse({"type": "response.output_item.done", "sequence_number": next(seq), "output_index": idx,
-                          "item": output_item(it)}, "response.output_item.done")
-            else:
-                for _ in self.ticks(plan["slow_s"]):
+        event("response.created", response=base)
+        event("response.in_progress", response=base)
+        if call is None:
+            event("response.output_item.added", output_index=0,
+                  item={"type": "message", "id": msg_id, "role": "assistant", "status": "in_progress", "content": []})
+            event("response.content_part.added", item_id=msg_id, output_index=0, content_index=0,
+                  part={"type": "output_text", "text": "", "annotations": []})
+            for piece in self.paced(chunks(message), plan["slow_s"]):
+                if piece is None:
                     self.sse_comment()
-                added = dict(it[1], arguments="", status="in_progress")
-                self.sse({"type": "response.output_item.added", "sequence_number": next(seq), "output_index": idx, "item": added},
-                         "response.output_item.added")
-                self.sse({"type": "response.output_item.done", "sequence_number": next(seq), "output_index": idx, "item": it[1]},
-                         "response.output_item.done")
-        done = dict(base, status="completed", usage=usage, output=[output_item(it) for it in items])
-        self.sse({"type": "response.completed", "sequence_number": next(seq), "response": done}, "response.completed")
+                else:
+                    event("response.output_text.delta", item_id=msg_id, output_index=0, content_index=0, delta=piece)
+            event("response.output_text.done", item_id=msg_id, output_index=0, content_index=0, text=message)
+        else:
+            for _ in self.ticks(plan["slow_s"]):
+                self.sse_comment()
+            event("response.output_item.added", output_index=0, item=dict(call, arguments="", status="in_progress"))
+        event("response.output_item.done", output_index=0, item=item)
+        event("response.completed", response=dict(base, status="completed", usage=usage, output=[item]))
 
     def codex_shell_call(self, body, plan, entry):
-        """A function call to the shell tool Codex declared, asking to escalate for @bash."""
+        """A call to the shell tool Codex declares (`exec_command {cmd, ...}` in 0.171), asking to
+        run outside the sandbox for @bash, which is what makes Codex ask the person first."""
         tools = declared_tools(body, "responses")
-        name = next((n for n in ("exec_command", "shell_command", "shell") if n in tools), None)
-        if name is None:
-            entry["note"] = f"no shell tool among the declared tools {tools}; used exec_command"
-            name = "exec_command"
-        params = ((find_tool(body, "responses", name) or {}).get("parameters") or {}).get("properties") or {}
-        cmd_key = next((k for k in ("cmd", "command") if k in params), "cmd")
-        args = {cmd_key: plan["command"] if name == "exec_command" or cmd_key == "cmd" and params.get("cmd", {}).get("type") == "string"
-                else ["bash", "-lc", plan["command"]]}
+        name = "exec_command"
+        if name not in tools:
+            entry["note"] = f"the request declares no exec_command tool (it declares {tools}); sent it anyway"
+        args = {"cmd": plan["command"]}
         if plan["escalate"]:
             args["sandbox_permissions"] = "require_escalated"
             args["justification"] = "The scripted test asks to run this command outside the sandbox."
-        call_id = "call_" + uuid.uuid4().hex[:20]
-        item = {"type": "function_call", "id": "fc_" + uuid.uuid4().hex[:20], "status": "completed",
-                "call_id": call_id, "name": name, "arguments": json.dumps(args)}
-        return ("function_call", item)
+        return {"type": "function_call", "id": "fc_" + uuid.uuid4().hex[:20], "status": "completed",
+                "call_id": "call_" + uuid.uuid4().hex[:20], "name": name, "arguments": json.dumps(args)}
 
     # --- Chat Completions ---
 

@@ -320,8 +320,9 @@ impl RealAgent {
     }
 
     /// Like [`RealAgent::prepare`], but the workspace is not trusted, so the agent starts with
-    /// its first-run question (Claude's and Gemini's folder trust, Codex's directory trust,
-    /// Aider's offer to create a git repository).
+    /// its first-run question (Claude's, Codex's and Gemini's folder trust, Aider's offer to
+    /// create a git repository). Codex asks only inside a git repository, so for Codex a
+    /// workspace that is not in one is made one (`git init`).
     pub fn prepare_first_run(
         self,
         home: &Path,
@@ -401,10 +402,21 @@ impl RealAgent {
                     toml_string(&format!("{}/v1", server.url()))
                 );
                 if trusted {
-                    config.push_str(&format!(
-                        "\n[projects.{}]\ntrust_level = \"trusted\"\n",
-                        toml_string(&ws)
-                    ));
+                    // Codex keys trust by the git repository's root when there is one.
+                    let mut keys = vec![ws.clone()];
+                    if let Some(root) = git_root(Path::new(&ws)) {
+                        keys.push(root.to_string_lossy().into_owned());
+                    }
+                    keys.dedup();
+                    for key in keys {
+                        config.push_str(&format!(
+                            "\n[projects.{}]\ntrust_level = \"trusted\"\n",
+                            toml_string(&key)
+                        ));
+                    }
+                } else if git_root(Path::new(&ws)).is_none() {
+                    // Codex asks about an untrusted folder only inside a git repository.
+                    git_init(Path::new(&ws));
                 }
                 write(&codex_home.join("config.toml"), &config);
                 // Without --no-daemon it copies itself into its home and leaves
@@ -505,6 +517,26 @@ pub fn require(agent: RealAgent) -> Option<PathBuf> {
         );
     }
     found
+}
+
+/// The root of the git repository `dir` is in, if any.
+fn git_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
+}
+
+fn git_init(dir: &Path) {
+    let status = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run git init in {}: {e}", dir.display()));
+    assert!(
+        status.success(),
+        "git init in {} failed: {status}",
+        dir.display()
+    );
 }
 
 fn is_executable(p: &Path) -> bool {
