@@ -13,6 +13,7 @@ mod events;
 mod model_server;
 mod nvim;
 mod protocol;
+mod real_agents;
 mod tasks;
 mod tmux;
 mod vscode;

@@ -461,8 +461,21 @@ impl Client {
 
     /// Call a method: `Ok(result)` or `Err(error object)`.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        self.call_within(method, params, WAIT)
+    }
+
+    /// Call a method whose answer may take up to `timeout` (text typed into an agent that is
+    /// still starting is answered once it was typed).
+    pub fn call_within(
+        &mut self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, Value> {
         let id = self.request(method, params);
-        let r = self.response(id);
+        let r = self.wait_message(&format!("the response to request {id}"), timeout, |v| {
+            v["id"] == json!(id) && v.get("method").is_none()
+        });
         match r.get("error") {
             Some(e) => Err(e.clone()),
             None => Ok(r["result"].clone()),

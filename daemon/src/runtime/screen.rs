@@ -26,6 +26,9 @@ pub struct ScreenRules {
 pub struct Reading {
     /// The waiting pattern that matched: the agent asks something.
     pub question: Option<String>,
+    /// The line the question's pattern matched on, trimmed: a different line is another
+    /// question (Aider asks "Add command output to the chat?" right after "Run shell command?").
+    pub question_line: Option<String>,
     /// The busy pattern that matched.
     pub busy: Option<String>,
     /// The ready pattern that matched.
@@ -73,8 +76,17 @@ impl ScreenRules {
                 .find(|r| r.is_match(&region))
                 .map(|r| r.as_str().to_string())
         };
+        let question_line = self.waiting.iter().find_map(|r| {
+            let m = r.find(&region)?;
+            let start = region[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+            let end = region[m.start()..]
+                .find('\n')
+                .map_or(region.len(), |i| m.start() + i);
+            Some(region[start..end].trim().to_string())
+        });
         Reading {
             question: first(&self.waiting),
+            question_line,
             busy: first(&self.busy),
             ready: first(&self.ready),
         }

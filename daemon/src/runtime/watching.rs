@@ -101,6 +101,8 @@ struct Question {
     seen: bool,
     /// Its decision was raised (a question is asked once, however long it stays on screen).
     raised: bool,
+    /// The screen line it was seen on (see [`screen::Reading::question_line`]).
+    line: Option<String>,
 }
 
 /// Text on its way into an agent.
@@ -159,6 +161,7 @@ impl WatchState {
                 about: None,
                 seen: true,
                 raised: true,
+                line: None,
             });
         }
         self.decision = decision;
@@ -590,14 +593,27 @@ impl Runtime {
             // A question shows: waiting, and a decision with its choices.
             (Some(pattern), q) => {
                 let pattern = pattern.clone();
-                match q {
-                    Some(q) => q.seen = true,
-                    None => {
+                let line = reading.question_line.clone();
+                // Another question where the last one was: that one was answered.
+                let another = q
+                    .as_ref()
+                    .is_some_and(|q| q.raised && q.line.is_some() && q.line != line);
+                if another && ws.decision.is_some() {
+                    self.dismiss_wait_decision(id, "answered in the agent's terminal");
+                }
+                let ws = self.watch.get_mut(id).expect("watched");
+                match ws.question.as_mut() {
+                    Some(q) if !another => {
+                        q.seen = true;
+                        q.line = line;
+                    }
+                    _ => {
                         ws.question = Some(Question {
                             since: Instant::now(),
                             about: None,
                             seen: true,
                             raised: false,
+                            line,
                         })
                     }
                 }
@@ -761,12 +777,25 @@ impl Runtime {
             HookReading::Nothing => {}
             HookReading::Permission => {
                 ws.hook_said = true;
+                // A new permission request while an earlier one was asked: the earlier one was
+                // answered (the agent shows one dialog at a time). A later notification about the
+                // same dialog is not a new question.
+                let renewed = event.name == "PermissionRequest"
+                    && ws.question.as_ref().is_some_and(|q| q.raised);
+                if renewed {
+                    ws.question = None;
+                    if ws.decision.is_some() {
+                        self.dismiss_wait_decision(&a.id, "answered in the agent's terminal");
+                    }
+                }
+                let ws = self.watch.get_mut(&a.id).expect("watched");
                 if ws.question.is_none() {
                     ws.question = Some(Question {
                         since: Instant::now(),
                         about: hooks::about(&event),
                         seen: false,
                         raised: false,
+                        line: None,
                     });
                 }
                 self.activity.rearm(&a.terminal_id);
