@@ -296,6 +296,7 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
         busy_patterns: strings(&[r"esc to interrupt"]),
         waiting_patterns: strings(&[
             r"Would you like to (run the following command|make the following edits)",
+            r"Trust this folder\?",
             r"Hooks need review",
             r"Sign in with ChatGPT",
         ]),
@@ -309,21 +310,17 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
         waiting_patterns: strings(&[
             r"Allow execution of",
             r"Apply this change\?",
-            r"Do you trust this folder",
+            r"Do you trust (the files in )?this folder",
         ]),
         look_back: 14,
         ..AgentKind::default()
     };
     let aider = AgentKind {
         command: strings(&["aider"]),
+        // A line-based program that is quiet while it waits: its output (a spinner while the model
+        // thinks, the answer streaming) is its work, so no busy patterns.
         ready_patterns: strings(&[r"(?m)^\S*> ?$"]),
-        busy_patterns: strings(&[r"Waiting for "]),
         waiting_patterns: strings(&[r"\(Y\)es/\(N\)o"]),
-        waiting_options: vec![
-            ("Yes".into(), "y\r".into()),
-            ("No".into(), "n\r".into()),
-            ("Don't ask again".into(), "d\r".into()),
-        ],
         interrupt_keys: "\x03".into(),
         // The question is the line the cursor waits on; once answered, it is history.
         look_back: 1,

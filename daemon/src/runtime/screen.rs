@@ -142,6 +142,47 @@ pub fn menu(region: &[String]) -> Vec<(String, String)> {
     }
 }
 
+/// The choices of a line-based question (`Run shell command? (Y)es/(N)o/(D)on't ask again
+/// [Yes]:`): each `(X)rest` between slashes is a choice `Xrest`, picked by typing `x` and Enter.
+/// Empty when the line has fewer than two.
+pub fn letter_choices(line: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for part in line.split('/') {
+        // The last `(X)` of the part: words before it may have parentheses of their own.
+        let found = part.char_indices().rev().find_map(|(i, c)| {
+            let mut chars = part[i..].chars();
+            (c == '(').then_some(())?;
+            chars.next();
+            let letter = chars.next().filter(char::is_ascii_alphabetic)?;
+            (chars.next() == Some(')')).then_some((letter, chars.as_str()))
+        });
+        let Some((letter, rest)) = found else {
+            continue;
+        };
+        let word: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '\'' || *c == ' ')
+            .collect();
+        let label = format!("{letter}{}", word.trim_end());
+        out.push((label, format!("{}\r", letter.to_ascii_lowercase())));
+    }
+    if out.len() >= 2 {
+        out
+    } else {
+        Vec::new()
+    }
+}
+
+/// A question's choices as the screen shows them: a numbered menu in the region, else the
+/// `(Y)es/(N)o` choices of the question's line.
+pub fn choices(region: &[String], question_line: Option<&str>) -> Vec<(String, String)> {
+    let m = menu(region);
+    if !m.is_empty() {
+        return m;
+    }
+    question_line.map(letter_choices).unwrap_or_default()
+}
+
 /// `N. label` items of one line, after any selection marker or box border.
 fn menu_items(line: &str) -> Vec<(usize, String)> {
     let trimmed = line
@@ -310,6 +351,26 @@ mod tests {
     }
 
     #[test]
+    fn letter_choices_of_a_line_question() {
+        assert_eq!(
+            letter_choices("Run shell command? (Y)es/(N)o/(D)on't ask again [Yes]:"),
+            [
+                ("Yes".to_string(), "y\r".to_string()),
+                ("No".into(), "n\r".into()),
+                ("Don't ask again".into(), "d\r".into()),
+            ]
+        );
+        assert_eq!(
+            letter_choices("create one to track aider's changes (recommended)? (Y)es/(N)o [Yes]:"),
+            [
+                ("Yes".to_string(), "y\r".to_string()),
+                ("No".into(), "n\r".into())
+            ]
+        );
+        assert!(letter_choices("Proceed? [y/N]").is_empty());
+    }
+
+    #[test]
     fn the_live_region_is_at_the_cursor() {
         let mut screen: Vec<String> = vec![String::new(); 40];
         for (i, l) in screen.iter_mut().enumerate().take(7) {
@@ -384,10 +445,11 @@ mod real_screens {
                 r.ready.is_some()
             );
             if r.question.is_some() && k.waiting_options.is_empty() {
-                let options: Vec<String> = menu(rules.region(&lines, 0))
-                    .into_iter()
-                    .map(|(label, keys)| format!("{label} <{}>", keys.escape_debug()))
-                    .collect();
+                let options: Vec<String> =
+                    choices(rules.region(&lines, 0), r.question_line.as_deref())
+                        .into_iter()
+                        .map(|(label, keys)| format!("{label} <{}>", keys.escape_debug()))
+                        .collect();
                 line.push_str(&format!("\n  menu: {}", options.join(" | ")));
             }
             out.push(line);
@@ -395,46 +457,112 @@ mod real_screens {
         out.join("\n")
     }
 
+    /// Every capture of `kind` (`<kind>-*.txt`), in name order.
+    fn captures(kind: &str) -> Vec<String> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/screens");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".txt").map(str::to_string))
+            .filter(|n| n.starts_with(&format!("{kind}-")))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn check(kind: &str, want: expect_test::Expect) {
+        let names = captures(kind);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        want.assert_eq(&readings(kind, &names));
+    }
+
     #[test]
     fn claude() {
-        expect_test::expect![[r#"
-            claude-idle: question=false busy=false ready=true
-            claude-busy: question=false busy=true ready=true
-            claude-approval: question=true busy=false ready=false
-              menu: Yes <1> | Yes, and always allow access to kit-ws-4czf8gs2/ from this project <2> | No <3>
-            claude-question: question=true busy=false ready=true
-              menu: Red <1> | Blue <2> | Type something. <3> | Chat about this <4>"#]]
-        .assert_eq(&readings(
+        check(
             "claude",
-            &["claude-idle", "claude-busy", "claude-approval", "claude-question"],
-        ));
+            expect_test::expect![[r#"
+            claude-after-no: question=false busy=false ready=true
+            claude-after-yes: question=false busy=false ready=true
+            claude-approval: question=true busy=false ready=false
+              menu: Yes <1> | Yes, and always allow access to kit-ws-F01tlh/ from this project <2> | No <3>
+            claude-approval-answered: question=false busy=false ready=true
+            claude-busy: question=false busy=true ready=true
+            claude-idle: question=false busy=false ready=true
+            claude-question: question=true busy=false ready=true
+              menu: Red <1> | Blue <2> | Type something. <3> | Chat about this <4>
+            claude-question-answered: question=false busy=false ready=true
+            claude-question-escaped: question=false busy=false ready=true
+            claude-trust: question=true busy=false ready=false
+              menu: Yes, I trust this folder <1> | No, exit <2>
+            claude-trust-answered: question=false busy=false ready=true"#]],
+        );
     }
 
     #[test]
     fn codex() {
-        expect_test::expect![[r#"
-            codex-idle: question=false busy=false ready=true
-            codex-busy: question=false busy=true ready=true
+        check(
+            "codex",
+            expect_test::expect![[r#"
+            codex-after-no: question=false busy=false ready=true
+            codex-after-yes: question=false busy=false ready=true
             codex-approval: question=true busy=false ready=true
               menu: Yes, proceed <y> | Yes, and don't ask again for commands that start with `touch made-by-codex` <p> | No, and tell Codex what to do differently <\u{1b}>
+            codex-approval-answered: question=false busy=false ready=true
+            codex-busy: question=false busy=true ready=true
+            codex-exited: question=false busy=false ready=false
             codex-hooks-review: question=true busy=false ready=true
-              menu: Review hooks <1> | Trust all and continue <2> | Continue without trusting (hooks won't run) <3>"#]].assert_eq(&readings(
-            "codex",
-            &["codex-idle", "codex-busy", "codex-approval", "codex-hooks-review"],
-        ));
+              menu: Review hooks <1> | Trust all and continue <2> | Continue without trusting (hooks won't run) <3>
+            codex-hooks-review-selected: question=true busy=false ready=true
+              menu: Review hooks <1> | Trust all and continue <2> | Continue without trusting (hooks won't run) <3>
+            codex-idle: question=false busy=false ready=true
+            codex-trust: question=true busy=false ready=true
+              menu: Trust and continue <1> | Back to Agent Command Center <2>
+            codex-trust-answered: question=false busy=false ready=true"#]],
+        );
     }
 
     #[test]
     fn gemini() {
-        expect_test::expect![[r#"
-            gemini-idle: question=false busy=false ready=true
-            gemini-busy: question=false busy=true ready=true
-            gemini-approval: question=true busy=false ready=false
-              menu: Allow once <1> | Allow for this session <2> | No, suggest changes <\u{1b}>"#]]
-        .assert_eq(&readings(
+        check(
             "gemini",
-            &["gemini-idle", "gemini-busy", "gemini-approval"],
-        ));
+            expect_test::expect![[r#"
+            gemini-after-no: question=false busy=false ready=true
+            gemini-after-yes: question=false busy=false ready=true
+            gemini-approval: question=true busy=false ready=false
+              menu: Allow once <1> | Allow for this session <2> | No, suggest changes <\u{1b}>
+            gemini-approval-answered: question=false busy=false ready=true
+            gemini-busy: question=false busy=true ready=true
+            gemini-ctrl-c-once: question=false busy=false ready=true
+            gemini-idle: question=false busy=false ready=true
+            gemini-idle-truecolor: question=false busy=false ready=true
+            gemini-trust: question=true busy=false ready=false
+              menu: Trust folder (kit-ws-6ppOn4) <1> | Trust parent folder (tmp) <2> | Don't trust <3>
+            gemini-trust-answered: question=false busy=false ready=true"#]],
+        );
+    }
+
+    #[test]
+    fn aider() {
+        check(
+            "aider",
+            expect_test::expect![[r#"
+            aider-add-output: question=true busy=false ready=false
+              menu: Yes <y\r> | No <n\r> | Don't ask again <d\r>
+            aider-after-no: question=false busy=false ready=true
+            aider-after-yes: question=false busy=false ready=true
+            aider-approval: question=true busy=false ready=false
+              menu: Yes <y\r> | No <n\r> | Don't ask again <d\r>
+            aider-approval-answered: question=false busy=false ready=true
+            aider-approval-typed: question=true busy=false ready=false
+              menu: Yes <y\r> | No <n\r> | Don't ask again <d\r>
+            aider-busy: question=false busy=false ready=false
+            aider-busy-streaming: question=false busy=false ready=false
+            aider-git: question=true busy=false ready=false
+              menu: Yes <y\r> | No <n\r>
+            aider-git-answered: question=false busy=false ready=true
+            aider-idle: question=false busy=false ready=true"#]],
+        );
     }
 
     #[test]

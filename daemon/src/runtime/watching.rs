@@ -687,18 +687,17 @@ impl Runtime {
         }
     }
 
-    /// Raise the decision of an agent's current question: the kind's choices, else those of the
-    /// menu on the screen, else approve (`y`, Enter) or deny (`n`, Enter).
+    /// Raise the decision of an agent's current question: the kind's choices, else those the
+    /// screen shows (a numbered menu, `(Y)es/(N)o`), else approve (`y`, Enter) or deny (`n`,
+    /// Enter).
     fn raise_question_decision(&mut self, id: &str, region: &[String]) {
         let agent = self.state.agents[id].clone();
-        let about = self
-            .watch
-            .get(id)
-            .and_then(|w| w.question.as_ref())
-            .and_then(|q| q.about.clone());
+        let question = self.watch.get(id).and_then(|w| w.question.as_ref());
+        let about = question.and_then(|q| q.about.clone());
+        let line = question.and_then(|q| q.line.clone());
         let mut options = agent.watch.waiting_options.clone();
         if options.is_empty() {
-            options = screen::menu(region);
+            options = screen::choices(region, line.as_deref());
         }
         if options.is_empty() {
             options = vec![
