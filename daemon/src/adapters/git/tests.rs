@@ -557,6 +557,52 @@ fn diff_of_an_unchanged_worktree_is_empty() {
 }
 
 #[test]
+fn a_move_without_git_is_one_rename_in_the_diff_and_two_in_the_count() {
+    let f = Fixture::new();
+    let wt = f.create("mover");
+    std::fs::rename(wt.path.join("a.txt"), wt.path.join("moved.txt")).unwrap();
+    let d = f.repo.diff(&wt, None, 1 << 20).unwrap();
+    expect![[r#"
+        renamed "moved.txt" (from "a.txt") +0 -0
+    "#]]
+    .assert_eq(&show_files(&d));
+    assert_eq!(f.repo.changed_count(&wt).unwrap(), 2);
+}
+
+#[test]
+fn a_change_in_the_second_the_index_was_written_is_seen() {
+    // git trusts a file's stat data only if the file is older than the index ("racy git").
+    // Make a change the stat data cannot show (same size, same mtime, ctime not trusted) to a
+    // file as old as the index: only that rule finds it, so the diff's copy of the index must
+    // keep the index's time.
+    let f = Fixture::new();
+    f.git(&f.root, &["config", "core.trustctime", "false"]);
+    let wt = f.create("racy");
+    let file = wt.path.join("a.txt");
+    let index = f.git_dir(&wt).join("index");
+    let then = std::time::SystemTime::now() - Duration::from_secs(10);
+    let touch = |path: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap()
+    };
+    touch(&file);
+    f.git(&wt.path, &["update-index", "-q", "--refresh"]);
+    std::fs::write(&file, "ONE\ntwo\nthree\n").unwrap();
+    touch(&file);
+    touch(&index);
+    assert_eq!(f.git(&wt.path, &["diff", "--name-only"]), "a.txt\n");
+    let d = f.repo.diff(&wt, None, 1 << 20).unwrap();
+    expect![[r#"
+        modified "a.txt" +1 -1
+    "#]]
+    .assert_eq(&show_files(&d));
+}
+
+#[test]
 fn diff_is_cut_at_the_limit_on_a_line_boundary() {
     let f = Fixture::new();
     let wt = f.create("big");
