@@ -44,6 +44,14 @@
 //! - Reading a worktree (diff, counts) never changes it: untracked files are added to a copy of
 //!   its index, not to the index the agent's own git uses.
 //!
+//! Hooks: a checkout runs the repository's `post-checkout` hook as any checkout does (Git LFS
+//! needs it); the commits, merges and rebases orch makes skip the hooks that could refuse them
+//! (`pre-commit`, `pre-merge-commit`, `commit-msg`, `pre-rebase`: `--no-verify`): the checks are
+//! orch's gates, and a hook waiting for input would leave a merge half-done.
+//!
+//! git 2.38 or newer is needed (`merge-tree --write-tree`, `rebase --no-update-refs`);
+//! [`Repo::open`] says so when it finds an older one.
+//!
 //! This module knows git and the file system; it knows nothing of the runtime, the store, the
 //! wire or agents beyond a name. `validate.rs` and `parse.rs` are its pure parts; `run.rs` runs
 //! git; `prepare.rs` copies files and runs setup commands; `merge.rs` lands work.
@@ -70,6 +78,9 @@ pub const ORCH_EMAIL: &str = "orch@localhost";
 
 /// How long a setup command may run by default.
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The oldest git this layer works with.
+const MIN_GIT: (u32, u32) = (2, 38);
 
 /// At most this many file names are listed in an error message.
 const NAMES_IN_ERRORS: usize = 10;
@@ -126,7 +137,8 @@ pub enum ExistingBranch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preparation {
     /// Untracked files to copy from the workspace, relative paths (`.env`); directories are
-    /// copied recursively, missing ones skipped with a note.
+    /// copied recursively, missing ones skipped with a note. They should be ignored by the
+    /// repository (as such files are): [`Repo::commit_all`] commits untracked files that are not.
     pub copy: Vec<PathBuf>,
     /// Commands (argv, no shell) run once in the new checkout, in order.
     pub setup: Vec<Vec<String>>,
@@ -234,6 +246,8 @@ pub enum Found {
 /// What went wrong, naming the thing that was wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
+    #[error("git {found} is too old: orch needs {}.{} or newer", MIN_GIT.0, MIN_GIT.1)]
+    GitTooOld { found: String },
     #[error("no such directory: {}", path.display())]
     NoSuchDirectory { path: PathBuf },
     #[error("not a git repository: {}", path.display())]
@@ -417,6 +431,15 @@ impl Repo {
             return Err(GitError::NoSuchDirectory {
                 path: path.to_owned(),
             });
+        }
+        let version = git.at(path).arg("version").line()?;
+        match parse_version(&version) {
+            Some(v) if v >= MIN_GIT => {}
+            _ => {
+                return Err(GitError::GitTooOld {
+                    found: version.trim_start_matches("git version ").to_owned(),
+                })
+            }
         }
         let call = git
             .at(path)
@@ -762,8 +785,9 @@ impl Repo {
     }
 
     /// Remove the worktree's checkout but keep its branch. Refused while the checkout has
-    /// uncommitted or untracked files ([`Repo::commit_all`] first). Pausing a paused worktree does
-    /// nothing.
+    /// uncommitted or untracked files ([`Repo::commit_all`] first); ignored files (build output,
+    /// copied `.env`) go with the checkout, and [`Repo::resume`] prepares it again. Pausing a
+    /// paused worktree does nothing.
     pub fn pause(&self, wt: &Worktree) -> Result<(), GitError> {
         if !self.is_registered(&wt.path)? {
             return Ok(());
@@ -1158,6 +1182,16 @@ fn worktree_add_args(
     args
 }
 
+/// The major and minor version in `git version`'s answer (`git version 2.47.3`,
+/// `git version 2.39.5 (Apple Git-154)`).
+fn parse_version(answer: &str) -> Option<(u32, u32)> {
+    let number = answer.strip_prefix("git version ")?.split(' ').next()?;
+    let mut parts = number.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
 fn check_base(name: &str) -> Result<(), GitError> {
     validate::check_base(name).map_err(|reason| GitError::InvalidBase {
         name: name.to_owned(),
@@ -1387,6 +1421,29 @@ mod unit {
             setup command `npm ci` failed (exit code 1): npm ERR! missing package.json
             base branch main is not checked out in /repo (it has feature)
             git branch -D -- orch/x failed (exit code 1)
+        "#]].assert_eq(&shown);
+    }
+
+    #[test]
+    fn versions() {
+        let shown: String = [
+            "git version 2.47.3",
+            "git version 2.39.5 (Apple Git-154)",
+            "git version 2.45.1.windows.1",
+            "git version 3.0",
+            "git version two",
+            "hub version 2.14",
+        ]
+        .iter()
+        .map(|a| format!("{a}: {:?}\n", parse_version(a)))
+        .collect();
+        expect![[r#"
+            git version 2.47.3: Some((2, 47))
+            git version 2.39.5 (Apple Git-154): Some((2, 39))
+            git version 2.45.1.windows.1: Some((2, 45))
+            git version 3.0: Some((3, 0))
+            git version two: None
+            hub version 2.14: None
         "#]].assert_eq(&shown);
     }
 
