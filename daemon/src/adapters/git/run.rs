@@ -288,6 +288,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn what_every_git_command_is_given() {
+        let git = Git::new("git", vec![("HOME".into(), "/tmp/home".into())]);
+        let call = git
+            .at(Path::new("/repo"))
+            .args(["diff", "--cached"])
+            .env("GIT_INDEX_FILE", "/repo/.git/orch-index-1-0");
+        let cmd = call.command();
+        let mut set: Vec<String> = cmd
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+            .collect();
+        set.sort();
+        expect![[r#"
+            "git" in "/repo": git diff --cached
+            GIT_ADVICE=0
+            GIT_EDITOR=:
+            GIT_INDEX_FILE=/repo/.git/orch-index-1-0
+            GIT_MERGE_AUTOEDIT=no
+            GIT_OPTIONAL_LOCKS=0
+            GIT_SEQUENCE_EDITOR=:
+            GIT_TERMINAL_PROMPT=0
+            HOME=/tmp/home
+            LANGUAGE=C
+            LC_ALL=C"#]].assert_eq(&format!(
+            "{:?} in {:?}: {}\n{}",
+            cmd.get_program(),
+            cmd.get_current_dir().unwrap(),
+            call.display(),
+            set.join("\n")
+        ));
+    }
+
+    #[test]
     fn inherited_git_variables_are_dropped_but_config_selectors() {
         let shown: String = [
             "GIT_DIR",
