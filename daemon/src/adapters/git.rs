@@ -1444,7 +1444,8 @@ mod unit {
             git version 3.0: Some((3, 0))
             git version two: None
             hub version 2.14: None
-        "#]].assert_eq(&shown);
+        "#]]
+        .assert_eq(&shown);
     }
 
     #[test]

@@ -311,7 +311,8 @@ mod tests {
             GIT_TERMINAL_PROMPT=0
             HOME=/tmp/home
             LANGUAGE=C
-            LC_ALL=C"#]].assert_eq(&format!(
+            LC_ALL=C"#]]
+        .assert_eq(&format!(
             "{:?} in {:?}: {}\n{}",
             cmd.get_program(),
             cmd.get_current_dir().unwrap(),
