@@ -44,6 +44,11 @@
 //! - Reading a worktree (diff, counts) never changes it: untracked files are added to a copy of
 //!   its index, not to the index the agent's own git uses.
 //!
+//! Untracked files that the repository does not ignore are the agent's work like any other:
+//! [`Repo::diff`] hashes them (into git's object store, as `git add` would) and
+//! [`Repo::commit_all`] commits them. A dependency directory the repository fails to ignore
+//! makes both slow and large; the remedy is the repository's `.gitignore`, not a guess here.
+//!
 //! Hooks: a checkout runs the repository's `post-checkout` hook as any checkout does (Git LFS
 //! needs it); the commits, merges and rebases orch makes skip the hooks that could refuse them
 //! (`pre-commit`, `pre-merge-commit`, `commit-msg`, `pre-rebase`: `--no-verify`): the checks are

@@ -34,48 +34,26 @@ impl Fixture {
         let state = tmp.join("state");
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&state).unwrap();
-        let f = Fixture {
-            repo: Repo {
-                git: test_git(&tmp),
-                workdir: root.clone(),
-                common_dir: root.join(".git"),
-            },
+        person_git(&tmp, &root, &["init", "-q", "-b", "main"]);
+        write(&root, "a.txt", "one\ntwo\nthree\n");
+        write(&root, "b.txt", "bee\n");
+        write(&root, ".gitignore", "*.log\n.env\n");
+        person_git(&tmp, &root, &["add", "-A"]);
+        person_git(&tmp, &root, &["commit", "-q", "-m", "initial"]);
+        let repo = Repo::open_with(test_git(&tmp), &root).unwrap();
+        assert_eq!(repo.workdir, root);
+        Fixture {
             _dir: dir,
             tmp,
             root,
             state,
-        };
-        f.git(&f.root, &["init", "-q", "-b", "main"]);
-        write(&f.root, "a.txt", "one\ntwo\nthree\n");
-        write(&f.root, "b.txt", "bee\n");
-        write(&f.root, ".gitignore", "*.log\n.env\n");
-        f.commit_all(&f.root, "initial");
-        let repo = Repo::open_with(test_git(&f.tmp), &f.root).unwrap();
-        assert_eq!(repo.workdir, f.root);
-        Fixture { repo, ..f }
+            repo,
+        }
     }
 
     /// Run git as a person would (with an identity), outside the layer under test.
     fn git(&self, dir: &Path, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", &self.tmp)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_AUTHOR_NAME", "Person")
-            .env("GIT_AUTHOR_EMAIL", "person@example.com")
-            .env("GIT_COMMITTER_NAME", "Person")
-            .env("GIT_COMMITTER_EMAIL", "person@example.com")
-            .env("LC_ALL", "C")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?} in {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        person_git(&self.tmp, dir, args)
     }
 
     fn commit_all(&self, dir: &Path, message: &str) {
@@ -122,6 +100,37 @@ impl Fixture {
     }
 }
 
+/// Run git as a person would, with `home` as its home (no configuration of theirs) and an
+/// identity; its stdout, failure fatal.
+fn person_git(home: &Path, dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("git");
+    for (key, _) in std::env::vars_os() {
+        if key.as_encoded_bytes().starts_with(b"GIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Person")
+        .env("GIT_AUTHOR_EMAIL", "person@example.com")
+        .env("GIT_COMMITTER_NAME", "Person")
+        .env("GIT_COMMITTER_EMAIL", "person@example.com")
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The layer's git, isolated like [`person_git`] but with no identity.
 fn test_git(home: &Path) -> Git {
     Git::new(
         "git",
