@@ -1,10 +1,11 @@
 //! Adapters: the implementations of the ports in `ports.rs` — the sled event store and the
-//! terminal backends — plus the output fan-out they share.
+//! terminal backends — plus the output fan-out they share, and the git worktree layer.
 //!
-//! Only this module names sled, portable-pty, alacritty_terminal or tmux.
+//! Only this module names sled, portable-pty, alacritty_terminal, tmux or git.
 
 pub mod emulator;
 pub mod fanout;
+pub mod git;
 pub mod pty;
 pub mod sled_store;
 pub mod tmux;

@@ -5,7 +5,7 @@
 //! Layout (see `docs/architecture.md`):
 //! - [`core`]: the pure domain — records, events, `State::apply`. No I/O, no clock, no tokio.
 //! - [`ports`]: the traits the runtime needs — `EventStore`, `TerminalBackend`, `Terminal`.
-//! - [`adapters`]: sled store, pty and tmux backends, the output fan-out.
+//! - [`adapters`]: sled store, pty and tmux backends, the output fan-out, the git worktree layer.
 //! - [`runtime`]: the single owner of state; the command loop, agents, tasks, gates, scheduler.
 //! - [`rpc`]: the wire: dispatch table, handlers, conversions.
 //! - [`transport`]: framing on sockets and stdio, the `orch lsp` forwarder, the CLI client.
