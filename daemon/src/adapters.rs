@@ -1,8 +1,10 @@
 //! Adapters: the implementations of the ports in `ports.rs` — the sled event store and the
-//! terminal backends — plus the output fan-out they share.
+//! terminal backends — plus the output fan-out they share, and the ACP client that drives agents
+//! speaking the Agent Client Protocol behind a terminal of its own.
 //!
 //! Only this module names sled, portable-pty, alacritty_terminal or tmux.
 
+pub mod acp;
 pub mod emulator;
 pub mod fanout;
 pub mod pty;
