@@ -110,7 +110,7 @@ use crate::adapters::pty::{
 };
 use crate::ports::{BackendError, ScreenSnapshot, Terminal, TerminalObserver, TerminalSpec};
 use client::{Client, Effect};
-use render::{Screen, Show, Style};
+use render::{Input, Screen, Show, Style};
 use wire::{Incoming, LineSplitter, Piece};
 
 /// Most bytes of one message from the agent; a longer line is dropped and reported.
@@ -331,8 +331,12 @@ struct Shared {
     id: String,
     /// The process id, which is also its process group id.
     pid: u32,
-    /// Protocol, screen and output, under one lock so they change together and in order.
+    /// The protocol state. Locked first; the view after it, never the other way round.
     core: Mutex<Core>,
+    /// The screen and its output. Taken before the protocol lock is released when there is
+    /// something to draw (so changes are drawn in the order they happened), but drawing happens
+    /// after that release: an answer to the agent never waits for the screen.
+    view: Mutex<View>,
     /// Our end of the agent's stdin, non-blocking.
     stdin: File,
     /// Write end of the I/O thread's wake-up pipe.
@@ -349,14 +353,20 @@ struct Shared {
     closed: AtomicBool,
 }
 
-/// What changes together under the lock.
+/// The protocol's state, under the first lock.
 struct Core {
     client: Client,
+    /// The person's input line (the screen draws a copy).
+    input: Input,
+    /// Bytes for the agent's stdin that the pipe has not taken yet.
+    outbox: Vec<u8>,
+}
+
+/// What is drawn, under the second lock.
+struct View {
     screen: Screen,
     emulator: Emulator,
     log: OutputLog,
-    /// Bytes for the agent's stdin that the pipe has not taken yet.
-    outbox: Vec<u8>,
 }
 
 impl AcpAgent {
@@ -481,10 +491,13 @@ impl AcpAgent {
             pid,
             core: Mutex::new(Core {
                 client,
+                input: Input::default(),
+                outbox: Vec::new(),
+            }),
+            view: Mutex::new(View {
                 screen,
                 emulator,
                 log,
-                outbox: Vec::new(),
             }),
             stdin,
             wake: wake_tx,
@@ -495,7 +508,7 @@ impl AcpAgent {
             finished: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
-        shared.settle(&mut shared.lock(), Vec::new(), false);
+        shared.settle(shared.lock(), Vec::new(), false);
 
         let (drained_tx, drained_rx) = mpsc::channel::<()>();
         let (reap_tx, reap_rx) = mpsc::channel::<()>();
@@ -548,7 +561,7 @@ impl AcpAgent {
         self.check_open()?;
         let mut core = self.shared.lock();
         let result = f(&mut core.client);
-        self.shared.settle(&mut core, Vec::new(), false);
+        self.shared.settle(core, Vec::new(), false);
         Ok(result)
     }
 
@@ -587,13 +600,20 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn lock_view(&self) -> MutexGuard<'_, View> {
+        self.view
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn wake_io(&self) {
         let _ = (&self.wake).write_all_nonblocking(&[1]);
     }
 
     /// Carry out the client's effects, in order: lines to the agent first (so an answer is on
-    /// its way before anything else), then a kill, then events, then the screen.
-    fn settle(&self, core: &mut Core, mut extra: Vec<Show>, redraw: bool) {
+    /// its way before anything else), then a kill, then events, then — with the view locked
+    /// and the protocol lock released — the screen.
+    fn settle(&self, mut core: MutexGuard<'_, Core>, mut extra: Vec<Show>, redraw: bool) {
         let mut events = Vec::new();
         let mut kill = false;
         let mut changed = redraw || !extra.is_empty();
@@ -641,23 +661,28 @@ impl Shared {
         for event in events {
             self.observer.acp(&self.id, event);
         }
-        if changed {
-            let status = core.client.status_line();
-            core.screen.set_status(status);
-            let mut out = Vec::new();
-            core.screen.apply(extra, &mut out);
-            self.output(core, &out);
+        if !changed {
+            return;
         }
+        let status = core.client.status_line();
+        let input = core.input.clone();
+        let mut view = self.lock_view();
+        drop(core);
+        view.screen.set_status(status);
+        view.screen.input = input;
+        let mut out = Vec::new();
+        view.screen.apply(extra, &mut out);
+        self.output(&mut view, &out);
     }
 
     /// Bytes for the screen: emulator, log, subscribers, observer.
-    fn output(&self, core: &mut Core, bytes: &[u8]) {
+    fn output(&self, view: &mut View, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
         // A terminal's answers to queries go nowhere: the screen's only writer is orch.
-        core.emulator.feed(bytes);
-        core.log.write(bytes);
+        view.emulator.feed(bytes);
+        view.log.write(bytes);
         self.fanout.publish(bytes);
         self.observer.output(&self.id);
     }
@@ -710,7 +735,7 @@ impl Terminal for AcpAgent {
     fn write(&self, data: &[u8]) -> Result<(), BackendError> {
         self.check_terminal()?;
         let mut core = self.shared.lock();
-        let keys = core.screen.input.feed(data);
+        let keys = core.input.feed(data);
         let mut notes = Vec::new();
         for key in keys {
             let result = match key {
@@ -725,15 +750,15 @@ impl Terminal for AcpAgent {
             }
         }
         // The input line changed even when nothing else did.
-        self.shared.settle(&mut core, notes, true);
+        self.shared.settle(core, notes, true);
         Ok(())
     }
 
     fn paste(&self, text: &str) -> Result<(), BackendError> {
         self.check_terminal()?;
         let mut core = self.shared.lock();
-        core.screen.input.insert(text);
-        self.shared.settle(&mut core, Vec::new(), true);
+        core.input.insert(text);
+        self.shared.settle(core, Vec::new(), true);
         Ok(())
     }
 
@@ -745,20 +770,20 @@ impl Terminal for AcpAgent {
                 self.shared.id
             )));
         }
-        let mut core = self.shared.lock();
-        let snapshot = core.emulator.snapshot(0);
+        let mut view = self.shared.lock_view();
+        let snapshot = view.emulator.snapshot(0);
         if (snapshot.cols, snapshot.rows) == (cols, rows) {
             return Ok(());
         }
-        core.emulator.resize(cols, rows);
+        view.emulator.resize(cols, rows);
         let mut out = Vec::new();
-        core.screen.resize(cols, rows, &mut out);
-        self.shared.output(&mut core, &out);
+        view.screen.resize(cols, rows, &mut out);
+        self.shared.output(&mut view, &out);
         Ok(())
     }
 
     fn screen(&self, scrollback: usize) -> Result<ScreenSnapshot, BackendError> {
-        Ok(self.shared.lock().emulator.snapshot(scrollback))
+        Ok(self.shared.lock_view().emulator.snapshot(scrollback))
     }
 
     fn subscribe(&self) -> Arc<OutputSubscriber> {
@@ -897,7 +922,7 @@ fn io_loop(shared: &Shared, mut io: Io, _drained: mpsc::Sender<()>) {
             if Instant::now() >= at {
                 let mut core = shared.lock();
                 core.client.timed_out(what, io.timeout.as_secs());
-                shared.settle(&mut core, Vec::new(), false);
+                shared.settle(core, Vec::new(), false);
                 deadline = None;
             }
         }
@@ -947,7 +972,7 @@ fn io_loop(shared: &Shared, mut io: Io, _drained: mpsc::Sender<()>) {
         }
     }
     io.stderr_log.flush();
-    shared.lock().log.flush();
+    shared.lock_view().log.flush();
 }
 
 /// Read what a pipe has now, up to a full buffer; the bytes read and whether more may come.
@@ -992,7 +1017,14 @@ fn take_stdout(
                 let reply = serve_file(confinement, &id, &method, &params);
                 let mut core = shared.lock();
                 core.outbox.extend_from_slice(&reply);
-                shared.settle(&mut core, Vec::new(), false);
+                // Not an effect of the client's: flushed here.
+                if let Err(err) = flush_input(&shared.stdin, &mut core.outbox) {
+                    tracing::debug!(agent = %shared.id, "writing to the agent failed: {err}");
+                    core.outbox.clear();
+                }
+                if !core.outbox.is_empty() {
+                    shared.wake_io();
+                }
             }
             Ok(message) => batch.push(Item::Message(message)),
             Err(why) => batch.push(Item::Bad(why, line)),
@@ -1013,7 +1045,7 @@ fn deliver(shared: &Shared, batch: Vec<Item>) {
             Item::TooLong(len) => core.client.too_long(len, LINE_LIMIT),
         }
     }
-    shared.settle(&mut core, Vec::new(), false);
+    shared.settle(core, Vec::new(), false);
 }
 
 /// Answer `fs/read_text_file` or `fs/write_text_file`, confined.
@@ -1071,8 +1103,8 @@ fn wait_loop(shared: &Shared, drained: mpsc::Receiver<()>, reap: mpsc::Receiver<
     {
         let mut core = shared.lock();
         core.client.exited(code, &words);
-        shared.settle(&mut core, Vec::new(), false);
-        core.log.flush();
+        shared.settle(core, Vec::new(), false);
+        shared.lock_view().log.flush();
     }
     shared.finished.store(true, Ordering::SeqCst);
     shared.fanout.close();

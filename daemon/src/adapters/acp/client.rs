@@ -333,7 +333,9 @@ impl Client {
             Some(code) => format!("the agent exited with code {code}"),
             None => "the agent was killed by a signal".to_string(),
         };
-        let words = if stderr_tail.is_empty() {
+        // What it said on stderr explains an exit of its own; after a kill it is noise.
+        let explains = self.phase == Phase::Starting || code.is_some_and(|c| c != 0);
+        let words = if stderr_tail.is_empty() || !explains {
             how.clone()
         } else {
             format!("{how}; its last words on stderr: {stderr_tail}")

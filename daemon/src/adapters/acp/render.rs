@@ -175,6 +175,7 @@ pub struct Screen {
     asks: Vec<AskView>,
     /// The status line's text.
     status: String,
+    /// The person's input line as it is to be drawn (a copy: the editor's owner keeps it).
     pub input: Input,
     /// Rows the tail takes on screen now; the cursor is on its last row.
     drawn_tail: usize,
@@ -616,7 +617,7 @@ pub enum Key {
 }
 
 /// The person's input line: text, cursor, and the state of a key sequence split across writes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Input {
     text: Vec<char>,
     /// Position of the cursor, in characters.

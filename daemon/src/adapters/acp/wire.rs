@@ -80,10 +80,24 @@ pub fn parse(line: &[u8]) -> Result<Incoming, String> {
     check_id(&id)?;
     if let Some(error) = obj.remove("error") {
         let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
-        let message = match error.get("message") {
+        let mut message = match error.get("message") {
             Some(Value::String(text)) => text.clone(),
             _ => format!("error without a message: {error}"),
         };
+        // Agents put the useful part in `data` ("Internal error" + {"details": "No previous
+        // sessions found for this project."} from Gemini CLI).
+        let details = match error.get("data") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(data) => match data.get("details").or_else(|| data.get("message")) {
+                Some(Value::String(text)) => Some(text.clone()),
+                _ => Some(data.to_string()),
+            },
+        };
+        if let Some(details) = details {
+            let details: String = details.chars().take(300).collect();
+            message = format!("{message}: {details}");
+        }
         return Ok(Incoming::Response {
             id,
             result: Err(RpcError { code, message }),
@@ -245,6 +259,18 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"Authentication required"}}"#,
             expect![[
                 r#"Response { id: Number(3), result: Err(RpcError { code: -32000, message: "Authentication required" }) }"#
+            ]],
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"Internal error","data":{"details":"No previous sessions found for this project."}}}"#,
+            expect![[
+                r#"Response { id: Number(2), result: Err(RpcError { code: -32603, message: "Internal error: No previous sessions found for this project." }) }"#
+            ]],
+        );
+        check(
+            r#"{"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"Internal error","data":[1]}}"#,
+            expect![[
+                r#"Response { id: Number(2), result: Err(RpcError { code: -32603, message: "Internal error: [1]" }) }"#
             ]],
         );
         check(
