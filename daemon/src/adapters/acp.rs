@@ -64,7 +64,9 @@
 //! Observer callbacks come from the adapter's threads (and from the caller's thread, for what a
 //! call causes), one at a time and in order, with the adapter's lock held: they must be cheap,
 //! must never block, and must not call back into the agent (post to a channel). Events are per
-//! update, uncoalesced: an agent that floods updates floods the channel too.
+//! update, uncoalesced: an agent that floods updates floods the channel too. The screen is
+//! drawn just after the events of a change (and `output` follows), so a screen fetched the
+//! moment an event arrives may not show it yet.
 //!
 //! # Threads and bounds
 //!

@@ -25,6 +25,8 @@ const INPUT_LIMIT: usize = 64 * 1024;
 const TAIL_TOOLS: usize = 6;
 /// Plan entries drawn in the tail; more are summed up in one line.
 const TAIL_PLAN: usize = 10;
+/// Running tool calls kept in the tail; past this the oldest goes to history as it stands.
+const RUNNING_TOOLS: usize = 256;
 
 /// How a piece of text looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +270,11 @@ impl Screen {
                 } else if let Some(i) = known {
                     self.tools[i] = tool;
                 } else {
+                    if self.tools.len() >= RUNNING_TOOLS {
+                        let oldest = self.tools.remove(0);
+                        self.close_open(out);
+                        self.commit_tool(&oldest, out);
+                    }
                     self.tools.push(tool);
                 }
             }
@@ -743,10 +750,8 @@ impl Input {
             (b'[' | b'O', b"C") => self.cursor = (self.cursor + 1).min(self.text.len()),
             (b'[' | b'O', b"H") | (b'[', b"1~" | b"7~") => self.cursor = 0,
             (b'[' | b'O', b"F") | (b'[', b"4~" | b"8~") => self.cursor = self.text.len(),
-            (b'[', b"3~") => {
-                if self.cursor < self.text.len() {
-                    self.text.remove(self.cursor);
-                }
+            (b'[', b"3~") if self.cursor < self.text.len() => {
+                self.text.remove(self.cursor);
             }
             _ => {}
         }

@@ -61,6 +61,7 @@ fn monotonic_ns() -> u64 {
 
 /// What the observer was told.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a test's record; size does not matter
 enum Seen {
     Acp(AcpEvent),
     Exited(Option<i32>),
