@@ -617,6 +617,27 @@ fn gemini_acp() {
     );
 }
 
+/// Gemini CLI with no auth type chosen in its settings, and orch told to authenticate with its
+/// API-key method (the key comes from GEMINI_API_KEY): `authenticate` against the real agent.
+#[test]
+fn gemini_acp_authenticates() {
+    let server = ModelServer::start();
+    let Some(mut setup) = Setup::gemini(&server) else {
+        return;
+    };
+    let settings = setup.home.path().join(".gemini/settings.json");
+    std::fs::remove_file(&settings).unwrap();
+    setup.spec.auth_method = Some("gemini-api-key".into());
+    let mut run = Run::start(setup.spec.clone());
+    run.ready();
+    let turn = run.started(run.agent.prompt("@reply(authenticated)").unwrap());
+    assert_eq!(run.turn_ended(turn), TurnEnd::Stopped(StopReason::EndTurn));
+    run.wait_screen("authenticated");
+    // Gemini keeps the choice in its settings.
+    let saved = std::fs::read_to_string(&settings).unwrap();
+    assert!(saved.contains("gemini-api-key"), "{saved}");
+}
+
 #[test]
 fn claude_agent_acp() {
     let server = ModelServer::start();
