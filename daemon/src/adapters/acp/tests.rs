@@ -721,6 +721,11 @@ while True:
             elif "flood" in a:
                 for k in range(a["flood"]):
                     say("chunk %d\n" % k)
+            elif "stderr" in a:
+                block = "e" * 65535 + "\n"
+                for k in range(a["stderr"] // 65536):
+                    sys.stderr.write(block)
+                sys.stderr.flush()
             elif "huge" in a:
                 sys.stdout.write(json.dumps({"jsonrpc": "2.0", "method": "session/update",
                     "params": {"x": "a" * a["huge"]}}) + "\n"); sys.stdout.flush()
@@ -967,13 +972,15 @@ fn fake_agent_protocol_paths() {
 
 #[test]
 fn a_flood_of_updates_and_a_huge_line_are_survived() {
-    let Some((_dir, spec)) = fake(&[]) else {
+    let Some((dir, mut spec)) = fake(&[]) else {
         return;
     };
+    spec.terminal.log_limit = 1 << 20;
     let mut run = Run::start(spec);
     run.ready();
     let started = Instant::now();
     let actions = json!([
+        {"stderr": 20 << 20},
         {"flood": 50000},
         {"huge": LINE_LIMIT + 10},
         {"raw": "{\"jsonrpc\": \"2.0\", \"method\": \"session/update\", \"params\": {\"update\": {\"sessionUpdate\": \"mystery\"}}}"},
@@ -1009,6 +1016,12 @@ fn a_flood_of_updates_and_a_huge_line_are_survived() {
         snapshot.lines.len()
     );
     assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    // 20 MiB of stderr and the screen's output: each log and its rotation within the limit.
+    assert!(dir.path().join("logs/a-1.log.stderr.1").exists(), "rotated");
+    for log in ["a-1.log", "a-1.log.1", "a-1.log.stderr", "a-1.log.stderr.1"] {
+        let len = std::fs::metadata(dir.path().join("logs").join(log)).map_or(0, |m| m.len());
+        assert!(len <= 1 << 20, "{log} has {len} bytes");
+    }
 }
 
 #[test]
