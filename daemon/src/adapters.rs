@@ -1,8 +1,10 @@
 //! Adapters: the implementations of the ports in `ports.rs` — the sled event store and the
-//! terminal backends — plus the output fan-out they share, and the git worktree layer.
+//! terminal backends — plus the output fan-out they share, the ACP client that drives agents
+//! speaking the Agent Client Protocol behind a terminal of its own, and the git worktree layer.
 //!
 //! Only this module names sled, portable-pty, alacritty_terminal, tmux or git.
 
+pub mod acp;
 pub mod emulator;
 pub mod fanout;
 pub mod git;

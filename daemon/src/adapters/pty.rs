@@ -598,7 +598,7 @@ fn wait_loop(shared: &Shared, pid: u32, drained: mpsc::Receiver<()>, reap: mpsc:
 
 /// Block until process `pid` has ended, leaving it unreaped; its exit code, or `None` when a
 /// signal ended it.
-fn wait_without_reaping(pid: u32) -> io::Result<Option<i32>> {
+pub(super) fn wait_without_reaping(pid: u32) -> io::Result<Option<i32>> {
     loop {
         // SAFETY: a zeroed siginfo_t is a valid out-parameter; waitid fills it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -624,7 +624,7 @@ fn wait_without_reaping(pid: u32) -> io::Result<Option<i32>> {
 }
 
 /// Reap process `pid`, waiting for it to end if it has not.
-fn reap_now(pid: u32) {
+pub(super) fn reap_now(pid: u32) {
     let mut status = 0;
     // SAFETY: waitpid with a valid out-pointer; retried only on EINTR.
     while unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) } < 0
@@ -654,7 +654,7 @@ fn reap_after_failure(pid: u32) {
 }
 
 /// Write as much queued input as the non-blocking pty takes now, removing it from the queue.
-fn flush_input(io: &File, input: &mut Vec<u8>) -> io::Result<()> {
+pub(super) fn flush_input(io: &File, input: &mut Vec<u8>) -> io::Result<()> {
     let mut written = 0;
     let result = loop {
         if written == input.len() {
@@ -688,7 +688,7 @@ fn paste_bytes(text: &str, bracketed: bool) -> Vec<u8> {
 
 /// SIGTERM or SIGKILL to a whole process group. A group that no longer exists is not an error:
 /// what was to be stopped is stopped.
-fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
+pub(super) fn kill_group(pgid: u32, signal: libc::c_int) -> io::Result<()> {
     let pgid = libc::pid_t::try_from(pgid).map_err(io::Error::other)?;
     // SAFETY: killpg has no memory-safety preconditions.
     if unsafe { libc::killpg(pgid, signal) } == 0 {
@@ -739,7 +739,7 @@ fn executable(path: &Path) -> bool {
 }
 
 /// `poll(2)` over `fds`, retried on EINTR; `timeout_ms` -1 waits for ever.
-fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+pub(super) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
     loop {
         // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd for the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -754,7 +754,7 @@ fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> 
 }
 
 /// A non-blocking, close-on-exec pipe: (read end, write end).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(super) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -765,7 +765,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Make reads and writes on `fd` (and every duplicate of it) return instead of waiting.
-fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+pub(super) fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we own, with integer arguments only.
     unsafe {
         let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
@@ -786,7 +786,7 @@ fn open_log(path: &Path) -> io::Result<File> {
 }
 
 /// The append-only output log of one terminal, rotated to `<path>.1` past its limit.
-struct OutputLog {
+pub(super) struct OutputLog {
     /// Where the log lives.
     path: PathBuf,
     /// The open log, buffered so that many small chunks make one write; `None` after a write
@@ -799,7 +799,7 @@ struct OutputLog {
 }
 
 impl OutputLog {
-    fn open(path: &Path, limit: u64) -> io::Result<Self> {
+    pub(super) fn open(path: &Path, limit: u64) -> io::Result<Self> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
@@ -813,7 +813,7 @@ impl OutputLog {
         })
     }
 
-    fn write(&mut self, data: &[u8]) {
+    pub(super) fn write(&mut self, data: &[u8]) {
         if self.len > 0 && self.len + data.len() as u64 > self.limit {
             if let Err(err) = self.rotate() {
                 self.fail("rotating", err);
@@ -828,7 +828,7 @@ impl OutputLog {
         }
     }
 
-    fn flush(&mut self) {
+    pub(super) fn flush(&mut self) {
         if let Some(file) = self.file.as_mut() {
             if let Err(err) = file.flush() {
                 self.fail("writing", err);
