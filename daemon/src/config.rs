@@ -132,6 +132,9 @@ pub struct AgentKind {
     pub hooks: Option<HookDialect>,
     /// Keys that interrupt the agent's current turn.
     pub interrupt_keys: String,
+    /// A menu choice picked by its number needs Enter to take effect (the choice's key is the
+    /// number, then Enter; a key hint such as `(y)` still acts alone).
+    pub menu_enter: bool,
     /// `never | on-failure | always`.
     pub restart: RestartPolicy,
     /// Restarts before giving up.
@@ -155,6 +158,7 @@ impl Default for AgentKind {
             look_back: watch.look_back,
             hooks: None,
             interrupt_keys: watch.interrupt_keys,
+            menu_enter: false,
             restart: RestartPolicy::Never,
             max_restarts: watch.max_restarts,
             backend: None,
@@ -176,6 +180,7 @@ impl AgentKind {
             hooks: self.hooks,
             interrupt_keys: self.interrupt_keys.clone(),
             look_back: self.look_back,
+            menu_enter: self.menu_enter,
         }
     }
 }
@@ -301,6 +306,9 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
             r"Sign in with ChatGPT",
         ]),
         look_back: 14,
+        // Its selection screens (folder trust, hooks to review) move on a digit and act on
+        // Enter; its approval acts on the key in parentheses.
+        menu_enter: true,
         ..AgentKind::default()
     };
     let gemini = AgentKind {

@@ -50,6 +50,86 @@ fn aider_on_pty() {
     scenario(RealAgent::Aider, "pty");
 }
 
+#[test]
+fn claude_code_first_run() {
+    first_run(RealAgent::Claude, "Yes, I trust this folder");
+}
+
+#[test]
+fn codex_first_run() {
+    first_run(RealAgent::Codex, "Trust and continue");
+}
+
+#[test]
+fn gemini_first_run() {
+    first_run(RealAgent::Gemini, "Trust folder");
+}
+
+#[test]
+fn aider_first_run() {
+    first_run(RealAgent::Aider, "Yes");
+}
+
+/// An agent's first-run question (an untrusted folder; Aider's offer to make a git repository) is
+/// a question like any other: waiting, a decision with the agent's own choices; answered, the
+/// agent gets to its prompt, and a text sent meanwhile waited for that and lands once.
+fn first_run(agent: RealAgent, trust: &str) {
+    if require(agent).is_none() {
+        return;
+    }
+    let b = Bench::with(agent, "pty", true);
+    let name = agent.name();
+    let mut c = b.daemon.client(Via::Socket);
+    let a = c.ok("orch/agent/spawn", json!({ "kind": name }));
+    let id = a["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + LONG;
+    let waiting = wait_for(
+        &format!("{name} to ask its first-run question"),
+        LONG,
+        || {
+            if Instant::now() + Duration::from_secs(1) > deadline {
+                eprintln!("{name}'s screen:\n{}", screen_text(&mut c, &id));
+            }
+            let events = state_events(&mut c, &id, 0);
+            match events.iter().find(|e| e["data"]["state"] == "waiting") {
+                Some(e) => Some(e.clone()),
+                None => {
+                    let a = c.ok("orch/agent/get", json!({ "id": id }));
+                    assert!(
+                        !["exited", "failed"].contains(&a["state"].as_str().unwrap()),
+                        "{name} ended: {a}\n{}",
+                        screen_text(&mut c, &id)
+                    );
+                    None
+                }
+            }
+        },
+    );
+    assert!(
+        waiting["data"]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("screen: pattern "),
+        "{name}: {waiting}"
+    );
+    let d = pending_decision(&mut c, &id);
+    let first = d["options"][0].as_str().unwrap().to_string();
+    assert!(first.starts_with(trust), "{name}: {d}");
+    // Sent while the question shows: it must not be typed into the question.
+    c.request(
+        "orch/agent/send",
+        json!({ "id": id, "text": "after-first-run-2c7d @reply(ready)" }),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(b.prompts_with("after-first-run-2c7d").is_empty(), "{name}");
+    c.ok(
+        "orch/decision/resolve",
+        json!({ "id": d["id"], "choice": first }),
+    );
+    b.prompt_reached_the_model_once("after-first-run-2c7d");
+    wait_agent_state(&mut c, &id, "idle");
+}
+
 /// A daemon for one real agent: its kind is the built-in one of the same name with the argv and
 /// environment `prepare` gives, on `backend`.
 struct Bench {
@@ -72,11 +152,20 @@ impl Drop for Bench {
 
 impl Bench {
     fn new(agent: RealAgent, backend: &str) -> Self {
+        Self::with(agent, backend, false)
+    }
+
+    /// With `first_run`, the agent starts at its first-run question.
+    fn with(agent: RealAgent, backend: &str, first_run: bool) -> Self {
         let server = ModelServer::start();
         let mut daemon = Daemon::new(None);
         let home = daemon.state_dir.path().join("agent-home");
         std::fs::create_dir_all(&home).unwrap();
-        let mut setup = agent.prepare(&home, daemon.workspace.path(), &server);
+        let mut setup = if first_run {
+            agent.prepare_first_run(&home, daemon.workspace.path(), &server)
+        } else {
+            agent.prepare(&home, daemon.workspace.path(), &server)
+        };
         // The model's tool calls run `orch ...` inside the agent, as they would on a machine with
         // orch installed.
         let bin_dir = orch_bin().parent().unwrap().to_path_buf();

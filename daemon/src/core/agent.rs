@@ -226,6 +226,9 @@ pub struct Watch {
     /// answered long ago is out of sight even while it stays on the screen.
     #[serde(default = "default_look_back")]
     pub look_back: usize,
+    /// A menu choice picked by its number needs Enter to take effect.
+    #[serde(default)]
+    pub menu_enter: bool,
 }
 
 fn default_look_back() -> usize {
@@ -245,6 +248,7 @@ impl Default for Watch {
             hooks: None,
             interrupt_keys: default_interrupt_keys(),
             look_back: default_look_back(),
+            menu_enter: false,
         }
     }
 }

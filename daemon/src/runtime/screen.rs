@@ -63,14 +63,14 @@ impl ScreenRules {
         !self.waiting.is_empty()
     }
 
-    /// The live region of a screen whose cursor is on `cursor_row`.
-    pub fn region<'a>(&self, lines: &'a [String], cursor_row: usize) -> &'a [String] {
-        live_region(lines, cursor_row, self.look_back)
+    /// The live region of a screen.
+    pub fn region<'a>(&self, lines: &'a [String]) -> &'a [String] {
+        live_region(lines, self.look_back)
     }
 
-    /// Read a screen whose cursor is on `cursor_row`.
-    pub fn read(&self, lines: &[String], cursor_row: usize) -> Reading {
-        let region = live_region(lines, cursor_row, self.look_back).join("\n");
+    /// Read a screen.
+    pub fn read(&self, lines: &[String]) -> Reading {
+        let region = live_region(lines, self.look_back).join("\n");
         let first = |rs: &[Regex]| {
             rs.iter()
                 .find(|r| r.is_match(&region))
@@ -94,17 +94,18 @@ impl ScreenRules {
 }
 
 /// The lines the rules look at: `look_back` lines above the bottom and the bottom itself, where
-/// the bottom is the cursor's line or, when a TUI draws below its cursor (a footer), the last line
-/// with text.
-pub fn live_region(lines: &[String], cursor_row: usize, look_back: usize) -> &[String] {
+/// the bottom is the last line with text. A line-based program asks on the cursor's line, which is
+/// its last; a TUI draws its prompt or dialog at the end of what it shows, often with a footer
+/// below its cursor, and may park the cursor in the blank space under it (Codex's first-run
+/// screen): the cursor's row says nothing more than the text does.
+pub fn live_region(lines: &[String], look_back: usize) -> &[String] {
     if lines.is_empty() {
         return lines;
     }
-    let last_text = lines
+    let bottom = lines
         .iter()
         .rposition(|l| !l.trim().is_empty())
         .unwrap_or(0);
-    let bottom = cursor_row.max(last_text).min(lines.len() - 1);
     &lines[bottom.saturating_sub(look_back)..=bottom]
 }
 
@@ -175,9 +176,23 @@ pub fn letter_choices(line: &str) -> Vec<(String, String)> {
 
 /// A question's choices as the screen shows them: a numbered menu in the region, else the
 /// `(Y)es/(N)o` choices of the question's line.
-pub fn choices(region: &[String], question_line: Option<&str>) -> Vec<(String, String)> {
-    let m = menu(region);
+///
+/// With `enter_after_number`, a choice picked by its number is confirmed with Enter (Codex's
+/// selection screens move the cursor on a digit and act on Enter; a key hint acts at once).
+pub fn choices(
+    region: &[String],
+    question_line: Option<&str>,
+    enter_after_number: bool,
+) -> Vec<(String, String)> {
+    let mut m = menu(region);
     if !m.is_empty() {
+        if enter_after_number {
+            for (_, keys) in &mut m {
+                if keys.bytes().all(|b| b.is_ascii_digit()) {
+                    keys.push('\r');
+                }
+            }
+        }
         return m;
     }
     question_line.map(letter_choices).unwrap_or_default()
@@ -276,7 +291,7 @@ pub fn question_detail(region: &[String]) -> String {
 
 /// Whether `text` (what was typed) still shows in the live region: a prompt left unsent in the
 /// input box. Looks for the last line of the text, or its last 24 characters.
-pub fn shows_input(lines: &[String], cursor_row: usize, text: &str) -> bool {
+pub fn shows_input(lines: &[String], text: &str) -> bool {
     let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
         return false;
     };
@@ -288,12 +303,10 @@ pub fn shows_input(lines: &[String], cursor_row: usize, text: &str) -> bool {
     // The few lines at the cursor: the input box, not the transcript above it. A long paste may
     // show as a placeholder (Claude Code: `[Pasted text #1 +12 lines]`).
     let multi_line = text.trim_end().contains('\n');
-    live_region(lines, cursor_row, 3)
+    live_region(lines, 3)
         .iter()
         .any(|l| multi_line && l.contains("[Pasted text"))
-        || live_region(lines, cursor_row, 3)
-            .iter()
-            .any(|l| l.contains(&probe))
+        || live_region(lines, 3).iter().any(|l| l.contains(&probe))
 }
 
 #[cfg(test)]
@@ -382,15 +395,12 @@ mod tests {
             look_back: 3,
             ..Watch::default()
         });
-        assert_eq!(
-            rules.read(&screen, 6).question.as_deref(),
-            Some(r"Proceed\?")
-        );
+        assert_eq!(rules.read(&screen).question.as_deref(), Some(r"Proceed\?"));
         // Answered: output moved on, the question is history now.
         for (i, l) in screen.iter_mut().enumerate().take(20).skip(7) {
             *l = format!("output {i}");
         }
-        assert_eq!(rules.read(&screen, 20).question, None);
+        assert_eq!(rules.read(&screen).question, None);
         // A TUI whose footer is drawn below its cursor: the region reaches the footer.
         let tui = lines("history\n\nDo you want to proceed?\n❯ 1. Yes\n  2. No\n\nEsc to cancel");
         let rules = ScreenRules::new(&Watch {
@@ -398,15 +408,15 @@ mod tests {
             look_back: 6,
             ..Watch::default()
         });
-        assert!(rules.read(&tui, 0).question.is_some());
+        assert!(rules.read(&tui).question.is_some());
     }
 
     #[test]
     fn unsent_input_is_seen_near_the_cursor() {
         let screen = lines("> earlier prompt\nanswer\n\n❯ fix the build please\n? for shortcuts");
-        assert!(shows_input(&screen, 3, "fix the build please"));
-        assert!(!shows_input(&screen, 3, "something else"));
-        assert!(!shows_input(&screen, 3, ""));
+        assert!(shows_input(&screen, "fix the build please"));
+        assert!(!shows_input(&screen, "something else"));
+        assert!(!shows_input(&screen, ""));
     }
 }
 
@@ -437,7 +447,7 @@ mod real_screens {
                 continue;
             };
             // The captures carry no cursor: the region's bottom is the last line with text.
-            let r = rules.read(&lines, 0);
+            let r = rules.read(&lines);
             let mut line = format!(
                 "{name}: question={:?} busy={:?} ready={:?}",
                 r.question.is_some(),
@@ -445,11 +455,14 @@ mod real_screens {
                 r.ready.is_some()
             );
             if r.question.is_some() && k.waiting_options.is_empty() {
-                let options: Vec<String> =
-                    choices(rules.region(&lines, 0), r.question_line.as_deref())
-                        .into_iter()
-                        .map(|(label, keys)| format!("{label} <{}>", keys.escape_debug()))
-                        .collect();
+                let options: Vec<String> = choices(
+                    rules.region(&lines),
+                    r.question_line.as_deref(),
+                    k.menu_enter,
+                )
+                .into_iter()
+                .map(|(label, keys)| format!("{label} <{}>", keys.escape_debug()))
+                .collect();
                 line.push_str(&format!("\n  menu: {}", options.join(" | ")));
             }
             out.push(line);
@@ -504,21 +517,21 @@ mod real_screens {
         check(
             "codex",
             expect_test::expect![[r#"
-            codex-after-no: question=false busy=false ready=true
-            codex-after-yes: question=false busy=false ready=true
-            codex-approval: question=true busy=false ready=true
-              menu: Yes, proceed <y> | Yes, and don't ask again for commands that start with `touch made-by-codex` <p> | No, and tell Codex what to do differently <\u{1b}>
-            codex-approval-answered: question=false busy=false ready=true
-            codex-busy: question=false busy=true ready=true
-            codex-exited: question=false busy=false ready=false
-            codex-hooks-review: question=true busy=false ready=true
-              menu: Review hooks <1> | Trust all and continue <2> | Continue without trusting (hooks won't run) <3>
-            codex-hooks-review-selected: question=true busy=false ready=true
-              menu: Review hooks <1> | Trust all and continue <2> | Continue without trusting (hooks won't run) <3>
-            codex-idle: question=false busy=false ready=true
-            codex-trust: question=true busy=false ready=true
-              menu: Trust and continue <1> | Back to Agent Command Center <2>
-            codex-trust-answered: question=false busy=false ready=true"#]],
+                codex-after-no: question=false busy=false ready=true
+                codex-after-yes: question=false busy=false ready=true
+                codex-approval: question=true busy=false ready=true
+                  menu: Yes, proceed <y> | Yes, and don't ask again for commands that start with `touch made-by-codex` <p> | No, and tell Codex what to do differently <\u{1b}>
+                codex-approval-answered: question=false busy=false ready=true
+                codex-busy: question=false busy=true ready=true
+                codex-exited: question=false busy=false ready=false
+                codex-hooks-review: question=true busy=false ready=true
+                  menu: Review hooks <1\r> | Trust all and continue <2\r> | Continue without trusting (hooks won't run) <3\r>
+                codex-hooks-review-selected: question=true busy=false ready=true
+                  menu: Review hooks <1\r> | Trust all and continue <2\r> | Continue without trusting (hooks won't run) <3\r>
+                codex-idle: question=false busy=false ready=true
+                codex-trust: question=true busy=false ready=true
+                  menu: Trust and continue <1\r> | Back to Agent Command Center <2\r>
+                codex-trust-answered: question=false busy=false ready=true"#]],
         );
     }
 
@@ -571,7 +584,7 @@ mod real_screens {
             panic!("tests/fixtures/screens/gemini-approval.txt is missing");
         };
         let rules = ScreenRules::new(&builtin_kinds()["gemini"].watch());
-        let detail = question_detail(rules.region(&lines, 0));
+        let detail = question_detail(rules.region(&lines));
         assert!(detail.contains("Allow execution of [Shell]?"), "{detail}");
         assert!(detail.contains("● 1. Allow once"), "{detail}");
         assert!(!detail.contains('│') && !detail.contains('▀'), "{detail}");

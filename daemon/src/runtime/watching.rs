@@ -21,7 +21,6 @@
 //! next waits until the previous one was taken.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::screen::{self, ScreenRules};
@@ -31,7 +30,6 @@ use crate::core::event::EventBody;
 use crate::core::hooks::{self, HookEvent, HookReading};
 use crate::core::ids;
 use crate::core::task::{DecisionRecord, DecisionSource};
-use crate::ports::Terminal;
 
 /// Output pause after which the screen is read.
 const SETTLE: Duration = Duration::from_millis(250);
@@ -319,12 +317,23 @@ impl Runtime {
         // Kinds that say when they take input get their Enter checked; a plain program (a shell,
         // a script) takes it like a terminal would.
         let checked = a.watch.hooks.is_some() || !a.watch.ready_patterns.is_empty();
+        let waiting = a.state == AgentState::Waiting;
         let last_output = self.activity.last(&a.terminal_id);
         let Some(ws) = self.watch.get_mut(agent) else {
             return Step::Wait;
         };
         let Some(t) = ws.typing.as_mut() else {
             if !takes_input || ws.inbox.is_empty() {
+                return Step::Wait;
+            }
+            // Never into a question (a first-run dialog, a permission): its Enter would answer
+            // it. The text waits until the question is gone.
+            if checked
+                && (waiting
+                    || term
+                        .screen(0)
+                        .is_ok_and(|s| ws.rules.read(&s.lines).question.is_some()))
+            {
                 return Step::Wait;
             }
             let mut t = ws.inbox.pop_front().expect("not empty");
@@ -346,9 +355,8 @@ impl Runtime {
         let in_box = |t: &Typing, rules: &ScreenRules| -> bool {
             checked
                 && term.screen(0).is_ok_and(|s| {
-                    let cursor = s.cursor_row as usize;
-                    screen::shows_input(&s.lines, cursor, &t.text)
-                        && rules.read(&s.lines, cursor).question.is_none()
+                    screen::shows_input(&s.lines, &t.text)
+                        && rules.read(&s.lines).question.is_none()
                 })
         };
         let Some(entered) = t.entered else {
@@ -529,7 +537,7 @@ impl Runtime {
             ws.checked = Some(since);
             ws.read_at = Some(now);
             if let Ok(s) = term.screen(0) {
-                self.read_screen(id, &s.lines, s.cursor_row as usize, quiet, &term);
+                self.read_screen(id, &s.lines);
             }
         } else if changed && settled {
             ws.checked = Some(since);
@@ -563,19 +571,11 @@ impl Runtime {
     }
 
     /// Act on what the screen shows.
-    fn read_screen(
-        &mut self,
-        id: &str,
-        lines: &[String],
-        cursor: usize,
-        quiet: Duration,
-        term: &Arc<dyn Terminal>,
-    ) {
-        let _ = (quiet, term);
+    fn read_screen(&mut self, id: &str, lines: &[String]) {
         let state = self.state.agents[id].state;
         let tid = self.state.agents[id].terminal_id.clone();
         let ws = self.watch.get_mut(id).expect("watched");
-        let reading = ws.rules.read(lines, cursor);
+        let reading = ws.rules.read(lines);
         ws.last_busy = reading.busy.is_some();
         ws.last_ready = reading.ready.is_some();
         if reading.ready.is_some() {
@@ -631,7 +631,7 @@ impl Runtime {
                 let ws = self.watch.get(id).expect("watched");
                 let raised = ws.question.as_ref().is_some_and(|q| q.raised);
                 if !raised && self.state.agents[id].state == AgentState::Waiting {
-                    let region = ws.rules.region(lines, cursor).to_vec();
+                    let region = ws.rules.region(lines).to_vec();
                     self.raise_question_decision(id, &region);
                 }
                 return;
@@ -662,7 +662,7 @@ impl Runtime {
             // kind's choices once it had time to show.
             (None, Some(q)) => {
                 if !q.raised && q.since.elapsed() >= QUESTION_GRACE {
-                    let region = ws.rules.region(lines, cursor).to_vec();
+                    let region = ws.rules.region(lines).to_vec();
                     self.raise_question_decision(id, &region);
                 }
                 return;
@@ -697,7 +697,7 @@ impl Runtime {
         let line = question.and_then(|q| q.line.clone());
         let mut options = agent.watch.waiting_options.clone();
         if options.is_empty() {
-            options = screen::choices(region, line.as_deref());
+            options = screen::choices(region, line.as_deref(), agent.watch.menu_enter);
         }
         if options.is_empty() {
             options = vec![
