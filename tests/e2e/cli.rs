@@ -229,3 +229,119 @@ fn rand_suffix() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// `orch hook`, what an agent's command hooks run: the hook's JSON on stdin becomes the agent's
+/// state, with the hook as evidence; nothing is printed (Claude Code would read it), and it exits
+/// 0 at once, also when the daemon is gone or the input is not a hook's.
+#[test]
+fn orch_hook_hands_a_hook_to_the_daemon_and_never_fails() {
+    use std::io::Write;
+    let d = Daemon::started(Some(CONFIG));
+    let mut c = d.client(Via::Socket);
+    // Any agent may report through `orch hook` (Claude Code's kind is given settings whose
+    // hooks run it); here the test plays the hooks itself.
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": ["bash", "--norc", "--noprofile", "-c", "exec sleep 600"] }),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    let terminal = a["terminalId"].as_str().unwrap().to_string();
+    let socket = d.socket();
+    let hook = |env: &[(&str, &str)], input: &str| {
+        let started = std::time::Instant::now();
+        let mut cmd = d.orch();
+        cmd.arg("hook")
+            .env_remove("ORCH_AGENT_ID")
+            .env_remove("ORCH_SOCKET")
+            .env_remove("ORCH_TERMINAL_ID")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out, started.elapsed())
+    };
+    let socket_s = socket.display().to_string();
+    let env = [
+        ("ORCH_AGENT_ID", id.as_str()),
+        ("ORCH_TERMINAL_ID", terminal.as_str()),
+        ("ORCH_SOCKET", socket_s.as_str()),
+    ];
+    let (out, _) = hook(
+        &env,
+        r#"{"hook_event_name": "PermissionRequest", "tool_name": "Bash", "tool_input": {"command": "rm -rf build"}}"#,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty(), "{:?}", out.stdout);
+    let a = c.ok("orch/agent/get", json!({ "id": id }));
+    assert_eq!(
+        a["state"], "waiting",
+        "the answer came after the state: {a}"
+    );
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [id] }),
+    );
+    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["data"]["evidence"], "hook: PermissionRequest Bash",
+        "{last}"
+    );
+    // Its decision names the tool and its input.
+    let d2 = orch_tests::pending_decision_for(&mut c, &id);
+    assert!(
+        d2["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bash: rm -rf build"),
+        "{d2}"
+    );
+    // A hook of another (earlier) terminal of the agent says nothing now.
+    let old = [
+        ("ORCH_AGENT_ID", id.as_str()),
+        ("ORCH_TERMINAL_ID", "t-999"),
+        ("ORCH_SOCKET", socket_s.as_str()),
+    ];
+    let (out, _) = hook(&old, r#"{"hook_event_name": "Stop"}"#);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        c.ok("orch/agent/get", json!({ "id": id }))["state"],
+        "waiting"
+    );
+    let (out, _) = hook(&env, r#"{"hook_event_name": "Stop"}"#);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(c.ok("orch/agent/get", json!({ "id": id }))["state"], "idle");
+    // Never a failure: no daemon, no agent, not JSON, no environment.
+    for (env, input) in [
+        (
+            vec![
+                ("ORCH_AGENT_ID", "a-1"),
+                ("ORCH_SOCKET", "/nonexistent/orch.sock"),
+            ],
+            r#"{"hook_event_name": "Stop"}"#,
+        ),
+        (
+            vec![
+                ("ORCH_AGENT_ID", "a-424242"),
+                ("ORCH_SOCKET", socket_s.as_str()),
+            ],
+            r#"{"hook_event_name": "Stop"}"#,
+        ),
+        (env.to_vec(), "not json at all"),
+        (vec![], r#"{"hook_event_name": "Stop"}"#),
+    ] {
+        let (out, took) = hook(&env, input);
+        assert_eq!(out.status.code(), Some(0), "{env:?} {input}");
+        assert!(out.stdout.is_empty(), "{env:?}: {:?}", out.stdout);
+        assert!(took < WAIT / 4, "{env:?} took {took:?}");
+    }
+}
