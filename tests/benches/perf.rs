@@ -112,6 +112,10 @@ const GROUPS: &[Group] = &[
         name: "tmux",
         run: tmux_group,
     },
+    Group {
+        name: "agents",
+        run: agents_group,
+    },
 ];
 
 /// Rows the goals name whose component has not landed: listed in the document so that a reader
@@ -2336,6 +2340,421 @@ fn flush_dirty_pages() {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group: agents (from a question to `waiting`, from a task to the model)
+
+/// Samples per path of the question rows.
+const QUESTION_SAMPLES: usize = 30;
+/// Prompts per path of the task-to-model rows (each is a real Claude Code turn).
+const PROMPT_SAMPLES: usize = 8;
+
+/// Claude Code's permission dialog as it draws it (`tests/fixtures/screens/claude-approval.txt`).
+const CLAUDE_DIALOG: &str = " Bash command\n\n   touch made-by-claude\n   Run a scripted command\n\n Do you want to proceed?\n ❯ 1. Yes\n   2. Yes, and always allow access to ws/ from this project\n   3. No\n\n Esc to cancel · Tab to amend · ctrl+e to explain\n";
+
+/// How fast orch knows that an agent asks something, and how fast a task's prompt reaches the
+/// model through a real agent.
+fn agents_group(env: &Env) -> Result<Vec<Section>> {
+    let mut sections = vec![question_section(env)?];
+    sections.push(prompt_section()?);
+    Ok(sections)
+}
+
+/// From the question to the `waiting` event: through a hook (what Claude Code's hook runs) and
+/// through the screen, each against the floor of its path.
+fn question_section(env: &Env) -> Result<Section> {
+    eprintln!("perf:   questions: {QUESTION_SAMPLES} samples per path");
+    let dialog = env.scratch.path().join("dialog.txt");
+    std::fs::write(&dialog, CLAUDE_DIALOG)?;
+    let daemon = Daemon::started(Some(&format!(
+        "[agents.asker]\ncommand = [\"bash\", \"--norc\", \"--noprofile\", \"-c\", {script:?}]\n\
+         waiting_patterns = [\"Do you want to proceed\\\\?\"]\nlook_back = 14\n",
+        script = format!(
+            "while read -r l; do case $l in d) cat {};; c) printf '\\033[2J\\033[Hworking\\n';; esac; done",
+            dialog.display()
+        )
+    )));
+    let socket = daemon.socket();
+    let mut c = orch_conn(&socket)?;
+    subscribe_agent_states(&mut c)?;
+    // The hook path: an agent that reports through hooks, fed by `orch hook` as Claude Code runs it.
+    let hooked = result_of(&c.call(
+        -2,
+        "orch/agent/spawn",
+        json!({ "command": ["bash", "--norc", "--noprofile", "-c", "exec sleep 3600"] }),
+    )?)?
+    .clone();
+    let (hooked_id, hooked_terminal) = (
+        hooked["id"].as_str().unwrap_or_default().to_string(),
+        hooked["terminalId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    );
+    let run_hook = |socket: &Path, event: &str| -> Result<Duration> {
+        let t = Instant::now();
+        let mut child = std::process::Command::new(&env.orch_bin)
+            .arg("hook")
+            .env("ORCH_AGENT_ID", &hooked_id)
+            .env("ORCH_TERMINAL_ID", &hooked_terminal)
+            .env("ORCH_SOCKET", socket)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("run orch hook")?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(event.as_bytes())?;
+        child.wait()?;
+        Ok(t.elapsed())
+    };
+    const PERMISSION: &str = r#"{"hook_event_name":"PermissionRequest","tool_name":"Bash","tool_input":{"command":"touch x"}}"#;
+    const DONE: &str = r#"{"hook_event_name":"PostToolUse","tool_name":"Bash"}"#;
+    let (mut hook_lat, mut hook_floor) = (Vec::new(), Vec::new());
+    let nowhere = env.scratch.path().join("no-daemon.sock");
+    for i in 0..=QUESTION_SAMPLES {
+        let t = Instant::now();
+        run_hook(&socket, PERMISSION)?;
+        wait_agent_state(&mut c, &hooked_id, "waiting")?;
+        let took = t.elapsed();
+        run_hook(&socket, DONE)?;
+        wait_agent_state(&mut c, &hooked_id, "busy")?;
+        let floor = run_hook(&nowhere, PERMISSION)?;
+        if i > 0 {
+            hook_lat.push(took);
+            hook_floor.push(floor);
+        }
+    }
+    // The screen path: a program that draws Claude Code's dialog when told.
+    let asker = result_of(&c.call(-3, "orch/agent/spawn", json!({ "kind": "asker" }))?)?.clone();
+    let (asker_id, asker_terminal) = (
+        asker["id"].as_str().unwrap_or_default().to_string(),
+        asker["terminalId"].as_str().unwrap_or_default().to_string(),
+    );
+    let mut out = orch_conn(&socket)?;
+    result_of(&out.call(
+        -4,
+        "orch/terminal/subscribe",
+        json!({ "id": asker_terminal }),
+    )?)?;
+    let (mut screen_lat, mut screen_floor) = (Vec::new(), Vec::new());
+    for i in 0..=QUESTION_SAMPLES {
+        let t = Instant::now();
+        out.send(&request_frame(
+            10_000 + i as i64,
+            "orch/terminal/write",
+            json!({ "id": asker_terminal, "data": "d\n" }),
+        ))?;
+        // The dialog's output reaching a subscriber is the floor of the screen path.
+        let floor = loop {
+            let v = recv_value(&mut out)?;
+            if v["method"] == "orch/terminal/output"
+                && v["params"]["data"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("Do you want to proceed"))
+            {
+                break t.elapsed();
+            }
+        };
+        wait_agent_state(&mut c, &asker_id, "waiting")?;
+        let took = t.elapsed();
+        result_of(&out.call(
+            20_000 + i as i64,
+            "orch/terminal/write",
+            json!({ "id": asker_terminal, "data": "c\n" }),
+        )?)?;
+        wait_agent_state(&mut c, &asker_id, "busy")?;
+        if i > 0 {
+            screen_lat.push(took);
+            screen_floor.push(floor);
+        }
+    }
+    // Every question raised a decision: one per sample of the screen path (the hooks' are raised
+    // when their dialog would show, which this program never draws).
+    let pending = result_of(&c.call(-5, "orch/decision/list", json!({ "limit": 1000 }))?)?.clone();
+    let from_screen = pending["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|d| d["source"]["id"] == json!(asker_id))
+                .count()
+        })
+        .unwrap_or(0);
+    ensure!(
+        from_screen == QUESTION_SAMPLES + 1,
+        "the screen path raised {from_screen} decisions for {} questions",
+        QUESTION_SAMPLES + 1
+    );
+    drop(daemon);
+    let (hl, hf, sl, sf) = (
+        latency(&mut hook_lat),
+        latency(&mut hook_floor),
+        latency(&mut screen_lat),
+        latency(&mut screen_floor),
+    );
+    let row = |name: &str, l: Latency| vec![name.to_string(), ms3(l.p50), ms3(l.p99), ms3(l.mean)];
+    let hook_goal = Duration::from_millis(100);
+    Ok(Section {
+        title: "From a question to `waiting`".into(),
+        method: format!(
+            "A fresh daemon; one connection subscribed to `agent.state`. Hook: an agent (`sleep`) whose \
+             state comes from `orch hook`, run as Claude Code's command hooks run it (a new process, the \
+             hook's JSON on stdin, `ORCH_AGENT_ID`, `ORCH_TERMINAL_ID`, `ORCH_SOCKET` set); a sample is \
+             from starting `orch hook` with a `PermissionRequest` until the `waiting` event is read (a \
+             `PostToolUse` hook resets it to busy between samples, unmeasured). Its floor: the same \
+             `orch hook` process with no daemon at its socket, start to exit. Screen: an agent whose program \
+             draws Claude Code's permission dialog when told (`orch/terminal/write` `d`), with the \
+             built-in claude kind's waiting pattern and look-back; a sample is from the write until the \
+             `waiting` event; its floor is the first `orch/terminal/output` notification carrying the \
+             dialog, on a second connection. {n} samples per path after one warm-up. Checked: every \
+             screen question raised a decision.",
+            n = QUESTION_SAMPLES
+        ),
+        table: Table {
+            head: vec!["path", "p50", "p99", "mean"],
+            rows: vec![
+                row("hook: `orch hook` started → `waiting` event", hl),
+                row("floor: `orch hook` with no daemon, start → exit", hf),
+                row("screen: dialog written → `waiting` event", sl),
+                row("floor: dialog written → its output at a subscriber", sf),
+            ],
+        },
+        goals: vec![Goal {
+            goal: "`waiting` at most 100 ms after the hook fires".into(),
+            measured: format!("p50 {}, p99 {}", ms3(hl.p50), ms3(hl.p99)),
+            met: hl.p99 <= hook_goal,
+        }],
+        reading: vec![format!(
+            "A hook reaches `waiting` {} after it starts at the median, of which {} is starting the `orch \
+             hook` process itself; the screen path waits for the output to pause ({} after the dialog \
+             arrives, by design: a dialog is read once it is drawn, not mid-draw).",
+            ms3(hl.p50),
+            ms3(hf.p50),
+            ms3(sl.p50.saturating_sub(sf.p50)),
+        )],
+    })
+}
+
+/// Wait for an `agent.state` event moving `agent` to `state` on a subscribed connection.
+fn wait_agent_state(c: &mut FramedConn, agent: &str, state: &str) -> Result<()> {
+    loop {
+        let v = recv_value(c)?;
+        if v["method"] == "orch/event"
+            && v["params"]["event"]["subject"] == agent
+            && v["params"]["event"]["data"]["state"] == state
+        {
+            return Ok(());
+        }
+    }
+}
+
+/// From a task (or a raw client's paste) to the prompt's request at the model server, through
+/// the real Claude Code. Skipped, saying so, when it is not installed.
+fn prompt_section() -> Result<Section> {
+    use orch_tests::real::{ModelServer, RealAgent};
+    let skipped = |why: &str| Section {
+        title: "From a task to the model".into(),
+        method: format!("Skipped in this run: {why}."),
+        table: Table {
+            head: vec!["measurement", "result"],
+            rows: vec![vec!["every row".into(), format!("skipped: {why}")]],
+        },
+        goals: Vec::new(),
+        reading: vec![format!("The task-to-model rows were skipped: {why}.")],
+    };
+    if RealAgent::Claude.binary().is_none() {
+        return Ok(skipped(
+            "Claude Code is not installed (`bash .ci/agents.sh`)",
+        ));
+    }
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        return Ok(skipped("tmux is not installed"));
+    }
+    eprintln!("perf:   task to model: {PROMPT_SAMPLES} prompts per path through Claude Code");
+    let server = ModelServer::start();
+    let mut daemon = Daemon::new(None);
+    let home = daemon.state_dir.path().join("claude-home");
+    std::fs::create_dir_all(&home)?;
+    let setup = RealAgent::Claude.prepare(&home, daemon.workspace.path(), &server);
+    std::fs::write(
+        daemon.workspace.path().join("orch.toml"),
+        setup.orch_toml("claude"),
+    )?;
+    daemon.start();
+    let socket = daemon.socket();
+    let mut c = orch_conn(&socket)?;
+    subscribe_agent_states(&mut c)?;
+    let agent = result_of(&c.call(-2, "orch/agent/spawn", json!({ "kind": "claude" }))?)?.clone();
+    let agent_id = agent["id"].as_str().unwrap_or_default().to_string();
+    wait_agent_state(&mut c, &agent_id, "idle")?;
+    // The time at which the model server logged the request whose prompt holds `marker`.
+    let logged_at = |marker: &str| -> Result<f64> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(r) = server.requests().into_iter().find(|r| {
+                r["side"] != true
+                    && r["last_user_text"]
+                        .as_str()
+                        .is_some_and(|t| t.contains(marker))
+            }) {
+                return r["time"]
+                    .as_f64()
+                    .ok_or_else(|| anyhow!("a logged request without a time: {r}"));
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{marker} never reached the model server"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let epoch = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    };
+    let mut orch_lat = Vec::new();
+    for i in 0..=PROMPT_SAMPLES {
+        let marker = format!("orch-bench-task-{i}");
+        let t0 = epoch();
+        let task = result_of(&c.call(
+            100 + i as i64,
+            "orch/task/create",
+            json!({ "title": "bench", "prompt": format!("{marker} @reply(ok)"), "agentId": agent_id }),
+        )?)?
+        .clone();
+        let at = logged_at(&marker)?;
+        wait_agent_state(&mut c, &agent_id, "idle")?;
+        result_of(&c.call(
+            200 + i as i64,
+            "orch/task/cancel",
+            json!({ "id": task["id"] }),
+        )?)?;
+        if i > 0 {
+            orch_lat.push(Duration::from_secs_f64((at - t0).max(0.0)));
+        }
+    }
+    drop(c);
+    drop(daemon);
+    // The raw client: the same Claude Code in a tmux pane, typed into with paste-buffer, then
+    // send-keys Enter.
+    let raw_home = tempfile::Builder::new()
+        .prefix("orch-bench-claude-")
+        .tempdir()?;
+    let raw_ws = tempfile::Builder::new()
+        .prefix("orch-bench-ws-")
+        .tempdir()?;
+    let raw_setup = RealAgent::Claude.prepare(raw_home.path(), raw_ws.path(), &server);
+    let tmux = TmuxServer::new("claude");
+    let mut new_session: Vec<String> = [
+        "new-session",
+        "-d",
+        "-s",
+        "claude",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-c",
+    ]
+    .map(String::from)
+    .to_vec();
+    new_session.push(raw_ws.path().display().to_string());
+    for (k, v) in &raw_setup.env {
+        new_session.push("-e".into());
+        new_session.push(format!("{k}={v}"));
+    }
+    new_session.extend(raw_setup.command.iter().cloned());
+    let args: Vec<&str> = new_session.iter().map(String::as_str).collect();
+    tmux.tmux(&args)?;
+    let idle = || -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let screen = tmux.tmux(&["capture-pane", "-p", "-t", "claude"])?;
+            if screen.contains("? for shortcuts") {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the raw Claude Code never became idle:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    idle()?;
+    // Claude Code takes an Enter only once its input handler runs (about 0.3 s after it first
+    // draws its prompt): give it a second.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut raw_lat = Vec::new();
+    for i in 0..=PROMPT_SAMPLES {
+        let marker = format!("raw-bench-task-{i}");
+        let t0 = epoch();
+        tmux.tmux(&[
+            "set-buffer",
+            "-b",
+            "bench",
+            "--",
+            &format!("{marker} @reply(ok)"),
+        ])?;
+        tmux.tmux(&["paste-buffer", "-p", "-d", "-b", "bench", "-t", "claude"])?;
+        tmux.tmux(&["send-keys", "-t", "claude", "Enter"])?;
+        let at = logged_at(&marker)?;
+        if i > 0 {
+            raw_lat.push(Duration::from_secs_f64((at - t0).max(0.0)));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        idle()?;
+    }
+    let (o, r) = (latency(&mut orch_lat), latency(&mut raw_lat));
+    let row = |name: &str, l: Latency| vec![name.to_string(), ms3(l.p50), ms3(l.p99), ms3(l.mean)];
+    Ok(Section {
+        title: "From a task to the model".into(),
+        method: format!(
+            "The real Claude Code ({}) against the loopback model server, in a fresh daemon (pty backend, \
+             the built-in claude kind with its hooks). orch: with the agent idle, `orch/task/create {{agentId}}` \
+             with a prompt; a sample is from sending the request until the model server logged the \
+             prompt's request (its own clock; the same machine), then the agent's answer, `idle`, and the \
+             task cancelled, unmeasured. Raw: the same Claude Code in a tmux pane, idle; `tmux set-buffer`, \
+             `paste-buffer -p`, then `send-keys Enter` (three tmux processes), until the request is logged. \
+             {n} prompts per path after one warm-up.",
+            "2.1.197",
+            n = PROMPT_SAMPLES
+        ),
+        table: Table {
+            head: vec!["path", "p50", "p99", "mean"],
+            rows: vec![
+                row("orch: `orch/task/create` → request at the model", o),
+                row("raw tmux client: paste + Enter → request at the model", r),
+                vec![
+                    "**orch / raw**".into(),
+                    times(o.p50.as_secs_f64() / r.p50.as_secs_f64()),
+                    times(o.p99.as_secs_f64() / r.p99.as_secs_f64()),
+                    times(o.mean.as_secs_f64() / r.mean.as_secs_f64()),
+                ],
+            ],
+        },
+        goals: Vec::new(),
+        reading: vec![format!(
+            "A task's prompt reaches the model {} after `orch/task/create` at the median, against {} for a \
+             raw paste and Enter: orch waits for the paste to show in Claude Code's input box and for the \
+             agent to go quiet (60 ms) before its Enter, which is what makes the prompt land on the first try.",
+            ms3(o.p50),
+            ms3(r.p50)
+        )],
+    })
+}
+
+/// Milliseconds with one decimal.
+fn ms3(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
 // ---------------------------------------------------------------------------------------------
