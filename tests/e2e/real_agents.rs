@@ -173,9 +173,6 @@ impl Bench {
         setup
             .env
             .push(("PATH".into(), format!("{}:{path}", bin_dir.display())));
-        // The tests run with CI=true, which agents inherit through the daemon; Gemini CLI then
-        // refuses to be interactive ("No input provided via stdin").
-        setup.env.push(("CI".into(), "false".into()));
         let tmux = (backend == "tmux").then(|| format!("orch-real-{}", std::process::id()));
         let mut toml = setup.orch_toml(agent.name());
         toml.push_str(&format!("backend = \"{backend}\"\n"));

@@ -450,6 +450,9 @@ impl RealAgent {
                 env.extend([
                     ("GEMINI_API_KEY".into(), "dummy".into()),
                     ("GOOGLE_GEMINI_BASE_URL".into(), server.url()),
+                    // With CI=true (the tests' own, inherited) it refuses to be interactive: "No
+                    // input provided via stdin", and exits.
+                    ("CI".into(), "false".into()),
                 ]);
             }
             RealAgent::Aider => {

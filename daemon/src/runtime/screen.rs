@@ -26,9 +26,12 @@ pub struct ScreenRules {
 pub struct Reading {
     /// The waiting pattern that matched: the agent asks something.
     pub question: Option<String>,
-    /// The line the question's pattern matched on, trimmed: a different line is another
-    /// question (Aider asks "Add command output to the chat?" right after "Run shell command?").
+    /// The line the question's pattern matched on, trimmed (its choices may be on it).
     pub question_line: Option<String>,
+    /// The question's line up to the end of the pattern's match: another text there is another
+    /// question (Aider asks "Add command output to the chat?" right after "Run shell command?"),
+    /// while an answer typed after it is not.
+    pub question_key: Option<String>,
     /// The busy pattern that matched.
     pub busy: Option<String>,
     /// The ready pattern that matched.
@@ -76,17 +79,24 @@ impl ScreenRules {
                 .find(|r| r.is_match(&region))
                 .map(|r| r.as_str().to_string())
         };
-        let question_line = self.waiting.iter().find_map(|r| {
-            let m = r.find(&region)?;
-            let start = region[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-            let end = region[m.start()..]
-                .find('\n')
-                .map_or(region.len(), |i| m.start() + i);
-            Some(region[start..end].trim().to_string())
-        });
+        let found = self.waiting.iter().find_map(|r| r.find(&region));
+        let (question_line, question_key) = match found {
+            Some(m) => {
+                let start = region[..m.start()].rfind('\n').map_or(0, |i| i + 1);
+                let end = region[m.start()..]
+                    .find('\n')
+                    .map_or(region.len(), |i| m.start() + i);
+                (
+                    Some(region[start..end].trim().to_string()),
+                    Some(region[start..m.end()].trim().to_string()),
+                )
+            }
+            None => (None, None),
+        };
         Reading {
             question: first(&self.waiting),
             question_line,
+            question_key,
             busy: first(&self.busy),
             ready: first(&self.ready),
         }
@@ -409,6 +419,23 @@ mod tests {
             ..Watch::default()
         });
         assert!(rules.read(&tui).question.is_some());
+    }
+
+    #[test]
+    fn a_typed_answer_is_the_same_question_another_text_is_another() {
+        let rules = ScreenRules::new(&Watch {
+            waiting_patterns: vec![r"\(Y\)es/\(N\)o".into(), r"Proceed\?".into()],
+            look_back: 1,
+            ..Watch::default()
+        });
+        let line = |s: &str| rules.read(&lines(s)).question_key;
+        assert_eq!(line("Proceed? [y/N]"), line("Proceed? [y/N] y"));
+        let asked = line("Run shell command? (Y)es/(N)o [Yes]:");
+        assert_eq!(asked, line("Run shell command? (Y)es/(N)o [Yes]: y"));
+        assert_ne!(
+            asked,
+            line("Add command output to the chat? (Y)es/(N)o [Yes]:")
+        );
     }
 
     #[test]

@@ -101,6 +101,8 @@ struct Question {
     raised: bool,
     /// The screen line it was seen on (see [`screen::Reading::question_line`]).
     line: Option<String>,
+    /// What identifies it on the screen (see [`screen::Reading::question_key`]).
+    key: Option<String>,
 }
 
 /// Text on its way into an agent.
@@ -160,6 +162,7 @@ impl WatchState {
                 seen: true,
                 raised: true,
                 line: None,
+                key: None,
             });
         }
         self.decision = decision;
@@ -594,10 +597,11 @@ impl Runtime {
             (Some(pattern), q) => {
                 let pattern = pattern.clone();
                 let line = reading.question_line.clone();
+                let key = reading.question_key.clone();
                 // Another question where the last one was: that one was answered.
                 let another = q
                     .as_ref()
-                    .is_some_and(|q| q.raised && q.line.is_some() && q.line != line);
+                    .is_some_and(|q| q.raised && q.key.is_some() && q.key != key);
                 if another && ws.decision.is_some() {
                     self.dismiss_wait_decision(id, "answered in the agent's terminal");
                 }
@@ -606,6 +610,7 @@ impl Runtime {
                     Some(q) if !another => {
                         q.seen = true;
                         q.line = line;
+                        q.key = key;
                     }
                     _ => {
                         ws.question = Some(Question {
@@ -614,6 +619,7 @@ impl Runtime {
                             seen: true,
                             raised: false,
                             line,
+                            key,
                         })
                     }
                 }
@@ -795,6 +801,7 @@ impl Runtime {
                         seen: false,
                         raised: false,
                         line: None,
+                        key: None,
                     });
                 }
                 self.activity.rearm(&a.terminal_id);
