@@ -6,7 +6,6 @@
 
 pub mod acp;
 pub mod emulator;
-pub mod fanout;
 pub mod git;
 pub mod pty;
 pub mod sled_store;
@@ -15,8 +14,8 @@ pub mod tmux;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::paths::WorkspacePaths;
 use crate::ports::TerminalBackend;
-use crate::transport::paths::WorkspacePaths;
 
 /// Variables that describe the terminal, multiplexer or editor the *daemon* was started from.
 /// A program in one of our terminals is not in that terminal: Claude Code told `TMUX` believes
@@ -76,7 +75,7 @@ pub fn tmux_config(paths: &WorkspacePaths, config: &Config) -> tmux::TmuxConfig 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "root".into());
-    let hash = crate::transport::paths::fnv1a(paths.root.as_os_str().as_encoded_bytes());
+    let hash = crate::paths::fnv1a(paths.root.as_os_str().as_encoded_bytes());
     let mut t = tmux::TmuxConfig::new(format!("{dir}-{:06x}", hash & 0xff_ffff));
     t.tmux = config.tmux.command.clone();
     if !config.tmux.socket_name.is_empty() {

@@ -10,9 +10,9 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::paths::WorkspacePaths;
 use crate::runtime::clock;
 use crate::transport::client::{CallError, Client};
-use crate::transport::paths::WorkspacePaths;
 
 #[derive(Parser)]
 #[command(

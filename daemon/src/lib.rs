@@ -20,6 +20,8 @@ pub mod adapters;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod fanout;
+pub mod paths;
 pub mod ports;
 pub mod rpc;
 pub mod runtime;

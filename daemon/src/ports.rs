@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::adapters::fanout::OutputSubscriber;
 use crate::core::event::StoredEvent;
 use crate::core::state::State;
+use crate::fanout::OutputSubscriber;
 
 /// What can go wrong in a terminal backend, as the runtime needs to tell it apart.
 #[derive(Debug, thiserror::Error)]

@@ -571,7 +571,7 @@ fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value,
     let sub2 = sub.clone();
     let tid = id.clone();
     let pump = tokio::spawn(async move {
-        use crate::adapters::fanout::OutputChunk;
+        use crate::fanout::OutputChunk;
         loop {
             let params = match sub2.next().await {
                 OutputChunk::Data(data) => json!({ "id": tid, "data": data }),

@@ -29,14 +29,14 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use crate::adapters::fanout::OutputSubscriber;
 use crate::config::Config;
 use crate::core::event::{EventBody, StoredEvent};
 use crate::core::state::{State, DEFAULT_SESSION};
 use crate::core::task::SessionRecord;
+use crate::fanout::OutputSubscriber;
+use crate::paths::WorkspacePaths;
 use crate::ports::{EventStore, Terminal, TerminalBackend, TerminalObserver};
 use crate::transport::conn::Outbound;
-use crate::transport::paths::WorkspacePaths;
 
 /// A connection's id, unique for the daemon's life.
 pub type ConnId = u64;

@@ -7,9 +7,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::adapters::sled_store::SledStore;
 use crate::config::Config;
+use crate::paths::WorkspacePaths;
 use crate::ports::TerminalBackend;
 use crate::runtime::Runtime;
-use crate::transport::paths::WorkspacePaths;
 use crate::transport::{conn, socket};
 
 /// The terminal backends this daemon offers.

@@ -1,6 +1,5 @@
 //! Transport: bytes in, commands to the runtime; events and replies out as framed JSON-RPC.
 //!
-//! - [`paths`]: where a workspace's socket, lock and state live.
 //! - [`conn`]: one connection over any byte stream — framing, dispatch in arrival order, a single
 //!   writer, server-to-client requests, cancellation.
 //! - [`socket`]: the local socket listener (0700 dir, 0600 socket, peer uid check) and the lock
@@ -13,5 +12,4 @@
 pub mod client;
 pub mod conn;
 pub mod forward;
-pub mod paths;
 pub mod socket;

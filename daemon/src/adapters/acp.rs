@@ -106,10 +106,10 @@ pub use proto::{
 };
 
 use crate::adapters::emulator::Emulator;
-use crate::adapters::fanout::{OutputFanout, OutputSubscriber};
 use crate::adapters::pty::{
     flush_input, kill_group, pipe, poll, reap_now, set_nonblocking, wait_without_reaping, OutputLog,
 };
+use crate::fanout::{OutputFanout, OutputSubscriber};
 use crate::ports::{BackendError, ScreenSnapshot, Terminal, TerminalObserver, TerminalSpec};
 use client::{Client, Effect};
 use render::{Input, Screen, Show, Style};

@@ -28,7 +28,7 @@ use std::time::Duration;
 use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 
 use crate::adapters::emulator::Emulator;
-use crate::adapters::fanout::{OutputFanout, OutputSubscriber};
+use crate::fanout::{OutputFanout, OutputSubscriber};
 use crate::ports::{
     BackendError, BackendProbe, ScreenSnapshot, Terminal, TerminalBackend, TerminalObserver,
     TerminalSpec,
@@ -861,7 +861,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::adapters::fanout::OutputChunk;
+    use crate::fanout::OutputChunk;
 
     /// How long any condition in these tests may take before the test fails.
     const PATIENCE: Duration = Duration::from_secs(30);

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::adapters::fanout::{OutputFanout, OutputSubscriber};
+use crate::fanout::{OutputFanout, OutputSubscriber};
 use crate::ports::{
     BackendError, BackendProbe, ScreenSnapshot, Terminal, TerminalBackend, TerminalObserver,
     TerminalSpec,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use super::paths::WorkspacePaths;
+use crate::paths::WorkspacePaths;
 
 /// A connected, sequential client.
 pub struct Client {
@@ -150,13 +150,13 @@ impl Client {
 pub async fn connect_own(path: &Path) -> std::io::Result<UnixStream> {
     let stream = UnixStream::connect(path).await?;
     let theirs = stream.peer_cred()?.uid();
-    if theirs != super::paths::uid() {
+    if theirs != crate::paths::uid() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!(
                 "{} is served by uid {theirs}, not by us ({}): refusing to talk to it",
                 path.display(),
-                super::paths::uid()
+                crate::paths::uid()
             ),
         ));
     }

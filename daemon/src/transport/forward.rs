@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::client::Client;
-use super::paths::WorkspacePaths;
+use crate::paths::WorkspacePaths;
 
 /// Forward stdio to the workspace daemon until either side closes.
 pub async fn run(paths: &WorkspacePaths) -> anyhow::Result<()> {

@@ -14,7 +14,7 @@ use std::path::Path;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
-use super::paths::{uid, WorkspacePaths};
+use crate::paths::{uid, WorkspacePaths};
 use crate::runtime::RuntimeHandle;
 
 /// The held per-workspace lock; released when dropped (and by the kernel if the daemon dies).

@@ -9,7 +9,7 @@ use std::sync::Condvar;
 use tempfile::TempDir;
 
 use super::*;
-use crate::adapters::fanout::OutputChunk;
+use crate::fanout::OutputChunk;
 
 /// Longest wait for anything a test expects tmux or a program to do.
 const DEADLINE: Duration = Duration::from_secs(10);
