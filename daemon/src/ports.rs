@@ -1,5 +1,5 @@
 //! Ports: the small traits the runtime needs from the outside world — an event store, terminal
-//! backends — and the plain data that crosses them.
+//! backends, its clients, a clock — and the plain data that crosses them.
 //!
 //! Nothing here names sled, tmux, a pty crate or tokio's I/O types: adapters implement these
 //! traits, and the runtime only ever sees `dyn` ports. An operation a backend lacks returns
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::core::event::StoredEvent;
 use crate::core::state::State;
+use crate::core::task::DecisionRecord;
 use crate::fanout::OutputSubscriber;
 
 /// What can go wrong in a terminal backend, as the runtime needs to tell it apart.
@@ -201,4 +202,68 @@ pub trait EventStore: Send {
     fn size_bytes(&self) -> u64;
     /// Where it lives, for `orch/status`.
     fn path(&self) -> PathBuf;
+}
+
+/// One connected client, as the runtime speaks to it: in domain terms. The rpc layer implements
+/// it on a connection and alone knows the wire shapes; the runtime never sees JSON.
+pub trait ClientPort: Send + Sync {
+    /// Who it is (`socket pid 4242`, `stdio`), for logs and decision reasons.
+    fn peer(&self) -> String;
+    /// Whether everything sent to it was written out (the daemon's stop waits for this).
+    fn drained(&self) -> bool;
+    /// An event for one of its subscriptions (`orch/event`).
+    fn event(&self, subscription: &str, event: &StoredEvent);
+    /// A warning for its log (`window/logMessage`).
+    fn warn(&self, message: &str);
+    /// Ask it to choose one of a decision's options (`window/showMessageRequest`); `answer` is
+    /// called with the option if the client chooses one.
+    fn ask(&self, decision: &DecisionRecord, answer: Box<dyn FnOnce(String) + Send>);
+    /// A step of a task's work-done progress (`$/progress`); steps for one task are sent in
+    /// order, the first one begins the progress and `End` ends it.
+    fn progress(&self, task: &str, step: Progress);
+    /// Deliver a terminal's output from `sub` (`orch/terminal/output`) until the returned
+    /// handle is stopped; a slow client's output backs up into `sub`, never into the terminal.
+    fn follow(&self, terminal: &str, sub: Arc<OutputSubscriber>) -> FollowHandle;
+}
+
+/// Stops a [`ClientPort::follow`] delivery when told to, or when dropped.
+pub struct FollowHandle(Option<Box<dyn FnOnce() + Send>>);
+
+impl FollowHandle {
+    /// A handle that runs `stop` once.
+    pub fn new(stop: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(stop)))
+    }
+
+    /// Stop the delivery.
+    pub fn stop(mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl Drop for FollowHandle {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// One step of a task's progress, for clients that show work-done progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Something happened (the first one begins the progress, with `title`).
+    Report {
+        /// Shown when the progress begins.
+        title: String,
+        /// What happens now.
+        message: String,
+    },
+    /// The task is settled.
+    End {
+        /// How it ended.
+        message: String,
+    },
 }

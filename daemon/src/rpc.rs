@@ -1,14 +1,19 @@
-//! The only place that knows the wire: the dispatch table from method names to `handle_*`
-//! functions, parameter decoding, and conversion of results and errors.
+//! The wire side of the daemon: the dispatch table from method names to `handle_*` functions,
+//! parameter decoding, and conversion of results and errors; [`Rpc`] is what connections hand
+//! their messages to (`transport::conn::Dispatch`), and `notify` is what the runtime's clients
+//! are on the wire (`ports::ClientPort`).
 //!
-//! Handlers run on the runtime's loop with `&mut Runtime`. A handler that must answer later (an
-//! agent stop waits for the exit) takes the reply channel out of `reply` and returns
-//! [`OpError::Deferred`].
+//! A request becomes a [`runtime::Call`](crate::runtime::Call): its handler runs on the
+//! runtime's loop with `&mut Runtime`, decodes params, calls one runtime operation and converts
+//! the result; the answer is delivered after the batch's commit. A handler whose answer comes
+//! later (an agent stop waits for the exit) leaves a [`Waiter`] with the runtime and returns
+//! [`OpError::Deferred`]. The runtime never sees JSON, request ids or wire errors.
 
 pub mod convert;
 pub mod notify;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use editor_protocol::errors;
 use editor_protocol::jsonrpc::ResponseError;
@@ -22,7 +27,8 @@ use crate::core::ids;
 use crate::core::task::TaskState;
 use crate::runtime::agents::SpawnArgs;
 use crate::runtime::tasks::{CreateTask, GateArg};
-use crate::runtime::{ConnId, OpError, Reply, Runtime};
+use crate::runtime::{ConnId, Delivery, OpError, Runtime, RuntimeHandle, Waiter};
+use crate::transport::conn::{Dispatch, Outbound, ReplyTo};
 
 /// Default page size.
 const DEFAULT_LIMIT: u64 = 100;
@@ -31,14 +37,36 @@ const MAX_LIMIT: u64 = 1000;
 
 type Handler = fn(&mut Runtime, &mut Call) -> Result<Value, OpError>;
 
+/// Where one call's answer goes.
+enum Answer {
+    /// A request's response, on its connection.
+    Reply(ReplyTo),
+    /// An `orch/*` notification: only its error is worth anything (the client's log).
+    Logged(Box<dyn FnOnce(Option<ResponseError>) + Send>),
+}
+
+impl Answer {
+    fn deliver(self, result: Result<Value, ResponseError>) {
+        match self {
+            Answer::Reply(r) => {
+                r.send(result);
+            }
+            Answer::Logged(done) => done(result.err()),
+        }
+    }
+}
+
+/// An answer a handler and a waiter it leaves behind may both reach: whoever takes it answers.
+type Slot = Arc<Mutex<Option<Answer>>>;
+
 /// One request being handled.
 pub struct Call {
     /// Which connection.
     pub conn: ConnId,
     /// Raw params.
     pub params: Value,
-    /// The reply channel, for handlers that answer later.
-    pub reply: Option<Reply>,
+    /// The answer, until a waiter takes it.
+    answer: Slot,
 }
 
 impl Call {
@@ -50,10 +78,117 @@ impl Call {
             }
         })
     }
+
+    /// A waiter for an answer that comes later, converted by `conv`. The handler returns
+    /// [`OpError::Deferred`] once the runtime holds it; if the runtime refused before taking it,
+    /// the handler's error is the answer.
+    fn later<T: 'static>(&self, conv: impl FnOnce(T) -> Value + Send + 'static) -> Waiter<T> {
+        let slot = self.answer.clone();
+        Box::new(move |result: Result<T, OpError>| {
+            let answer = slot.lock().unwrap().take();
+            let result = result.map(conv).map_err(to_response_error);
+            Box::new(move || {
+                if let Some(a) = answer {
+                    a.deliver(result);
+                }
+            }) as Delivery
+        })
+    }
+}
+
+/// What connections hand their messages to: each becomes a call on the runtime's loop, in
+/// arrival order.
+pub struct Rpc {
+    /// The runtime.
+    rt: RuntimeHandle,
+}
+
+impl Rpc {
+    /// Dispatch to `rt`.
+    pub fn new(rt: RuntimeHandle) -> Arc<Self> {
+        Arc::new(Self { rt })
+    }
+
+    fn submit(&self, conn: ConnId, method: String, params: Value, answer: Answer) {
+        let Some(handler) = TABLE
+            .iter()
+            .find(|(name, _)| *name == method)
+            .map(|(_, h)| *h)
+        else {
+            return answer.deliver(Err(ResponseError::new(
+                errors::METHOD_NOT_FOUND,
+                "methodNotFound",
+                format!("method not found: {method}"),
+            )
+            .with("method", method)));
+        };
+        let live: Box<dyn Fn() -> bool + Send> = match &answer {
+            Answer::Reply(r) => r.live_check(),
+            Answer::Logged(_) => Box::new(|| true),
+        };
+        let slot: Slot = Arc::new(Mutex::new(Some(answer)));
+        let job = move |rt: &mut Runtime| -> Option<Delivery> {
+            let result = if rt.is_stopping() && method != m::Status::METHOD {
+                Err(OpError::Conflict {
+                    kind: "daemon",
+                    id: "daemon".into(),
+                    state: "stopping".into(),
+                    what: format!("{method}: the daemon is stopping"),
+                })
+            } else {
+                let mut call = Call {
+                    conn,
+                    params,
+                    answer: slot.clone(),
+                };
+                handler(rt, &mut call)
+            };
+            if matches!(result, Err(OpError::Deferred)) {
+                return None; // a waiter answers later
+            }
+            let answer = slot.lock().unwrap().take()?; // a waiter answered already
+            let result = result.map_err(to_response_error);
+            Some(Box::new(move || answer.deliver(result)))
+        };
+        self.rt.submit(crate::runtime::Call {
+            conn,
+            live,
+            job: Box::new(job),
+        });
+    }
+}
+
+impl Dispatch for Rpc {
+    fn open(&self, out: Outbound) -> ConnId {
+        self.rt
+            .open_connection(Arc::new(notify::WireClient::new(out)))
+    }
+
+    fn close(&self, conn: ConnId) {
+        self.rt.close_connection(conn);
+    }
+
+    fn request(&self, conn: ConnId, method: String, params: Value, reply: ReplyTo) {
+        self.submit(conn, method, params, Answer::Reply(reply));
+    }
+
+    fn notification(
+        &self,
+        conn: ConnId,
+        method: String,
+        params: Value,
+        done: Box<dyn FnOnce(Option<ResponseError>) + Send>,
+    ) {
+        self.submit(conn, method, params, Answer::Logged(done));
+    }
 }
 
 fn ok<T: Serialize>(v: T) -> Result<Value, OpError> {
-    Ok(serde_json::to_value(v).expect("wire types serialize"))
+    Ok(to_value(v))
+}
+
+fn to_value<T: Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("wire types serialize")
 }
 
 /// Every method the daemon serves, with its handler. `initialize` is here too: the connection
@@ -100,33 +235,6 @@ pub const TABLE: &[(&str, Handler)] = &[
     (m::Hook::METHOD, handle_hook),
     ("workspace/executeCommand", handle_execute_command),
 ];
-
-/// Handle one request on the loop.
-pub fn dispatch(
-    rt: &mut Runtime,
-    conn: ConnId,
-    method: &str,
-    params: Value,
-    reply: &mut Option<Reply>,
-) -> Result<Value, ResponseError> {
-    let Some((_, handler)) = TABLE.iter().find(|(name, _)| *name == method) else {
-        return Err(ResponseError::new(
-            errors::METHOD_NOT_FOUND,
-            "methodNotFound",
-            format!("method not found: {method}"),
-        )
-        .with("method", method));
-    };
-    let mut call = Call {
-        conn,
-        params,
-        reply: reply.take(),
-    };
-    let result = handler(rt, &mut call);
-    // Handlers that did not defer leave the reply for the commit.
-    *reply = call.reply.take();
-    result.map_err(to_response_error)
-}
 
 /// `%20` and friends in a `file://` URI path, back to bytes.
 fn percent_decode(s: &str) -> String {
@@ -229,50 +337,27 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     let window = &p["capabilities"]["window"];
     let show_message = window.get("showMessage").is_some_and(|v| !v.is_null());
     let progress = window["workDoneProgress"].as_bool().unwrap_or(false);
-    if let Some(c) = rt.conns.get_mut(&call.conn) {
-        c.show_message = show_message;
-        c.work_done_progress = progress;
-    }
     // PROTOCOL.md: the workspace is workspaceFolders[0], else rootUri, else the daemon's own. A
     // daemon serves one workspace; a client naming another (not below it) is told so.
     let uri = p["workspaceFolders"][0]["uri"]
         .as_str()
         .or(p["rootUri"].as_str())
         .map(str::to_string);
-    if let Some(path) = uri
+    let asked = uri
         .as_deref()
         .and_then(|u| u.strip_prefix("file://"))
         .map(percent_decode)
-    {
-        let asked = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone().into());
-        if !asked.starts_with(&rt.paths.root) {
-            if let Some(c) = rt.conns.get(&call.conn) {
-                let message = format!(
-                    "orch: this daemon serves {}, not {}; start `orch lsp` in that workspace for its agents",
-                    rt.paths.root.display(),
-                    asked.display()
-                );
-                c.out.notify(
-                    "window/logMessage",
-                    json!({ "type": 2, "message": message }),
-                );
-            }
-        }
-    }
-    if show_message {
-        // Offered after this batch's commit, when every pending decision is durable.
-        rt.offer_after_commit.push(call.conn);
-    }
+        .map(|path| std::fs::canonicalize(&path).unwrap_or_else(|_| path.into()));
+    rt.client_initialized(call.conn, show_message, progress, asked);
     let commands: Vec<String> = m::ALL.iter().map(|m| m::command_name(m)).collect();
-    let backends: Vec<&str> = rt.backends.keys().copied().collect();
     Ok(json!({
         "serverInfo": { "name": "orch", "version": crate::VERSION },
         "capabilities": {
             "executeCommandProvider": { "commands": commands },
             "experimental": { "orch": {
                 "protocolVersion": editor_protocol::PROTOCOL_VERSION,
-                "backends": backends,
-                "workspace": rt.paths.root.display().to_string(),
+                "backends": rt.backend_names(),
+                "workspace": rt.paths().root.display().to_string(),
             } }
         }
     }))
@@ -280,39 +365,38 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
 
 fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::Status>()?;
+    let state = rt.state();
     let mut by_state = BTreeMap::new();
-    for a in rt.state.agents.values() {
+    for a in state.agents.values() {
         *by_state.entry(a.state.as_str().to_string()).or_insert(0u64) += 1;
     }
+    let status = rt.status();
     ok(wire::Status {
-        workspace: rt.paths.root.display().to_string(),
+        workspace: rt.paths().root.display().to_string(),
         version: crate::VERSION.into(),
         pid: std::process::id(),
-        uptime_ms: rt.uptime().as_millis() as u64,
+        uptime_ms: status.uptime.as_millis() as u64,
         protocol_version: editor_protocol::PROTOCOL_VERSION,
         agents: wire::AgentCounts {
-            total: rt.state.agents.len() as u64,
+            total: state.agents.len() as u64,
             by_state,
         },
-        clients: rt.conns.len() as u64,
-        last_seq: rt.state.last_seq,
-        backends: rt
+        clients: status.clients as u64,
+        last_seq: state.last_seq,
+        backends: status
             .backends
-            .values()
-            .map(|b| {
-                let p = b.probe();
-                wire::BackendInfo {
-                    name: b.name().into(),
-                    available: p.available,
-                    detail: p.detail,
-                }
+            .into_iter()
+            .map(|(name, p)| wire::BackendInfo {
+                name: name.into(),
+                available: p.available,
+                detail: p.detail,
             })
             .collect(),
         store: wire::StoreInfo {
-            path: rt.store.path().display().to_string(),
-            size_bytes: rt.store.size_bytes(),
-            snapshot_seq: rt.loaded.0,
-            replayed: rt.loaded.1,
+            path: status.store_path.display().to_string(),
+            size_bytes: status.store_bytes,
+            snapshot_seq: status.loaded.0,
+            replayed: status.loaded.1,
         },
     })
 }
@@ -350,7 +434,7 @@ fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     };
     let session = match &p.session_id {
         Some(s) => Some(
-            rt.state
+            rt.state()
                 .session(s)
                 .ok_or_else(|| OpError::NotFound {
                     kind: "session",
@@ -362,7 +446,7 @@ fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
         None => None,
     };
     let items = sorted(
-        rt.state.agents.values().filter(|a| {
+        rt.state().agents.values().filter(|a| {
             state.is_none_or(|s| a.state == s)
                 && session.as_ref().is_none_or(|s| &a.session_id == s)
         }),
@@ -385,18 +469,16 @@ fn handle_agent_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError>
 fn handle_agent_send(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::AgentSend>()?;
     // Answered once the text was typed (an agent that does not take input yet gets it later).
-    rt.agent_terminal(&p.id, "cannot send text")?;
-    let reply = call.reply.take().expect("reply present until taken");
-    let _ = rt.send_to_agent(&p.id, &p.text, p.submit.unwrap_or(true), Some(reply));
+    let typed = call.later(|()| json!({}));
+    rt.send_to_agent(&p.id, &p.text, p.submit.unwrap_or(true), Some(typed))?;
     Err(OpError::Deferred)
 }
 
 fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::AgentStop>()?;
-    let id = rt.stop_agent(&p.id, p.force.unwrap_or(false))?;
     // Answered with the stopped agent when its process has exited.
-    let reply = call.reply.take().expect("reply present until taken");
-    rt.waiters.entry(id).or_default().push((reply, call.conn));
+    let stopped = call.later(|a| to_value(convert::agent(&a)));
+    rt.stop_agent_for(call.conn, &p.id, p.force.unwrap_or(false), stopped)?;
     Err(OpError::Deferred)
 }
 
@@ -433,30 +515,9 @@ fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Va
             format!("{scrollback} exceeds the maximum of {MAX_SCROLLBACK}"),
         ));
     }
-    let rec = rt.terminal_record(terminal)?;
-    let Some(term) = rt.terminals.get(terminal) else {
-        // An ended terminal's last screen, while it is still kept.
-        if let Some(last) = rt.final_screens.get(terminal) {
-            let mut s = last.clone();
-            let keep = (s.rows as usize + scrollback as usize).min(s.lines.len());
-            s.lines.drain(..s.lines.len() - keep);
-            return ok(convert::screen(s));
-        }
-        return Err(OpError::Conflict {
-            kind: "terminal",
-            id: terminal.into(),
-            state: if rec.closed {
-                "closed".into()
-            } else {
-                "gone (its process did not survive a daemon restart; see its output log)".into()
-            },
-            what: "no screen".into(),
-        });
-    };
-    let s = term
-        .screen(scrollback as usize)
-        .map_err(|e| OpError::Internal(e.to_string()))?;
-    ok(convert::screen(s))
+    ok(convert::screen(
+        rt.terminal_screen(terminal, scrollback as usize)?,
+    ))
 }
 
 fn handle_terminal_open(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -474,18 +535,12 @@ fn handle_terminal_open(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
 
 fn handle_terminal_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalList>()?;
-    let items = sorted(rt.state.terminals.values().filter(|t| !t.closed), |t| &t.id);
+    let items = sorted(rt.state().terminals.values().filter(|t| !t.closed), |t| {
+        &t.id
+    });
     let titles: BTreeMap<String, Option<String>> = items
         .iter()
-        .map(|t| {
-            (
-                t.id.clone(),
-                rt.terminals
-                    .get(&t.id)
-                    .and_then(|h| h.screen(0).ok())
-                    .and_then(|s| s.title),
-            )
-        })
+        .map(|t| (t.id.clone(), rt.terminal_title(&t.id)))
         .collect();
     page(
         items,
@@ -496,35 +551,9 @@ fn handle_terminal_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
     )
 }
 
-fn live_terminal(
-    rt: &Runtime,
-    id: &str,
-    what: &str,
-) -> Result<std::sync::Arc<dyn crate::ports::Terminal>, OpError> {
-    let rec = rt.terminal_record(id)?;
-    match rt.terminals.get(id) {
-        Some(t) if rec.alive => Ok(t.clone()),
-        _ => Err(OpError::Conflict {
-            kind: "terminal",
-            id: id.into(),
-            state: if rec.closed { "closed" } else { "exited" }.into(),
-            what: what.into(),
-        }),
-    }
-}
-
 fn handle_terminal_write(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalWrite>()?;
-    const MAX_WRITE: usize = 1 << 20;
-    if p.data.len() > MAX_WRITE {
-        return Err(OpError::Limit {
-            limit: "data bytes",
-            max: MAX_WRITE as u64,
-        });
-    }
-    let t = live_terminal(rt, &p.id, "cannot write")?;
-    t.write(p.data.as_bytes())
-        .map_err(|e| OpError::Internal(e.to_string()))?;
+    rt.write_terminal(&p.id, &p.data)?;
     ok(m::Empty {})
 }
 
@@ -540,83 +569,15 @@ fn handle_terminal_screen(rt: &mut Runtime, call: &mut Call) -> Result<Value, Op
 }
 
 fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
-    const MAX_TERMINAL_SUBS: usize = 64;
     let p = call.params::<m::TerminalSubscribe>()?;
     // An agent's id or name is accepted too: it means the agent's current terminal.
-    let id = terminal_or_agent(rt, &p.id)?;
-    let term = live_terminal(rt, &id, "cannot subscribe")?;
-    let conn = rt
-        .conns
-        .get_mut(&call.conn)
-        .ok_or_else(|| OpError::Internal("connection is gone".into()))?;
-    // Subscriptions of terminals that ended do not count against the limit.
-    conn.terminal_subs.retain(|tid, (_, pump)| {
-        let keep = rt.terminals.contains_key(tid);
-        if !keep {
-            pump.abort();
-        }
-        keep
-    });
-    if conn.terminal_subs.contains_key(&id) {
-        return ok(m::Empty {});
-    }
-    if conn.terminal_subs.len() >= MAX_TERMINAL_SUBS {
-        return Err(OpError::Limit {
-            limit: "terminal subscriptions per connection",
-            max: MAX_TERMINAL_SUBS as u64,
-        });
-    }
-    let sub = term.subscribe();
-    let out = conn.out.clone();
-    let sub2 = sub.clone();
-    let tid = id.clone();
-    let pump = tokio::spawn(async move {
-        use crate::fanout::OutputChunk;
-        loop {
-            let params = match sub2.next().await {
-                OutputChunk::Data(data) => json!({ "id": tid, "data": data }),
-                OutputChunk::Resync => json!({ "id": tid, "resync": true }),
-                OutputChunk::Closed => break,
-            };
-            if !out
-                .notify_output(m::TERMINAL_OUTPUT_NOTIFICATION, params)
-                .await
-            {
-                break;
-            }
-        }
-    });
-    conn.terminal_subs.insert(id, (sub, pump.abort_handle()));
+    rt.follow_terminal(call.conn, &p.id)?;
     ok(m::Empty {})
-}
-
-/// A terminal id, or an agent's id or name meaning its current terminal.
-fn terminal_or_agent(rt: &Runtime, id: &str) -> Result<String, OpError> {
-    if rt.state.terminals.contains_key(id) {
-        return Ok(id.to_string());
-    }
-    match rt.state.agent(id) {
-        Some(a) => Ok(a.terminal_id.clone()),
-        None => Err(OpError::NotFound {
-            kind: "terminal",
-            id: id.into(),
-        }),
-    }
 }
 
 fn handle_terminal_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::TerminalUnsubscribe>()?;
-    let id = terminal_or_agent(rt, &p.id)?;
-    if let Some((sub, pump)) = rt
-        .conns
-        .get_mut(&call.conn)
-        .and_then(|c| c.terminal_subs.remove(&id))
-    {
-        pump.abort();
-        if let Some(t) = rt.terminals.get(&id) {
-            t.unsubscribe(&sub);
-        }
-    }
+    rt.unfollow_terminal(call.conn, &p.id)?;
     ok(m::Empty {})
 }
 
@@ -629,7 +590,7 @@ fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpE
 fn handle_session_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionCreate>()?;
     let session = rt.create_session(p.name)?;
-    ok(convert::session(&session, &rt.state))
+    ok(convert::session(&session, &rt.state()))
 }
 
 fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -646,7 +607,7 @@ fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
         }
     };
     let items = sorted(
-        rt.state
+        rt.state()
             .sessions
             .values()
             .filter(|s| closed.is_none_or(|c| s.closed == c)),
@@ -657,14 +618,14 @@ fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
         |s| &s.id,
         p.limit,
         p.cursor.as_deref(),
-        |s| convert::session(s, &rt.state),
+        |s| convert::session(s, &rt.state()),
     )
 }
 
 fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionClose>()?;
     let session = rt.close_session(&p.id, p.stop_agents.unwrap_or(false))?;
-    ok(convert::session(&session, &rt.state))
+    ok(convert::session(&session, &rt.state()))
 }
 
 fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -706,7 +667,7 @@ fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError>
         None => None,
     };
     let items = sorted(
-        rt.state.tasks.values().filter(|t| {
+        rt.state().tasks.values().filter(|t| {
             state.is_none_or(|s| t.state == s)
                 && agent
                     .as_ref()
@@ -757,7 +718,7 @@ fn handle_decision_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
         }
     };
     let items = sorted(
-        rt.state
+        rt.state()
             .decisions
             .values()
             .filter(|d| resolved.is_none_or(|r| d.resolved == r)),
@@ -813,16 +774,8 @@ fn handle_events_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, O
 
 fn handle_events_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::EventsUnsubscribe>()?;
-    match rt.subs.get(&p.subscription_id) {
-        Some(s) if s.conn == call.conn => {
-            rt.subs.remove(&p.subscription_id);
-            ok(m::Empty {})
-        }
-        _ => Err(OpError::NotFound {
-            kind: "subscription",
-            id: p.subscription_id,
-        }),
-    }
+    rt.unsubscribe_events(call.conn, &p.subscription_id)?;
+    ok(m::Empty {})
 }
 
 fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -833,7 +786,7 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     if let (None, Some(since)) = (&p.cursor, p.since) {
         rt.check_since_available(since)?;
     }
-    let mut from = match &p.cursor {
+    let from = match &p.cursor {
         Some(c) => c.parse::<u64>().map_err(|_| {
             OpError::invalid(
                 "cursor",
@@ -842,43 +795,22 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
         })?,
         None => p.since.unwrap_or(0),
     };
-    // Scan a bounded number of events per call; a sparse filter continues via the cursor.
-    const SCAN: usize = 100_000;
-    let (mut items, mut scanned) = (Vec::new(), 0);
-    let upto = rt.committed_seq;
-    while items.len() < limit && scanned < SCAN && from < upto {
-        let batch = rt
-            .store
-            .read_since(from, 1024)
-            .map_err(|e| OpError::Internal(e.to_string()))?;
-        if batch.first().is_none_or(|e| e.seq > upto) {
-            break; // nothing durable left to read (a batch can only move forward)
-        }
-        for e in batch {
-            if e.seq > upto || items.len() == limit {
-                break;
-            }
-            from = e.seq;
-            scanned += 1;
-            if crate::runtime::event_matches(&kinds, &subjects, &e) {
-                items.push(convert::event(&e));
-            }
-        }
-    }
-    let next_cursor =
-        (from < upto && (items.len() == limit || scanned >= SCAN)).then(|| from.to_string());
-    ok(wire::Page { items, next_cursor })
+    let (events, next) = rt.query_events(from, &kinds, &subjects, limit)?;
+    ok(wire::Page {
+        items: events.iter().map(convert::event).collect(),
+        next_cursor: next.map(|n| n.to_string()),
+    })
 }
 
 fn handle_config_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::ConfigGet>()?;
-    Ok(rt.config.to_json())
+    Ok(rt.config().to_json())
 }
 
 fn handle_config_reload(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::ConfigReload>()?;
     rt.reload_config()?;
-    Ok(rt.config.to_json())
+    Ok(rt.config().to_json())
 }
 
 fn job(j: &crate::runtime::tasks::Job) -> wire::Job {
@@ -893,7 +825,7 @@ fn job(j: &crate::runtime::tasks::Job) -> wire::Job {
 
 fn handle_jobs_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::JobsList>()?;
-    ok(rt.work.jobs.iter().map(job).collect::<Vec<_>>())
+    ok(rt.jobs().iter().map(job).collect::<Vec<_>>())
 }
 
 fn handle_jobs_pause(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -908,16 +840,8 @@ fn handle_jobs_resume(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
 
 fn handle_daemon_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::DaemonStop>()?;
-    if rt.daemon_stop.is_some() {
-        return Err(OpError::Conflict {
-            kind: "daemon",
-            id: "daemon".into(),
-            state: "stopping".into(),
-            what: "already stopping".into(),
-        });
-    }
-    let reply = call.reply.take().expect("reply present until taken");
-    rt.begin_daemon_stop(reply);
+    // Answered once every agent stopped and the state is flushed.
+    rt.begin_daemon_stop(call.later(|()| json!({})));
     Err(OpError::Deferred)
 }
 

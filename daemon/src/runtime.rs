@@ -13,93 +13,59 @@
 //! - [`clock`]: RFC 3339 times.
 
 pub mod agents;
+pub mod clients;
 pub mod clock;
 pub mod screen;
 pub mod sessions;
 pub mod tasks;
+pub mod terminals;
 pub mod watching;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use editor_protocol::jsonrpc::{Id, Message, Response, ResponseError};
-use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::core::agent::AgentRecord;
 use crate::core::event::{EventBody, StoredEvent};
 use crate::core::state::{State, DEFAULT_SESSION};
 use crate::core::task::SessionRecord;
-use crate::fanout::OutputSubscriber;
 use crate::paths::WorkspacePaths;
-use crate::ports::{EventStore, Terminal, TerminalBackend, TerminalObserver};
-use crate::transport::conn::Outbound;
+use crate::ports::{ClientPort, EventStore, TerminalBackend};
 
-/// A connection's id, unique for the daemon's life.
+pub use clients::event_matches;
+
+/// A client connection's id, unique for the daemon's life.
 pub type ConnId = u64;
-/// Requests of one connection awaiting their reply, shared by its reader (for cancellation) and
-/// the runtime (which answers).
-pub type Inflight = Arc<Mutex<HashSet<Id>>>;
 
-/// Where a request's result goes.
-pub enum Reply {
-    /// An in-process caller waiting on a channel.
-    Channel(oneshot::Sender<Result<Value, ResponseError>>),
-    /// Straight into the connection's outbound queue, unless the request was cancelled
-    /// meanwhile: no task and no channel per request on the hot path.
-    Conn {
-        /// The connection's sending half.
-        out: Outbound,
-        /// The request's id.
-        id: Id,
-        /// The connection's requests in flight; answering removes the id.
-        inflight: Inflight,
-    },
-}
+/// What is delivered to a client once the batch it belongs to is durable: an answer, made by
+/// whoever asked (the rpc layer). The runtime only runs it, after the batch's commit.
+pub type Delivery = Box<dyn FnOnce() + Send>;
 
-impl Reply {
-    /// Whether the client cancelled the request before the runtime took it up.
-    pub fn is_cancelled(&self) -> bool {
-        match self {
-            Reply::Channel(tx) => tx.is_closed(),
-            Reply::Conn { id, inflight, .. } => !inflight.lock().unwrap().contains(id),
-        }
-    }
+/// Answers a request later (when an agent exited, when a text was typed): turns the outcome into
+/// the [`Delivery`] to make.
+pub type Waiter<T> = Box<dyn FnOnce(Result<T, OpError>) -> Delivery + Send>;
 
-    /// Deliver the result; false if nobody takes it (the caller is gone, or the request was
-    /// cancelled and answered already).
-    pub fn send(self, result: Result<Value, ResponseError>) -> bool {
-        match self {
-            Reply::Channel(tx) => tx.send(result).is_ok(),
-            Reply::Conn { out, id, inflight } => {
-                let open = inflight.lock().unwrap().remove(&id);
-                open && out.send(&Message::Response(Response {
-                    id: Some(id),
-                    outcome: result,
-                }))
-            }
-        }
-    }
+/// Work a client asked for, applied on the loop in arrival order.
+pub struct Call {
+    /// The connection it came on (0: the daemon itself).
+    pub conn: ConnId,
+    /// Whether anybody still waits for it: a call cancelled before it is applied is not applied.
+    pub live: Box<dyn Fn() -> bool + Send>,
+    /// Apply it; returns what to deliver after the commit, or `None` when a [`Waiter`] it left
+    /// behind answers later.
+    pub job: Box<dyn FnOnce(&mut Runtime) -> Option<Delivery> + Send>,
 }
 
 /// Everything the runtime reacts to.
 pub enum Input {
-    /// A request (or an orch/* notification) from a connection.
-    Request {
-        /// Which connection.
-        conn: ConnId,
-        /// Method name.
-        method: String,
-        /// Raw params.
-        params: Value,
-        /// Where the result goes.
-        reply: Reply,
-    },
+    /// Work a client asked for.
+    Call(Call),
     /// A connection opened.
-    ConnOpened(ConnId, Outbound),
+    ConnOpened(ConnId, Arc<dyn ClientPort>),
     /// A connection closed.
     ConnClosed(ConnId),
     /// A terminal printed after being quiet.
@@ -191,32 +157,40 @@ pub struct RuntimeHandle {
 }
 
 impl RuntimeHandle {
-    /// Hand a request to the runtime; requests are applied in the order submitted.
-    pub fn submit(
-        &self,
-        conn: ConnId,
-        method: String,
-        params: Value,
-    ) -> oneshot::Receiver<Result<Value, ResponseError>> {
-        let (reply, rx) = oneshot::channel();
-        self.submit_reply(conn, method, params, Reply::Channel(reply));
-        rx
+    /// Hand work to the runtime; calls are applied in the order submitted.
+    pub fn submit(&self, call: Call) {
+        let _ = self.tx.send(Input::Call(call));
     }
 
-    /// Hand a request to the runtime with its reply's destination.
-    pub fn submit_reply(&self, conn: ConnId, method: String, params: Value, reply: Reply) {
-        let _ = self.tx.send(Input::Request {
-            conn,
-            method,
-            params,
-            reply,
+    /// Run `job` on the loop, for the daemon itself (signals, a private daemon's end).
+    pub fn run(&self, job: impl FnOnce(&mut Runtime) + Send + 'static) {
+        self.submit(Call {
+            conn: 0,
+            live: Box::new(|| true),
+            job: Box::new(move |rt| {
+                job(rt);
+                None
+            }),
         });
     }
 
+    /// Stop the daemon as `orch/daemon/stop` does; resolves when the stop is done.
+    pub async fn stop_daemon(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.run(move |rt| {
+            rt.begin_daemon_stop(Box::new(move |_| {
+                Box::new(move || {
+                    let _ = tx.send(());
+                })
+            }))
+        });
+        let _ = rx.await;
+    }
+
     /// Register a connection.
-    pub fn open_connection(&self, out: Outbound) -> ConnId {
+    pub fn open_connection(&self, port: Arc<dyn ClientPort>) -> ConnId {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let _ = self.tx.send(Input::ConnOpened(id, out));
+        let _ = self.tx.send(Input::ConnOpened(id, port));
         id
     }
 
@@ -226,161 +200,59 @@ impl RuntimeHandle {
     }
 }
 
-/// Output-activity bookkeeping shared with terminal reader threads.
-#[derive(Default)]
-pub struct Activity {
-    /// Per terminal: last output time, and whether an `Output` input was posted since the
-    /// runtime last settled the terminal (so a busy terminal posts once, not per read).
-    map: Mutex<HashMap<String, (Instant, bool)>>,
-}
-
-impl Activity {
-    /// Last output time of a terminal.
-    pub fn last(&self, terminal: &str) -> Option<Instant> {
-        self.map.lock().unwrap().get(terminal).map(|e| e.0)
-    }
-
-    /// The terminal ended: forget it.
-    pub fn forget(&self, terminal: &str) {
-        self.map.lock().unwrap().remove(terminal);
-    }
-
-    /// The runtime settled the terminal (idle or waiting): the next output posts again.
-    pub fn rearm(&self, terminal: &str) {
-        if let Some(e) = self.map.lock().unwrap().get_mut(terminal) {
-            e.1 = false;
-        }
-    }
-}
-
-/// The [`TerminalObserver`] the runtime gives backends: posts inputs, never blocks.
-pub struct Observer {
-    /// The runtime's input channel.
-    tx: mpsc::UnboundedSender<Input>,
-    /// Shared activity map.
-    activity: Arc<Activity>,
-}
-
-impl TerminalObserver for Observer {
-    fn output(&self, id: &str) {
-        let mut map = self.activity.map.lock().unwrap();
-        let now = Instant::now();
-        let entry = map.entry(id.to_string()).or_insert((now, false));
-        entry.0 = now;
-        if !entry.1 {
-            entry.1 = true;
-            let _ = self.tx.send(Input::Output(id.to_string()));
-        }
-    }
-
-    fn exited(&self, id: &str, exit_code: Option<i32>) {
-        let _ = self.tx.send(Input::Exited(id.to_string(), exit_code));
-    }
-
-    fn lost(&self, id: &str, why: &str) {
-        let _ = self.tx.send(Input::Lost(id.to_string(), why.to_string()));
-    }
-}
-
-/// What the runtime knows about a connection.
-pub struct Conn {
-    /// Its sending half.
-    pub out: Outbound,
-    /// The client declared `window.showMessage` support.
-    pub show_message: bool,
-    /// The client declared `window.workDoneProgress` support.
-    pub work_done_progress: bool,
-    /// Terminal output subscriptions: terminal id -> (subscriber, pump task).
-    pub terminal_subs: HashMap<String, (Arc<OutputSubscriber>, AbortHandle)>,
-    /// Decisions already offered to this client (each is offered once).
-    pub offered: HashSet<String>,
-}
-
-/// An event subscription.
-pub struct EventSub {
-    /// Owning connection.
-    pub conn: ConnId,
-    /// Kind prefixes (empty: all).
-    pub kinds: Vec<String>,
-    /// Subjects (empty: all).
-    pub subjects: Vec<String>,
-    /// Events up to this seq were delivered (by replay); live delivery starts after it.
-    pub delivered: u64,
-}
-
-impl EventSub {
-    /// Whether the event passes the filters.
-    pub fn matches(&self, e: &StoredEvent) -> bool {
-        event_matches(&self.kinds, &self.subjects, e)
-    }
-}
-
-/// Filter shared by subscriptions and queries.
-pub fn event_matches(kinds: &[String], subjects: &[String], e: &StoredEvent) -> bool {
-    (kinds.is_empty() || kinds.iter().any(|k| e.body.kind().starts_with(k.as_str())))
-        && (subjects.is_empty() || subjects.iter().any(|s| s == e.body.subject()))
-}
-
 /// The single owner of the workspace's state.
 pub struct Runtime {
     /// Where everything lives.
-    pub paths: WorkspacePaths,
+    paths: WorkspacePaths,
     /// The effective configuration.
-    pub config: Config,
+    config: Config,
     /// The domain state.
-    pub state: State,
-    /// The event log.
-    pub store: Box<dyn EventStore>,
+    state: State,
+    /// The event log, and what of it is durable.
+    log: Log,
     /// Terminal backends by name.
-    pub backends: BTreeMap<&'static str, Arc<dyn TerminalBackend>>,
-    /// Live terminal handles by terminal id.
-    pub terminals: HashMap<String, Arc<dyn Terminal>>,
-    /// Connections.
-    pub conns: HashMap<ConnId, Conn>,
-    /// Event subscriptions by id.
-    pub subs: HashMap<String, EventSub>,
-    /// Subscription ids.
-    next_sub: u64,
+    backends: BTreeMap<&'static str, Arc<dyn TerminalBackend>>,
+    /// Live terminals and the last screens of ended ones.
+    terminals: terminals::Terminals,
+    /// Connections, subscriptions, offers, progress, followed output.
+    clients: clients::Clients,
+    /// Answers waiting for the batch's commit.
+    held: Vec<Delivery>,
+    /// Answers that wait for an agent to exit (`orch/agent/stop`), by agent id.
+    waiters: HashMap<String, Vec<(Waiter<AgentRecord>, ConnId)>>,
+    /// The input channel, for timers and tasks the runtime starts.
+    tx: mpsc::UnboundedSender<Input>,
+    /// Agents being stopped on request (their exit means `stopped`).
+    stopping: HashSet<String>,
+    /// Agent watch state (compiled patterns, restart counters, typing).
+    watch: HashMap<String, watching::WatchState>,
+    /// Task/gate/scheduler state that is not domain state.
+    work: tasks::WorkState,
+    /// When the daemon started.
+    started: Instant,
+    /// Set while `orch/daemon/stop` runs: who waits for it.
+    daemon_stop: Option<Waiter<()>>,
+    /// Tells the accept loop and `main` to finish.
+    shutdown: watch::Sender<bool>,
+    /// The loop ends after this batch.
+    finished: bool,
+}
+
+/// The event log as the runtime writes it: events staged in the current batch, what is durable,
+/// snapshots.
+struct Log {
+    /// The store.
+    store: Box<dyn EventStore>,
     /// Events appended in this batch, not yet synced.
     staged: Vec<StoredEvent>,
     /// Seq of the last event made durable.
-    pub committed_seq: u64,
-    /// Replies waiting for the batch's sync.
-    held: Vec<(Reply, Result<Value, ResponseError>)>,
-    /// Replies that wait for something later (an agent to exit), by agent id.
-    pub waiters: HashMap<String, Vec<(Reply, ConnId)>>,
-    /// The input channel, for timers and tasks the runtime starts.
-    pub tx: mpsc::UnboundedSender<Input>,
-    /// Output activity shared with backends.
-    pub activity: Arc<Activity>,
-    /// The observer handed to backends.
-    pub observer: Arc<Observer>,
-    /// Agents being stopped on request (their exit means `stopped`).
-    pub stopping: HashSet<String>,
-    /// Agent watch state (compiled patterns, restart counters).
-    pub watch: HashMap<String, watching::WatchState>,
-    /// Task/gate/scheduler state that is not domain state.
-    pub work: tasks::WorkState,
-    /// When the daemon started.
-    pub started: Instant,
+    committed_seq: u64,
     /// Seq of the last snapshot.
     last_snapshot: u64,
-    /// Set while `orch/daemon/stop` runs: its reply.
-    pub daemon_stop: Option<Reply>,
-    /// Tells the accept loop and `main` to finish.
-    pub shutdown: watch::Sender<bool>,
-    /// The loop ends after this batch.
-    finished: bool,
-    /// Last screens of ended terminals whose resources were released, bounded.
-    pub final_screens: HashMap<String, crate::ports::ScreenSnapshot>,
-    /// Release order of `final_screens`, oldest first.
-    pub final_order: std::collections::VecDeque<String>,
     /// A snapshot is due at the next commit.
     want_snapshot: bool,
-    /// Connections that initialized in this batch and get pending decisions offered after it.
-    pub offer_after_commit: Vec<ConnId>,
     /// How start-up loaded the state: the snapshot's seq (0: none) and the events replayed.
-    pub loaded: (u64, u64),
+    loaded: (u64, u64),
 }
 
 impl Runtime {
@@ -428,42 +300,32 @@ impl Runtime {
         state.last_seq = store.last_seq();
         let (tx, rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let activity = Arc::new(Activity::default());
-        let observer = Arc::new(Observer {
-            tx: tx.clone(),
-            activity: activity.clone(),
-        });
         let committed = state.last_seq;
         let mut rt = Runtime {
             paths,
             config,
             state,
-            store,
+            log: Log {
+                store,
+                staged: Vec::new(),
+                committed_seq: committed,
+                last_snapshot: snap_seq,
+                want_snapshot: false,
+                loaded: (snap_seq, replayed),
+            },
             backends: backends.into_iter().map(|b| (b.name(), b)).collect(),
-            terminals: HashMap::new(),
-            conns: HashMap::new(),
-            subs: HashMap::new(),
-            next_sub: 1,
-            staged: Vec::new(),
-            committed_seq: committed,
+            terminals: terminals::Terminals::new(tx.clone()),
+            clients: clients::Clients::default(),
             held: Vec::new(),
             waiters: HashMap::new(),
             tx: tx.clone(),
-            activity,
-            observer,
             stopping: HashSet::new(),
             watch: HashMap::new(),
             work: tasks::WorkState::default(),
             started: Instant::now(),
-            last_snapshot: snap_seq,
             daemon_stop: None,
             shutdown,
             finished: false,
-            final_screens: HashMap::new(),
-            final_order: std::collections::VecDeque::new(),
-            want_snapshot: false,
-            offer_after_commit: Vec::new(),
-            loaded: (snap_seq, replayed),
         };
         rt.emit(EventBody::DaemonStarted {
             pid: std::process::id(),
@@ -524,7 +386,7 @@ impl Runtime {
         // The last replies (the stop's own among them) reach their clients before the process
         // ends: wait, briefly, for every connection's queue to drain.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline && !self.conns.values().all(|c| c.out.drained()) {
+        while Instant::now() < deadline && !self.clients.drained() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Release terminals: pty programs die with us; tmux windows stay for the next daemon.
@@ -533,58 +395,25 @@ impl Runtime {
 
     fn handle(&mut self, input: Input) {
         match input {
-            Input::Request {
-                conn,
-                method,
-                params,
-                reply,
-            } => {
-                if reply.is_cancelled() {
-                    return; // answered -32800 by the connection already: do not act on it
+            Input::Call(call) => {
+                if !(call.live)() {
+                    return; // cancelled before it was applied: do not act on it
                 }
-                if (self.daemon_stop.is_some() || self.finished) && method != "orch/status" {
-                    let e = ResponseError::new(
-                        editor_protocol::errors::CONFLICT,
-                        "daemon",
-                        format!("{method}: the daemon is stopping"),
-                    )
-                    .with("state", "stopping");
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-                let mut slot = Some(reply);
-                let result = crate::rpc::dispatch(self, conn, &method, params, &mut slot);
-                if let Some(reply) = slot {
-                    self.held.push((reply, result));
+                if let Some(delivery) = (call.job)(self) {
+                    self.held.push(delivery);
                 }
             }
-            Input::ConnOpened(id, out) => {
-                self.conns.insert(
-                    id,
-                    Conn {
-                        out,
-                        show_message: false,
-                        work_done_progress: false,
-                        terminal_subs: HashMap::new(),
-                        offered: HashSet::new(),
-                    },
-                );
-            }
+            Input::ConnOpened(id, port) => self.clients.open(id, port),
             Input::ConnClosed(id) => {
-                if let Some(conn) = self.conns.remove(&id) {
-                    for (tid, (sub, pump)) in conn.terminal_subs {
-                        pump.abort();
-                        if let Some(t) = self.terminals.get(&tid) {
-                            t.unsubscribe(&sub);
-                        }
+                for (terminal, sub) in self.clients.close(id) {
+                    if let Some(t) = self.terminals.get(&terminal) {
+                        t.unsubscribe(&sub);
                     }
                 }
-                self.subs.retain(|_, s| s.conn != id);
-                // Nothing may keep a closed connection's sending half alive.
+                // Nothing may keep a closed connection's answers alive.
                 for waiting in self.waiters.values_mut() {
                     waiting.retain(|(_, c)| *c != id);
                 }
-                self.work.progress.retain(|(c, _), _| *c != id);
             }
             Input::Output(terminal) => self.on_output(&terminal),
             Input::Exited(terminal, code) => self.on_exit(&terminal, code, None),
@@ -594,9 +423,9 @@ impl Runtime {
         }
     }
 
-    /// Answer `reply` once the current batch is durable.
-    pub fn hold(&mut self, reply: Reply, result: Result<Value, ResponseError>) {
-        self.held.push((reply, result));
+    /// Deliver `d` once the current batch is durable.
+    pub fn hold(&mut self, d: Delivery) {
+        self.held.push(d);
     }
 
     /// Schedule `timer` after `delay`.
@@ -636,51 +465,40 @@ impl Runtime {
             "event"
         );
         self.state.apply(&event);
-        self.staged.push(event);
+        self.log.staged.push(event);
     }
 
     /// Make the batch durable, then answer and fan out.
     pub fn commit(&mut self) {
-        if !self.staged.is_empty() {
-            if let Err(e) = self.store.append(&self.staged) {
+        if !self.log.staged.is_empty() {
+            if let Err(e) = self.log.store.append(&self.log.staged) {
                 // The log is the source of truth: continuing without it would lose acknowledged work.
                 tracing::error!("cannot append to the event log, stopping: {e}");
                 eprintln!("orch: cannot append to the event log, stopping: {e}");
                 std::process::exit(70);
             }
-            if let Err(e) = self.store.sync() {
+            if let Err(e) = self.log.store.sync() {
                 tracing::error!("cannot sync the event log, stopping: {e}");
                 eprintln!("orch: cannot sync the event log, stopping: {e}");
                 std::process::exit(70);
             }
-            self.committed_seq = self.state.last_seq;
+            self.log.committed_seq = self.state.last_seq;
         }
-        for (reply, result) in self.held.drain(..) {
-            let _ = reply.send(result);
+        for delivery in std::mem::take(&mut self.held) {
+            delivery();
         }
-        if !self.staged.is_empty() {
-            let staged = std::mem::take(&mut self.staged);
-            for (sub_id, sub) in &mut self.subs {
-                let Some(conn) = self.conns.get(&sub.conn) else {
-                    continue;
-                };
-                let upto = sub.delivered;
-                for e in staged.iter().filter(|e| e.seq > upto) {
-                    if sub.matches(e) {
-                        crate::rpc::notify::event(&conn.out, sub_id, e);
-                    }
-                    sub.delivered = e.seq;
-                }
-            }
+        if !self.log.staged.is_empty() {
+            let staged = std::mem::take(&mut self.log.staged);
+            self.clients.publish(&staged);
             for e in &staged {
                 self.react(e);
             }
-            if self.state.last_seq - self.last_snapshot >= self.config.daemon.snapshot_every {
-                self.want_snapshot = true;
+            if self.state.last_seq - self.log.last_snapshot >= self.config.daemon.snapshot_every {
+                self.log.want_snapshot = true;
             }
         }
         // Offers to clients that initialized in this batch: only now are their decisions durable.
-        for conn in std::mem::take(&mut self.offer_after_commit) {
+        for conn in self.clients.take_new_askable() {
             let pending: Vec<String> = self
                 .state
                 .decisions
@@ -692,10 +510,14 @@ impl Runtime {
                 self.offer_decision(conn, &d);
             }
         }
-        if std::mem::take(&mut self.want_snapshot) {
+        if std::mem::take(&mut self.log.want_snapshot) {
             // Only here is the state exactly the durable log's: a snapshot is never ahead of it.
-            match self.store.save_snapshot(self.state.last_seq, &self.state) {
-                Ok(()) => self.last_snapshot = self.state.last_seq,
+            match self
+                .log
+                .store
+                .save_snapshot(self.state.last_seq, &self.state)
+            {
+                Ok(()) => self.log.last_snapshot = self.state.last_seq,
                 Err(e) => tracing::warn!("snapshot failed: {e}"),
             }
         }
@@ -703,35 +525,28 @@ impl Runtime {
 
     /// Ask for a snapshot of the state at the next commit.
     pub fn snapshot(&mut self) {
-        self.want_snapshot = true;
+        self.log.want_snapshot = true;
     }
 
     /// Reactions to committed events that reach outside (decision prompts, progress).
     fn react(&mut self, e: &StoredEvent) {
         if let EventBody::JobFailed { name, error } = &e.body {
             // Worth every client's log: something periodic keeps failing.
-            let message = format!("orch: job {name} failed: {error}");
-            for c in self.conns.values() {
-                crate::rpc::notify::warning(&c.out, &message);
-            }
+            self.clients
+                .warn_all(&format!("orch: job {name} failed: {error}"));
         }
         if e.body.kind().starts_with("task.") {
             self.report_progress(e);
         }
         if let EventBody::DecisionRequested { decision } = &e.body {
-            let conns: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.show_message)
-                .map(|(id, _)| *id)
-                .collect();
-            for conn in conns {
+            for conn in self.clients.askable() {
                 self.offer_decision(conn, &decision.id);
             }
         }
     }
 
-    /// Register an event subscription and replay what it asked for.
+    /// Register an event subscription and replay what it asked for: the events after `since`
+    /// up to the last durable one, then live ones, none missed, none twice.
     pub fn subscribe_events(
         &mut self,
         conn: ConnId,
@@ -739,49 +554,86 @@ impl Runtime {
         subjects: Vec<String>,
         since: Option<u64>,
     ) -> Result<(String, u64), OpError> {
-        const MAX_SUBS_PER_CONN: usize = 64;
-        if self.subs.values().filter(|s| s.conn == conn).count() >= MAX_SUBS_PER_CONN {
-            return Err(OpError::Limit {
-                limit: "subscriptions per connection",
-                max: MAX_SUBS_PER_CONN as u64,
-            });
-        }
-        let id = format!("sub-{}", self.next_sub);
-        self.next_sub += 1;
         if let Some(since) = since {
             self.check_since_available(since)?;
         }
-        let upto = self.committed_seq;
-        let sub = EventSub {
-            conn,
-            kinds,
-            subjects,
-            delivered: upto,
-        };
-        if let (Some(since), Some(c)) = (since, self.conns.get(&conn)) {
-            let mut from = since;
-            while from < upto {
-                let batch = self
-                    .store
-                    .read_since(from, 1024)
-                    .map_err(|e| OpError::Internal(e.to_string()))?;
-                let Some(last) = batch.last() else { break };
-                from = last.seq;
-                for e in batch.iter().filter(|e| e.seq <= upto) {
-                    if sub.matches(e) {
-                        crate::rpc::notify::event(&c.out, &id, e);
+        let upto = self.log.committed_seq;
+        let store = &self.log.store;
+        let id = self
+            .clients
+            .subscribe(conn, kinds, subjects, upto, |deliver| {
+                let Some(mut from) = since else {
+                    return Ok(());
+                };
+                while from < upto {
+                    let batch = store
+                        .read_since(from, 1024)
+                        .map_err(|e| OpError::Internal(e.to_string()))?;
+                    let Some(last) = batch.last() else { break };
+                    from = last.seq;
+                    for e in batch.iter().filter(|e| e.seq <= upto) {
+                        deliver(e);
                     }
+                }
+                Ok(())
+            })?;
+        Ok((id, upto))
+    }
+
+    /// `orch/events/unsubscribe`.
+    pub fn unsubscribe_events(&mut self, conn: ConnId, id: &str) -> Result<(), OpError> {
+        if self.clients.unsubscribe(conn, id) {
+            Ok(())
+        } else {
+            Err(OpError::NotFound {
+                kind: "subscription",
+                id: id.into(),
+            })
+        }
+    }
+
+    /// `orch/events/query`: durable events after `from` that match, at most `limit`; the seq to
+    /// continue from when more may follow. At most 100,000 events are scanned per call, so a
+    /// sparse filter continues through the returned seq rather than scanning the whole log.
+    pub fn query_events(
+        &self,
+        mut from: u64,
+        kinds: &[String],
+        subjects: &[String],
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), OpError> {
+        const SCAN: usize = 100_000;
+        let (mut items, mut scanned) = (Vec::new(), 0);
+        let upto = self.log.committed_seq;
+        while items.len() < limit && scanned < SCAN && from < upto {
+            let batch = self
+                .log
+                .store
+                .read_since(from, 1024)
+                .map_err(|e| OpError::Internal(e.to_string()))?;
+            if batch.first().is_none_or(|e| e.seq > upto) {
+                break; // nothing durable left to read (a batch can only move forward)
+            }
+            for e in batch {
+                if e.seq > upto || items.len() == limit {
+                    break;
+                }
+                from = e.seq;
+                scanned += 1;
+                if event_matches(kinds, subjects, &e) {
+                    items.push(e);
                 }
             }
         }
-        self.subs.insert(id.clone(), sub);
-        Ok((id, upto))
+        let next = (from < upto && (items.len() == limit || scanned >= SCAN)).then_some(from);
+        Ok((items, next))
     }
 
     /// Refuse a `since` older than the log still holds: "none missed" cannot be kept, and the
     /// client must know to fetch state afresh instead.
     pub fn check_since_available(&self, since: u64) -> Result<(), OpError> {
         let first = self
+            .log
             .store
             .read_since(0, 1)
             .map_err(|e| OpError::Internal(e.to_string()))?;
@@ -797,9 +649,18 @@ impl Runtime {
         }
     }
 
-    /// Start stopping the daemon: every agent first, then state flushed, then the reply.
-    pub fn begin_daemon_stop(&mut self, reply: Reply) {
-        self.daemon_stop = Some(reply);
+    /// Start stopping the daemon: every agent first, then state flushed, then `done`.
+    pub fn begin_daemon_stop(&mut self, done: Waiter<()>) {
+        if self.daemon_stop.is_some() || self.finished {
+            self.hold(done(Err(OpError::Conflict {
+                kind: "daemon",
+                id: "daemon".into(),
+                state: "stopping".into(),
+                what: "cannot stop again".into(),
+            })));
+            return;
+        }
+        self.daemon_stop = Some(done);
         let live: Vec<String> = self
             .state
             .agents
@@ -825,6 +686,11 @@ impl Runtime {
         self.finish_daemon_stop(false);
     }
 
+    /// Whether the daemon is stopping (requests other than status are refused).
+    pub fn is_stopping(&self) -> bool {
+        self.daemon_stop.is_some() || self.finished
+    }
+
     /// Finish the daemon stop once no agent runs (or `force` after the grace period).
     pub fn finish_daemon_stop(&mut self, force: bool) {
         if self.daemon_stop.is_none() {
@@ -846,11 +712,9 @@ impl Runtime {
         self.work.interrupt_gates();
         // Whoever waited for an agent to stop gets it now, stopped.
         for (agent, waiting) in std::mem::take(&mut self.waiters) {
-            if let Some(a) = self.state.agents.get(&agent) {
-                let a =
-                    serde_json::to_value(crate::rpc::convert::agent(a)).expect("agent serializes");
-                for (reply, _) in waiting {
-                    self.held.push((reply, Ok(a.clone())));
+            if let Some(a) = self.state.agents.get(&agent).cloned() {
+                for (waiter, _) in waiting {
+                    self.held.push(waiter(Ok(a.clone())));
                 }
             }
         }
@@ -858,8 +722,8 @@ impl Runtime {
             pid: std::process::id(),
         });
         self.snapshot();
-        let reply = self.daemon_stop.take().expect("checked above");
-        self.held.push((reply, Ok(json!({}))));
+        let done = self.daemon_stop.take().expect("checked above");
+        self.held.push(done(Ok(())));
         self.commit();
         let _ = self.shutdown.send(true);
         self.finished = true;
@@ -889,4 +753,77 @@ impl Runtime {
     pub fn new_id(&self, prefix: &str) -> String {
         self.state.ids().next(prefix)
     }
+
+    /// The domain state, to read.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where everything lives.
+    pub fn paths(&self) -> &WorkspacePaths {
+        &self.paths
+    }
+
+    /// What `orch/status` reports beside the state.
+    pub fn status(&self) -> Status {
+        Status {
+            uptime: self.uptime(),
+            clients: self.clients.count(),
+            backends: self
+                .backends
+                .values()
+                .map(|b| (b.name(), b.probe()))
+                .collect(),
+            store_path: self.log.store.path(),
+            store_bytes: self.log.store.size_bytes(),
+            loaded: self.log.loaded,
+        }
+    }
+
+    /// The backends this daemon offers, by name.
+    pub fn backend_names(&self) -> Vec<&'static str> {
+        self.backends.keys().copied().collect()
+    }
+
+    /// What a client declared in `initialize`; a client whose workspace is another is told so.
+    pub fn client_initialized(
+        &mut self,
+        conn: ConnId,
+        show_message: bool,
+        progress: bool,
+        workspace: Option<std::path::PathBuf>,
+    ) {
+        self.clients.set_capabilities(conn, show_message, progress);
+        if let Some(asked) = workspace {
+            if !asked.starts_with(&self.paths.root) {
+                let message = format!(
+                    "orch: this daemon serves {}, not {}; start `orch lsp` in that workspace for its agents",
+                    self.paths.root.display(),
+                    asked.display()
+                );
+                self.clients.warn(conn, &message);
+            }
+        }
+    }
+}
+
+/// What `orch/status` reports of the daemon itself.
+pub struct Status {
+    /// Since the daemon started.
+    pub uptime: Duration,
+    /// Open connections.
+    pub clients: usize,
+    /// Each backend and whether it can be used.
+    pub backends: Vec<(&'static str, crate::ports::BackendProbe)>,
+    /// The store's location.
+    pub store_path: std::path::PathBuf,
+    /// The store's size.
+    pub store_bytes: u64,
+    /// The snapshot start-up loaded and the events it replayed.
+    pub loaded: (u64, u64),
 }

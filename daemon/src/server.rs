@@ -9,6 +9,7 @@ use crate::adapters::sled_store::SledStore;
 use crate::config::Config;
 use crate::paths::WorkspacePaths;
 use crate::ports::TerminalBackend;
+use crate::rpc::Rpc;
 use crate::runtime::Runtime;
 use crate::transport::{conn, socket};
 
@@ -44,29 +45,27 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
         };
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("signal received, stopping");
-        let _ = h
-            .submit(0, "orch/daemon/stop".into(), serde_json::json!({}))
-            .await;
+        h.stop_daemon().await;
     });
+    let dispatch = Rpc::new(handle.clone());
     if stdio {
-        let h = handle.clone();
         let served = tokio::spawn(conn::serve(
             tokio::io::stdin(),
             tokio::io::stdout(),
-            h,
+            dispatch,
             "stdio".into(),
         ));
         tokio::select! {
             _ = served => {
                 // The only client left: a private daemon ends with it.
-                let _ = handle.submit(0, "orch/daemon/stop".into(), serde_json::json!({})).await;
+                handle.stop_daemon().await;
             }
             _ = stop.changed() => {}
         }
     } else {
         let listener = socket::bind(&paths)?;
         tracing::info!(socket = %paths.socket.display(), "listening");
-        socket::accept_loop(listener, handle, stop.clone()).await;
+        socket::accept_loop(listener, dispatch, stop.clone()).await;
         let _ = std::fs::remove_file(&paths.socket);
     }
     let _ = runtime.await;

@@ -1,7 +1,10 @@
-//! What the daemon sends unasked, on the wire: event notifications, log messages, decision
-//! prompts (`window/showMessageRequest`) and work-done progress. The runtime decides *when* and
-//! *what* in domain terms; this module alone knows the shapes.
+//! What the daemon sends unasked, on the wire: a connection as a [`ClientPort`]. Event
+//! notifications, log messages, decision prompts (`window/showMessageRequest`), work-done
+//! progress and terminal output. The runtime decides *when* and *what* in domain terms; this
+//! module alone knows the shapes.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -9,34 +12,109 @@ use tokio::sync::mpsc;
 
 use crate::core::event::StoredEvent;
 use crate::core::task::DecisionRecord;
+use crate::fanout::{OutputChunk, OutputSubscriber};
+use crate::ports::{ClientPort, FollowHandle, Progress};
 use crate::transport::conn::Outbound;
 
 /// How long a client may take to answer a decision prompt.
 const DECISION_PROMPT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-/// `orch/event` for subscription `sub_id`.
-pub fn event(out: &Outbound, sub_id: &str, e: &StoredEvent) {
-    let params = editor_protocol::methods::EventNotification {
-        subscription_id: sub_id.to_string(),
-        event: super::convert::event(e),
-    };
-    out.notify(
-        editor_protocol::methods::EVENT_NOTIFICATION,
-        serde_json::to_value(params).expect("event serializes"),
-    );
+/// A connection, as the runtime's client.
+pub struct WireClient {
+    /// Its sending half.
+    out: Outbound,
+    /// Progress streams by task: the steps go through each in order.
+    progress: Mutex<HashMap<String, mpsc::UnboundedSender<Progress>>>,
 }
 
-/// `window/logMessage` at warning level.
-pub fn warning(out: &Outbound, message: &str) {
-    out.notify(
-        "window/logMessage",
-        json!({ "type": 2, "message": message }),
-    );
+impl WireClient {
+    /// The client on `out`.
+    pub fn new(out: Outbound) -> Self {
+        Self {
+            out,
+            progress: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ClientPort for WireClient {
+    fn peer(&self) -> String {
+        self.out.peer().to_string()
+    }
+
+    fn drained(&self) -> bool {
+        self.out.drained()
+    }
+
+    fn event(&self, subscription: &str, e: &StoredEvent) {
+        let params = editor_protocol::methods::EventNotification {
+            subscription_id: subscription.to_string(),
+            event: super::convert::event(e),
+        };
+        self.out.notify(
+            editor_protocol::methods::EVENT_NOTIFICATION,
+            serde_json::to_value(params).expect("event serializes"),
+        );
+    }
+
+    fn warn(&self, message: &str) {
+        self.out.notify(
+            "window/logMessage",
+            json!({ "type": 2, "message": message }),
+        );
+    }
+
+    fn ask(&self, d: &DecisionRecord, answer: Box<dyn FnOnce(String) + Send>) {
+        let out = self.out.clone();
+        let d = d.clone();
+        tokio::spawn(async move {
+            if let Some(choice) = ask_decision(&out, &d).await {
+                answer(choice);
+            }
+        });
+    }
+
+    fn progress(&self, task: &str, step: Progress) {
+        let mut streams = self.progress.lock().unwrap();
+        let end = matches!(step, Progress::End { .. });
+        let stream = streams
+            .entry(task.to_string())
+            .or_insert_with(|| progress_stream(self.out.clone(), format!("orch-task-{task}")));
+        let _ = stream.send(step);
+        if end {
+            streams.remove(task);
+        }
+    }
+
+    fn follow(&self, terminal: &str, sub: Arc<OutputSubscriber>) -> FollowHandle {
+        let out = self.out.clone();
+        let id = terminal.to_string();
+        let pump = tokio::spawn(async move {
+            loop {
+                let params = match sub.next().await {
+                    OutputChunk::Data(data) => json!({ "id": id, "data": data }),
+                    OutputChunk::Resync => json!({ "id": id, "resync": true }),
+                    OutputChunk::Closed => break,
+                };
+                if !out
+                    .notify_output(
+                        editor_protocol::methods::TERMINAL_OUTPUT_NOTIFICATION,
+                        params,
+                    )
+                    .await
+                {
+                    break;
+                }
+            }
+        });
+        let abort = pump.abort_handle();
+        FollowHandle::new(move || abort.abort())
+    }
 }
 
 /// Ask a client to choose one of a decision's options; `None` when it dismissed the prompt,
 /// went away or did not answer in time.
-pub async fn ask_decision(out: &Outbound, d: &DecisionRecord) -> Option<String> {
+async fn ask_decision(out: &Outbound, d: &DecisionRecord) -> Option<String> {
     let params = json!({
         "type": 2,
         "message": if d.detail.is_empty() { d.title.clone() } else { format!("{}\n\n{}", d.title, d.detail) },
@@ -52,26 +130,9 @@ pub async fn ask_decision(out: &Outbound, d: &DecisionRecord) -> Option<String> 
         .map(String::from)
 }
 
-/// One step of a task's progress.
-#[derive(Debug, Clone)]
-pub enum Progress {
-    /// Something happened (the first one becomes the `begin`, carrying `title`).
-    Report {
-        /// Shown with `begin`.
-        title: String,
-        /// What happens now.
-        message: String,
-    },
-    /// The task is settled.
-    End {
-        /// How it ended.
-        message: String,
-    },
-}
-
 /// Start a work-done progress stream for `token` on one client: the token is created with
 /// `window/workDoneProgress/create`, then the steps sent in order as `$/progress` until `End`.
-pub fn progress_stream(out: Outbound, token: String) -> mpsc::UnboundedSender<Progress> {
+fn progress_stream(out: Outbound, token: String) -> mpsc::UnboundedSender<Progress> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Progress>();
     tokio::spawn(async move {
         if out

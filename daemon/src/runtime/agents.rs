@@ -131,7 +131,7 @@ impl Runtime {
             closed: false,
         };
         let term = backend
-            .spawn(spec, self.observer.clone())
+            .spawn(spec, self.terminals.observer())
             .map_err(|e| match e {
                 crate::ports::BackendError::Unavailable { backend, detail } => {
                     OpError::BackendUnavailable {
@@ -500,6 +500,19 @@ impl Runtime {
         Ok(agent.id)
     }
 
+    /// `orch/agent/stop` for a client: `waiter` answers with the agent once it exited.
+    pub fn stop_agent_for(
+        &mut self,
+        conn: super::ConnId,
+        id: &str,
+        force: bool,
+        waiter: super::Waiter<AgentRecord>,
+    ) -> Result<(), OpError> {
+        let id = self.stop_agent(id, force)?;
+        self.waiters.entry(id).or_default().push((waiter, conn));
+        Ok(())
+    }
+
     pub(super) fn stop_grace_over(&mut self, agent: &str) {
         if !self.stopping.contains(agent) {
             return;
@@ -651,11 +664,9 @@ impl Runtime {
         self.dismiss_wait_decision(&id, "the agent ended");
         self.drop_typing(&id, "the agent ended");
         let agent = self.state.agents[&id].clone();
-        for (reply, _) in self.waiters.remove(&id).unwrap_or_default() {
+        for (waiter, _) in self.waiters.remove(&id).unwrap_or_default() {
             // Answered after this batch's sync, like every other reply.
-            let agent =
-                serde_json::to_value(crate::rpc::convert::agent(&agent)).expect("agent serializes");
-            self.hold(reply, Ok(agent));
+            self.hold(waiter(Ok(agent.clone())));
         }
         self.task_agent_ended(&id, code);
         self.finish_daemon_stop(false);
@@ -769,7 +780,7 @@ impl Runtime {
                         agent.cols,
                         agent.rows,
                     );
-                    match b.adopt(spec, &handle, self.observer.clone()) {
+                    match b.adopt(spec, &handle, self.terminals.observer()) {
                         Ok(t) => Some(t),
                         Err(e) => {
                             tracing::info!(agent = %agent.id, "cannot adopt {handle}: {e}");
@@ -837,25 +848,11 @@ impl Runtime {
         }
     }
 
-    /// Free an ended terminal's resources (its reaped process, threads, descriptors, emulator),
-    /// keeping its last screen, bounded, for `screen` requests about it.
+    /// Free an ended terminal's resources, keeping its last screen (see [`super::terminals`]);
+    /// clients stop following it.
     fn release_terminal(&mut self, terminal: &str) {
-        const KEEP_SCREENS: usize = 64;
-        const KEEP_SCROLLBACK: usize = 200;
-        self.activity.forget(terminal);
-        let Some(t) = self.terminals.remove(terminal) else {
-            return;
-        };
-        if let Ok(screen) = t.screen(KEEP_SCROLLBACK) {
-            self.final_screens.insert(terminal.to_string(), screen);
-            self.final_order.push_back(terminal.to_string());
-            while self.final_order.len() > KEEP_SCREENS {
-                if let Some(old) = self.final_order.pop_front() {
-                    self.final_screens.remove(&old);
-                }
-            }
-        }
-        let _ = t.close();
+        self.terminals.release(terminal);
+        self.clients.forget_terminal(terminal);
     }
 
     /// `orch/terminal/resize`: the program's terminal and the emulator reflow.
@@ -916,6 +913,112 @@ impl Runtime {
             let _ = t.close();
         }
         self.emit(EventBody::TerminalClosed { id: id.into() });
+        Ok(())
+    }
+
+    /// A terminal id, or an agent's id or name meaning its current terminal.
+    pub fn terminal_or_agent(&self, id: &str) -> Result<String, OpError> {
+        if self.state.terminals.contains_key(id) {
+            return Ok(id.to_string());
+        }
+        match self.state.agent(id) {
+            Some(a) => Ok(a.terminal_id.clone()),
+            None => Err(OpError::NotFound {
+                kind: "terminal",
+                id: id.into(),
+            }),
+        }
+    }
+
+    /// A live terminal, or a conflict naming why there is none.
+    fn live_terminal(&self, id: &str, what: &str) -> Result<Arc<dyn Terminal>, OpError> {
+        let rec = self.terminal_record(id)?;
+        match self.terminals.get(id) {
+            Some(t) if rec.alive => Ok(t.clone()),
+            _ => Err(OpError::Conflict {
+                kind: "terminal",
+                id: id.into(),
+                state: if rec.closed { "closed" } else { "exited" }.into(),
+                what: what.into(),
+            }),
+        }
+    }
+
+    /// A terminal's screen with `scrollback` lines of history: live, or the last one of an
+    /// ended terminal while it is kept.
+    pub fn terminal_screen(
+        &self,
+        id: &str,
+        scrollback: usize,
+    ) -> Result<crate::ports::ScreenSnapshot, OpError> {
+        let rec = self.terminal_record(id)?;
+        let Some(term) = self.terminals.get(id) else {
+            if let Some(last) = self.terminals.final_screen(id) {
+                let mut s = last.clone();
+                let keep = (s.rows as usize + scrollback).min(s.lines.len());
+                s.lines.drain(..s.lines.len() - keep);
+                return Ok(s);
+            }
+            return Err(OpError::Conflict {
+                kind: "terminal",
+                id: id.into(),
+                state: if rec.closed {
+                    "closed".into()
+                } else {
+                    "gone (its process did not survive a daemon restart; see its output log)".into()
+                },
+                what: "no screen".into(),
+            });
+        };
+        term.screen(scrollback)
+            .map_err(|e| OpError::Internal(e.to_string()))
+    }
+
+    /// The title a live terminal's program set, if any.
+    pub fn terminal_title(&self, id: &str) -> Option<String> {
+        self.terminals
+            .get(id)
+            .and_then(|t| t.screen(0).ok())
+            .and_then(|s| s.title)
+    }
+
+    /// `orch/terminal/write`: bytes to a live terminal's program.
+    pub fn write_terminal(&mut self, id: &str, data: &str) -> Result<(), OpError> {
+        const MAX_WRITE: usize = 1 << 20;
+        if data.len() > MAX_WRITE {
+            return Err(OpError::Limit {
+                limit: "data bytes",
+                max: MAX_WRITE as u64,
+            });
+        }
+        let t = self.live_terminal(id, "cannot write")?;
+        t.write(data.as_bytes())
+            .map_err(|e| OpError::Internal(e.to_string()))
+    }
+
+    /// `orch/terminal/subscribe`: `conn` follows the terminal's output (idempotent).
+    pub fn follow_terminal(&mut self, conn: super::ConnId, id: &str) -> Result<(), OpError> {
+        let id = self.terminal_or_agent(id)?;
+        let term = self.live_terminal(&id, "cannot subscribe")?;
+        if self.clients.follows(conn, &id) {
+            return Ok(());
+        }
+        let sub = term.subscribe();
+        if let Err(e) = self.clients.follow(conn, &id, sub.clone()) {
+            term.unsubscribe(&sub);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `orch/terminal/unsubscribe`.
+    pub fn unfollow_terminal(&mut self, conn: super::ConnId, id: &str) -> Result<(), OpError> {
+        let id = self.terminal_or_agent(id)?;
+        if let Some(sub) = self.clients.unfollow(conn, &id) {
+            if let Some(t) = self.terminals.get(&id) {
+                t.unsubscribe(&sub);
+            }
+        }
         Ok(())
     }
 

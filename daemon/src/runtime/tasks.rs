@@ -10,9 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 
 use super::{clock, ConnId, Input, OpError, Runtime};
 use crate::core::agent::AgentState;
@@ -59,8 +57,6 @@ pub struct Job {
 pub struct WorkState {
     /// Gate processes running: task id -> process group id.
     pub gate_pids: HashMap<String, u32>,
-    /// Progress streams: (connection, task) -> sender of `$/progress` values.
-    pub progress: HashMap<(ConnId, String), mpsc::UnboundedSender<crate::rpc::notify::Progress>>,
     /// Scheduler jobs.
     pub jobs: Vec<Job>,
     /// The terminal each task's prompt was last typed into.
@@ -81,7 +77,6 @@ impl Default for WorkState {
         };
         Self {
             gate_pids: HashMap::new(),
-            progress: HashMap::new(),
             silent_exits: Default::default(),
             prompted: HashMap::new(),
             jobs: vec![
@@ -433,6 +428,11 @@ impl Runtime {
         for t in assigned {
             self.try_dispatch(&t);
         }
+    }
+
+    /// The scheduler's jobs.
+    pub fn jobs(&self) -> &[Job] {
+        &self.work.jobs
     }
 
     /// `orch/task/complete`: gates run next.
@@ -859,42 +859,39 @@ impl Runtime {
         }
     }
 
-    /// Offer a pending decision to one client as `window/showMessageRequest`.
+    /// Offer decision `decision` to client `conn` (once): its answer resolves it, unless another
+    /// client answered first (then this prompt was stale and its answer changes nothing).
     pub fn offer_decision(&mut self, conn: ConnId, decision: &str) {
-        let (Some(c), Some(d)) = (
-            self.conns.get_mut(&conn),
-            self.state.decisions.get(decision),
-        ) else {
+        let Some(d) = self.state.decisions.get(decision).cloned() else {
             return;
         };
-        if d.resolved || !c.offered.insert(d.id.clone()) {
-            return; // answered, or already asked of this client
-        }
-        let out = c.out.clone();
-        let d = d.clone();
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let Some(choice) = crate::rpc::notify::ask_decision(&out, &d).await else {
-                return;
-            };
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            let params = json!({ "id": d.id, "choice": choice, "reason": format!("answered by {}", out.peer()) });
-            let _ = tx.send(Input::Request {
-                conn,
-                method: "orch/decision/resolve".into(),
-                params,
-                reply: super::Reply::Channel(reply),
-            });
-            if let Ok(Err(e)) = rx.await {
-                // Another client answered first: this prompt was stale.
-                tracing::debug!("decision answer ignored: {}", e.message);
-            }
-        });
+        let handle = self.tx.clone();
+        let peer = self.clients.peer(conn).unwrap_or_default();
+        let id = d.id.clone();
+        self.clients.ask(
+            conn,
+            &d,
+            Box::new(move |choice| {
+                let job = move |rt: &mut Runtime| {
+                    if let Err(e) =
+                        rt.resolve_decision(&id, &choice, Some(format!("answered by {peer}")))
+                    {
+                        tracing::debug!("decision answer ignored: {e}");
+                    }
+                    None
+                };
+                let _ = handle.send(Input::Call(super::Call {
+                    conn,
+                    live: Box::new(|| true),
+                    job: Box::new(job),
+                }));
+            }),
+        );
     }
 
     /// Work-done progress for tasks and gates, to clients that support it.
     pub(super) fn report_progress(&mut self, e: &crate::core::event::StoredEvent) {
-        use crate::rpc::notify::Progress;
+        use crate::ports::Progress;
         let (task, step) = match &e.body {
             EventBody::TaskStateChanged {
                 id,
@@ -944,32 +941,7 @@ impl Runtime {
             }
             _ => return,
         };
-        let end = matches!(step, Progress::End { .. });
-        let conns: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.work_done_progress)
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in conns {
-            let key = (conn, task.clone());
-            if !self.work.progress.contains_key(&key) {
-                if end {
-                    continue; // nothing begun for this client: nothing to end
-                }
-                let stream = crate::rpc::notify::progress_stream(
-                    self.conns[&conn].out.clone(),
-                    format!("orch-task-{task}"),
-                );
-                self.work.progress.insert(key.clone(), stream);
-            }
-            if let Some(stream) = self.work.progress.get(&key) {
-                let _ = stream.send(step.clone());
-            }
-            if end {
-                self.work.progress.remove(&key);
-            }
-        }
+        self.clients.progress(&task, step);
     }
 
     /// Run the scheduler's due jobs. A failing job is an event and a log line, never a crash.
@@ -1055,7 +1027,8 @@ impl Runtime {
         let keep = self.config.retention.events;
         if self.state.last_seq > keep {
             self.snapshot();
-            self.store
+            self.log
+                .store
                 .compact(self.state.last_seq - keep)
                 .map_err(|e| e.to_string())?;
         }

@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::screen::{self, ScreenRules};
-use super::{clock, OpError, Reply, Runtime};
+use super::{clock, OpError, Runtime, Waiter};
 use crate::core::agent::{AgentState, Evidence, Watch};
 use crate::core::event::EventBody;
 use crate::core::hooks::{self, HookEvent, HookReading};
@@ -108,7 +108,7 @@ struct Question {
 /// Text on its way into an agent.
 struct Typing {
     /// Who waits to hear that it was typed (`orch/agent/send`).
-    reply: Option<Reply>,
+    reply: Option<Waiter<()>>,
     /// The text.
     text: String,
     /// Press Enter after it.
@@ -212,7 +212,7 @@ impl Runtime {
         id: &str,
         text: &str,
         submit: bool,
-        reply: Option<Reply>,
+        reply: Option<Waiter<()>>,
     ) -> Result<(), OpError> {
         let (agent, _) = self.agent_terminal(id, "cannot send text")?;
         self.type_into(&agent.id, text, submit, reply)
@@ -225,12 +225,11 @@ impl Runtime {
         agent: &str,
         text: &str,
         submit: bool,
-        reply: Option<Reply>,
+        reply: Option<Waiter<()>>,
     ) -> Result<(), OpError> {
-        let refuse = |rt: &mut Self, reply: Option<Reply>, e: OpError| {
+        let refuse = |rt: &mut Self, reply: Option<Waiter<()>>, e: OpError| {
             if let Some(reply) = reply {
-                let wire = crate::rpc::to_response_error(e.clone());
-                rt.hold(reply, Err(wire));
+                rt.hold(reply(Err(e.clone())));
             }
             Err(e)
         };
@@ -290,13 +289,13 @@ impl Runtime {
                 Step::Next => continue,
                 Step::Typed(reply) => {
                     if let Some(reply) = reply {
-                        self.hold(reply, Ok(serde_json::json!({})));
+                        self.hold(reply(Ok(())));
                     }
                 }
                 Step::Failed(reply, e) => {
                     tracing::warn!(agent, "typing failed: {e}");
                     if let Some(reply) = reply {
-                        self.hold(reply, Err(crate::rpc::to_response_error(e)));
+                        self.hold(reply(Err(e)));
                     }
                 }
             }
@@ -321,7 +320,7 @@ impl Runtime {
         // a script) takes it like a terminal would.
         let checked = a.watch.hooks.is_some() || !a.watch.ready_patterns.is_empty();
         let waiting = a.state == AgentState::Waiting;
-        let last_output = self.activity.last(&a.terminal_id);
+        let last_output = self.terminals.activity().last(&a.terminal_id);
         let Some(ws) = self.watch.get_mut(agent) else {
             return Step::Wait;
         };
@@ -454,7 +453,7 @@ impl Runtime {
                     state: state.into(),
                     what: format!("the text was not typed: {why}"),
                 };
-                self.hold(reply, Err(crate::rpc::to_response_error(e)));
+                self.hold(reply(Err(e)));
             }
         }
     }
@@ -514,7 +513,7 @@ impl Runtime {
         let Some(term) = self.terminals.get(&tid).cloned() else {
             return;
         };
-        let last = self.activity.last(&tid);
+        let last = self.terminals.activity().last(&tid);
         let Some(ws) = self.watch.get_mut(id) else {
             return;
         };
@@ -562,7 +561,7 @@ impl Runtime {
             let ready = !ws.rules.has_ready() || ws.last_ready;
             let busy = ws.rules.has_busy() && ws.last_busy;
             if ready && !busy && !waiting_for_hooks {
-                self.activity.rearm(&tid);
+                self.terminals.activity().rearm(&tid);
                 self.set_agent_state(
                     id,
                     AgentState::Idle,
@@ -623,7 +622,7 @@ impl Runtime {
                         })
                     }
                 }
-                self.activity.rearm(&tid);
+                self.terminals.activity().rearm(&tid);
                 if state != AgentState::Waiting {
                     self.set_agent_state(
                         id,
@@ -804,7 +803,7 @@ impl Runtime {
                         key: None,
                     });
                 }
-                self.activity.rearm(&a.terminal_id);
+                self.terminals.activity().rearm(&a.terminal_id);
                 self.set_agent_state(&a.id, AgentState::Waiting, evidence, None);
             }
             HookReading::State(state) => {
@@ -837,7 +836,7 @@ enum Step {
     /// Look again at once.
     Next,
     /// A text was typed (Enter pressed): tell whoever waits.
-    Typed(Option<Reply>),
+    Typed(Option<Waiter<()>>),
     /// A text could not be typed.
-    Failed(Option<Reply>, OpError),
+    Failed(Option<Waiter<()>>, OpError),
 }

@@ -1,12 +1,14 @@
 //! One JSON-RPC connection over any byte stream (socket or stdio).
 //!
-//! One reader: frames are decoded and handled strictly in arrival order — requests are handed to
-//! the runtime in that order (so keystrokes are never reordered) and their replies awaited in
-//! spawned tasks (so a slow request does not hold up the next one); notifications are applied
-//! inline. One writer: responses and events through an unbounded queue (capped: a client that
-//! stops reading is dropped rather than growing memory), terminal output through a small bounded
-//! queue so a slow client backs up into its coalescing buffer instead. Server-to-client requests
-//! wait in a pending map with a timeout. Knows nothing of agents or tasks.
+//! One reader: frames are decoded and handled strictly in arrival order, and each request and
+//! `orch/*` notification is handed, in that order, to a [`Dispatch`] (the daemon's rpc layer), so
+//! keystrokes are never reordered; a request's answer goes straight into the connection's queue
+//! through its [`ReplyTo`], unless it was cancelled meanwhile. The lifecycle (`initialize` first,
+//! `shutdown`, `exit`, `$/cancelRequest`) is handled here. One writer: responses and events
+//! through an unbounded queue (capped: a client that stops reading is dropped rather than growing
+//! memory), terminal output through a small bounded queue so a slow client backs up into its
+//! coalescing buffer instead. Server-to-client requests wait in a pending map with a timeout.
+//! Knows nothing of agents or tasks, nor of what a method means.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -20,7 +22,69 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::runtime::{ConnId, Inflight, Reply, RuntimeHandle};
+/// A connection's id, unique for the daemon's life.
+pub type ConnId = u64;
+/// Requests of one connection awaiting their reply, shared by its reader (for cancellation) and
+/// whoever answers.
+pub type Inflight = Arc<Mutex<std::collections::HashSet<Id>>>;
+
+/// Where a connection's messages go: the meaning of methods is not transport's business.
+pub trait Dispatch: Send + Sync + 'static {
+    /// A connection opened; its id.
+    fn open(&self, out: Outbound) -> ConnId;
+    /// It closed.
+    fn close(&self, conn: ConnId);
+    /// A request (lifecycle checks passed), in arrival order; answer through `reply`.
+    fn request(&self, conn: ConnId, method: String, params: Value, reply: ReplyTo);
+    /// An `orch/*` method sent as a notification, in arrival order; `done` is called with its
+    /// error, if any, once it was applied.
+    fn notification(
+        &self,
+        conn: ConnId,
+        method: String,
+        params: Value,
+        done: Box<dyn FnOnce(Option<ResponseError>) + Send>,
+    );
+}
+
+/// Where one request's answer goes: its connection's queue, unless it was cancelled (or the
+/// connection closed) meanwhile.
+pub struct ReplyTo {
+    /// The connection's sending half.
+    out: Outbound,
+    /// The request's id.
+    id: Id,
+    /// The connection's requests in flight; answering removes the id.
+    inflight: Inflight,
+}
+
+impl ReplyTo {
+    /// Whether the client withdrew the request (`$/cancelRequest`) or went away.
+    pub fn is_cancelled(&self) -> bool {
+        !self.inflight.lock().unwrap().contains(&self.id)
+    }
+
+    /// Answer; false if nobody takes it (cancelled and answered already, or gone).
+    pub fn send(self, outcome: Result<Value, ResponseError>) -> bool {
+        let open = self.inflight.lock().unwrap().remove(&self.id);
+        open && self.out.send(&Message::Response(Response {
+            id: Some(self.id),
+            outcome,
+        }))
+    }
+
+    /// The connection this answer goes to.
+    pub fn out(&self) -> &Outbound {
+        &self.out
+    }
+
+    /// Whether the request is still wanted, asked later (from another thread): false once it was
+    /// cancelled or its connection closed.
+    pub fn live_check(&self) -> Box<dyn Fn() -> bool + Send> {
+        let (inflight, id) = (self.inflight.clone(), self.id.clone());
+        Box::new(move || inflight.lock().unwrap().contains(&id))
+    }
+}
 
 /// Messages (responses, events) a client may have queued before it is dropped as unresponsive.
 pub const MAX_QUEUED: usize = 100_000;
@@ -165,7 +229,7 @@ struct ConnState {
 }
 
 /// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload.
-pub async fn serve<R, W>(mut reader: R, writer: W, rt: RuntimeHandle, peer: String)
+pub async fn serve<R, W>(mut reader: R, writer: W, rt: Arc<dyn Dispatch>, peer: String)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -191,7 +255,7 @@ where
         out.overloaded.clone(),
         out.closing.clone(),
     ));
-    let conn = rt.open_connection(out.clone());
+    let conn = rt.open(out.clone());
     let mut state = ConnState {
         notes_inflight: Arc::default(),
         initialized: false,
@@ -224,10 +288,10 @@ where
                     }
                     match jsonrpc::parse(&body) {
                         Ok(Message::Request(req)) => {
-                            handle_request(&rt, conn, &out, &mut state, req)
+                            handle_request(&*rt, conn, &out, &mut state, req)
                         }
                         Ok(Message::Notification(n)) => {
-                            if !handle_notification(&rt, conn, &out, &mut state, n) {
+                            if !handle_notification(&*rt, conn, &out, &mut state, n) {
                                 break 'read;
                             }
                         }
@@ -270,7 +334,7 @@ where
     // Server-to-client requests (decision prompts, progress tokens) end now, "disconnected",
     // and drop their hold on this connection.
     out.pending.lock().unwrap().clear();
-    rt.close_connection(conn);
+    rt.close(conn);
     drop(out);
     // What was queued is flushed if the peer still reads; a stuck one does not keep us.
     let mut writer_task = writer_task;
@@ -333,7 +397,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 fn handle_request(
-    rt: &RuntimeHandle,
+    rt: &dyn Dispatch,
     conn: ConnId,
     out: &Outbound,
     state: &mut ConnState,
@@ -406,17 +470,17 @@ fn handle_request(
     }
     // Registered before the runtime can answer; the runtime writes the reply itself.
     state.inflight.lock().unwrap().insert(req.id.clone());
-    let reply = Reply::Conn {
+    let reply = ReplyTo {
         out: out.clone(),
         id: req.id,
         inflight: state.inflight.clone(),
     };
-    rt.submit_reply(conn, req.method, req.params, reply);
+    rt.request(conn, req.method, req.params, reply);
 }
 
 /// Returns false when the connection should close (`exit`).
 fn handle_notification(
-    rt: &RuntimeHandle,
+    rt: &dyn Dispatch,
     conn: ConnId,
     out: &Outbound,
     state: &mut ConnState,
@@ -453,20 +517,24 @@ fn handle_notification(
                 out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: dropped, more than {MAX_INFLIGHT} notifications in flight", n.method) }));
                 return true;
             }
-            let rx = rt.submit(conn, n.method.clone(), n.params);
             let out = out.clone();
             let counter = state.notes_inflight.clone();
             counter.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let result = rx.await;
-                counter.fetch_sub(1, Ordering::Relaxed);
-                if let Ok(Err(e)) = result {
-                    out.notify(
-                        "window/logMessage",
-                        json!({ "type": 1, "message": format!("{}: {}", n.method, e.message) }),
-                    );
-                }
-            });
+            let method = n.method.clone();
+            rt.notification(
+                conn,
+                n.method,
+                n.params,
+                Box::new(move |error| {
+                    counter.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(e) = error {
+                        out.notify(
+                            "window/logMessage",
+                            json!({ "type": 1, "message": format!("{method}: {}", e.message) }),
+                        );
+                    }
+                }),
+            );
         }
     }
     true

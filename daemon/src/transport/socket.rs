@@ -10,12 +10,13 @@ use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
+use super::conn::Dispatch;
 use crate::paths::{uid, WorkspacePaths};
-use crate::runtime::RuntimeHandle;
 
 /// The held per-workspace lock; released when dropped (and by the kernel if the daemon dies).
 pub struct DaemonLock {
@@ -134,7 +135,7 @@ pub fn bind(paths: &WorkspacePaths) -> std::io::Result<UnixListener> {
 /// Accept connections until `stop` turns true.
 pub async fn accept_loop(
     listener: UnixListener,
-    rt: RuntimeHandle,
+    rt: Arc<dyn Dispatch>,
     mut stop: watch::Receiver<bool>,
 ) {
     let me = uid();
