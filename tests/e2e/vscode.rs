@@ -4,7 +4,7 @@
 //!
 //! - `vscode_integration`: the extension's mocha tests inside the extension host
 //!   (`editors/vscode/test/*.test.ts`): activation, spawn, the views following events, attach,
-//!   decisions, reconnect after SIGKILL, a missing binary.
+//!   decisions, reconnect after SIGKILL, a missing binary and one that fails.
 //! - `vscode_ui`: a person's path through the browser, on the packaged `.vsix`: the status bar
 //!   item, `Orch: Spawn Agent` from the palette, a decision's notification button, an attached
 //!   terminal's text. It takes the README's screenshot (`ORCH_VSCODE_SCREENSHOT=<png>` keeps it).

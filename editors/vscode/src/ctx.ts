@@ -9,6 +9,7 @@ import * as vscode from "vscode";
 import {
     CloseAction,
     ErrorAction,
+    ErrorCodes,
     LanguageClient,
     LogMessageNotification,
     MessageActionItem,
@@ -113,7 +114,6 @@ export class Ctx implements vscode.Disposable {
     private changePending = false;
     private readonly disposables: vscode.Disposable[] = [];
     private restarts: number[] = [];
-    private stderrTail = "";
     /** Why the connection failed, when it did. */
     failure: string | undefined;
     /** Resolves when the current start attempt ends (running or failed). */
@@ -157,9 +157,12 @@ export class Ctx implements vscode.Disposable {
             return Promise.resolve();
         }
         if (!this.starting) {
-            this.starting = this.doStart().finally(() => {
-                this.starting = undefined;
+            const starting: Promise<void> = this.doStart().finally(() => {
+                if (this.starting === starting) {
+                    this.starting = undefined;
+                }
             });
+            this.starting = starting;
         }
         return this.starting;
     }
@@ -173,6 +176,9 @@ export class Ctx implements vscode.Disposable {
     async stop(): Promise<void> {
         const client = this.client;
         this.client = undefined;
+        // An attempt in progress ends quietly (it sees it is no longer the client); the next
+        // start() is a new one, with the settings of now.
+        this.starting = undefined;
         this.setState("stopped");
         if (client) {
             try {
@@ -195,17 +201,20 @@ export class Ctx implements vscode.Disposable {
             );
             return;
         }
-        this.stderrTail = "";
-        const client = new LanguageClient(
+        // This client's connections: whether one was up yet, and its latest `orch lsp` process.
+        const conn: { ran: boolean; proc: LspProcess | undefined } = { ran: false, proc: undefined };
+        const client: LanguageClient = new OrchClient(
             "orch",
             "orch",
             async () => {
                 const child = cp.spawn(exe, ["lsp"], { cwd: this.root, env });
+                const proc = new LspProcess(child);
+                conn.proc = proc;
                 this.watchForStop(child);
                 child.stderr.setEncoding("utf8");
                 child.stderr.on("data", (chunk: string) => {
                     this.log.info(`orch lsp: ${chunk.trimEnd()}`);
-                    this.stderrTail = (this.stderrTail + chunk).slice(-2000);
+                    proc.stderr = (proc.stderr + chunk).slice(-2000);
                 });
                 return child;
             },
@@ -225,7 +234,7 @@ export class Ctx implements vscode.Disposable {
                 },
                 errorHandler: {
                     error: () => ({ action: ErrorAction.Continue, handled: true }),
-                    closed: () => this.onClosed(),
+                    closed: () => this.onClosed(client, exe, conn),
                 },
             },
         );
@@ -236,8 +245,11 @@ export class Ctx implements vscode.Disposable {
                 return;
             }
             if (e.newState === ClientState.Running) {
+                conn.ran = true;
                 void this.onRunning(client);
-            } else if (e.newState === ClientState.Starting && this.connects > 0) {
+            } else if (e.newState === ClientState.Starting && conn.ran) {
+                // The library restarting a connection that was up (see onClosed). A new client's
+                // first start stays "starting", even after earlier clients connected.
                 this.setState("reconnecting");
             }
         });
@@ -245,13 +257,21 @@ export class Ctx implements vscode.Disposable {
         try {
             await client.start();
         } catch (e) {
-            // A failure the close handler already reported is not reported twice.
-            if (this.client === client && this.connState !== "failed") {
-                this.client = undefined;
-                const why = this.stderrTail.trim().split("\n").pop() || errorMessage(e);
-                this.fail(`orch: \`${exe} lsp\` did not start: ${why}`);
-                await client.dispose().catch(() => undefined);
+            if (this.client !== client) {
+                // Stopped (or restarted with other settings) meanwhile: nothing to report.
+                return;
             }
+            // `orch lsp` ended (or never ran) before answering `initialize`. The library often
+            // sees that first, as a failed write of `initialize` (EPIPE) or a closed connection,
+            // before the process's stderr has been read: its words come once it has ended.
+            const why = (await conn.proc?.why()) || errorMessage(e);
+            if (this.client !== client) {
+                return;
+            }
+            this.client = undefined;
+            // The only report of this failure: onClosed leaves a connection that never ran to us.
+            this.fail(`orch: \`${exe} lsp\` did not start: ${why}`);
+            await client.dispose().catch(() => undefined);
             return;
         }
         // onRunning (from the state change) finishes the connection; wait for it here so that
@@ -281,44 +301,64 @@ export class Ctx implements vscode.Disposable {
     }
 
     /**
-     * A connection closed: restart it (`orch lsp` starts a daemon if none runs) unless the daemon
-     * was stopped on purpose or the connection keeps dying.
+     * A connection of `client` closed: restart it (`orch lsp` starts a daemon if none runs) unless
+     * the daemon was stopped on purpose or the connection keeps dying. A client that is no longer
+     * ours (stopped, replaced, failed) is never restarted, and nothing is said about it.
      */
-    private async onClosed(): Promise<{ action: CloseAction; handled: boolean; message?: string }> {
+    private async onClosed(
+        client: LanguageClient,
+        exe: string,
+        conn: { ran: boolean; proc: LspProcess | undefined },
+    ): Promise<{ action: CloseAction; handled: boolean; message?: string }> {
+        const stay = { action: CloseAction.DoNotRestart, handled: true };
+        if (this.client !== client || !["starting", "running", "reconnecting"].includes(this.connState)) {
+            return stay;
+        }
+        if (!conn.ran) {
+            // Ended before answering `initialize`: client.start() rejects, and doStart says why.
+            return stay;
+        }
         // The close is reported before the messages read just ahead of it are dispatched; let
         // them land first: the last one may be the daemon's `daemon.stopping`.
         await new Promise((r) => setTimeout(r, 100));
+        if (this.client !== client) {
+            return stay;
+        }
         const now = Date.now();
         this.restarts = this.restarts.filter((t) => now - t < RESTART_WINDOW_MS);
         this.restarts.push(now);
-        if (this.connState === "stopped") {
-            return { action: CloseAction.DoNotRestart, handled: true };
-        }
         if (this.connState === "starting") {
-            // `orch lsp` ended before the first connection was up: retrying will not help.
-            const why = this.stderrTail.trim().split("\n").pop() || "it exited";
-            const old = this.client;
+            // `orch lsp` ended after `initialize`, before the first connection was up (status,
+            // subscription): retrying will not help.
+            const why = (await conn.proc?.why()) || "it exited";
+            if (this.client !== client) {
+                return stay;
+            }
             this.client = undefined;
-            setTimeout(() => void old?.dispose().catch(() => undefined), 0);
-            this.fail(`orch: \`${this.config.path} lsp\` ended while connecting: ${why}`);
-            return { action: CloseAction.DoNotRestart, handled: true };
+            setTimeout(() => void client.dispose().catch(() => undefined), 0);
+            this.fail(`orch: \`${exe} lsp\` ended while connecting: ${why}`);
+            return stay;
         }
         if (this.daemonStopping) {
             // Someone stopped the daemon (`orch stop`): starting it again now would undo that.
             this.daemonStopping = false;
-            const old = this.client;
             this.client = undefined;
-            setTimeout(() => void old?.dispose().catch(() => undefined), 0);
+            setTimeout(() => void client.dispose().catch(() => undefined), 0);
             this.events.appendLine(`${stamp()} the daemon was stopped; the next orch command starts it again`);
             this.setState("down");
-            return { action: CloseAction.DoNotRestart, handled: true };
+            return stay;
         }
         this.events.appendLine(`${stamp()} connection to the daemon lost; reconnecting`);
         if (this.restarts.length > MAX_RESTARTS) {
-            const why = this.stderrTail.trim().split("\n").pop();
+            const why = await conn.proc?.why();
+            if (this.client !== client) {
+                return stay;
+            }
+            this.client = undefined;
+            setTimeout(() => void client.dispose().catch(() => undefined), 0);
             const msg = `orch: the connection to the daemon closed ${MAX_RESTARTS + 1} times in 3 minutes; not reconnecting${why ? `: ${why}` : ""}`;
             this.fail(msg);
-            return { action: CloseAction.DoNotRestart, handled: true };
+            return stay;
         }
         this.setState("reconnecting");
         return { action: CloseAction.Restart, handled: true };
@@ -363,9 +403,15 @@ export class Ctx implements vscode.Disposable {
             this.daemonStopping = false;
             await this.reload(client);
         } catch (e) {
-            if (this.client === client) {
-                this.showError(`orch: could not follow the daemon's events: ${errorMessage(e)}`);
+            if (this.client !== client || connectionGone(e)) {
+                // Stopped, or the connection closed meanwhile: onClosed reconnects or says why.
+                return;
             }
+            // A connection without the events would show a stale picture: say so, and stop
+            // (whoever waits for this connection is released by the failed state).
+            this.client = undefined;
+            await client.stop().catch(() => undefined);
+            this.fail(`orch: could not follow the daemon's events: ${errorMessage(e)}`);
             return;
         }
         if (this.client !== client) {
@@ -761,6 +807,18 @@ export class Ctx implements vscode.Disposable {
     }
 }
 
+/**
+ * The language client, minus its own error notifications: the library forces one on every
+ * failed start ("orch client: couldn't create connection to server", with a write or connection
+ * error instead of orch's words) and on failed restarts. The context says what failed, once,
+ * with `orch lsp`'s stderr; the library's messages still go to the `orch` log.
+ */
+class OrchClient extends LanguageClient {
+    override error(message: string, data?: unknown, _showNotification?: boolean | "force"): void {
+        super.error(message, data, false);
+    }
+}
+
 /** Declares what orch needs of the client, whatever the library's defaults. */
 class OrchCapabilities implements StaticFeature {
     fillClientCapabilities(capabilities: ClientCapabilities): void {
@@ -790,6 +848,34 @@ export async function allPages<T>(get: (p: lsp_ext.ListParams) => Promise<lsp_ex
             return items;
         }
         cursor = page.nextCursor;
+    }
+}
+
+/** Whether a request failed because its connection closed (rather than by the daemon's answer). */
+function connectionGone(e: unknown): boolean {
+    return e instanceof ResponseError && (e.code === ErrorCodes.PendingResponseRejected || e.code === ErrorCodes.ConnectionInactive);
+}
+
+/** One `orch lsp` process: the tail of its stderr, and when it has ended. */
+class LspProcess {
+    /** The last 2000 characters of its stderr. */
+    stderr = "";
+    /** Resolves once it has exited and its stdio is read to the end (or it could not start). */
+    readonly ended: Promise<void>;
+
+    constructor(child: cp.ChildProcess) {
+        this.ended = new Promise((resolve) => {
+            child.once("close", () => resolve());
+            child.once("error", () => resolve());
+        });
+    }
+
+    /** Its stderr's last line once it has ended (waiting at most `ms`: it may linger), or "". */
+    async why(ms = 3000): Promise<string> {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([this.ended, new Promise((r) => (timer = setTimeout(r, ms)))]);
+        clearTimeout(timer);
+        return this.stderr.trim().split("\n").pop()?.trim() ?? "";
     }
 }
 

@@ -101,6 +101,21 @@ async function assertAppliedIsLog(ctx: NonNullable<Api["ctx"]>): Promise<void> {
     assert.equal(new Set(ctx.store.applied).size, ctx.store.applied.length);
 }
 
+/**
+ * Record the text of every error notification shown from now on: the extension's and those of its
+ * language client library (the extension and its tests share one `vscode` API object).
+ */
+function recordErrors(): { texts: string[]; restore: () => void } {
+    const w = vscode.window as { showErrorMessage: (message: string, ...rest: unknown[]) => unknown };
+    const original = w.showErrorMessage;
+    const texts: string[] = [];
+    w.showErrorMessage = (message: string, ...rest: unknown[]) => {
+        texts.push(message);
+        return original.call(vscode.window, message, ...rest);
+    };
+    return { texts, restore: () => (w.showErrorMessage = original) };
+}
+
 /** Whether something accepts connections on the unix socket `path`. */
 function answers(path: string): Promise<boolean> {
     return new Promise((resolve) => {
@@ -365,15 +380,60 @@ describe("orch extension", () => {
             assert.equal(agent, undefined);
             assert.match(ctx.shown[ctx.shown.length - 1]!.text, /cannot find the orch binary/);
 
-            // A binary that runs but fails: its own words are shown.
-            const broken = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "orch-broken-")), "orch");
-            fs.writeFileSync(broken, "#!/bin/sh\necho 'orch: the daemon for here runs orch 9.9.9, but this is orch 0.1.0' >&2\nexit 1\n", { mode: 0o755 });
-            await settings.update("path", broken, vscode.ConfigurationTarget.Workspace);
-            await waitFor("the broken binary's failure", () =>
-                ctx.state === "failed" && ctx.shown.find((s) => s.text.includes("runs orch 9.9.9") && s.actions.includes("Open Settings")),
-            );
-            assert.match(ctx.failure ?? "", /^orch: `.*\/orch lsp` (ended while connecting|did not start): orch: the daemon for here runs orch 9\.9\.9/);
-            assert.equal(ctx.shown.filter((s) => s.text.includes("runs orch 9.9.9")).length, 1, "said once");
+            // A binary that runs but fails: its own words are shown, once, and it is not retried.
+            // Two ways: at once (the client may fail writing `initialize` before it has read the
+            // process's stderr), and after reading `initialize` (the client sees the connection
+            // close, again maybe before the stderr).
+            const dir = fs.mkdtempSync(path.join(os.tmpdir(), "orch-broken-"));
+            const broken = [
+                {
+                    how: "fails at once",
+                    words: "orch: the daemon for here runs orch 9.9.9, but this is orch 0.1.0",
+                    script: "#!/bin/sh\necho 'orch: the daemon for here runs orch 9.9.9, but this is orch 0.1.0' >&2\nexit 1\n",
+                },
+                {
+                    how: "fails after reading initialize",
+                    words: "orch: cannot open the state directory /nonexistent/state: No such file or directory",
+                    script: [
+                        "#!/bin/sh",
+                        "IFS= read -r header",
+                        "n=${header#Content-Length: }",
+                        "n=${n%?}",
+                        "IFS= read -r blank",
+                        'head -c "$n" >/dev/null',
+                        "echo 'orch: cannot open the state directory /nonexistent/state: No such file or directory' >&2",
+                        "exit 1",
+                        "",
+                    ].join("\n"),
+                },
+            ];
+            for (const [i, b] of broken.entries()) {
+                const bin = path.join(dir, String(i), "orch");
+                fs.mkdirSync(path.dirname(bin));
+                fs.writeFileSync(bin, b.script, { mode: 0o755 });
+                const connects = ctx.connects;
+                const errors = recordErrors();
+                try {
+                    await settings.update("path", bin, vscode.ConfigurationTarget.Workspace);
+                    await waitFor(`the failure of a binary that ${b.how}`, () =>
+                        ctx.state === "failed" && ctx.shown.find((s) => s.text.includes(b.words) && s.actions.includes("Open Settings")),
+                    );
+                    const said = `orch: \`${bin} lsp\` did not start: ${b.words}`;
+                    assert.equal(ctx.failure, said);
+                    assert.equal(a.status!.item.text, "orch: not connected");
+                    // Nothing follows when its connection's close is handled (within 100 ms): no
+                    // second message, no retry.
+                    await new Promise((r) => setTimeout(r, 1000));
+                    assert.equal(ctx.state, "failed", `still failed (${b.how})`);
+                    assert.equal(ctx.connects, connects);
+                    assert.equal(ctx.shown.filter((s) => s.text.includes(b.words)).length, 1, `said once (${b.how})`);
+                    // Said once on screen too: the language client library's own notification
+                    // ("couldn't create connection to server") is not shown beside it.
+                    assert.deepEqual(errors.texts, [said], `the error notifications shown (${b.how})`);
+                } finally {
+                    errors.restore();
+                }
+            }
         } finally {
             await settings.update("path", undefined, vscode.ConfigurationTarget.Workspace);
         }
