@@ -536,11 +536,21 @@ export class Ctx implements vscode.Disposable {
         } else if (noun === "task") {
             const task = data.task as lsp_ext.Task | undefined;
             if (ev.kind === "task.created" && task) {
-                s.tasks.set(task.id, task);
+                // The record as created. A record known already is newer: the daemon may answer
+                // `orch/task/create` (assigned, attempt started) before it sends this event.
+                if (!s.tasks.has(task.id)) {
+                    s.tasks.set(task.id, task);
+                }
             } else {
                 const t = s.tasks.get(ev.subject);
                 if (t && ev.kind === "task.state" && typeof data.state === "string") {
                     t.state = data.state as lsp_ext.TaskState;
+                }
+                if (t && ev.kind === "task.assigned") {
+                    t.agentId = typeof data.agentId === "string" ? data.agentId : undefined;
+                }
+                if (t && ev.kind === "task.attempt" && typeof data.attempt === "number") {
+                    t.attempts = data.attempt;
                 }
                 if (t && ev.kind === "task.gate" && data.result) {
                     t.gateResults = [...t.gateResults, data.result as lsp_ext.GateResult];
@@ -570,7 +580,8 @@ export class Ctx implements vscode.Disposable {
     private applyAgent(ev: lsp_ext.OrchEvent, data: Record<string, unknown>): void {
         const s = this.store;
         const known = s.agents.get(ev.subject);
-        if (ev.kind === "agent.spawned" && data.agent) {
+        if (ev.kind === "agent.spawned" && data.agent && !known) {
+            // The record as spawned; one known already (the spawn's answer) is newer.
             s.agents.set(ev.subject, data.agent as lsp_ext.Agent);
         } else if (known && ev.kind === "agent.state" && typeof data.state === "string") {
             known.state = data.state as lsp_ext.AgentState;
