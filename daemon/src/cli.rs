@@ -10,8 +10,8 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::clock;
 use crate::paths::WorkspacePaths;
-use crate::runtime::clock;
 use crate::transport::client::{CallError, Client};
 
 #[derive(Parser)]

@@ -9,5 +9,6 @@ pub mod agent;
 pub mod event;
 pub mod hooks;
 pub mod ids;
+pub mod rules;
 pub mod state;
 pub mod task;

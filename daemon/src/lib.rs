@@ -18,6 +18,7 @@
 
 pub mod adapters;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod fanout;
@@ -32,34 +33,4 @@ pub mod transport;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[cfg(test)]
-mod tests {
-    /// `core` is pure: no I/O, no clock, no processes, no async runtime, no store.
-    #[test]
-    fn core_is_pure() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.push(dir.with_extension("rs"));
-        let forbidden = [
-            "tokio::",
-            "sled::",
-            "std::fs",
-            "std::net",
-            "std::process",
-            "std::thread",
-            "SystemTime",
-            "Instant::",
-            "portable_pty",
-            "alacritty_terminal",
-            "std::io",
-        ];
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap();
-            for word in forbidden {
-                assert!(!text.contains(word), "{} mentions {word}", f.display());
-            }
-        }
-    }
-}
+mod layering;

@@ -267,3 +267,9 @@ pub enum Progress {
         message: String,
     },
 }
+
+/// The time of day, for the events the runtime records (rules take it as a value).
+pub trait Clock: Send + Sync {
+    /// Now, as an RFC 3339 UTC string with milliseconds.
+    fn now_rfc3339(&self) -> String;
+}

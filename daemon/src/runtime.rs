@@ -14,7 +14,7 @@
 
 pub mod agents;
 pub mod clients;
-pub mod clock;
+
 pub mod screen;
 pub mod sessions;
 pub mod tasks;
@@ -31,10 +31,10 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::core::agent::AgentRecord;
 use crate::core::event::{EventBody, StoredEvent};
+use crate::core::rules::{self, Draft, Effect, Refusal};
 use crate::core::state::{State, DEFAULT_SESSION};
-use crate::core::task::SessionRecord;
 use crate::paths::WorkspacePaths;
-use crate::ports::{ClientPort, EventStore, TerminalBackend};
+use crate::ports::{ClientPort, Clock, EventStore, TerminalBackend};
 
 pub use clients::event_matches;
 
@@ -137,6 +137,27 @@ pub enum OpError {
     Deferred,
 }
 
+impl From<Refusal> for OpError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid { field, message } => OpError::Invalid { field, message },
+            Refusal::NotFound { kind, id } => OpError::NotFound { kind, id },
+            Refusal::Conflict {
+                kind,
+                id,
+                state,
+                what,
+            } => OpError::Conflict {
+                kind,
+                id,
+                state,
+                what,
+            },
+            Refusal::Limit { limit, max } => OpError::Limit { limit, max },
+        }
+    }
+}
+
 impl OpError {
     /// -32602 for `field`.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
@@ -222,6 +243,8 @@ pub struct Runtime {
     waiters: HashMap<String, Vec<(Waiter<AgentRecord>, ConnId)>>,
     /// The input channel, for timers and tasks the runtime starts.
     tx: mpsc::UnboundedSender<Input>,
+    /// The time of day for events.
+    clock: Arc<dyn Clock>,
     /// Agents being stopped on request (their exit means `stopped`).
     stopping: HashSet<String>,
     /// Agent watch state (compiled patterns, restart counters, typing).
@@ -262,6 +285,7 @@ impl Runtime {
         config: Config,
         store: Box<dyn EventStore>,
         backends: Vec<Arc<dyn TerminalBackend>>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<(
         Self,
         RuntimeHandle,
@@ -319,6 +343,7 @@ impl Runtime {
             held: Vec::new(),
             waiters: HashMap::new(),
             tx: tx.clone(),
+            clock,
             stopping: HashSet::new(),
             watch: HashMap::new(),
             work: tasks::WorkState::default(),
@@ -333,17 +358,7 @@ impl Runtime {
             workspace: rt.paths.root.display().to_string(),
         });
         if rt.state.default_session().is_none() {
-            let id = rt.state.ids().next(crate::core::ids::SESSION);
-            let now = clock::now_rfc3339();
-            rt.emit(EventBody::SessionCreated {
-                session: SessionRecord {
-                    id,
-                    name: DEFAULT_SESSION.into(),
-                    closed: false,
-                    created_at: now,
-                    closed_at: None,
-                },
-            });
+            rt.rule(|d| rules::sessions::create(d, DEFAULT_SESSION.into()))?;
         }
         rt.reconcile_agents();
         rt.reconcile_tasks();
@@ -423,6 +438,80 @@ impl Runtime {
         }
     }
 
+    /// Apply a rule: it decides from the state, records events (applied now, durable at the
+    /// batch's commit like every other) and asks for effects, which run here. An agent a rule
+    /// made idle gets its assigned task.
+    pub fn rule<T>(
+        &mut self,
+        f: impl FnOnce(&mut Draft) -> Result<T, Refusal>,
+    ) -> Result<T, OpError> {
+        let now = self.clock.now_rfc3339();
+        let mut draft = Draft::new(&mut self.state, &now);
+        let result = f(&mut draft);
+        let (events, effects) = (draft.events, draft.effects);
+        // Events a refused rule recorded before refusing are kept: the state has them.
+        let idle: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::AgentStateChanged {
+                    id,
+                    state: crate::core::agent::AgentState::Idle,
+                    ..
+                } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for e in events {
+            tracing::debug!(
+                seq = e.seq,
+                kind = e.body.kind(),
+                subject = e.body.subject(),
+                "event"
+            );
+            self.log.staged.push(e);
+        }
+        for e in effects {
+            self.run_effect(e);
+        }
+        for agent in idle {
+            self.agent_became_idle(&agent);
+        }
+        result.map_err(OpError::from)
+    }
+
+    /// Carry out what a rule asked for.
+    fn run_effect(&mut self, e: Effect) {
+        match e {
+            Effect::Dispatch { task } => self.try_dispatch(&task),
+            Effect::Type { agent, text } => {
+                if let Err(e) = self.type_into(&agent, &text, true, None) {
+                    tracing::warn!(agent, "dispatch failed: {e}");
+                }
+            }
+            Effect::Keys { agent, keys } => self.answer_question(&agent, &keys),
+            Effect::RunGate { task, index } => self.run_gate(&task, index),
+            Effect::KillGate { task } => self.work.kill_gate(&task),
+            Effect::KillOrphanedGate {
+                task,
+                pgid,
+                program,
+            } => tasks::end_orphaned_gate(&task, pgid, &program),
+            Effect::RestartAfter {
+                agent,
+                terminal,
+                delay_ms,
+            } => self.after(
+                Duration::from_millis(delay_ms),
+                Timer::Restart { agent, terminal },
+            ),
+            Effect::Stop { agent } => {
+                if let Err(e) = self.stop_agent(&agent, false) {
+                    tracing::warn!(agent, "cannot stop: {e}");
+                }
+            }
+        }
+    }
+
     /// Deliver `d` once the current batch is durable.
     pub fn hold(&mut self, d: Delivery) {
         self.held.push(d);
@@ -450,12 +539,13 @@ impl Runtime {
         }
     }
 
-    /// Record an event: applied now; appended with the rest of its batch and made durable at the
-    /// batch's commit (one sled batch, so a handler's events are durable together or not at all).
+    /// Record an observation's event (a terminal opened, a gate started): applied now;
+    /// appended with the rest of its batch and made durable at the batch's commit (one sled
+    /// batch, so a handler's events are durable together or not at all).
     pub fn emit(&mut self, body: EventBody) {
         let event = StoredEvent {
             seq: self.state.last_seq + 1,
-            time: clock::now_rfc3339(),
+            time: self.clock.now_rfc3339(),
             body,
         };
         tracing::debug!(

@@ -29,8 +29,13 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
     socket::prepare_private_dir(&paths.state_dir)?;
     let store = SledStore::open(&paths.state_dir.join("store"))?;
     let backends = backends(&paths, &config);
-    let (rt, handle, rx, mut stop) =
-        Runtime::start(paths.clone(), config, Box::new(store), backends)?;
+    let (rt, handle, rx, mut stop) = Runtime::start(
+        paths.clone(),
+        config,
+        Box::new(store),
+        backends,
+        Arc::new(crate::clock::SystemClock),
+    )?;
     tracing::info!(workspace = %paths.root.display(), pid = std::process::id(), version = crate::VERSION, "daemon started");
     let runtime = tokio::spawn(rt.run(rx));
     // SIGTERM and SIGINT stop the daemon the same way `orch/daemon/stop` does.

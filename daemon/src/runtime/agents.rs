@@ -11,12 +11,11 @@ use std::time::Duration;
 use regex::Regex;
 
 use super::watching::WatchState;
-use super::{clock, OpError, Runtime, Timer};
-use crate::core::agent::{
-    AgentRecord, AgentState, Evidence, HookDialect, RestartPolicy, TerminalRecord,
-};
+use super::{OpError, Runtime, Timer};
+use crate::core::agent::{AgentRecord, AgentState, Evidence, HookDialect, TerminalRecord};
 use crate::core::event::EventBody;
 use crate::core::ids;
+use crate::core::rules;
 use crate::core::task::DecisionSource;
 use crate::ports::{Terminal, TerminalBackend, TerminalSpec};
 
@@ -376,7 +375,7 @@ impl Runtime {
         let terminal_id = gen.next(ids::TERMINAL);
         let mut env = kind.env.clone();
         env.extend(args.env.clone());
-        let now = clock::now_rfc3339();
+        let now = self.clock.now_rfc3339();
         let mut agent = AgentRecord {
             id: id.clone(),
             name: name.clone(),
@@ -649,17 +648,8 @@ impl Runtime {
             id: id.clone(),
             exit_code: code,
         });
-        let (state, evidence) = if let Some(why) = lost {
-            self.stopping.remove(&id);
-            (AgentState::Lost, Evidence::Daemon { what: why })
-        } else if self.stopping.remove(&id) {
-            let what = format!("stopped on request ({})", Evidence::Exit { code });
-            (AgentState::Stopped, Evidence::Request { what })
-        } else if code == Some(0) {
-            (AgentState::Exited, Evidence::Exit { code })
-        } else {
-            (AgentState::Failed, Evidence::Exit { code })
-        };
+        let stopping = self.stopping.remove(&id);
+        let (state, evidence) = rules::agents::ending(code, lost, stopping);
         self.set_agent_state(&id, state, evidence.clone(), code);
         self.dismiss_wait_decision(&id, "the agent ended");
         self.drop_typing(&id, "the agent ended");
@@ -713,10 +703,9 @@ impl Runtime {
         if self.daemon_stop.is_some() {
             return;
         }
-        let agent = self.state.agents[id].clone();
-        if !agent.watch.restart.wants_restart(state) {
+        let Some(agent) = self.state.agents.get(id).cloned() else {
             return;
-        }
+        };
         let ws = self
             .watch
             .entry(id.into())
@@ -726,30 +715,14 @@ impl Runtime {
         if ws.started.elapsed() >= HEALTHY_RUN {
             ws.auto_restarts = 0;
         }
-        if ws.auto_restarts >= agent.watch.max_restarts {
-            let restarts = ws.auto_restarts;
-            self.emit(EventBody::AgentGaveUp {
-                id: id.into(),
-                restarts,
-            });
-            return;
+        let restarts = ws.auto_restarts;
+        if let Ok(count) =
+            self.rule(|d| Ok(rules::agents::after_end(d, id, state, &evidence, restarts)))
+        {
+            if let Some(ws) = self.watch.get_mut(id) {
+                ws.auto_restarts = count;
+            }
         }
-        ws.auto_restarts += 1;
-        let attempt = ws.auto_restarts;
-        let delay_ms = RestartPolicy::backoff_ms(attempt);
-        self.emit(EventBody::AgentRestarting {
-            id: id.into(),
-            attempt,
-            delay_ms,
-            reason: evidence.to_string(),
-        });
-        self.after(
-            Duration::from_millis(delay_ms),
-            Timer::Restart {
-                agent: id.into(),
-                terminal: agent.terminal_id,
-            },
-        );
     }
 
     /// After a daemon start: pty agents died with the old daemon (lost, then their restart

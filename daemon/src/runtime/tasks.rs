@@ -12,18 +12,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
-use super::{clock, ConnId, Input, OpError, Runtime};
-use crate::core::agent::AgentState;
+use super::{ConnId, Input, OpError, Runtime};
 use crate::core::event::EventBody;
-use crate::core::ids;
-use crate::core::task::{
-    DecisionRecord, DecisionSource, GateRun, GateSpec, Priority, TaskRecord, TaskState,
-};
+use crate::core::rules;
+use crate::core::task::{DecisionRecord, DecisionSource, GateRun, GateSpec, TaskRecord, TaskState};
 
 /// Bytes of a gate's output kept in `gateResults[].outputTail`.
 const TAIL_BYTES: usize = 4096;
-/// Kinds that never take queued work: a plain shell or command is not an agent that reads prompts.
-const NO_QUEUE_KINDS: [&str; 2] = ["shell", "command"];
 
 /// A gate run's result, posted back to the loop.
 #[derive(Debug)]
@@ -96,6 +91,14 @@ impl WorkState {
             unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
         }
     }
+
+    /// Kill a task's running gate with its process group (the task was cancelled).
+    pub fn kill_gate(&mut self, task: &str) {
+        if let Some(pgid) = self.gate_pids.remove(task) {
+            // SAFETY: killpg on the gate's own process group.
+            unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
+        }
+    }
 }
 
 /// What `orch/task/create` asks for, after wire decoding.
@@ -131,59 +134,10 @@ impl Runtime {
         })
     }
 
-    fn set_task_state(&mut self, id: &str, state: TaskState, evidence: String) {
-        let Some(prev) = self.state.tasks.get(id).map(|t| t.state) else {
-            return;
-        };
-        if prev == state {
-            return;
-        }
-        if !prev.can_become(state) {
-            // A bug, not a user error: loud in tests, logged in production.
-            tracing::error!(
-                task = id,
-                "task state {} -> {} is not a transition of the state machine",
-                prev.as_str(),
-                state.as_str()
-            );
-            debug_assert!(false, "task {id}: {} -> {}", prev.as_str(), state.as_str());
-        }
-        self.emit(EventBody::TaskStateChanged {
-            id: id.into(),
-            state,
-            previous: prev,
-            evidence,
-        });
-    }
-
-    /// `orch/task/create`.
+    /// `orch/task/create`: the gates named or given inline resolved against the
+    /// configuration, then the rule.
     pub fn create_task(&mut self, req: CreateTask) -> Result<TaskRecord, OpError> {
-        const MAX_PROMPT: usize = 1 << 20;
-        if req.title.trim().is_empty() {
-            return Err(OpError::invalid("title", "must not be empty"));
-        }
-        if req.prompt.len() > MAX_PROMPT {
-            return Err(OpError::Limit {
-                limit: "prompt bytes",
-                max: MAX_PROMPT as u64,
-            });
-        }
-        let priority = match &req.priority {
-            None => Priority::Normal,
-            Some(p) => Priority::parse(p).ok_or_else(|| {
-                OpError::invalid(
-                    "priority",
-                    format!("{p:?} is not one of low, normal, high, urgent"),
-                )
-            })?,
-        };
         let max_attempts = req.max_attempts.unwrap_or(self.config.tasks.max_attempts);
-        if !(1..=100).contains(&max_attempts) {
-            return Err(OpError::invalid(
-                "maxAttempts",
-                format!("{max_attempts} is out of range 1..=100"),
-            ));
-        }
         let gate_args = req.gates.unwrap_or_else(|| {
             self.config
                 .tasks
@@ -193,195 +147,105 @@ impl Runtime {
                 .map(GateArg::Name)
                 .collect()
         });
-        if gate_args.len() > 32 {
+        if gate_args.len() > rules::tasks::MAX_GATES {
             return Err(OpError::Limit {
                 limit: "gates per task",
-                max: 32,
+                max: rules::tasks::MAX_GATES as u64,
             });
         }
         let mut gates = Vec::new();
         for (i, g) in gate_args.into_iter().enumerate() {
-            let field = format!("gates[{i}]");
-            gates.push(match g {
-                GateArg::Name(name) => {
-                    let c = self.config.gates.get(&name).ok_or_else(|| {
-                        let known: Vec<&str> =
-                            self.config.gates.keys().map(String::as_str).collect();
-                        OpError::invalid(
-                            &field,
-                            format!(
-                                "no gate named {name:?} in orch.toml (configured: {})",
-                                if known.is_empty() {
-                                    "none".into()
-                                } else {
-                                    known.join(", ")
-                                }
-                            ),
-                        )
-                    })?;
-                    GateSpec {
-                        name,
-                        command: c.command.clone(),
-                        timeout_s: c.timeout_s,
-                    }
-                }
-                GateArg::Inline(spec) => {
-                    if spec.command.is_empty() || spec.command[0].is_empty() {
-                        return Err(OpError::invalid(
-                            &format!("{field}.command"),
-                            "must be a non-empty argv",
-                        ));
-                    }
-                    if spec.timeout_s == 0 {
-                        return Err(OpError::invalid(
-                            &format!("{field}.timeoutS"),
-                            "must be at least 1",
-                        ));
-                    }
-                    spec
-                }
-            });
+            gates.push(self.resolve_gate(i, g)?);
         }
-        let agent = match &req.agent {
-            Some(a) => Some(self.assignable_agent(a, None)?),
-            None => None,
-        };
-        let id = self.new_id(ids::TASK);
-        let now = clock::now_rfc3339();
-        self.emit(EventBody::TaskCreated {
-            task: TaskRecord {
-                id: id.clone(),
-                title: req.title,
-                prompt: req.prompt,
-                priority,
-                agent_id: None,
-                state: TaskState::Pending,
-                attempts: 0,
-                max_attempts,
-                gates,
-                gate_results: Vec::new(),
-                decision_id: None,
-                summary: None,
-                running_gate: None,
-                running_gate_pgid: None,
-                created_at: now.clone(),
-                updated_at: now,
-            },
-        });
-        if let Some(agent) = agent {
-            self.assign(&id, &agent, "assigned at creation")?;
-        }
+        let id = self.rule(|d| {
+            rules::tasks::create(
+                d,
+                rules::tasks::NewTask {
+                    title: req.title,
+                    prompt: req.prompt,
+                    priority: req.priority,
+                    agent: req.agent,
+                    gates,
+                    max_attempts,
+                },
+            )
+        })?;
         Ok(self.state.tasks[&id].clone())
     }
 
-    /// An agent that can take a task now.
-    fn assignable_agent(&self, id: &str, task: Option<&str>) -> Result<String, OpError> {
-        let a = self.agent_ref(id)?;
-        if !a.state.is_live() {
-            return Err(OpError::Conflict {
-                kind: "agent",
-                id: a.id.clone(),
-                state: a.state.as_str().into(),
-                what: "cannot take a task".into(),
-            });
+    /// A gate argument as the task will hold it: a configured gate by name, or an inline one.
+    fn resolve_gate(&self, i: usize, g: GateArg) -> Result<GateSpec, OpError> {
+        let field = format!("gates[{i}]");
+        match g {
+            GateArg::Name(name) => {
+                let c = self.config.gates.get(&name).ok_or_else(|| {
+                    let known: Vec<&str> = self.config.gates.keys().map(String::as_str).collect();
+                    OpError::invalid(
+                        &field,
+                        format!(
+                            "no gate named {name:?} in orch.toml (configured: {})",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    )
+                })?;
+                Ok(GateSpec {
+                    name,
+                    command: c.command.clone(),
+                    timeout_s: c.timeout_s,
+                })
+            }
+            GateArg::Inline(spec) => {
+                if spec.command.is_empty() || spec.command[0].is_empty() {
+                    return Err(OpError::invalid(
+                        &format!("{field}.command"),
+                        "must be a non-empty argv",
+                    ));
+                }
+                if spec.timeout_s == 0 {
+                    return Err(OpError::invalid(
+                        &format!("{field}.timeoutS"),
+                        "must be at least 1",
+                    ));
+                }
+                Ok(spec)
+            }
         }
-        if let Some(other) = a.task_id.as_deref().filter(|t| Some(*t) != task) {
-            return Err(OpError::Conflict {
-                kind: "agent",
-                id: a.id.clone(),
-                state: format!("busy with task {other}"),
-                what: "cannot take another task".into(),
-            });
-        }
-        Ok(a.id.clone())
-    }
-
-    fn assign(&mut self, task: &str, agent: &str, evidence: &str) -> Result<(), OpError> {
-        self.emit(EventBody::TaskAssigned {
-            id: task.into(),
-            agent_id: Some(agent.into()),
-        });
-        self.set_task_state(task, TaskState::Assigned, format!("{evidence}: {agent}"));
-        self.try_dispatch(task);
-        Ok(())
     }
 
     /// `orch/task/assign`.
     pub fn assign_task(&mut self, id: &str, agent: &str) -> Result<TaskRecord, OpError> {
-        let t = self.task_ref(id)?.clone();
-        if !matches!(
-            t.state,
-            TaskState::Pending | TaskState::Assigned | TaskState::Escalated | TaskState::Failed
-        ) {
-            return Err(OpError::Conflict {
-                kind: "task",
-                id: t.id,
-                state: t.state.as_str().into(),
-                what: "cannot assign".into(),
-            });
-        }
-        let agent = self.assignable_agent(agent, Some(id))?;
-        self.close_task_decision(id, "the task was assigned again");
-        self.assign(id, &agent, "assigned")?;
+        self.rule(|d| rules::tasks::assign_to(d, id, agent))?;
         Ok(self.state.tasks[id].clone())
     }
 
-    /// Type the task's prompt into its agent if the agent is idle.
-    fn try_dispatch(&mut self, task: &str) {
-        let Some(t) = self.state.tasks.get(task).cloned() else {
-            return;
-        };
-        if t.state != TaskState::Assigned {
-            return;
-        }
-        let Some(agent) = t
-            .agent_id
-            .as_ref()
+    /// Type an assigned task's prompt into its agent if the agent is idle (the effect of
+    /// [`Effect::Dispatch`]).
+    pub(super) fn try_dispatch(&mut self, task: &str) {
+        let Some(agent) = self
+            .state
+            .tasks
+            .get(task)
+            .and_then(|t| t.agent_id.as_ref())
             .and_then(|a| self.state.agents.get(a))
-            .cloned()
         else {
             return;
         };
-        if agent.state != AgentState::Idle {
-            return;
-        }
-        if !self.terminals.contains_key(&agent.terminal_id) {
-            return;
-        }
-        let failed = t
-            .gate_results
-            .iter()
-            .rev()
-            .find(|r| !r.ok && r.attempt == t.attempts)
-            .filter(|_| t.attempts > 0);
         // A process that never saw the task (another agent after a requeue, or a restarted one)
         // needs the task itself, not only what went wrong with someone's attempt at it.
         let seen = self.work.prompted.get(task) == Some(&agent.terminal_id);
-        let prompt = match failed {
-            Some(failed) if seen => feedback(&t, failed),
-            Some(failed) => format!("{}\n\n{}", t.prompt, feedback(&t, failed)),
-            None => t.prompt.clone(),
-        };
-        if let Err(e) = self.type_into(&agent.id, &prompt, true, None) {
-            tracing::warn!(task, "dispatch failed: {e}");
-            return;
-        }
-        self.work
-            .prompted
-            .insert(task.to_string(), agent.terminal_id.clone());
-        self.emit(EventBody::TaskAttempt {
-            id: task.into(),
-            attempt: t.attempts + 1,
+        let terminal_live = self.terminals.contains_key(&agent.terminal_id);
+        let terminal = agent.terminal_id.clone();
+        let _ = self.rule(|d| {
+            rules::tasks::dispatch(d, task, seen, terminal_live);
+            Ok(())
         });
-        self.set_task_state(
-            task,
-            TaskState::Running,
-            format!(
-                "prompt typed into {} (attempt {})",
-                agent.name,
-                t.attempts + 1
-            ),
-        );
+        if self.state.tasks.get(task).map(|t| t.state) == Some(TaskState::Running) {
+            self.work.prompted.insert(task.to_string(), terminal);
+        }
     }
 
     /// An agent went idle: give it its assigned task.
@@ -391,43 +255,12 @@ impl Runtime {
         }
     }
 
-    /// Queue: pending tasks without an agent go to idle agents without a task, by priority.
+    /// The scheduler's `dispatch` job: queued tasks to idle agents.
     fn dispatch_queue(&mut self) {
-        let mut pending: Vec<(Priority, String)> = self
-            .state
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Pending && t.agent_id.is_none())
-            .map(|t| (t.priority, t.id.clone()))
-            .collect();
-        pending.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| ids::order_key(&a.1).cmp(&ids::order_key(&b.1)))
+        let _ = self.rule(|d| {
+            rules::tasks::dispatch_queue(d);
+            Ok(())
         });
-        for (_, task) in pending {
-            let free = self
-                .state
-                .agents
-                .values()
-                .find(|a| {
-                    a.state == AgentState::Idle
-                        && a.task_id.is_none()
-                        && !NO_QUEUE_KINDS.contains(&a.kind.as_str())
-                })
-                .map(|a| a.id.clone());
-            let Some(agent) = free else { break };
-            let _ = self.assign(&task, &agent, "taken from the queue");
-        }
-        let assigned: Vec<String> = self
-            .state
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Assigned)
-            .map(|t| t.id.clone())
-            .collect();
-        for t in assigned {
-            self.try_dispatch(&t);
-        }
     }
 
     /// The scheduler's jobs.
@@ -441,97 +274,32 @@ impl Runtime {
         id: &str,
         summary: Option<String>,
     ) -> Result<TaskRecord, OpError> {
-        let t = self.task_ref(id)?.clone();
-        // A person may also say a task is done that no agent worked on (pending).
-        if !matches!(
-            t.state,
-            TaskState::Running | TaskState::Assigned | TaskState::Pending
-        ) {
-            return Err(OpError::Conflict {
-                kind: "task",
-                id: t.id,
-                state: t.state.as_str().into(),
-                what: "cannot complete".into(),
-            });
-        }
-        self.emit(EventBody::TaskCompleted {
-            id: id.into(),
-            summary,
-        });
-        if t.attempts == 0 {
-            self.emit(EventBody::TaskAttempt {
-                id: id.into(),
-                attempt: 1,
-            });
-        }
-        self.set_task_state(id, TaskState::Verifying, "marked complete".into());
-        self.start_gate(id, 0);
+        self.rule(|d| rules::tasks::complete(d, id, summary))?;
         Ok(self.state.tasks[id].clone())
     }
 
     /// `orch/task/cancel`.
     pub fn cancel_task(&mut self, id: &str) -> Result<TaskRecord, OpError> {
-        let t = self.task_ref(id)?.clone();
-        if t.state.is_final() {
-            return Err(OpError::Conflict {
-                kind: "task",
-                id: t.id,
-                state: t.state.as_str().into(),
-                what: "cannot cancel".into(),
-            });
-        }
-        if let Some(pgid) = self.work.gate_pids.remove(id) {
-            // SAFETY: killpg on the gate's own process group.
-            unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
-        }
-        self.set_task_state(id, TaskState::Cancelled, "cancelled".into());
-        self.close_task_decision(id, "the task was cancelled");
+        self.rule(|d| rules::tasks::cancel(d, id))?;
         Ok(self.state.tasks[id].clone())
-    }
-
-    fn close_task_decision(&mut self, task: &str, why: &str) {
-        self.dismiss_decisions(
-            |s| matches!(s, DecisionSource::Task { id } if id == task),
-            why,
-        );
     }
 
     /// Resolve as `dismissed` every pending decision whose source matches: its question is
     /// moot (the agent stopped waiting, the task was cancelled or reassigned).
     pub fn dismiss_decisions(&mut self, source: impl Fn(&DecisionSource) -> bool, why: &str) {
-        let pending: Vec<String> = self
-            .state
-            .decisions
-            .values()
-            .filter(|d| !d.resolved && source(&d.source))
-            .map(|d| d.id.clone())
-            .collect();
-        for d in pending {
-            self.emit(EventBody::DecisionResolved {
-                id: d,
-                choice: "dismissed".into(),
-                reason: Some(why.into()),
-                at: clock::now_rfc3339(),
-            });
-        }
+        let _ = self.rule(|d| {
+            rules::decisions::dismiss(d, source, why);
+            Ok(())
+        });
     }
 
-    /// Start gate `index` of a verifying task, or finish verification.
-    fn start_gate(&mut self, id: &str, index: usize) {
-        let t = self.state.tasks[id].clone();
-        if t.state != TaskState::Verifying {
+    /// Run gate `index` of a verifying task (the effect of [`Effect::RunGate`]): the process
+    /// starts now, its wait runs off the loop and reports as [`Input::GateDone`].
+    pub(super) fn run_gate(&mut self, id: &str, index: usize) {
+        let Some(t) = self.state.tasks.get(id).cloned() else {
             return;
-        }
+        };
         let Some(gate) = t.gates.get(index).cloned() else {
-            self.set_task_state(
-                id,
-                TaskState::Done,
-                if t.gates.is_empty() {
-                    "no gates".into()
-                } else {
-                    "all gates passed".into()
-                },
-            );
             return;
         };
         let attempt = t.attempts.max(1);
@@ -583,81 +351,12 @@ impl Runtime {
         }
     }
 
+    /// A gate finished.
     pub(super) fn on_gate_done(&mut self, o: GateOutcome) {
         self.work.gate_pids.remove(&o.task);
-        let Some(t) = self.state.tasks.get(&o.task).cloned() else {
-            return;
-        };
-        if t.state != TaskState::Verifying {
-            return; // cancelled meanwhile
-        }
-        let ok = o.run.ok;
-        let name = o.run.name.clone();
-        self.emit(EventBody::TaskGate {
-            id: o.task.clone(),
-            result: o.run,
-        });
-        if ok {
-            return self.start_gate(&o.task, o.index + 1);
-        }
-        if t.attempts >= t.max_attempts {
-            self.escalate(&o.task, &name);
-        } else {
-            let live_agent = t
-                .agent_id
-                .as_ref()
-                .and_then(|a| self.state.agents.get(a))
-                .is_some_and(|a| a.state.is_live());
-            if live_agent {
-                // Back to the agent with the failure as its next prompt.
-                self.set_task_state(&o.task, TaskState::Assigned, format!("gate {name} failed"));
-                self.try_dispatch(&o.task);
-            } else {
-                // Nobody to fix it: back to the queue, where the next free agent takes it.
-                self.emit(EventBody::TaskAssigned {
-                    id: o.task.clone(),
-                    agent_id: None,
-                });
-                self.set_task_state(
-                    &o.task,
-                    TaskState::Pending,
-                    format!("gate {name} failed; no agent to fix it, back in the queue"),
-                );
-            }
-        }
-    }
-
-    fn escalate(&mut self, id: &str, gate: &str) {
-        let t = self.state.tasks[id].clone();
-        self.set_task_state(
-            id,
-            TaskState::Escalated,
-            format!("gate {gate} failed after {} attempts", t.attempts),
-        );
-        let last = t.gate_results.iter().rev().find(|r| !r.ok);
-        let detail = match last {
-            Some(r) => format!(
-                "Gate {} failed on attempt {} of {}.\n{}",
-                r.name, r.attempt, t.max_attempts, r.output_tail
-            ),
-            None => format!("Gate {gate} failed."),
-        };
-        let decision = self.new_id(ids::DECISION);
-        self.emit(EventBody::DecisionRequested {
-            decision: DecisionRecord {
-                id: decision,
-                title: format!("Task {} ({}) keeps failing its gates", t.id, t.title),
-                detail,
-                options: ["retry", "reassign", "accept", "cancel"]
-                    .map(String::from)
-                    .to_vec(),
-                resolved: false,
-                choice: None,
-                reason: None,
-                source: DecisionSource::Task { id: id.into() },
-                created_at: clock::now_rfc3339(),
-                resolved_at: None,
-            },
+        let _ = self.rule(|d| {
+            rules::tasks::gate_done(d, &o.task, o.index, o.run);
+            Ok(())
         });
     }
 
@@ -668,195 +367,31 @@ impl Runtime {
         choice: &str,
         reason: Option<String>,
     ) -> Result<DecisionRecord, OpError> {
-        let d = self
-            .state
-            .decisions
-            .get(id)
-            .cloned()
-            .ok_or_else(|| OpError::NotFound {
-                kind: "decision",
-                id: id.into(),
-            })?;
-        if d.resolved {
-            return Err(OpError::Conflict {
-                kind: "decision",
-                id: d.id,
-                state: format!("resolved (choice {})", d.choice.unwrap_or_default()),
-                what: "cannot resolve again".into(),
-            });
-        }
-        if !d.options.iter().any(|o| o == choice) {
-            return Err(OpError::invalid(
-                "choice",
-                format!(
-                    "{choice:?} is not one of the options: {}",
-                    d.options.join(", ")
-                ),
-            ));
-        }
-        self.emit(EventBody::DecisionResolved {
-            id: id.into(),
-            choice: choice.into(),
-            reason,
-            at: clock::now_rfc3339(),
-        });
-        match &d.source {
-            DecisionSource::Agent { id: agent, keys } => {
-                if let Some(ws) = self.watch.get_mut(agent) {
-                    ws.decision = None;
-                }
-                let keys = keys
-                    .iter()
-                    .find(|(o, _)| o == choice)
-                    .map(|(_, k)| k.clone())
-                    .unwrap_or_default();
-                if let Some(term) = self
-                    .state
-                    .agents
-                    .get(agent)
-                    .and_then(|a| self.terminals.get(&a.terminal_id))
-                    .cloned()
-                {
-                    let _ = term.write(keys.as_bytes());
-                }
-            }
-            DecisionSource::Task { id: task } => {
-                let task = task.clone();
-                match choice {
-                    "retry" => {
-                        // Its agent again if that agent is alive and free; else the queue.
-                        let agent = self.state.tasks[&task]
-                            .agent_id
-                            .clone()
-                            .filter(|a| self.assignable_agent(a, Some(&task)).is_ok());
-                        match agent {
-                            Some(agent) => {
-                                self.emit(EventBody::TaskAssigned {
-                                    id: task.clone(),
-                                    agent_id: Some(agent),
-                                });
-                                self.set_task_state(
-                                    &task,
-                                    TaskState::Assigned,
-                                    "retry decided".into(),
-                                );
-                                self.try_dispatch(&task);
-                            }
-                            None => {
-                                self.emit(EventBody::TaskAssigned {
-                                    id: task.clone(),
-                                    agent_id: None,
-                                });
-                                self.set_task_state(
-                                    &task,
-                                    TaskState::Pending,
-                                    "retry decided; its agent is gone or busy, back in the queue"
-                                        .into(),
-                                );
-                            }
-                        }
-                    }
-                    "reassign" => {
-                        self.emit(EventBody::TaskAssigned {
-                            id: task.clone(),
-                            agent_id: None,
-                        });
-                        self.set_task_state(
-                            &task,
-                            TaskState::Pending,
-                            "reassign decided: back in the queue".into(),
-                        );
-                    }
-                    "accept" => {
-                        self.set_task_state(&task, TaskState::Done, "accepted by a person".into())
-                    }
-                    "cancel" => {
-                        self.set_task_state(&task, TaskState::Cancelled, "cancel decided".into())
-                    }
-                    _ => {}
-                }
-            }
-            DecisionSource::User => {}
-        }
-        Ok(self.state.decisions[id].clone())
+        self.rule(|d| rules::decisions::resolve(d, id, choice, reason))
     }
 
     /// An agent ended (exit, stop, lost): settle its task.
     pub(super) fn task_agent_ended(&mut self, agent: &str, code: Option<i32>) {
-        let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) else {
-            return;
-        };
-        let Some(t) = self.state.tasks.get(&task).cloned() else {
-            return;
-        };
-        match t.state {
-            TaskState::Running if code == Some(0) => {
-                let _ = self.complete_task(&task, Some(format!("agent {agent} exited 0")));
-            }
-            TaskState::Running | TaskState::Assigned => {
-                let what = code.map_or("ended".to_string(), |c| format!("exited {c}"));
-                self.set_task_state(
-                    &task,
-                    TaskState::Failed,
-                    format!("agent {agent} {what} before completing it"),
-                );
-            }
-            _ => {}
-        }
+        let _ = self.rule(|d| {
+            rules::tasks::agent_ended(d, agent, code);
+            Ok(())
+        });
     }
 
     /// An agent was restarted by hand: its running task goes to the new process.
     pub(super) fn task_agent_restarted(&mut self, agent: &str) {
-        let Some(task) = self.state.agents.get(agent).and_then(|a| a.task_id.clone()) else {
-            return;
-        };
-        if self
-            .state
-            .tasks
-            .get(&task)
-            .is_some_and(|t| t.state == TaskState::Running)
-        {
-            self.set_task_state(
-                &task,
-                TaskState::Assigned,
-                format!("agent {agent} restarted: the prompt goes to the new process"),
-            );
-        }
+        let _ = self.rule(|d| {
+            rules::tasks::agent_restarted(d, agent);
+            Ok(())
+        });
     }
 
-    /// After a start: a gate that ran when the daemon died is recorded as interrupted, and the
-    /// task's verification starts again.
+    /// After a start: gates interrupted by the previous daemon's end are recorded and run again.
     pub(super) fn reconcile_tasks(&mut self) {
-        let interrupted: Vec<TaskRecord> = self
-            .state
-            .tasks
-            .values()
-            .filter(|t| t.state == TaskState::Verifying)
-            .cloned()
-            .collect();
-        for t in interrupted {
-            if let Some(pgid) = t.running_gate_pgid {
-                end_orphaned_gate(pgid, &t);
-            }
-            let (name, attempt) = t
-                .running_gate
-                .clone()
-                .unwrap_or_else(|| ("?".into(), t.attempts));
-            self.emit(EventBody::TaskGate {
-                id: t.id.clone(),
-                result: GateRun {
-                    name,
-                    attempt,
-                    ok: false,
-                    exit_code: None,
-                    duration_ms: 0,
-                    output_tail:
-                        "interrupted: the daemon stopped while this gate ran; verification restarts"
-                            .into(),
-                },
-            });
-            self.start_gate(&t.id, 0);
-        }
+        let _ = self.rule(|d| {
+            rules::tasks::reconcile(d);
+            Ok(())
+        });
     }
 
     /// Offer decision `decision` to client `conn` (once): its answer resolves it, unless another
@@ -962,9 +497,10 @@ impl Runtime {
                 "retention" => self.job_retention(),
                 _ => Ok(()),
             };
+            let last_run = self.clock.now_rfc3339();
             let job = &mut self.work.jobs[i];
             job.last = Some(now);
-            job.last_run = Some(clock::now_rfc3339());
+            job.last_run = Some(last_run);
             job.last_ok = Some(result.is_ok());
             if let Err(error) = result {
                 tracing::warn!(job = name, "job failed: {error}");
@@ -1072,19 +608,13 @@ impl Runtime {
 
 /// SIGKILL the process group of a gate a dead daemon left running, if it is still that gate:
 /// the group leader's command line must start with the gate's program (pids are reused).
-fn end_orphaned_gate(pgid: u32, t: &TaskRecord) {
-    let Some((name, _)) = &t.running_gate else {
-        return;
-    };
-    let Some(gate) = t.gates.iter().find(|g| &g.name == name) else {
-        return;
-    };
+pub(super) fn end_orphaned_gate(task: &str, pgid: u32, gate_program: &str) {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pgid}/cmdline")) else {
         return;
     };
     let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    if program == gate.command[0].as_bytes() {
-        tracing::info!(task = %t.id, pgid, "ending the gate the previous daemon left running");
+    if program == gate_program.as_bytes() {
+        tracing::info!(task, pgid, "ending the gate the previous daemon left running");
         // SAFETY: killpg of a group whose leader we just identified as the gate.
         unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
     }
@@ -1100,17 +630,6 @@ fn sanitize(name: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The follow-up prompt after a failed gate.
-fn feedback(t: &TaskRecord, failed: &GateRun) -> String {
-    let code = failed
-        .exit_code
-        .map_or("no exit code".to_string(), |c| format!("exit code {c}"));
-    format!(
-        "The quality gate `{}` failed ({code}) for task \"{}\" (attempt {} of {}). Its output ended with:\n{}\nPlease fix this and mark the task complete again.",
-        failed.name, t.title, t.attempts, t.max_attempts, failed.output_tail.trim_end()
-    )
 }
 
 /// Start a gate: argv without a shell, in its own process group (so a timeout kills the tree).

@@ -24,11 +24,12 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::screen::{self, ScreenRules};
-use super::{clock, OpError, Runtime, Waiter};
+use super::{OpError, Runtime, Waiter};
 use crate::core::agent::{AgentState, Evidence, Watch};
 use crate::core::event::EventBody;
 use crate::core::hooks::{self, HookEvent, HookReading};
 use crate::core::ids;
+use crate::core::rules;
 use crate::core::task::{DecisionRecord, DecisionSource};
 
 /// Output pause after which the screen is read.
@@ -180,28 +181,11 @@ impl Runtime {
         evidence: Evidence,
         exit_code: Option<i32>,
     ) {
-        let Some(prev) = self.state.agents.get(id).map(|a| a.state) else {
-            return;
-        };
-        if !prev.can_become(state) {
-            if prev != state {
-                tracing::debug!(
-                    agent = id,
-                    "no transition {prev:?} -> {state:?} ({evidence})"
-                );
-            }
-            return;
-        }
-        self.emit(EventBody::AgentStateChanged {
-            id: id.into(),
-            state,
-            previous: prev,
-            evidence: evidence.to_string(),
-            exit_code,
+        // An idle agent gets its assigned task (`rule` sees to it).
+        let _ = self.rule(|d| {
+            rules::agents::set_state(d, id, state, evidence, exit_code);
+            Ok(())
         });
-        if state == AgentState::Idle {
-            self.agent_became_idle(id);
-        }
     }
 
     /// `orch/agent/send`: type text into an agent (Enter after it with `submit`). `reply` hears
@@ -455,6 +439,21 @@ impl Runtime {
                 };
                 self.hold(reply(Err(e)));
             }
+        }
+    }
+
+    /// A decision about an agent's question was answered: type the chosen answer's keys, once.
+    pub(super) fn answer_question(&mut self, agent: &str, keys: &str) {
+        if let Some(ws) = self.watch.get_mut(agent) {
+            ws.decision = None;
+        }
+        if let Some(term) = self
+            .state
+            .agents
+            .get(agent)
+            .and_then(|a| self.terminals.get(&a.terminal_id))
+        {
+            let _ = term.write(keys.as_bytes());
         }
     }
 
@@ -730,7 +729,7 @@ impl Runtime {
                     id: id.into(),
                     keys: options,
                 },
-                created_at: clock::now_rfc3339(),
+                created_at: self.clock.now_rfc3339(),
                 resolved_at: None,
             },
         });

@@ -1,6 +1,18 @@
-//! Wall-clock time as RFC 3339 UTC strings, without a date crate.
+//! Wall-clock time as RFC 3339 UTC strings, without a date crate; [`SystemClock`] is the
+//! daemon's [`Clock`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::ports::Clock;
+
+/// The machine's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_rfc3339(&self) -> String {
+        now_rfc3339()
+    }
+}
 
 /// Now, as `2026-11-21T05:16:44.123Z`.
 pub fn now_rfc3339() -> String {

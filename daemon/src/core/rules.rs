@@ -1,0 +1,364 @@
+//! The rules: what a command or an observation means, decided from the state alone.
+//!
+//! A rule takes a [`Draft`] of the state and the command's or observation's data. It checks the
+//! command against the state (a [`Refusal`] names what is wrong), records what happens as events
+//! (each applied to the draft at once, so a later step sees it) and asks for the effects the
+//! runtime must carry out ([`Effect`]: type a prompt, run a gate, signal a process, set a timer).
+//! The runtime runs the effects and feeds their results back as observations, which are rules
+//! again. No rule does I/O, reads a clock or spawns anything: time comes in as `now`.
+//!
+//! - [`agents`]: how an agent's process ended, its restart policy.
+//! - [`tasks`]: creation, assignment, dispatch, the queue, completion, gates, retries,
+//!   escalation, an agent that ended or restarted, reconciliation after a restart.
+//! - [`decisions`]: first answer wins, what a choice does, dismissal.
+//! - [`sessions`]: create, close.
+
+pub mod agents;
+pub mod decisions;
+pub mod sessions;
+pub mod tasks;
+
+use super::event::{EventBody, StoredEvent};
+use super::state::State;
+
+/// A rule's working copy: the events it records are applied at once, in order, and kept with
+/// the effects it asks for.
+pub struct Draft<'a> {
+    state: &'a mut State,
+    now: &'a str,
+    /// What happened, in order, with seqs that continue the state's log.
+    pub events: Vec<StoredEvent>,
+    /// What the runtime must do.
+    pub effects: Vec<Effect>,
+}
+
+impl<'a> Draft<'a> {
+    /// A draft over `state` at time `now` (RFC 3339).
+    pub fn new(state: &'a mut State, now: &'a str) -> Self {
+        Self {
+            state,
+            now,
+            events: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    /// The state, with this draft's events applied.
+    pub fn state(&self) -> &State {
+        self.state
+    }
+
+    /// The time of the command.
+    pub fn now(&self) -> &str {
+        self.now
+    }
+
+    /// Record an event: applied now.
+    pub fn emit(&mut self, body: EventBody) {
+        let event = StoredEvent {
+            seq: self.state.last_seq + 1,
+            time: self.now.to_string(),
+            body,
+        };
+        self.state.apply(&event);
+        self.events.push(event);
+    }
+
+    /// Ask the runtime to do something.
+    pub fn effect(&mut self, e: Effect) {
+        self.effects.push(e);
+    }
+
+    /// A fresh id for `prefix`.
+    pub fn new_id(&self, prefix: &str) -> String {
+        self.state.ids().next(prefix)
+    }
+}
+
+/// Something a rule needs done outside the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Give an assigned task's prompt (or its gate's feedback) to its agent if it takes input.
+    Dispatch {
+        /// The task.
+        task: String,
+    },
+    /// Type text into an agent and press Enter (once it takes input).
+    Type {
+        /// The agent.
+        agent: String,
+        /// The text.
+        text: String,
+    },
+    /// Write the keys of a chosen answer into an agent's terminal.
+    Keys {
+        /// The agent.
+        agent: String,
+        /// The keys.
+        keys: String,
+    },
+    /// Run gate `index` of a verifying task.
+    RunGate {
+        /// The task.
+        task: String,
+        /// Which of its gates.
+        index: usize,
+    },
+    /// Kill a task's running gate (its process group).
+    KillGate {
+        /// The task.
+        task: String,
+    },
+    /// Kill what a previous daemon's gate left running, if it is still that gate (the leader of
+    /// the process group runs the gate's program: pids are reused).
+    KillOrphanedGate {
+        /// The task.
+        task: String,
+        /// The gate's process group.
+        pgid: u32,
+        /// The gate's program (its argv[0]).
+        program: String,
+    },
+    /// Restart an agent after a delay (its restart policy), unless it was restarted or
+    /// stopped by hand meanwhile.
+    RestartAfter {
+        /// The agent.
+        agent: String,
+        /// Its terminal when the restart was decided.
+        terminal: String,
+        /// The backoff.
+        delay_ms: u64,
+    },
+    /// Stop an agent: SIGTERM to its process group, SIGKILL after the grace period.
+    Stop {
+        /// The agent.
+        agent: String,
+    },
+}
+
+/// Why a command was refused, in terms the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A parameter is wrong.
+    Invalid {
+        /// The field's name on the wire.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An object does not exist.
+    NotFound {
+        /// Its kind (`task`, `agent`).
+        kind: &'static str,
+        /// The id given.
+        id: String,
+    },
+    /// The object's state forbids it.
+    Conflict {
+        /// Its kind.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+        /// Its state, in words.
+        state: String,
+        /// What cannot be done.
+        what: String,
+    },
+    /// A size or count limit.
+    Limit {
+        /// What is limited.
+        limit: &'static str,
+        /// The limit.
+        max: u64,
+    },
+}
+
+impl Refusal {
+    /// `field` is wrong.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Refusal::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Table tests of rules: a state built from events, a rule run on it, and what it recorded
+    //! and asked for, as text for `expect-test` snapshots.
+
+    use super::*;
+
+    /// Run `rule` on `state` at a fixed time; the events (kind, subject, data) and effects, one
+    /// per line, or the refusal.
+    pub fn run<T: std::fmt::Debug>(
+        state: &mut State,
+        rule: impl FnOnce(&mut Draft) -> Result<T, Refusal>,
+    ) -> String {
+        let mut d = Draft::new(state, "2026-11-28T00:00:00Z");
+        let result = rule(&mut d);
+        let mut out: Vec<String> = d
+            .events
+            .iter()
+            .map(|e| format!("event {}", describe(&e.body)))
+            .chain(d.effects.iter().map(|e| format!("effect {e:?}")))
+            .collect();
+        match result {
+            Ok(v) => {
+                let v = format!("{v:?}");
+                if v != "()" {
+                    out.push(format!("=> {v}"));
+                }
+            }
+            Err(r) => out.push(format!("refused {r:?}")),
+        }
+        out.join("\n")
+    }
+
+    /// An event in a line: its kind, subject and the few fields a reader checks.
+    pub fn describe(b: &EventBody) -> String {
+        use EventBody::*;
+        match b {
+            TaskStateChanged {
+                id,
+                state,
+                previous,
+                evidence,
+            } => format!(
+                "{id} task {} -> {} ({evidence})",
+                previous.as_str(),
+                state.as_str()
+            ),
+            AgentStateChanged {
+                id,
+                state,
+                previous,
+                evidence,
+                ..
+            } => format!(
+                "{id} agent {} -> {} ({evidence})",
+                previous.as_str(),
+                state.as_str()
+            ),
+            TaskAssigned { id, agent_id } => format!("{id} assigned to {agent_id:?}"),
+            TaskAttempt { id, attempt } => format!("{id} attempt {attempt}"),
+            TaskCompleted { id, summary } => format!("{id} completed {summary:?}"),
+            TaskCreated { task } => format!(
+                "{} created {:?} {} gates={:?} max={}",
+                task.id,
+                task.title,
+                task.priority.as_str(),
+                task.gates.iter().map(|g| &g.name).collect::<Vec<_>>(),
+                task.max_attempts
+            ),
+            TaskGate { id, result } => format!(
+                "{id} gate {} attempt {} ok={} {:?}",
+                result.name, result.attempt, result.ok, result.output_tail
+            ),
+            DecisionRequested { decision } => format!(
+                "{} decision {:?} options={:?} source={:?}",
+                decision.id, decision.title, decision.options, decision.source
+            ),
+            DecisionResolved {
+                id, choice, reason, ..
+            } => format!("{id} resolved {choice:?} ({reason:?})"),
+            AgentRestarting {
+                id,
+                attempt,
+                delay_ms,
+                reason,
+            } => format!("{id} restarting attempt {attempt} in {delay_ms}ms ({reason})"),
+            AgentGaveUp { id, restarts } => format!("{id} gave up after {restarts}"),
+            SessionClosed { id, .. } => format!("{id} session closed"),
+            SessionCreated { session } => format!("{} session {:?}", session.id, session.name),
+            other => format!("{} {}", other.kind(), other.subject()),
+        }
+    }
+
+    /// A state with the default session and, for each `(name, kind, state)`, an agent in that
+    /// state (ids a-2, a-4, ... with terminals t-3, t-5, ...).
+    pub fn world(agents: &[(&str, &str, crate::core::agent::AgentState)]) -> State {
+        use crate::core::agent::{AgentRecord, AgentState, Evidence, RestartPolicy, Watch};
+        let mut state = State::default();
+        let mut d = Draft::new(&mut state, "2026-11-28T00:00:00Z");
+        super::sessions::create(&mut d, "default".into()).unwrap();
+        for (name, kind, st) in agents {
+            let mut ids = d.state().ids();
+            let (id, terminal) = (ids.next("a"), ids.next("t"));
+            d.emit(EventBody::AgentSpawned {
+                agent: AgentRecord {
+                    id: id.clone(),
+                    name: name.to_string(),
+                    kind: kind.to_string(),
+                    command: vec![kind.to_string()],
+                    cwd: "/w".into(),
+                    env: Default::default(),
+                    session_id: "s-1".into(),
+                    terminal_id: terminal,
+                    backend: "pty".into(),
+                    state: AgentState::Starting,
+                    exit_code: None,
+                    pid: Some(10),
+                    task_id: None,
+                    restarts: 0,
+                    watch: Watch {
+                        restart: RestartPolicy::OnFailure,
+                        max_restarts: 2,
+                        ..Watch::default()
+                    },
+                    cols: 80,
+                    rows: 24,
+                    created_at: "2026-11-28T00:00:00Z".into(),
+                    updated_at: "2026-11-28T00:00:00Z".into(),
+                },
+            });
+            if *st != AgentState::Starting {
+                super::agents::set_state(&mut d, &id, *st, Evidence::Output, None);
+            }
+        }
+        state
+    }
+
+    /// A task with `gates` (names only) and `max_attempts`, given to `agent` if any; its id.
+    pub fn add_task(
+        state: &mut State,
+        title: &str,
+        gates: &[&str],
+        max_attempts: u32,
+        agent: Option<&str>,
+    ) -> String {
+        let mut d = Draft::new(state, "2026-11-28T00:00:00Z");
+        super::tasks::create(
+            &mut d,
+            super::tasks::NewTask {
+                title: title.into(),
+                prompt: format!("do {title}"),
+                priority: None,
+                agent: agent.map(Into::into),
+                gates: gates
+                    .iter()
+                    .map(|g| crate::core::task::GateSpec {
+                        name: g.to_string(),
+                        command: vec![g.to_string()],
+                        timeout_s: 60,
+                    })
+                    .collect(),
+                max_attempts,
+            },
+        )
+        .unwrap()
+    }
+
+    /// A gate run.
+    pub fn gate_run(name: &str, attempt: u32, ok: bool) -> crate::core::task::GateRun {
+        crate::core::task::GateRun {
+            name: name.into(),
+            attempt,
+            ok,
+            exit_code: Some(if ok { 0 } else { 1 }),
+            duration_ms: 5,
+            output_tail: if ok { "fine".into() } else { "broken".into() },
+        }
+    }
+}
