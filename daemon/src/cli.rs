@@ -286,12 +286,8 @@ fn hook() {
     use std::io::{IsTerminal, Read};
     const MAX_INPUT: u64 = 16 << 20;
     const DEADLINE: Duration = Duration::from_secs(2);
-    let (Some(agent), Some(socket)) = (
-        std::env::var_os("ORCH_AGENT_ID"),
-        std::env::var_os("ORCH_SOCKET"),
-    ) else {
-        return;
-    };
+    // The input is read first, whatever follows: a hook runner writing to a hook that has
+    // already gone would see a broken pipe.
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return;
@@ -305,6 +301,12 @@ fn hook() {
     {
         return;
     }
+    let (Some(agent), Some(socket)) = (
+        std::env::var_os("ORCH_AGENT_ID"),
+        std::env::var_os("ORCH_SOCKET"),
+    ) else {
+        return;
+    };
     let Ok(event) = serde_json::from_slice::<Value>(&input) else {
         return;
     };

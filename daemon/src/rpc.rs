@@ -590,7 +590,7 @@ fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpE
 fn handle_session_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionCreate>()?;
     let session = rt.create_session(p.name)?;
-    ok(convert::session(&session, &rt.state()))
+    ok(convert::session(&session, rt.state()))
 }
 
 fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -618,14 +618,14 @@ fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
         |s| &s.id,
         p.limit,
         p.cursor.as_deref(),
-        |s| convert::session(s, &rt.state()),
+        |s| convert::session(s, rt.state()),
     )
 }
 
 fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     let p = call.params::<m::SessionClose>()?;
     let session = rt.close_session(&p.id, p.stop_agents.unwrap_or(false))?;
-    ok(convert::session(&session, &rt.state()))
+    ok(convert::session(&session, rt.state()))
 }
 
 fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {

@@ -49,15 +49,18 @@ pub type Delivery = Box<dyn FnOnce() + Send>;
 /// the [`Delivery`] to make.
 pub type Waiter<T> = Box<dyn FnOnce(Result<T, OpError>) -> Delivery + Send>;
 
+/// A call's work: applied to the runtime, it returns what to deliver after the commit, or
+/// `None` when a [`Waiter`] it left behind answers later.
+pub type Job = Box<dyn FnOnce(&mut Runtime) -> Option<Delivery> + Send>;
+
 /// Work a client asked for, applied on the loop in arrival order.
 pub struct Call {
     /// The connection it came on (0: the daemon itself).
     pub conn: ConnId,
     /// Whether anybody still waits for it: a call cancelled before it is applied is not applied.
     pub live: Box<dyn Fn() -> bool + Send>,
-    /// Apply it; returns what to deliver after the commit, or `None` when a [`Waiter`] it left
-    /// behind answers later.
-    pub job: Box<dyn FnOnce(&mut Runtime) -> Option<Delivery> + Send>,
+    /// Apply it.
+    pub job: Job,
 }
 
 /// Everything the runtime reacts to.

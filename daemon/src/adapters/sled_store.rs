@@ -15,6 +15,10 @@ use crate::core::event::StoredEvent;
 use crate::core::state::State;
 use crate::ports::{EventStore, StoreError};
 
+mod records;
+
+use records::{EventV1, StateV1};
+
 /// Schema version this build writes. Bump with a migration in [`SledStore::open`].
 pub const SCHEMA_VERSION: u32 = 1;
 /// Version of one event record.
@@ -27,18 +31,7 @@ struct Record {
     v: u32,
     /// The event.
     #[serde(flatten)]
-    event: StoredEvent,
-}
-
-/// A snapshot record as written, borrowing the state (no copy of it).
-#[derive(Serialize)]
-struct SnapshotRef<'a> {
-    /// Record version.
-    v: u32,
-    /// The state is as of this seq.
-    seq: u64,
-    /// The state.
-    state: &'a State,
+    event: EventV1,
 }
 
 /// A versioned snapshot record.
@@ -49,7 +42,7 @@ struct Snapshot {
     /// The state is as of this seq.
     seq: u64,
     /// The state.
-    state: State,
+    state: StateV1,
 }
 
 /// The sled-backed [`EventStore`].
@@ -190,6 +183,15 @@ fn decode_seq(k: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(b))
 }
 
+/// An event as its versioned record's bytes.
+fn encode_event(e: &StoredEvent) -> Result<Vec<u8>, StoreError> {
+    let record = Record {
+        v: RECORD_VERSION,
+        event: EventV1::from(e),
+    };
+    serde_json::to_vec(&record).map_err(io)
+}
+
 fn decode_event(k: &[u8], v: &[u8]) -> Result<StoredEvent, StoreError> {
     let seq = decode_seq(k)?;
     let record: Record = serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
@@ -202,7 +204,7 @@ fn decode_event(k: &[u8], v: &[u8]) -> Result<StoredEvent, StoreError> {
             detail: format!("record version {} is newer than {RECORD_VERSION}", record.v),
         });
     }
-    Ok(record.event)
+    Ok(record.event.into())
 }
 
 impl EventStore for SledStore {
@@ -222,11 +224,7 @@ impl EventStore for SledStore {
                 )));
             }
             expect += 1;
-            let record = Record {
-                v: RECORD_VERSION,
-                event: e.clone(),
-            };
-            let bytes = serde_json::to_vec(&record).map_err(io)?;
+            let bytes = encode_event(e)?;
             self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
             batch.insert(&e.seq.to_be_bytes(), bytes);
         }
@@ -275,14 +273,14 @@ impl EventStore for SledStore {
             what: "snapshot".into(),
             detail: e.to_string(),
         })?;
-        Ok(Some((snap.seq, snap.state)))
+        Ok(Some((snap.seq, snap.state.into())))
     }
 
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&SnapshotRef {
+        let bytes = serde_json::to_vec(&Snapshot {
             v: RECORD_VERSION,
             seq,
-            state,
+            state: StateV1::from(state),
         })
         .map_err(io)?;
         self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
@@ -384,5 +382,228 @@ mod tests {
         let e = decode_event(&5u64.to_be_bytes(), v1).unwrap();
         assert_eq!(e.body.kind(), "agent.state");
         assert_eq!(e.seq, 5);
+    }
+
+    /// A snapshot of a state holding every kind of record, as written: pinned like the events,
+    /// and read back as the same state.
+    #[test]
+    fn snapshot_record_on_disk() {
+        let mut state = State::default();
+        for e in crate::core::event::samples() {
+            state.apply(&e);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(dir.path()).unwrap();
+        s.save_snapshot(state.last_seq, &state).unwrap();
+        let bytes = s.meta.get("snapshot").unwrap().unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        expect_test::expect![[r#"
+            {
+              "seq": 28,
+              "state": {
+                "agents": {
+                  "a-2": {
+                    "backend": "pty",
+                    "cols": 120,
+                    "command": [
+                      "claude"
+                    ],
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "cwd": "/w",
+                    "env": {
+                      "TOKEN": "s3cret"
+                    },
+                    "exitCode": null,
+                    "id": "a-2",
+                    "kind": "claude",
+                    "name": "claude-1",
+                    "pid": null,
+                    "restarts": 1,
+                    "rows": 40,
+                    "sessionId": "s-1",
+                    "state": "failed",
+                    "taskId": null,
+                    "terminalId": "t-8",
+                    "updatedAt": "2026-11-28T00:00:00.000Z",
+                    "watch": {
+                      "busyPatterns": [
+                        "esc to interrupt"
+                      ],
+                      "hooks": "claude",
+                      "idleAfterMs": 1500,
+                      "interruptKeys": "\u001b",
+                      "lookBack": 14,
+                      "maxRestarts": 5,
+                      "menuEnter": false,
+                      "readyPatterns": [
+                        "> "
+                      ],
+                      "restart": "on-failure",
+                      "waitingOptions": [
+                        [
+                          "Yes",
+                          "1"
+                        ]
+                      ],
+                      "waitingPatterns": [
+                        "Proceed\\?"
+                      ]
+                    }
+                  }
+                },
+                "decisions": {
+                  "d-5": {
+                    "choice": "Yes",
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "detail": "Do you want to proceed?",
+                    "id": "d-5",
+                    "options": [
+                      "Yes",
+                      "No"
+                    ],
+                    "reason": null,
+                    "resolved": true,
+                    "resolvedAt": "2026-11-28T00:00:02.000Z",
+                    "source": {
+                      "id": "a-2",
+                      "keys": [
+                        [
+                          "Yes",
+                          "1"
+                        ],
+                        [
+                          "No",
+                          "3"
+                        ]
+                      ],
+                      "kind": "agent"
+                    },
+                    "title": "claude-1 is waiting for an answer"
+                  }
+                },
+                "lastSeq": 28,
+                "nextId": 6,
+                "sessions": {
+                  "s-1": {
+                    "closed": false,
+                    "closedAt": null,
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "id": "s-1",
+                    "name": "default"
+                  }
+                },
+                "tasks": {
+                  "k-4": {
+                    "agentId": null,
+                    "attempts": 1,
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "decisionId": null,
+                    "gateResults": [
+                      {
+                        "attempt": 2,
+                        "durationMs": 5230,
+                        "exitCode": 101,
+                        "name": "test",
+                        "ok": false,
+                        "outputTail": "1 failed"
+                      },
+                      {
+                        "attempt": 2,
+                        "durationMs": 5230,
+                        "exitCode": 101,
+                        "name": "test",
+                        "ok": false,
+                        "outputTail": "1 failed"
+                      }
+                    ],
+                    "gates": [
+                      {
+                        "command": [
+                          "cargo",
+                          "test"
+                        ],
+                        "name": "test",
+                        "timeoutS": 900
+                      }
+                    ],
+                    "id": "k-4",
+                    "maxAttempts": 3,
+                    "priority": "high",
+                    "prompt": "make it pass",
+                    "runningGate": null,
+                    "runningGatePgid": null,
+                    "state": "running",
+                    "summary": "done",
+                    "title": "fix",
+                    "updatedAt": "2026-11-28T00:00:00.000Z"
+                  }
+                },
+                "terminals": {
+                  "t-3": {
+                    "agentId": "a-2",
+                    "alive": false,
+                    "backend": "tmux",
+                    "closed": true,
+                    "cols": 100,
+                    "command": [
+                      "claude"
+                    ],
+                    "cwd": "/w",
+                    "exitCode": 0,
+                    "handle": "%7",
+                    "id": "t-3",
+                    "pid": null,
+                    "rows": 30
+                  }
+                }
+              },
+              "v": 1
+            }"#]]
+        .assert_eq(&serde_json::to_string_pretty(&written).unwrap());
+        assert_eq!(s.load_snapshot().unwrap(), Some((state.last_seq, state)));
+    }
+
+    /// Every event kind's record as written: the disk format, pinned (a change here needs a
+    /// new record version and a reader for the old one).
+    #[test]
+    fn every_event_kind_on_disk() {
+        let lines: Vec<String> = crate::core::event::samples()
+            .into_iter()
+            .map(|e| String::from_utf8(encode_event(&e).unwrap()).unwrap())
+            .collect();
+        expect_test::expect![[r#"
+            {"v":1,"seq":1,"time":"2026-11-28T00:00:00.000Z","kind":"daemon.started","data":{"pid":1,"version":"0.1.0","workspace":"/w"}}
+            {"v":1,"seq":2,"time":"2026-11-28T00:00:00.000Z","kind":"daemon.stopping","data":{"pid":1}}
+            {"v":1,"seq":3,"time":"2026-11-28T00:00:00.000Z","kind":"session.created","data":{"session":{"id":"s-1","name":"default","closed":false,"createdAt":"2026-11-28T00:00:00.000Z","closedAt":null}}}
+            {"v":1,"seq":4,"time":"2026-11-28T00:00:00.000Z","kind":"session.closed","data":{"id":"s-6","at":"2026-11-28T00:00:01.000Z"}}
+            {"v":1,"seq":5,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.opened","data":{"terminal":{"id":"t-3","backend":"tmux","command":["claude"],"cwd":"/w","cols":120,"rows":40,"pid":42,"alive":true,"exitCode":null,"agentId":"a-2","handle":"%7","closed":false}}}
+            {"v":1,"seq":6,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.exited","data":{"id":"t-3","exitCode":0}}
+            {"v":1,"seq":7,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.closed","data":{"id":"t-3"}}
+            {"v":1,"seq":8,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.resized","data":{"id":"t-3","cols":100,"rows":30}}
+            {"v":1,"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","data":{"agent":{"id":"a-2","name":"claude-1","kind":"claude","command":["claude"],"cwd":"/w","env":{"TOKEN":"s3cret"},"sessionId":"s-1","terminalId":"t-3","backend":"pty","state":"starting","exitCode":null,"pid":42,"taskId":null,"restarts":0,"watch":{"idleAfterMs":1500,"waitingPatterns":["Proceed\\?"],"waitingOptions":[["Yes","1"]],"restart":"on-failure","maxRestarts":5,"readyPatterns":["> "],"busyPatterns":["esc to interrupt"],"hooks":"claude","interruptKeys":"\u001b","lookBack":14,"menuEnter":false},"cols":120,"rows":40,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"v":1,"seq":10,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","data":{"id":"a-2","state":"waiting","previous":"busy","evidence":"hook: PermissionRequest Bash"}}
+            {"v":1,"seq":11,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","data":{"id":"a-2","state":"failed","previous":"busy","evidence":"exit 2","exitCode":2}}
+            {"v":1,"seq":12,"time":"2026-11-28T00:00:00.000Z","kind":"agent.exited","data":{"id":"a-2","exitCode":null}}
+            {"v":1,"seq":13,"time":"2026-11-28T00:00:00.000Z","kind":"agent.restarting","data":{"id":"a-2","attempt":1,"delayMs":500,"reason":"exit 2"}}
+            {"v":1,"seq":14,"time":"2026-11-28T00:00:00.000Z","kind":"agent.restarted","data":{"id":"a-2","terminalId":"t-8","pid":43,"restarts":1}}
+            {"v":1,"seq":15,"time":"2026-11-28T00:00:00.000Z","kind":"agent.gaveUp","data":{"id":"a-2","restarts":5}}
+            {"v":1,"seq":16,"time":"2026-11-28T00:00:00.000Z","kind":"agent.adopted","data":{"id":"a-2","pid":null}}
+            {"v":1,"seq":17,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","data":{"task":{"id":"k-4","title":"fix","prompt":"make it pass","priority":"high","agentId":"a-2","state":"pending","attempts":0,"maxAttempts":3,"gates":[{"name":"test","command":["cargo","test"],"timeoutS":900}],"gateResults":[{"name":"test","attempt":2,"ok":false,"exitCode":101,"durationMs":5230,"outputTail":"1 failed"}],"decisionId":null,"summary":null,"runningGate":["test",1],"runningGatePgid":77,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"v":1,"seq":18,"time":"2026-11-28T00:00:00.000Z","kind":"task.assigned","data":{"id":"k-4","agentId":null}}
+            {"v":1,"seq":19,"time":"2026-11-28T00:00:00.000Z","kind":"task.state","data":{"id":"k-4","state":"running","previous":"assigned","evidence":"prompt typed into claude-1 (attempt 1)"}}
+            {"v":1,"seq":20,"time":"2026-11-28T00:00:00.000Z","kind":"task.attempt","data":{"id":"k-4","attempt":1}}
+            {"v":1,"seq":21,"time":"2026-11-28T00:00:00.000Z","kind":"task.completed","data":{"id":"k-4","summary":"done"}}
+            {"v":1,"seq":22,"time":"2026-11-28T00:00:00.000Z","kind":"task.gateStarted","data":{"id":"k-4","name":"test","attempt":1,"pgid":77}}
+            {"v":1,"seq":23,"time":"2026-11-28T00:00:00.000Z","kind":"task.gateStarted","data":{"id":"k-4","name":"test","attempt":1}}
+            {"v":1,"seq":24,"time":"2026-11-28T00:00:00.000Z","kind":"task.gate","data":{"id":"k-4","result":{"name":"test","attempt":2,"ok":false,"exitCode":101,"durationMs":5230,"outputTail":"1 failed"}}}
+            {"v":1,"seq":25,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-5","title":"claude-1 is waiting for an answer","detail":"Do you want to proceed?","options":["Yes","No"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"agent","id":"a-2","keys":[["Yes","1"],["No","3"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
+            {"v":1,"seq":26,"time":"2026-11-28T00:00:00.000Z","kind":"decision.resolved","data":{"id":"d-5","choice":"Yes","reason":null,"at":"2026-11-28T00:00:02.000Z"}}
+            {"v":1,"seq":27,"time":"2026-11-28T00:00:00.000Z","kind":"config.reloaded","data":{"path":"/w/orch.toml"}}
+            {"v":1,"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","data":{"name":"retention","error":"disk full"}}"#]].assert_eq(&lines.join("\n"));
+        // And back: each record reads as the event it was.
+        for e in crate::core::event::samples() {
+            let bytes = encode_event(&e).unwrap();
+            assert_eq!(decode_event(&e.seq.to_be_bytes(), &bytes).unwrap(), e);
+        }
     }
 }

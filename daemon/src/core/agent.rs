@@ -195,8 +195,7 @@ impl RestartPolicy {
 }
 
 /// How an agent's state is read from its screen; copied from its kind at spawn.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Watch {
     /// Quiet this long while running means idle.
     pub idle_after_ms: u64,
@@ -210,24 +209,18 @@ pub struct Watch {
     pub max_restarts: u32,
     /// Regexes on the screen meaning the agent takes input (its prompt is drawn); while set and
     /// none matches, it is never called idle.
-    #[serde(default)]
     pub ready_patterns: Vec<String>,
     /// Regexes on the screen meaning it works; while set, output alone is not `busy` (spinners
     /// and redraws are output too).
-    #[serde(default)]
     pub busy_patterns: Vec<String>,
     /// The hooks through which the agent reports what it does, if any.
-    #[serde(default)]
     pub hooks: Option<HookDialect>,
     /// Keys that interrupt its current turn.
-    #[serde(default = "default_interrupt_keys")]
     pub interrupt_keys: String,
     /// Lines above the cursor (or a footer below it) that screen patterns look at: a question
     /// answered long ago is out of sight even while it stays on the screen.
-    #[serde(default = "default_look_back")]
     pub look_back: usize,
     /// A menu choice picked by its number needs Enter to take effect.
-    #[serde(default)]
     pub menu_enter: bool,
 }
 
@@ -268,8 +261,7 @@ pub enum HookDialect {
 }
 
 /// An agent as the daemon records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentRecord {
     /// `a-<n>`.
     pub id: String,
@@ -312,8 +304,7 @@ pub struct AgentRecord {
 }
 
 /// A terminal as the daemon records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TerminalRecord {
     /// `t-<n>`.
     pub id: String,

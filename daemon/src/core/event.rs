@@ -4,61 +4,45 @@
 //! the store keeps them with a record version so an older log stays readable (see
 //! `adapters/sled_store.rs` and its compatibility test).
 
-use serde::{Deserialize, Serialize};
-
 use super::agent::{AgentRecord, AgentState, TerminalRecord};
 use super::task::{DecisionRecord, GateRun, SessionRecord, TaskRecord, TaskState};
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "data", rename_all_fields = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     /// The daemon started (every start, with its pid).
-    #[serde(rename = "daemon.started")]
     DaemonStarted {
         pid: u32,
         version: String,
         workspace: String,
     },
     /// The daemon is stopping on request.
-    #[serde(rename = "daemon.stopping")]
     DaemonStopping { pid: u32 },
     /// A session was created.
-    #[serde(rename = "session.created")]
     SessionCreated { session: SessionRecord },
     /// A session was closed.
-    #[serde(rename = "session.closed")]
     SessionClosed { id: String, at: String },
     /// A terminal was opened (for an agent or on its own).
-    #[serde(rename = "terminal.opened")]
     TerminalOpened { terminal: TerminalRecord },
     /// A terminal's program ended.
-    #[serde(rename = "terminal.exited")]
     TerminalExited { id: String, exit_code: Option<i32> },
     /// A terminal was closed.
-    #[serde(rename = "terminal.closed")]
     TerminalClosed { id: String },
     /// A terminal was resized.
-    #[serde(rename = "terminal.resized")]
     TerminalResized { id: String, cols: u16, rows: u16 },
     /// An agent was created and its program started.
-    #[serde(rename = "agent.spawned")]
     AgentSpawned { agent: AgentRecord },
     /// An agent changed state.
-    #[serde(rename = "agent.state")]
     AgentStateChanged {
         id: String,
         state: AgentState,
         previous: AgentState,
         evidence: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
     },
     /// An agent's program ended (its state event follows).
-    #[serde(rename = "agent.exited")]
     AgentExited { id: String, exit_code: Option<i32> },
     /// A restart is scheduled after a backoff.
-    #[serde(rename = "agent.restarting")]
     AgentRestarting {
         id: String,
         attempt: u32,
@@ -66,7 +50,6 @@ pub enum EventBody {
         reason: String,
     },
     /// An agent runs again, in a new terminal.
-    #[serde(rename = "agent.restarted")]
     AgentRestarted {
         id: String,
         terminal_id: String,
@@ -74,22 +57,17 @@ pub enum EventBody {
         restarts: u32,
     },
     /// The restart limit was reached.
-    #[serde(rename = "agent.gaveUp")]
     AgentGaveUp { id: String, restarts: u32 },
     /// An agent that outlived the previous daemon (tmux) was taken over.
-    #[serde(rename = "agent.adopted")]
     AgentAdopted { id: String, pid: Option<u32> },
     /// A task was created.
-    #[serde(rename = "task.created")]
     TaskCreated { task: TaskRecord },
     /// A task was given to an agent.
-    #[serde(rename = "task.assigned")]
     TaskAssigned {
         id: String,
         agent_id: Option<String>,
     },
     /// A task changed state.
-    #[serde(rename = "task.state")]
     TaskStateChanged {
         id: String,
         state: TaskState,
@@ -97,29 +75,22 @@ pub enum EventBody {
         evidence: String,
     },
     /// A new attempt started (the prompt was typed into the agent).
-    #[serde(rename = "task.attempt")]
     TaskAttempt { id: String, attempt: u32 },
     /// Someone said the work is done.
-    #[serde(rename = "task.completed")]
     TaskCompleted { id: String, summary: Option<String> },
     /// A gate started.
-    #[serde(rename = "task.gateStarted")]
     TaskGateStarted {
         id: String,
         name: String,
         attempt: u32,
         /// The gate's process group, so a daemon that died mid-gate can end it on restart.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pgid: Option<u32>,
     },
     /// A gate finished (or was interrupted).
-    #[serde(rename = "task.gate")]
     TaskGate { id: String, result: GateRun },
     /// A decision is asked.
-    #[serde(rename = "decision.requested")]
     DecisionRequested { decision: DecisionRecord },
     /// A decision was answered.
-    #[serde(rename = "decision.resolved")]
     DecisionResolved {
         id: String,
         choice: String,
@@ -127,10 +98,8 @@ pub enum EventBody {
         at: String,
     },
     /// `orch.toml` was re-read.
-    #[serde(rename = "config.reloaded")]
     ConfigReloaded { path: String },
     /// A scheduler job failed.
-    #[serde(rename = "job.failed")]
     JobFailed { name: String, error: String },
 }
 
@@ -200,36 +169,283 @@ impl EventBody {
 }
 
 /// An event with its place in the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
     /// Strictly increasing, gap-free.
     pub seq: u64,
     /// RFC 3339 UTC.
     pub time: String,
     /// What happened.
-    #[serde(flatten)]
     pub body: EventBody,
+}
+
+/// One event of every kind, with every field set, for tests that pin their wire and disk forms.
+#[cfg(test)]
+pub(crate) fn samples() -> Vec<StoredEvent> {
+    use super::agent::{HookDialect, RestartPolicy, Watch};
+    use super::task::{DecisionSource, GateSpec, Priority};
+    let agent = AgentRecord {
+        id: "a-2".into(),
+        name: "claude-1".into(),
+        kind: "claude".into(),
+        command: vec!["claude".into()],
+        cwd: "/w".into(),
+        env: [("TOKEN".to_string(), "s3cret".to_string())].into(),
+        session_id: "s-1".into(),
+        terminal_id: "t-3".into(),
+        backend: "pty".into(),
+        state: AgentState::Starting,
+        exit_code: None,
+        pid: Some(42),
+        task_id: None,
+        restarts: 0,
+        watch: Watch {
+            idle_after_ms: 1500,
+            waiting_patterns: vec!["Proceed\\?".into()],
+            waiting_options: vec![("Yes".into(), "1".into())],
+            restart: RestartPolicy::OnFailure,
+            max_restarts: 5,
+            ready_patterns: vec!["> ".into()],
+            busy_patterns: vec!["esc to interrupt".into()],
+            hooks: Some(HookDialect::Claude),
+            interrupt_keys: "\u{1b}".into(),
+            look_back: 14,
+            menu_enter: false,
+        },
+        cols: 120,
+        rows: 40,
+        created_at: "2026-11-28T00:00:00.000Z".into(),
+        updated_at: "2026-11-28T00:00:00.000Z".into(),
+    };
+    let terminal = TerminalRecord {
+        id: "t-3".into(),
+        backend: "tmux".into(),
+        command: vec!["claude".into()],
+        cwd: "/w".into(),
+        cols: 120,
+        rows: 40,
+        pid: Some(42),
+        alive: true,
+        exit_code: None,
+        agent_id: Some("a-2".into()),
+        handle: Some("%7".into()),
+        closed: false,
+    };
+    let run = GateRun {
+        name: "test".into(),
+        attempt: 2,
+        ok: false,
+        exit_code: Some(101),
+        duration_ms: 5230,
+        output_tail: "1 failed".into(),
+    };
+    let task = TaskRecord {
+        id: "k-4".into(),
+        title: "fix".into(),
+        prompt: "make it pass".into(),
+        priority: Priority::High,
+        agent_id: Some("a-2".into()),
+        state: TaskState::Pending,
+        attempts: 0,
+        max_attempts: 3,
+        gates: vec![GateSpec {
+            name: "test".into(),
+            command: vec!["cargo".into(), "test".into()],
+            timeout_s: 900,
+        }],
+        gate_results: vec![run.clone()],
+        decision_id: None,
+        summary: None,
+        running_gate: Some(("test".into(), 1)),
+        running_gate_pgid: Some(77),
+        created_at: "2026-11-28T00:00:00.000Z".into(),
+        updated_at: "2026-11-28T00:00:00.000Z".into(),
+    };
+    let decision = DecisionRecord {
+        id: "d-5".into(),
+        title: "claude-1 is waiting for an answer".into(),
+        detail: "Do you want to proceed?".into(),
+        options: vec!["Yes".into(), "No".into()],
+        resolved: false,
+        choice: None,
+        reason: None,
+        source: DecisionSource::Agent {
+            id: "a-2".into(),
+            keys: vec![("Yes".into(), "1".into()), ("No".into(), "3".into())],
+        },
+        created_at: "2026-11-28T00:00:00.000Z".into(),
+        resolved_at: None,
+    };
+    let session = SessionRecord {
+        id: "s-1".into(),
+        name: "default".into(),
+        closed: false,
+        created_at: "2026-11-28T00:00:00.000Z".into(),
+        closed_at: None,
+    };
+    let bodies = vec![
+        EventBody::DaemonStarted {
+            pid: 1,
+            version: "0.1.0".into(),
+            workspace: "/w".into(),
+        },
+        EventBody::DaemonStopping { pid: 1 },
+        EventBody::SessionCreated { session },
+        EventBody::SessionClosed {
+            id: "s-6".into(),
+            at: "2026-11-28T00:00:01.000Z".into(),
+        },
+        EventBody::TerminalOpened { terminal },
+        EventBody::TerminalExited {
+            id: "t-3".into(),
+            exit_code: Some(0),
+        },
+        EventBody::TerminalClosed { id: "t-3".into() },
+        EventBody::TerminalResized {
+            id: "t-3".into(),
+            cols: 100,
+            rows: 30,
+        },
+        EventBody::AgentSpawned { agent },
+        EventBody::AgentStateChanged {
+            id: "a-2".into(),
+            state: AgentState::Waiting,
+            previous: AgentState::Busy,
+            evidence: "hook: PermissionRequest Bash".into(),
+            exit_code: None,
+        },
+        EventBody::AgentStateChanged {
+            id: "a-2".into(),
+            state: AgentState::Failed,
+            previous: AgentState::Busy,
+            evidence: "exit 2".into(),
+            exit_code: Some(2),
+        },
+        EventBody::AgentExited {
+            id: "a-2".into(),
+            exit_code: None,
+        },
+        EventBody::AgentRestarting {
+            id: "a-2".into(),
+            attempt: 1,
+            delay_ms: 500,
+            reason: "exit 2".into(),
+        },
+        EventBody::AgentRestarted {
+            id: "a-2".into(),
+            terminal_id: "t-8".into(),
+            pid: Some(43),
+            restarts: 1,
+        },
+        EventBody::AgentGaveUp {
+            id: "a-2".into(),
+            restarts: 5,
+        },
+        EventBody::AgentAdopted {
+            id: "a-2".into(),
+            pid: None,
+        },
+        EventBody::TaskCreated { task },
+        EventBody::TaskAssigned {
+            id: "k-4".into(),
+            agent_id: None,
+        },
+        EventBody::TaskStateChanged {
+            id: "k-4".into(),
+            state: TaskState::Running,
+            previous: TaskState::Assigned,
+            evidence: "prompt typed into claude-1 (attempt 1)".into(),
+        },
+        EventBody::TaskAttempt {
+            id: "k-4".into(),
+            attempt: 1,
+        },
+        EventBody::TaskCompleted {
+            id: "k-4".into(),
+            summary: Some("done".into()),
+        },
+        EventBody::TaskGateStarted {
+            id: "k-4".into(),
+            name: "test".into(),
+            attempt: 1,
+            pgid: Some(77),
+        },
+        EventBody::TaskGateStarted {
+            id: "k-4".into(),
+            name: "test".into(),
+            attempt: 1,
+            pgid: None,
+        },
+        EventBody::TaskGate {
+            id: "k-4".into(),
+            result: run,
+        },
+        EventBody::DecisionRequested { decision },
+        EventBody::DecisionResolved {
+            id: "d-5".into(),
+            choice: "Yes".into(),
+            reason: None,
+            at: "2026-11-28T00:00:02.000Z".into(),
+        },
+        EventBody::ConfigReloaded {
+            path: "/w/orch.toml".into(),
+        },
+        EventBody::JobFailed {
+            name: "retention".into(),
+            error: "disk full".into(),
+        },
+    ];
+    bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| StoredEvent {
+            seq: i as u64 + 1,
+            time: "2026-11-28T00:00:00.000Z".into(),
+            body,
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Kinds and subjects of every event, pinned: the kind is the name clients filter on.
     #[test]
-    fn kind_matches_serde_tag() {
-        let e = EventBody::AgentStateChanged {
-            id: "a-1".into(),
-            state: AgentState::Idle,
-            previous: AgentState::Busy,
-            evidence: "quiet 1500ms".into(),
-            exit_code: None,
-        };
-        let v = serde_json::to_value(&e).unwrap();
-        assert_eq!(v["kind"], e.kind());
-        assert_eq!(
-            v["data"],
-            serde_json::json!({"id":"a-1","state":"idle","previous":"busy","evidence":"quiet 1500ms"})
-        );
-        assert_eq!(e.subject(), "a-1");
+    fn kinds_and_subjects() {
+        let rows: Vec<String> = samples()
+            .iter()
+            .map(|e| format!("{} {}", e.body.kind(), e.body.subject()))
+            .collect();
+        expect_test::expect![[r#"
+            daemon.started daemon
+            daemon.stopping daemon
+            session.created s-1
+            session.closed s-6
+            terminal.opened t-3
+            terminal.exited t-3
+            terminal.closed t-3
+            terminal.resized t-3
+            agent.spawned a-2
+            agent.state a-2
+            agent.state a-2
+            agent.exited a-2
+            agent.restarting a-2
+            agent.restarted a-2
+            agent.gaveUp a-2
+            agent.adopted a-2
+            task.created k-4
+            task.assigned k-4
+            task.state k-4
+            task.attempt k-4
+            task.completed k-4
+            task.gateStarted k-4
+            task.gateStarted k-4
+            task.gate k-4
+            decision.requested d-5
+            decision.resolved d-5
+            config.reloaded config
+            job.failed retention"#]]
+        .assert_eq(&rows.join("\n"));
     }
 }

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::agent::{AgentRecord, AgentState, TerminalRecord};
 use super::event::{EventBody, StoredEvent};
 use super::ids::{self, IdGen};
@@ -16,8 +14,7 @@ use super::task::{DecisionRecord, SessionRecord, TaskRecord, TaskState};
 pub const DEFAULT_SESSION: &str = "default";
 
 /// Everything the daemon knows, rebuilt from snapshot + log at start.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// The next id number; ids are never reused.
     pub next_id: u64,

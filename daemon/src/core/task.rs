@@ -124,8 +124,7 @@ impl Priority {
 }
 
 /// A gate as a task holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateSpec {
     /// Its name.
     pub name: String,
@@ -136,8 +135,7 @@ pub struct GateSpec {
 }
 
 /// One gate run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateRun {
     /// The gate's name.
     pub name: String,
@@ -154,8 +152,7 @@ pub struct GateRun {
 }
 
 /// A task as the daemon records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
     /// `k-<n>`.
     pub id: String,
@@ -182,10 +179,8 @@ pub struct TaskRecord {
     /// What the completer said was done.
     pub summary: Option<String>,
     /// The gate running now (name, attempt): an interrupted run is recorded after a restart.
-    #[serde(default)]
     pub running_gate: Option<(String, u32)>,
     /// The running gate's process group.
-    #[serde(default)]
     pub running_gate_pgid: Option<u32>,
     /// RFC 3339.
     pub created_at: String,
@@ -194,8 +189,7 @@ pub struct TaskRecord {
 }
 
 /// What a decision is about, so resolving it can act.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "kind")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionSource {
     /// An agent waits for the human; options map to keys typed into it.
     Agent {
@@ -214,8 +208,7 @@ pub enum DecisionSource {
 }
 
 /// A decision as the daemon records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRecord {
     /// `d-<n>`.
     pub id: String,
@@ -240,8 +233,7 @@ pub struct DecisionRecord {
 }
 
 /// A session as the daemon records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {
     /// `s-<n>`.
     pub id: String,

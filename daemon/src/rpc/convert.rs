@@ -2,7 +2,7 @@
 //! (an agent's environment values, for one, never leave the daemon).
 
 use editor_protocol::objects as wire;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::core::agent::{AgentRecord, TerminalRecord};
 use crate::core::event::StoredEvent;
@@ -154,22 +154,94 @@ pub fn screen(s: ScreenSnapshot) -> wire::Screen {
 /// An event: records embedded in its data are shown as their wire objects.
 pub fn event(e: &StoredEvent) -> wire::Event {
     use crate::core::event::EventBody as B;
+    // Every kind spelled out: the wire form is the protocol's, not a serialization of the
+    // domain's types (a new kind does not compile until it has one).
     let data = match &e.body {
-        B::AgentSpawned { agent: a } => serde_json::json!({ "agent": to_value(agent(a)) }),
-        B::TaskCreated { task: t } => serde_json::json!({ "task": to_value(task(t)) }),
-        B::DecisionRequested { decision: d } => {
-            serde_json::json!({ "decision": to_value(decision(d)) })
-        }
+        B::DaemonStarted {
+            pid,
+            version,
+            workspace,
+        } => json!({ "pid": pid, "version": version, "workspace": workspace }),
+        B::DaemonStopping { pid } => json!({ "pid": pid }),
         B::SessionCreated { session: s } => {
-            serde_json::json!({ "session": to_value(session(s, &State::default())) })
+            json!({ "session": to_value(session(s, &State::default())) })
         }
-        B::TerminalOpened { terminal: t } => {
-            serde_json::json!({ "terminal": to_value(terminal(t, None)) })
+        B::SessionClosed { id, at } => json!({ "id": id, "at": at }),
+        B::TerminalOpened { terminal: t } => json!({ "terminal": to_value(terminal(t, None)) }),
+        B::TerminalExited { id, exit_code } => json!({ "id": id, "exitCode": exit_code }),
+        B::TerminalClosed { id } => json!({ "id": id }),
+        B::TerminalResized { id, cols, rows } => json!({ "id": id, "cols": cols, "rows": rows }),
+        B::AgentSpawned { agent: a } => json!({ "agent": to_value(agent(a)) }),
+        B::AgentStateChanged {
+            id,
+            state,
+            previous,
+            evidence,
+            exit_code,
+        } => {
+            let mut v = json!({
+                "id": id,
+                "state": state.as_str(),
+                "previous": previous.as_str(),
+                "evidence": evidence,
+            });
+            if let Some(code) = exit_code {
+                v["exitCode"] = json!(code);
+            }
+            v
         }
-        other => {
-            let mut v = serde_json::to_value(other).expect("events serialize");
-            v.get_mut("data").map(Value::take).unwrap_or(Value::Null)
+        B::AgentExited { id, exit_code } => json!({ "id": id, "exitCode": exit_code }),
+        B::AgentRestarting {
+            id,
+            attempt,
+            delay_ms,
+            reason,
+        } => json!({ "id": id, "attempt": attempt, "delayMs": delay_ms, "reason": reason }),
+        B::AgentRestarted {
+            id,
+            terminal_id,
+            pid,
+            restarts,
+        } => json!({ "id": id, "terminalId": terminal_id, "pid": pid, "restarts": restarts }),
+        B::AgentGaveUp { id, restarts } => json!({ "id": id, "restarts": restarts }),
+        B::AgentAdopted { id, pid } => json!({ "id": id, "pid": pid }),
+        B::TaskCreated { task: t } => json!({ "task": to_value(task(t)) }),
+        B::TaskAssigned { id, agent_id } => json!({ "id": id, "agentId": agent_id }),
+        B::TaskStateChanged {
+            id,
+            state,
+            previous,
+            evidence,
+        } => json!({
+            "id": id,
+            "state": state.as_str(),
+            "previous": previous.as_str(),
+            "evidence": evidence,
+        }),
+        B::TaskAttempt { id, attempt } => json!({ "id": id, "attempt": attempt }),
+        B::TaskCompleted { id, summary } => json!({ "id": id, "summary": summary }),
+        B::TaskGateStarted {
+            id,
+            name,
+            attempt,
+            pgid,
+        } => {
+            let mut v = json!({ "id": id, "name": name, "attempt": attempt });
+            if let Some(pgid) = pgid {
+                v["pgid"] = json!(pgid);
+            }
+            v
         }
+        B::TaskGate { id, result } => json!({ "id": id, "result": to_value(gate_result(result)) }),
+        B::DecisionRequested { decision: d } => json!({ "decision": to_value(decision(d)) }),
+        B::DecisionResolved {
+            id,
+            choice,
+            reason,
+            at,
+        } => json!({ "id": id, "choice": choice, "reason": reason, "at": at }),
+        B::ConfigReloaded { path } => json!({ "path": path }),
+        B::JobFailed { name, error } => json!({ "name": name, "error": error }),
     };
     wire::Event {
         seq: e.seq,
@@ -222,4 +294,46 @@ fn bounded(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every event kind as clients see it in `orch/event` and `orch/events/query`: the wire
+    /// form, pinned (PROTOCOL.md fixes it; an agent's environment never shows).
+    #[test]
+    fn every_event_kind_on_the_wire() {
+        let lines: Vec<String> = crate::core::event::samples()
+            .iter()
+            .map(|e| serde_json::to_string(&super::event(e)).unwrap())
+            .collect();
+        expect_test::expect![[r#"
+            {"seq":1,"time":"2026-11-28T00:00:00.000Z","kind":"daemon.started","subject":"daemon","data":{"pid":1,"version":"0.1.0","workspace":"/w"}}
+            {"seq":2,"time":"2026-11-28T00:00:00.000Z","kind":"daemon.stopping","subject":"daemon","data":{"pid":1}}
+            {"seq":3,"time":"2026-11-28T00:00:00.000Z","kind":"session.created","subject":"s-1","data":{"session":{"agentIds":[],"createdAt":"2026-11-28T00:00:00.000Z","id":"s-1","name":"default","state":"active"}}}
+            {"seq":4,"time":"2026-11-28T00:00:00.000Z","kind":"session.closed","subject":"s-6","data":{"at":"2026-11-28T00:00:01.000Z","id":"s-6"}}
+            {"seq":5,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.opened","subject":"t-3","data":{"terminal":{"alive":true,"backend":"tmux","cols":120,"command":["claude"],"cwd":"/w","handle":"%7","id":"t-3","pid":42,"rows":40}}}
+            {"seq":6,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.exited","subject":"t-3","data":{"exitCode":0,"id":"t-3"}}
+            {"seq":7,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.closed","subject":"t-3","data":{"id":"t-3"}}
+            {"seq":8,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.resized","subject":"t-3","data":{"cols":100,"id":"t-3","rows":30}}
+            {"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-2","data":{"agent":{"backend":"pty","command":["claude"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","id":"a-2","kind":"claude","name":"claude-1","pid":42,"restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-3","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"seq":10,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","subject":"a-2","data":{"evidence":"hook: PermissionRequest Bash","id":"a-2","previous":"busy","state":"waiting"}}
+            {"seq":11,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","subject":"a-2","data":{"evidence":"exit 2","exitCode":2,"id":"a-2","previous":"busy","state":"failed"}}
+            {"seq":12,"time":"2026-11-28T00:00:00.000Z","kind":"agent.exited","subject":"a-2","data":{"exitCode":null,"id":"a-2"}}
+            {"seq":13,"time":"2026-11-28T00:00:00.000Z","kind":"agent.restarting","subject":"a-2","data":{"attempt":1,"delayMs":500,"id":"a-2","reason":"exit 2"}}
+            {"seq":14,"time":"2026-11-28T00:00:00.000Z","kind":"agent.restarted","subject":"a-2","data":{"id":"a-2","pid":43,"restarts":1,"terminalId":"t-8"}}
+            {"seq":15,"time":"2026-11-28T00:00:00.000Z","kind":"agent.gaveUp","subject":"a-2","data":{"id":"a-2","restarts":5}}
+            {"seq":16,"time":"2026-11-28T00:00:00.000Z","kind":"agent.adopted","subject":"a-2","data":{"id":"a-2","pid":null}}
+            {"seq":17,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","subject":"k-4","data":{"task":{"agentId":"a-2","attempts":0,"createdAt":"2026-11-28T00:00:00.000Z","gateResults":[{"attempt":2,"durationMs":5230,"exitCode":101,"name":"test","ok":false,"outputTail":"1 failed"}],"gates":[{"command":["cargo","test"],"name":"test","timeoutS":900}],"id":"k-4","maxAttempts":3,"priority":"high","prompt":"make it pass","state":"pending","title":"fix","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"seq":18,"time":"2026-11-28T00:00:00.000Z","kind":"task.assigned","subject":"k-4","data":{"agentId":null,"id":"k-4"}}
+            {"seq":19,"time":"2026-11-28T00:00:00.000Z","kind":"task.state","subject":"k-4","data":{"evidence":"prompt typed into claude-1 (attempt 1)","id":"k-4","previous":"assigned","state":"running"}}
+            {"seq":20,"time":"2026-11-28T00:00:00.000Z","kind":"task.attempt","subject":"k-4","data":{"attempt":1,"id":"k-4"}}
+            {"seq":21,"time":"2026-11-28T00:00:00.000Z","kind":"task.completed","subject":"k-4","data":{"id":"k-4","summary":"done"}}
+            {"seq":22,"time":"2026-11-28T00:00:00.000Z","kind":"task.gateStarted","subject":"k-4","data":{"attempt":1,"id":"k-4","name":"test","pgid":77}}
+            {"seq":23,"time":"2026-11-28T00:00:00.000Z","kind":"task.gateStarted","subject":"k-4","data":{"attempt":1,"id":"k-4","name":"test"}}
+            {"seq":24,"time":"2026-11-28T00:00:00.000Z","kind":"task.gate","subject":"k-4","data":{"id":"k-4","result":{"attempt":2,"durationMs":5230,"exitCode":101,"name":"test","ok":false,"outputTail":"1 failed"}}}
+            {"seq":25,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-5","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"Do you want to proceed?","id":"d-5","options":["Yes","No"],"source":{"id":"a-2","kind":"agent"},"state":"pending","title":"claude-1 is waiting for an answer"}}}
+            {"seq":26,"time":"2026-11-28T00:00:00.000Z","kind":"decision.resolved","subject":"d-5","data":{"at":"2026-11-28T00:00:02.000Z","choice":"Yes","id":"d-5","reason":null}}
+            {"seq":27,"time":"2026-11-28T00:00:00.000Z","kind":"config.reloaded","subject":"config","data":{"path":"/w/orch.toml"}}
+            {"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","subject":"retention","data":{"error":"disk full","name":"retention"}}"#]].assert_eq(&lines.join("\n"));
+    }
 }

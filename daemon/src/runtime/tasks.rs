@@ -614,7 +614,11 @@ pub(super) fn end_orphaned_gate(task: &str, pgid: u32, gate_program: &str) {
     };
     let program = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     if program == gate_program.as_bytes() {
-        tracing::info!(task, pgid, "ending the gate the previous daemon left running");
+        tracing::info!(
+            task,
+            pgid,
+            "ending the gate the previous daemon left running"
+        );
         // SAFETY: killpg of a group whose leader we just identified as the gate.
         unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
     }
