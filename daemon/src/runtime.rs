@@ -1,16 +1,30 @@
 //! The runtime: one task that owns [`State`] and applies every command in order.
 //!
-//! Inputs (requests from connections, terminal activity, timers, gate results) arrive on one
-//! channel as the closed enum [`Input`]. The loop handles everything that is ready, then commits
-//! the batch: one store sync for all the batch's events (group commit), then the held replies,
-//! then the events to subscribers. So a state change is durable before it is acknowledged or
-//! seen, and a burst of commands costs one device flush. Side effects go through the ports and
-//! come back as inputs. No locks around domain state: only this task touches it.
+//! Inputs (calls from clients, connections opening and closing, terminal activity, timers, gate
+//! results) arrive on one channel as the closed enum [`Input`]. A client's request is a [`Call`]:
+//! a closure the rpc layer built, applied here with `&mut Runtime`, which returns the
+//! [`Delivery`] of its answer (or leaves a [`Waiter`] that answers later). The runtime never sees
+//! JSON, request ids or wire errors, and speaks to clients only through [`ClientPort`].
 //!
-//! - [`agents`]: spawn, watch (busy/idle/waiting), stop, restart, exits.
+//! What a command or an observation means is decided by the rules in [`crate::core::rules`]:
+//! [`Runtime::rule`] runs one on a [`Draft`] of the state, stages the events it recorded and
+//! carries out the [`Effect`]s it asked for (`Runtime::run_effect`), whose results come back as
+//! inputs. Observations that need no rule are recorded with [`Runtime::emit`]. Time comes from
+//! the [`Clock`] port.
+//!
+//! The loop handles everything that is ready, then commits the batch: one store sync for all the
+//! batch's events (group commit), then the held deliveries, then the events to subscribers. So a
+//! state change is durable before it is acknowledged or seen, and a burst of commands costs one
+//! device flush. No locks around domain state: only this task touches it.
+//!
+//! - [`agents`]: spawn (with the hook settings of kinds that report through hooks), stop,
+//!   restart, exits, restart policies, reconciliation after a daemon restart; terminal operations.
+//! - [`watching`]: each agent's state from its hooks, screen and quiet; typing into agents.
+//! - [`screen`]: pure reading of a screen: ready, busy, questions and their choices.
+//! - [`terminals`]: live terminal handles, output activity, last screens of ended terminals.
+//! - [`clients`]: connections, event subscriptions, decision offers, progress, followed output.
+//! - [`tasks`]: tasks, gates, decisions, progress and the scheduler's jobs.
 //! - [`sessions`]: named groups of agents.
-//! - [`tasks`]: tasks, gates, decisions and the scheduler's jobs.
-//! - [`clock`]: RFC 3339 times.
 
 pub mod agents;
 pub mod clients;

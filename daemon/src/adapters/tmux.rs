@@ -5,11 +5,16 @@
 //!
 //! Output arrives as `%output` notifications on the client's reader thread and is published to
 //! the terminal's subscribers, appended to its log and announced to the observer. Every program
-//! runs under a small `/bin/sh` start script (see `command.rs`) that reports the exit status in
-//! the pane title and keeps the pane open until tmux has sent all output. Exits are found by
-//! polling `list-panes` through the same client (windows keep their dead pane, so the screen can
-//! still be read); a dead server ends every terminal on it, and the next spawn starts a new
-//! server after the old one is gone.
+//! runs under a small `/bin/sh` start script (see `command.rs`) that, when the program ends,
+//! prints an exit marker (an OSC 2 title sequence, `orch-exited:<id>:<status>`) and keeps the
+//! pane open until tmux has sent all output. The reader thread finds the marker in the pane's
+//! `%output`, after every byte the program printed, keeps it out of the output and reports the
+//! exit at once. A thread that lists the panes every 200 ms while a terminal runs is the
+//! fallback: it reads the marker from the pane title, or tmux's own status when there is no
+//! marker (a marker split across two notifications, a killed start script), and reports a pane
+//! that vanished (windows keep their dead pane, so the screen can still be read). A dead server
+//! ends every terminal on it as lost, and the next spawn starts a new server after the old one
+//! is gone.
 //!
 //! This is the only module that knows tmux exists; it implements the ports and knows nothing of
 //! the runtime, the wire or the store. `control.rs` is the protocol client, `command.rs` the
