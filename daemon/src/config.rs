@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::core::agent::{HookDialect, RestartPolicy, Watch};
+use crate::core::agent::{AgentProtocol, HookDialect, RestartPolicy, Watch};
 
 /// The file name looked up at the workspace root.
 pub const FILE_NAME: &str = "orch.toml";
@@ -141,6 +141,14 @@ pub struct AgentKind {
     pub max_restarts: u32,
     /// Backend override for this kind.
     pub backend: Option<String>,
+    /// `"pty"` (a program in a terminal, the default) or `"acp"` (the Agent Client Protocol
+    /// on its stdio).
+    pub protocol: AgentProtocol,
+    /// ACP: the session mode to switch to (`default`, `plan`, ... as the agent names them).
+    pub acp_mode: Option<String>,
+    /// ACP: the `authenticate` method to use before creating a session (else one that needs
+    /// no person, when the agent asks for authentication).
+    pub acp_auth_method: Option<String>,
 }
 
 impl Default for AgentKind {
@@ -162,6 +170,9 @@ impl Default for AgentKind {
             restart: RestartPolicy::Never,
             max_restarts: watch.max_restarts,
             backend: None,
+            protocol: AgentProtocol::Pty,
+            acp_mode: None,
+            acp_auth_method: None,
         }
     }
 }
@@ -181,6 +192,9 @@ impl AgentKind {
             interrupt_keys: self.interrupt_keys.clone(),
             look_back: self.look_back,
             menu_enter: self.menu_enter,
+            protocol: self.protocol,
+            acp_mode: self.acp_mode.clone(),
+            acp_auth_method: self.acp_auth_method.clone(),
         }
     }
 }
@@ -334,8 +348,24 @@ pub fn builtin_kinds() -> BTreeMap<String, AgentKind> {
         look_back: 1,
         ..AgentKind::default()
     };
+    // The same agents over the Agent Client Protocol: exact states and permission requests
+    // with the agent's own options, no screen to read.
+    let gemini_acp = AgentKind {
+        command: strings(&["gemini", "--acp"]),
+        protocol: AgentProtocol::Acp,
+        ..AgentKind::default()
+    };
+    let claude_acp = AgentKind {
+        command: strings(&["claude-agent-acp"]),
+        protocol: AgentProtocol::Acp,
+        // Its own default mode lets a classifier approve commands; "default" asks a person.
+        acp_mode: Some("default".into()),
+        ..AgentKind::default()
+    };
     BTreeMap::from([
         ("shell".into(), shell),
+        ("gemini-acp".into(), gemini_acp),
+        ("claude-acp".into(), claude_acp),
         ("claude".into(), claude),
         ("codex".into(), codex),
         ("gemini".into(), gemini),
@@ -487,6 +517,34 @@ impl Config {
                     ));
                 }
             }
+            if kind.protocol == AgentProtocol::Acp {
+                let terminal_only = [
+                    ("backend", kind.backend.is_some()),
+                    ("hooks", kind.hooks.is_some()),
+                    ("waiting_patterns", !kind.waiting_patterns.is_empty()),
+                    ("ready_patterns", !kind.ready_patterns.is_empty()),
+                    ("busy_patterns", !kind.busy_patterns.is_empty()),
+                ];
+                if let Some((key, _)) = terminal_only.iter().find(|(_, set)| *set) {
+                    return Err((
+                        format!("agents.{name}.{key}"),
+                        "is for agents in a terminal; this kind speaks ACP (protocol = \"acp\")"
+                            .into(),
+                    ));
+                }
+            } else {
+                for (key, set) in [
+                    ("acp_mode", kind.acp_mode.is_some()),
+                    ("acp_auth_method", kind.acp_auth_method.is_some()),
+                ] {
+                    if set {
+                        return Err((
+                            format!("agents.{name}.{key}"),
+                            "is for ACP agents; set protocol = \"acp\" too".into(),
+                        ));
+                    }
+                }
+            }
             if let Some(b) = &kind.backend {
                 if !matches!(b.as_str(), "pty" | "tmux") {
                     return Err((
@@ -608,12 +666,14 @@ mod tests {
     fn defaults_and_errors() {
         check(
             "",
-            expect![[r#"ok backend=pty kinds=["aider", "claude", "codex", "gemini", "shell"]"#]],
+            expect![[
+                r#"ok backend=pty kinds=["aider", "claude", "claude-acp", "codex", "gemini", "gemini-acp", "shell"]"#
+            ]],
         );
         check(
             "[daemon]\nbackend = \"tmux\"\n[agents.asker]\ncommand = [\"ask\"]\n",
             expect![[
-                r#"ok backend=tmux kinds=["aider", "asker", "claude", "codex", "gemini", "shell"]"#
+                r#"ok backend=tmux kinds=["aider", "asker", "claude", "claude-acp", "codex", "gemini", "gemini-acp", "shell"]"#
             ]],
         );
         check(

@@ -164,6 +164,144 @@ pub trait TerminalBackend: Send + Sync {
     }
 }
 
+/// What an agent that speaks the Agent Client Protocol needs to start, beyond a terminal's spec
+/// (its screen is a drawing of the conversation, with the same log and subscriptions).
+#[derive(Debug, Clone)]
+pub struct ConversationSpec {
+    /// Command, cwd, env, size, output log: as for a terminal.
+    pub terminal: TerminalSpec,
+    /// A session of an earlier run of this agent, to continue where the agent can.
+    pub resume_session: Option<String>,
+    /// A session mode to switch to.
+    pub mode: Option<String>,
+    /// An `authenticate` method to use before creating the session.
+    pub auth_method: Option<String>,
+}
+
+/// What a prompt given to a [`Conversation`] became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompted {
+    /// Sent: the turn runs.
+    Started,
+    /// Waiting behind the running turn (or the handshake), `position` from 1.
+    Queued {
+        /// Its place in the queue.
+        position: usize,
+    },
+}
+
+/// A permission request's option, as the agent gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermitOption {
+    /// The agent's `optionId`.
+    pub id: String,
+    /// Its label.
+    pub name: String,
+    /// `allow_once`, `allow_always`, `reject_once`, `reject_always`.
+    pub kind: String,
+}
+
+/// What an ACP agent says, in order, in domain terms. Streamed message chunks arrive whole
+/// ([`Said::Message`] once the message is complete); history a continued session replays is
+/// not repeated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Said {
+    /// The session is ready for prompts.
+    Ready {
+        /// The agent's session id.
+        session_id: String,
+        /// `new`, `loaded` or `resumed`.
+        origin: &'static str,
+        /// Why the session asked for could not be continued, if so.
+        note: Option<String>,
+    },
+    /// A prompt was sent: its turn runs.
+    TurnStarted {
+        /// The prompt.
+        text: String,
+    },
+    /// A turn ended: `Ok(stopReason)`, or `Err(why)` when the agent failed it.
+    TurnEnded {
+        /// How.
+        end: Result<String, String>,
+    },
+    /// A whole message.
+    Message {
+        /// `agent` or `thought` (prompts are [`Said::TurnStarted`]).
+        role: &'static str,
+        /// Its text.
+        text: String,
+    },
+    /// A tool call appeared or changed status.
+    ToolCall {
+        /// The agent's id of the call.
+        call_id: String,
+        /// What it does, for people.
+        title: String,
+        /// `read`, `edit`, `execute`, ...
+        kind: String,
+        /// `pending`, `in_progress`, `completed` or `failed`.
+        status: String,
+    },
+    /// The plan, whole.
+    Plan(Vec<crate::core::agent::PlanStep>),
+    /// The agent asks permission.
+    PermissionRequested {
+        /// The request, numbered by this process.
+        request: u64,
+        /// What it is about (the tool call's title).
+        title: String,
+        /// Its input, in words.
+        detail: String,
+        /// The agent's options, in its order.
+        options: Vec<PermitOption>,
+    },
+    /// An open request went away unanswered (its turn ended or was cancelled).
+    PermissionDismissed {
+        /// The request.
+        request: u64,
+        /// Why, in words.
+        why: String,
+    },
+    /// The agent did something wrong that orch survives.
+    Problem(String),
+    /// The agent is given up on (its handshake failed); its exit follows.
+    Failed(String),
+}
+
+/// Callbacks from an ACP agent: its terminal's, and what it says. The same rules as
+/// [`TerminalObserver`]: cheap, never blocking.
+pub trait ConversationObserver: TerminalObserver {
+    /// Agent terminal `id` said something.
+    fn said(&self, id: &str, said: Said);
+}
+
+/// The protocol side of a running ACP agent (its screen side is a [`Terminal`]).
+pub trait Conversation: Send + Sync {
+    /// Send a prompt, or queue it behind the running turn.
+    fn prompt(&self, text: &str) -> Result<Prompted, BackendError>;
+    /// Cancel the running turn (`session/cancel`); whether one was running.
+    fn cancel(&self) -> Result<bool, BackendError>;
+    /// Answer open permission request `request` with the agent's `option_id`.
+    fn permit(&self, request: u64, option_id: &str) -> Result<(), BackendError>;
+}
+
+/// A started ACP agent: its screen side and its protocol side.
+pub type ConversationStarted = (Arc<dyn Terminal>, Arc<dyn Conversation>);
+
+/// A way to run agents that speak a protocol (`acp`).
+pub trait ConversationBackend: Send + Sync {
+    /// `"acp"`, as on the wire.
+    fn name(&self) -> &'static str;
+    /// Start an agent; the handshake runs in the background ([`Said::Ready`] or
+    /// [`Said::Failed`] tells how it went).
+    fn start(
+        &self,
+        spec: ConversationSpec,
+        observer: Arc<dyn ConversationObserver>,
+    ) -> Result<ConversationStarted, BackendError>;
+}
+
 /// What can go wrong in the event store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -22,7 +22,7 @@ use editor_protocol::objects as wire;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::core::agent::AgentState;
+use crate::core::agent::{AgentProtocol, AgentState};
 use crate::core::ids;
 use crate::core::task::TaskState;
 use crate::runtime::agents::SpawnArgs;
@@ -409,8 +409,20 @@ fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
             max: 256,
         });
     }
+    let protocol = match p.protocol.as_deref() {
+        None => None,
+        Some("pty") => Some(AgentProtocol::Pty),
+        Some("acp") => Some(AgentProtocol::Acp),
+        Some(other) => {
+            return Err(OpError::invalid(
+                "protocol",
+                format!("{other:?} is not a protocol; expected \"pty\" or \"acp\""),
+            ))
+        }
+    };
     let a = rt.spawn_agent(SpawnArgs {
         kind: p.kind,
+        protocol,
         command: p.command,
         name: p.name,
         cwd: p.cwd,

@@ -28,6 +28,7 @@
 
 pub mod agents;
 pub mod clients;
+pub mod conversations;
 
 pub mod screen;
 pub mod sessions;
@@ -48,7 +49,7 @@ use crate::core::event::{EventBody, StoredEvent};
 use crate::core::rules::{self, Draft, Effect, Refusal};
 use crate::core::state::{State, DEFAULT_SESSION};
 use crate::paths::WorkspacePaths;
-use crate::ports::{ClientPort, Clock, EventStore, TerminalBackend};
+use crate::ports::{ClientPort, Clock, ConversationBackend, EventStore, Said, TerminalBackend};
 
 pub use clients::event_matches;
 
@@ -91,6 +92,8 @@ pub enum Input {
     Exited(String, Option<i32>),
     /// A terminal was lost with its backend (why).
     Lost(String, String),
+    /// An ACP agent's terminal said something.
+    Said(String, Said),
     /// A timer fired.
     Timer(Timer),
     /// A gate run finished.
@@ -250,6 +253,8 @@ pub struct Runtime {
     log: Log,
     /// Terminal backends by name.
     backends: BTreeMap<&'static str, Arc<dyn TerminalBackend>>,
+    /// How ACP agents run, when this daemon runs them.
+    conversations: Option<Arc<dyn ConversationBackend>>,
     /// Live terminals and the last screens of ended ones.
     terminals: terminals::Terminals,
     /// Connections, subscriptions, offers, progress, followed output.
@@ -302,6 +307,7 @@ impl Runtime {
         config: Config,
         store: Box<dyn EventStore>,
         backends: Vec<Arc<dyn TerminalBackend>>,
+        conversations: Option<Arc<dyn ConversationBackend>>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<(
         Self,
@@ -355,6 +361,7 @@ impl Runtime {
                 loaded: (snap_seq, replayed),
             },
             backends: backends.into_iter().map(|b| (b.name(), b)).collect(),
+            conversations,
             terminals: terminals::Terminals::new(tx.clone()),
             clients: clients::Clients::default(),
             held: Vec::new(),
@@ -450,6 +457,7 @@ impl Runtime {
             Input::Output(terminal) => self.on_output(&terminal),
             Input::Exited(terminal, code) => self.on_exit(&terminal, code, None),
             Input::Lost(terminal, why) => self.on_exit(&terminal, None, Some(why)),
+            Input::Said(terminal, said) => self.on_said(&terminal, said),
             Input::Timer(t) => self.on_timer(t),
             Input::GateDone(outcome) => self.on_gate_done(outcome),
         }
@@ -506,6 +514,12 @@ impl Runtime {
                 }
             }
             Effect::Keys { agent, keys } => self.answer_question(&agent, &keys),
+            Effect::Permit {
+                agent,
+                request,
+                option_id,
+                choice,
+            } => self.permit(&agent, request, &option_id, &choice),
             Effect::RunGate { task, index } => self.run_gate(&task, index),
             Effect::KillGate { task } => self.work.kill_gate(&task),
             Effect::KillOrphanedGate {

@@ -34,6 +34,7 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
         config,
         Box::new(store),
         backends,
+        Some(Arc::new(crate::adapters::acp::AcpBackend)),
         Arc::new(crate::clock::SystemClock),
     )?;
     tracing::info!(workspace = %paths.root.display(), pid = std::process::id(), version = crate::VERSION, "daemon started");

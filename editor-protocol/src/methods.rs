@@ -118,6 +118,10 @@ pub struct AgentSpawnParams {
     /// `"pty"` or `"tmux"`; default from the configuration.
     #[serde(default)]
     pub backend: Option<String>,
+    /// `"pty"` (a program in a terminal) or `"acp"` (the Agent Client Protocol on its stdio);
+    /// default the kind's, else `"pty"`.
+    #[serde(default)]
+    pub protocol: Option<String>,
     /// Session; default the `default` session.
     #[serde(default)]
     pub session_id: Option<String>,

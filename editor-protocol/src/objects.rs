@@ -26,8 +26,16 @@ pub struct Agent {
     pub session_id: String,
     /// Its terminal.
     pub terminal_id: String,
-    /// `"pty"` or `"tmux"`.
+    /// `"pty"` or `"tmux"` (a program in a terminal), or `"acp"` (an ACP agent, whose screen
+    /// is orch's drawing of its conversation).
     pub backend: String,
+    /// How orch talks to it: `"pty"` (through its terminal) or `"acp"` (the Agent Client
+    /// Protocol).
+    #[serde(default = "pty")]
+    pub protocol: String,
+    /// An ACP agent's session, once it has one (a restart continues it where the agent can).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acp_session_id: Option<String>,
     /// `starting | running | idle | busy | waiting | exited | failed | stopped | lost`.
     pub state: String,
     /// Exit code once exited.
@@ -45,6 +53,10 @@ pub struct Agent {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub updated_at: String,
+}
+
+fn pty() -> String {
+    "pty".into()
 }
 
 /// A terminal.

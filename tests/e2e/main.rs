@@ -5,6 +5,7 @@
 //! One integration binary; each module is one area. Protocol cases run both on the socket and
 //! through `orch lsp`.
 
+mod acp_agents;
 mod agents;
 mod cli;
 mod docs;

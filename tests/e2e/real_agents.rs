@@ -20,7 +20,7 @@ use orch_tests::{orch_bin, wait_for, Client, Daemon, Via};
 use serde_json::{json, Value};
 
 /// Real agents start in seconds and answer in seconds: waits are longer than the harness's.
-const LONG: Duration = Duration::from_secs(90);
+pub(crate) const LONG: Duration = Duration::from_secs(90);
 
 #[test]
 fn claude_code_on_pty() {
@@ -421,7 +421,7 @@ fn scenario(agent: RealAgent, backend: &str) {
 }
 
 /// `orch/agent/send`, answered once the text was typed.
-fn send(c: &mut Client, agent: &str, text: &str) {
+pub(crate) fn send(c: &mut Client, agent: &str, text: &str) {
     if let Err(e) = c.call_within(
         "orch/agent/send",
         json!({ "id": agent, "text": text }),
@@ -433,7 +433,7 @@ fn send(c: &mut Client, agent: &str, text: &str) {
 }
 
 /// The agent's screen with some history, blank lines left out, for failure messages.
-fn screen_text(c: &mut Client, agent: &str) -> String {
+pub(crate) fn screen_text(c: &mut Client, agent: &str) -> String {
     c.call(
         "orch/agent/screen",
         json!({ "id": agent, "scrollback": 100 }),
@@ -452,12 +452,12 @@ fn screen_text(c: &mut Client, agent: &str) -> String {
 }
 
 /// The daemon's last seq.
-fn last_seq(c: &mut Client) -> u64 {
+pub(crate) fn last_seq(c: &mut Client) -> u64 {
     c.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap()
 }
 
 /// `agent.state` events of `agent` after `since`.
-fn state_events(c: &mut Client, agent: &str, since: u64) -> Vec<Value> {
+pub(crate) fn state_events(c: &mut Client, agent: &str, since: u64) -> Vec<Value> {
     c.ok(
         "orch/events/query",
         json!({ "since": since, "kinds": ["agent.state"], "subjects": [agent], "limit": 1000 }),
@@ -469,7 +469,7 @@ fn state_events(c: &mut Client, agent: &str, since: u64) -> Vec<Value> {
 
 /// Wait until the agent's states after `since` include `want` in that order; the events up to
 /// the last one wanted.
-fn wait_states(c: &mut Client, agent: &str, since: u64, want: &[&str]) -> Vec<Value> {
+pub(crate) fn wait_states(c: &mut Client, agent: &str, since: u64, want: &[&str]) -> Vec<Value> {
     wait_for(&format!("{agent} to go through {want:?}"), LONG, || {
         let events = state_events(c, agent, since);
         let mut i = 0;
@@ -485,14 +485,14 @@ fn wait_states(c: &mut Client, agent: &str, since: u64, want: &[&str]) -> Vec<Va
     })
 }
 
-fn wait_agent_state(c: &mut Client, agent: &str, state: &str) -> Value {
+pub(crate) fn wait_agent_state(c: &mut Client, agent: &str, state: &str) -> Value {
     wait_for(&format!("{agent} to be {state}"), LONG, || {
         let a = c.ok("orch/agent/get", json!({ "id": agent }));
         (a["state"] == state).then_some(a)
     })
 }
 
-fn pending_decision(c: &mut Client, agent: &str) -> Value {
+pub(crate) fn pending_decision(c: &mut Client, agent: &str) -> Value {
     wait_for(&format!("a pending decision of {agent}"), LONG, || {
         c.ok("orch/decision/list", json!({ "state": "pending" }))["items"]
             .as_array()

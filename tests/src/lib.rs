@@ -266,7 +266,7 @@ impl Daemon {
     }
 }
 
-fn is_zombie(pid: i32) -> bool {
+pub fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
             s.rsplit(')')

@@ -577,3 +577,77 @@ fn toml_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// A real agent that speaks the Agent Client Protocol, as `.ci/acp.sh` installs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcpAgent {
+    /// `gemini --acp` (Gemini CLI, the same install as [`RealAgent::Gemini`]).
+    Gemini,
+    /// `claude-agent-acp` (Claude Code through Zed's ACP adapter; it bundles its own Claude).
+    Claude,
+}
+
+impl AcpAgent {
+    /// Its built-in kind: `gemini-acp`, `claude-acp`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            AcpAgent::Gemini => "gemini-acp",
+            AcpAgent::Claude => "claude-acp",
+        }
+    }
+
+    /// The installed program, if any.
+    pub fn binary(self) -> Option<PathBuf> {
+        match self {
+            AcpAgent::Gemini => RealAgent::Gemini.binary(),
+            AcpAgent::Claude => {
+                let p =
+                    RealAgent::agents_dir().join("claude-acp/node_modules/.bin/claude-agent-acp");
+                is_executable(&p).then_some(p)
+            }
+        }
+    }
+
+    /// The installed program, or `None` (and a "skipping" line) when it is missing; with
+    /// `CI=true` a missing agent fails the test instead.
+    pub fn require(self) -> Option<PathBuf> {
+        let found = self.binary();
+        if found.is_none() {
+            assert!(
+                !ci(),
+                "the real {} agent is required when CI=true but is not installed in {}: run \
+                 `bash .ci/agents.sh` and `bash .ci/acp.sh`",
+                self.kind(),
+                RealAgent::agents_dir().display()
+            );
+            eprintln!("skipping: the real {} agent is not installed", self.kind());
+        }
+        found
+    }
+
+    /// Write into `home` what the agent needs to work in `workspace` against `server`, and
+    /// return how to start it (as for [`RealAgent::prepare`]).
+    pub fn prepare(self, home: &Path, workspace: &Path, server: &ModelServer) -> AgentSetup {
+        match self {
+            AcpAgent::Gemini => {
+                let mut setup = RealAgent::Gemini.prepare(home, workspace, server);
+                setup.command.push("--acp".into());
+                setup
+            }
+            AcpAgent::Claude => {
+                let bin = self.binary().expect("claude-agent-acp is installed");
+                // The same home, trust and model server as Claude Code's own.
+                let mut setup = RealAgent::Claude.prepare(home, workspace, server);
+                // IS_SANDBOX (set on this project's machines) makes claude-agent-acp start
+                // Claude with --dangerously-skip-permissions, which Claude refuses as root: the
+                // session could not even be created. The agent must not see it.
+                setup.command = ["env", "-u", "IS_SANDBOX"]
+                    .into_iter()
+                    .map(String::from)
+                    .chain([bin.to_string_lossy().into_owned()])
+                    .collect();
+                setup
+            }
+        }
+    }
+}

@@ -78,6 +78,7 @@
 //! blocking (what the pipe does not take waits in a bounded queue), and return. Nothing here
 //! knows the runtime, the wire to editors, or agent kinds.
 
+mod bridge;
 mod client;
 mod fs;
 mod proto;
@@ -100,6 +101,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use bridge::AcpBackend;
 pub use proto::{
     AgentCapabilities, AgentInfo, AvailableCommand, Modes, PermissionOption, PlanEntry,
     SessionMode, SessionUpdate, StopReason, ToolCall, ToolCallUpdate, ToolContent, ToolStatus,

@@ -399,7 +399,7 @@ mod tests {
         let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         expect_test::expect![[r#"
             {
-              "seq": 28,
+              "seq": 34,
               "state": {
                 "agents": {
                   "a-2": {
@@ -449,9 +449,78 @@ mod tests {
                         "Proceed\\?"
                       ]
                     }
+                  },
+                  "a-9": {
+                    "acpSession": "sess-1",
+                    "backend": "acp",
+                    "cols": 120,
+                    "command": [
+                      "gemini",
+                      "--acp"
+                    ],
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "cwd": "/w",
+                    "env": {},
+                    "exitCode": null,
+                    "id": "a-9",
+                    "kind": "gemini-acp",
+                    "name": "gemini-acp-1",
+                    "pid": 42,
+                    "restarts": 0,
+                    "rows": 40,
+                    "sessionId": "s-1",
+                    "state": "starting",
+                    "taskId": null,
+                    "terminalId": "t-10",
+                    "updatedAt": "2026-11-28T00:00:00.000Z",
+                    "watch": {
+                      "acpAuthMethod": "gemini-api-key",
+                      "acpMode": "default",
+                      "busyPatterns": [],
+                      "hooks": null,
+                      "idleAfterMs": 1500,
+                      "interruptKeys": "\u001b",
+                      "lookBack": 3,
+                      "maxRestarts": 5,
+                      "menuEnter": false,
+                      "protocol": "acp",
+                      "readyPatterns": [],
+                      "restart": "never",
+                      "waitingOptions": [],
+                      "waitingPatterns": []
+                    }
                   }
                 },
                 "decisions": {
+                  "d-11": {
+                    "choice": null,
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "detail": "touch x",
+                    "id": "d-11",
+                    "options": [
+                      "Allow",
+                      "Reject"
+                    ],
+                    "reason": null,
+                    "resolved": false,
+                    "resolvedAt": null,
+                    "source": {
+                      "id": "a-9",
+                      "kind": "permission",
+                      "options": [
+                        [
+                          "Allow",
+                          "proceed_once"
+                        ],
+                        [
+                          "Reject",
+                          "cancel"
+                        ]
+                      ],
+                      "request": 1
+                    },
+                    "title": "gemini-acp-1 asks permission"
+                  },
                   "d-5": {
                     "choice": "Yes",
                     "createdAt": "2026-11-28T00:00:00.000Z",
@@ -481,8 +550,8 @@ mod tests {
                     "title": "claude-1 is waiting for an answer"
                   }
                 },
-                "lastSeq": 28,
-                "nextId": 6,
+                "lastSeq": 34,
+                "nextId": 12,
                 "sessions": {
                   "s-1": {
                     "closed": false,
@@ -599,7 +668,13 @@ mod tests {
             {"v":1,"seq":25,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-5","title":"claude-1 is waiting for an answer","detail":"Do you want to proceed?","options":["Yes","No"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"agent","id":"a-2","keys":[["Yes","1"],["No","3"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
             {"v":1,"seq":26,"time":"2026-11-28T00:00:00.000Z","kind":"decision.resolved","data":{"id":"d-5","choice":"Yes","reason":null,"at":"2026-11-28T00:00:02.000Z"}}
             {"v":1,"seq":27,"time":"2026-11-28T00:00:00.000Z","kind":"config.reloaded","data":{"path":"/w/orch.toml"}}
-            {"v":1,"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","data":{"name":"retention","error":"disk full"}}"#]].assert_eq(&lines.join("\n"));
+            {"v":1,"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","data":{"name":"retention","error":"disk full"}}
+            {"v":1,"seq":29,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","data":{"agent":{"id":"a-9","name":"gemini-acp-1","kind":"gemini-acp","command":["gemini","--acp"],"cwd":"/w","env":{},"sessionId":"s-1","terminalId":"t-10","backend":"acp","acpSession":"sess-1","state":"starting","exitCode":null,"pid":42,"taskId":null,"restarts":0,"watch":{"idleAfterMs":1500,"waitingPatterns":[],"waitingOptions":[],"restart":"never","maxRestarts":5,"readyPatterns":[],"busyPatterns":[],"hooks":null,"interruptKeys":"\u001b","lookBack":3,"menuEnter":false,"protocol":"acp","acpMode":"default","acpAuthMethod":"gemini-api-key"},"cols":120,"rows":40,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"v":1,"seq":30,"time":"2026-11-28T00:00:00.000Z","kind":"agent.acpSession","data":{"id":"a-9","acpSessionId":"sess-1","origin":"loaded"}}
+            {"v":1,"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
+            {"v":1,"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","data":{"id":"a-9","toolCallId":"call-1","title":"touch x","toolKind":"execute","status":"pending"}}
+            {"v":1,"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","data":{"id":"a-9","entries":[{"content":"write the test","priority":"high","status":"in_progress"}]}}
+            {"v":1,"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-11","title":"gemini-acp-1 asks permission","detail":"touch x","options":["Allow","Reject"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"permission","id":"a-9","request":1,"options":[["Allow","proceed_once"],["Reject","cancel"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}"#]].assert_eq(&lines.join("\n"));
         // And back: each record reads as the event it was.
         for e in crate::core::event::samples() {
             let bytes = encode_event(&e).unwrap();

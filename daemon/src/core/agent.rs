@@ -129,6 +129,11 @@ pub enum Evidence {
         /// The exit code; `None` when a signal killed it.
         code: Option<i32>,
     },
+    /// The agent said so over the Agent Client Protocol.
+    Acp {
+        /// What it said: `session ready`, `prompt`, `end_turn`, `request_permission`.
+        what: String,
+    },
     /// A person or client asked for it (stop, restart).
     Request {
         /// What was asked, in words.
@@ -157,6 +162,7 @@ impl std::fmt::Display for Evidence {
                 event,
                 detail: None,
             } => write!(f, "hook: {event}"),
+            Evidence::Acp { what } => write!(f, "acp: {what}"),
             Evidence::Exit { code: Some(c) } => write!(f, "exit {c}"),
             Evidence::Exit { code: None } => write!(f, "killed by a signal"),
             Evidence::Request { what } | Evidence::Daemon { what } => f.write_str(what),
@@ -222,6 +228,45 @@ pub struct Watch {
     pub look_back: usize,
     /// A menu choice picked by its number needs Enter to take effect.
     pub menu_enter: bool,
+    /// How orch talks to it: through its terminal, or over the Agent Client Protocol.
+    pub protocol: AgentProtocol,
+    /// ACP: the session mode to switch to once the session exists (`default`, `plan`, ...).
+    pub acp_mode: Option<String>,
+    /// ACP: the `authenticate` method to use before creating the session.
+    pub acp_auth_method: Option<String>,
+}
+
+/// How orch talks to an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentProtocol {
+    /// A program in a terminal (the `pty` or `tmux` backend): typed into, its screen read.
+    #[default]
+    Pty,
+    /// The Agent Client Protocol on the program's stdio: prompts, tool calls and permission
+    /// requests as messages; the conversation is drawn on a screen of its own.
+    Acp,
+}
+
+impl AgentProtocol {
+    /// Its name in `orch.toml` and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentProtocol::Pty => "pty",
+            AgentProtocol::Acp => "acp",
+        }
+    }
+}
+
+/// One step of an agent's plan (`agent.plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanStep {
+    /// What the step is.
+    pub content: String,
+    /// `high`, `medium` or `low`, as the agent says.
+    pub priority: String,
+    /// `pending`, `in_progress` or `completed`, as the agent says.
+    pub status: String,
 }
 
 fn default_look_back() -> usize {
@@ -242,6 +287,9 @@ impl Default for Watch {
             interrupt_keys: default_interrupt_keys(),
             look_back: default_look_back(),
             menu_enter: false,
+            protocol: AgentProtocol::Pty,
+            acp_mode: None,
+            acp_auth_method: None,
         }
     }
 }
@@ -279,8 +327,10 @@ pub struct AgentRecord {
     pub session_id: String,
     /// The current terminal (a new one per restart).
     pub terminal_id: String,
-    /// `pty` or `tmux`.
+    /// `pty`, `tmux` or `acp`.
     pub backend: String,
+    /// The ACP session of an ACP agent, once it has one: a restart continues it.
+    pub acp_session: Option<String>,
     /// Current state.
     pub state: AgentState,
     /// Exit code once ended.
@@ -308,7 +358,7 @@ pub struct AgentRecord {
 pub struct TerminalRecord {
     /// `t-<n>`.
     pub id: String,
-    /// `pty` or `tmux`.
+    /// `pty`, `tmux` or `acp`.
     pub backend: String,
     /// The argv.
     pub command: Vec<String>,

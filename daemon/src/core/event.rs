@@ -4,10 +4,13 @@
 //! the store keeps them with a record version so an older log stays readable (see
 //! `adapters/sled_store.rs` and its compatibility test).
 
-use super::agent::{AgentRecord, AgentState, TerminalRecord};
+use super::agent::{AgentRecord, AgentState, PlanStep, TerminalRecord};
 use super::task::{DecisionRecord, GateRun, SessionRecord, TaskRecord, TaskState};
 
 /// What happened.
+// Events carrying a whole record are the larger ones; an event is built once and moved into
+// the log, so boxing them would cost more than it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventBody {
     /// The daemon started (every start, with its pid).
@@ -60,6 +63,29 @@ pub enum EventBody {
     AgentGaveUp { id: String, restarts: u32 },
     /// An agent that outlived the previous daemon (tmux) was taken over.
     AgentAdopted { id: String, pid: Option<u32> },
+    /// An ACP agent has a session: a new one, or an earlier one it continued (`origin`:
+    /// `new`, `loaded` or `resumed`).
+    AgentAcpSession {
+        id: String,
+        acp_session_id: String,
+        origin: String,
+    },
+    /// An ACP agent's message, whole: `role` is `user` (a prompt), `agent` or `thought`.
+    AgentMessage {
+        id: String,
+        role: String,
+        text: String,
+    },
+    /// An ACP agent's tool call appeared or changed status.
+    AgentToolCall {
+        id: String,
+        tool_call_id: String,
+        title: String,
+        tool_kind: String,
+        status: String,
+    },
+    /// An ACP agent's plan (the whole plan, replacing the last one).
+    AgentPlan { id: String, entries: Vec<PlanStep> },
     /// A task was created.
     TaskCreated { task: TaskRecord },
     /// A task was given to an agent.
@@ -122,6 +148,10 @@ impl EventBody {
             EventBody::AgentRestarted { .. } => "agent.restarted",
             EventBody::AgentGaveUp { .. } => "agent.gaveUp",
             EventBody::AgentAdopted { .. } => "agent.adopted",
+            EventBody::AgentAcpSession { .. } => "agent.acpSession",
+            EventBody::AgentMessage { .. } => "agent.message",
+            EventBody::AgentToolCall { .. } => "agent.toolCall",
+            EventBody::AgentPlan { .. } => "agent.plan",
             EventBody::TaskCreated { .. } => "task.created",
             EventBody::TaskAssigned { .. } => "task.assigned",
             EventBody::TaskStateChanged { .. } => "task.state",
@@ -157,6 +187,10 @@ impl EventBody {
             | EventBody::AgentRestarted { id, .. }
             | EventBody::AgentGaveUp { id, .. }
             | EventBody::AgentAdopted { id, .. }
+            | EventBody::AgentAcpSession { id, .. }
+            | EventBody::AgentMessage { id, .. }
+            | EventBody::AgentToolCall { id, .. }
+            | EventBody::AgentPlan { id, .. }
             | EventBody::TaskAssigned { id, .. }
             | EventBody::TaskStateChanged { id, .. }
             | EventBody::TaskAttempt { id, .. }
@@ -182,7 +216,7 @@ pub struct StoredEvent {
 /// One event of every kind, with every field set, for tests that pin their wire and disk forms.
 #[cfg(test)]
 pub(crate) fn samples() -> Vec<StoredEvent> {
-    use super::agent::{HookDialect, RestartPolicy, Watch};
+    use super::agent::{AgentProtocol, HookDialect, RestartPolicy, Watch};
     use super::task::{DecisionSource, GateSpec, Priority};
     let agent = AgentRecord {
         id: "a-2".into(),
@@ -211,7 +245,11 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
             interrupt_keys: "\u{1b}".into(),
             look_back: 14,
             menu_enter: false,
+            protocol: AgentProtocol::Pty,
+            acp_mode: None,
+            acp_auth_method: None,
         },
+        acp_session: None,
         cols: 120,
         rows: 40,
         created_at: "2026-11-28T00:00:00.000Z".into(),
@@ -272,6 +310,40 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         source: DecisionSource::Agent {
             id: "a-2".into(),
             keys: vec![("Yes".into(), "1".into()), ("No".into(), "3".into())],
+        },
+        created_at: "2026-11-28T00:00:00.000Z".into(),
+        resolved_at: None,
+    };
+    let mut acp_agent = agent.clone();
+    acp_agent.id = "a-9".into();
+    acp_agent.name = "gemini-acp-1".into();
+    acp_agent.kind = "gemini-acp".into();
+    acp_agent.command = vec!["gemini".into(), "--acp".into()];
+    acp_agent.env.clear();
+    acp_agent.terminal_id = "t-10".into();
+    acp_agent.backend = "acp".into();
+    acp_agent.acp_session = Some("sess-1".into());
+    acp_agent.watch = Watch {
+        protocol: AgentProtocol::Acp,
+        acp_mode: Some("default".into()),
+        acp_auth_method: Some("gemini-api-key".into()),
+        ..Watch::default()
+    };
+    let permission = DecisionRecord {
+        id: "d-11".into(),
+        title: "gemini-acp-1 asks permission".into(),
+        detail: "touch x".into(),
+        options: vec!["Allow".into(), "Reject".into()],
+        resolved: false,
+        choice: None,
+        reason: None,
+        source: DecisionSource::Permission {
+            id: "a-9".into(),
+            request: 1,
+            options: vec![
+                ("Allow".into(), "proceed_once".into()),
+                ("Reject".into(), "cancel".into()),
+            ],
         },
         created_at: "2026-11-28T00:00:00.000Z".into(),
         resolved_at: None,
@@ -394,6 +466,35 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
             name: "retention".into(),
             error: "disk full".into(),
         },
+        EventBody::AgentSpawned { agent: acp_agent },
+        EventBody::AgentAcpSession {
+            id: "a-9".into(),
+            acp_session_id: "sess-1".into(),
+            origin: "loaded".into(),
+        },
+        EventBody::AgentMessage {
+            id: "a-9".into(),
+            role: "agent".into(),
+            text: "Done: all tests pass.".into(),
+        },
+        EventBody::AgentToolCall {
+            id: "a-9".into(),
+            tool_call_id: "call-1".into(),
+            title: "touch x".into(),
+            tool_kind: "execute".into(),
+            status: "pending".into(),
+        },
+        EventBody::AgentPlan {
+            id: "a-9".into(),
+            entries: vec![PlanStep {
+                content: "write the test".into(),
+                priority: "high".into(),
+                status: "in_progress".into(),
+            }],
+        },
+        EventBody::DecisionRequested {
+            decision: permission,
+        },
     ];
     bodies
         .into_iter()
@@ -445,7 +546,13 @@ mod tests {
             decision.requested d-5
             decision.resolved d-5
             config.reloaded config
-            job.failed retention"#]]
+            job.failed retention
+            agent.spawned a-9
+            agent.acpSession a-9
+            agent.message a-9
+            agent.toolCall a-9
+            agent.plan a-9
+            decision.requested d-11"#]]
         .assert_eq(&rows.join("\n"));
     }
 }

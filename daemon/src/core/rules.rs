@@ -97,6 +97,17 @@ pub enum Effect {
         /// The keys.
         keys: String,
     },
+    /// Give an ACP agent the option chosen for its permission request.
+    Permit {
+        /// The agent.
+        agent: String,
+        /// Its request.
+        request: u64,
+        /// The agent's `optionId` of the choice.
+        option_id: String,
+        /// The choice, as the decision named it.
+        choice: String,
+    },
     /// Run gate `index` of a verifying task.
     RunGate {
         /// The task.
@@ -297,6 +308,7 @@ pub(crate) mod testing {
                     session_id: "s-1".into(),
                     terminal_id: terminal,
                     backend: "pty".into(),
+                    acp_session: None,
                     state: AgentState::Starting,
                     exit_code: None,
                     pid: Some(10),

@@ -77,7 +77,18 @@ impl State {
             | EventBody::ConfigReloaded { .. }
             | EventBody::JobFailed { .. }
             | EventBody::AgentRestarting { .. }
-            | EventBody::AgentGaveUp { .. } => {}
+            | EventBody::AgentGaveUp { .. }
+            | EventBody::AgentMessage { .. }
+            | EventBody::AgentToolCall { .. }
+            | EventBody::AgentPlan { .. } => {}
+            EventBody::AgentAcpSession {
+                id, acp_session_id, ..
+            } => {
+                if let Some(a) = self.agents.get_mut(id) {
+                    a.acp_session = Some(acp_session_id.clone());
+                    a.updated_at = at;
+                }
+            }
             EventBody::TaskGateStarted {
                 id,
                 name,
@@ -291,6 +302,7 @@ mod tests {
             session_id: "s-1".into(),
             terminal_id: "t-3".into(),
             backend: "pty".into(),
+            acp_session: None,
             state: AgentState::Starting,
             exit_code: None,
             pid: Some(10),

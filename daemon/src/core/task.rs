@@ -198,6 +198,15 @@ pub enum DecisionSource {
         /// Option -> keys.
         keys: Vec<(String, String)>,
     },
+    /// An ACP agent asks permission for a tool call; options map to the agent's `optionId`s.
+    Permission {
+        /// The agent.
+        id: String,
+        /// The request, as its agent's process numbers them.
+        request: u64,
+        /// Option -> the agent's `optionId`.
+        options: Vec<(String, String)>,
+    },
     /// A task escalated.
     Task {
         /// The task.

@@ -23,6 +23,8 @@ pub fn agent(a: &AgentRecord) -> wire::Agent {
         session_id: a.session_id.clone(),
         terminal_id: a.terminal_id.clone(),
         backend: a.backend.clone(),
+        protocol: a.watch.protocol.as_str().into(),
+        acp_session_id: a.acp_session.clone(),
         state: a.state.as_str().into(),
         exit_code: a.exit_code,
         pid: a.pid,
@@ -109,10 +111,12 @@ pub fn task(t: &TaskRecord) -> wire::Task {
 /// A decision.
 pub fn decision(d: &DecisionRecord) -> wire::Decision {
     let source = match &d.source {
-        DecisionSource::Agent { id, .. } => wire::DecisionSource {
-            kind: "agent".into(),
-            id: Some(id.clone()),
-        },
+        DecisionSource::Agent { id, .. } | DecisionSource::Permission { id, .. } => {
+            wire::DecisionSource {
+                kind: "agent".into(),
+                id: Some(id.clone()),
+            }
+        }
         DecisionSource::Task { id } => wire::DecisionSource {
             kind: "task".into(),
             id: Some(id.clone()),
@@ -205,6 +209,32 @@ pub fn event(e: &StoredEvent) -> wire::Event {
         } => json!({ "id": id, "terminalId": terminal_id, "pid": pid, "restarts": restarts }),
         B::AgentGaveUp { id, restarts } => json!({ "id": id, "restarts": restarts }),
         B::AgentAdopted { id, pid } => json!({ "id": id, "pid": pid }),
+        B::AgentAcpSession {
+            id,
+            acp_session_id,
+            origin,
+        } => json!({ "id": id, "acpSessionId": acp_session_id, "origin": origin }),
+        B::AgentMessage { id, role, text } => json!({ "id": id, "role": role, "text": text }),
+        B::AgentToolCall {
+            id,
+            tool_call_id,
+            title,
+            tool_kind,
+            status,
+        } => json!({
+            "id": id,
+            "toolCallId": tool_call_id,
+            "title": title,
+            "kind": tool_kind,
+            "status": status,
+        }),
+        B::AgentPlan { id, entries } => json!({
+            "id": id,
+            "entries": entries
+                .iter()
+                .map(|e| json!({ "content": e.content, "priority": e.priority, "status": e.status }))
+                .collect::<Vec<_>>(),
+        }),
         B::TaskCreated { task: t } => json!({ "task": to_value(task(t)) }),
         B::TaskAssigned { id, agent_id } => json!({ "id": id, "agentId": agent_id }),
         B::TaskStateChanged {
@@ -315,7 +345,7 @@ mod tests {
             {"seq":6,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.exited","subject":"t-3","data":{"exitCode":0,"id":"t-3"}}
             {"seq":7,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.closed","subject":"t-3","data":{"id":"t-3"}}
             {"seq":8,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.resized","subject":"t-3","data":{"cols":100,"id":"t-3","rows":30}}
-            {"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-2","data":{"agent":{"backend":"pty","command":["claude"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","id":"a-2","kind":"claude","name":"claude-1","pid":42,"restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-3","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-2","data":{"agent":{"backend":"pty","command":["claude"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","id":"a-2","kind":"claude","name":"claude-1","pid":42,"protocol":"pty","restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-3","updatedAt":"2026-11-28T00:00:00.000Z"}}}
             {"seq":10,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","subject":"a-2","data":{"evidence":"hook: PermissionRequest Bash","id":"a-2","previous":"busy","state":"waiting"}}
             {"seq":11,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","subject":"a-2","data":{"evidence":"exit 2","exitCode":2,"id":"a-2","previous":"busy","state":"failed"}}
             {"seq":12,"time":"2026-11-28T00:00:00.000Z","kind":"agent.exited","subject":"a-2","data":{"exitCode":null,"id":"a-2"}}
@@ -334,6 +364,12 @@ mod tests {
             {"seq":25,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-5","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"Do you want to proceed?","id":"d-5","options":["Yes","No"],"source":{"id":"a-2","kind":"agent"},"state":"pending","title":"claude-1 is waiting for an answer"}}}
             {"seq":26,"time":"2026-11-28T00:00:00.000Z","kind":"decision.resolved","subject":"d-5","data":{"at":"2026-11-28T00:00:02.000Z","choice":"Yes","id":"d-5","reason":null}}
             {"seq":27,"time":"2026-11-28T00:00:00.000Z","kind":"config.reloaded","subject":"config","data":{"path":"/w/orch.toml"}}
-            {"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","subject":"retention","data":{"error":"disk full","name":"retention"}}"#]].assert_eq(&lines.join("\n"));
+            {"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","subject":"retention","data":{"error":"disk full","name":"retention"}}
+            {"seq":29,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-9","data":{"agent":{"acpSessionId":"sess-1","backend":"acp","command":["gemini","--acp"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","id":"a-9","kind":"gemini-acp","name":"gemini-acp-1","pid":42,"protocol":"acp","restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-10","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"seq":30,"time":"2026-11-28T00:00:00.000Z","kind":"agent.acpSession","subject":"a-9","data":{"acpSessionId":"sess-1","id":"a-9","origin":"loaded"}}
+            {"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","subject":"a-9","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
+            {"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","subject":"a-9","data":{"id":"a-9","kind":"execute","status":"pending","title":"touch x","toolCallId":"call-1"}}
+            {"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","subject":"a-9","data":{"entries":[{"content":"write the test","priority":"high","status":"in_progress"}],"id":"a-9"}}
+            {"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-11","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"touch x","id":"d-11","options":["Allow","Reject"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"gemini-acp-1 asks permission"}}}"#]].assert_eq(&lines.join("\n"));
     }
 }

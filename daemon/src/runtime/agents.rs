@@ -12,12 +12,14 @@ use regex::Regex;
 
 use super::watching::WatchState;
 use super::{OpError, Runtime, Timer};
-use crate::core::agent::{AgentRecord, AgentState, Evidence, HookDialect, TerminalRecord};
+use crate::core::agent::{
+    AgentProtocol, AgentRecord, AgentState, Evidence, HookDialect, TerminalRecord,
+};
 use crate::core::event::EventBody;
 use crate::core::ids;
 use crate::core::rules;
 use crate::core::task::DecisionSource;
-use crate::ports::{Terminal, TerminalBackend, TerminalSpec};
+use crate::ports::{BackendError, ConversationSpec, Terminal, TerminalBackend, TerminalSpec};
 
 /// Most live terminals a daemon runs at once.
 pub const MAX_LIVE_TERMINALS: usize = 256;
@@ -39,6 +41,8 @@ pub struct SpawnArgs {
     pub env: BTreeMap<String, String>,
     /// Backend name.
     pub backend: Option<String>,
+    /// How orch talks to it (else the kind's).
+    pub protocol: Option<AgentProtocol>,
     /// Session id or name.
     pub session: Option<String>,
     /// Size.
@@ -109,6 +113,64 @@ impl Runtime {
         spec: TerminalSpec,
         agent_id: Option<String>,
     ) -> Result<(Arc<dyn Terminal>, TerminalRecord), OpError> {
+        let observer = self.terminals.observer();
+        let b = backend.clone();
+        self.open_with(backend.name(), spec, agent_id, move |spec| {
+            b.spawn(spec, observer)
+        })
+    }
+
+    /// Start an agent's process: in a terminal of its backend, or, for an ACP agent, as a
+    /// conversation (whose terminal is orch's drawing of it) continuing its last session.
+    fn start_agent_process(
+        &mut self,
+        agent: &AgentRecord,
+        spec: TerminalSpec,
+    ) -> Result<TerminalRecord, OpError> {
+        if agent.watch.protocol != AgentProtocol::Acp {
+            let backend = self.backend(&agent.backend, "backend")?;
+            return Ok(self
+                .start_terminal(&backend, spec, Some(agent.id.clone()))?
+                .1);
+        }
+        let Some(backend) = self.conversations.clone() else {
+            return Err(OpError::BackendUnavailable {
+                backend: "acp".into(),
+                detail: "not configured in this daemon".into(),
+            });
+        };
+        let observer = self.terminals.conversation_observer();
+        let spec = ConversationSpec {
+            terminal: spec,
+            resume_session: agent.acp_session.clone(),
+            mode: agent.watch.acp_mode.clone(),
+            auth_method: agent.watch.acp_auth_method.clone(),
+        };
+        let mut talk = None;
+        let (_t, record) = self.open_with(
+            backend.name(),
+            spec.terminal.clone(),
+            Some(agent.id.clone()),
+            |_| {
+                let (term, conversation) = backend.start(spec, observer)?;
+                talk = Some(conversation);
+                Ok(term)
+            },
+        )?;
+        if let Some(c) = talk {
+            self.terminals.insert_conversation(record.id.clone(), c);
+        }
+        Ok(record)
+    }
+
+    /// Start a terminal with `start`, within the live-terminal limit; its record.
+    fn open_with(
+        &mut self,
+        backend: &str,
+        spec: TerminalSpec,
+        agent_id: Option<String>,
+        start: impl FnOnce(TerminalSpec) -> Result<Arc<dyn Terminal>, BackendError>,
+    ) -> Result<(Arc<dyn Terminal>, TerminalRecord), OpError> {
         if self.live_terminals() >= MAX_LIVE_TERMINALS {
             return Err(OpError::Limit {
                 limit: "live terminals",
@@ -117,7 +179,7 @@ impl Runtime {
         }
         let record = TerminalRecord {
             id: spec.id.clone(),
-            backend: backend.name().into(),
+            backend: backend.into(),
             command: spec.command.clone(),
             cwd: spec.cwd.display().to_string(),
             cols: spec.cols,
@@ -129,20 +191,14 @@ impl Runtime {
             handle: None,
             closed: false,
         };
-        let term = backend
-            .spawn(spec, self.terminals.observer())
-            .map_err(|e| match e {
-                crate::ports::BackendError::Unavailable { backend, detail } => {
-                    OpError::BackendUnavailable {
-                        backend: backend.into(),
-                        detail,
-                    }
-                }
-                crate::ports::BackendError::Spawn { .. } => {
-                    OpError::invalid("command", e.to_string())
-                }
-                other => OpError::Internal(other.to_string()),
-            })?;
+        let term = start(spec).map_err(|e| match e {
+            BackendError::Unavailable { backend, detail } => OpError::BackendUnavailable {
+                backend: backend.into(),
+                detail,
+            },
+            BackendError::Spawn { .. } => OpError::invalid("command", e.to_string()),
+            other => OpError::Internal(other.to_string()),
+        })?;
         let record = TerminalRecord {
             pid: term.pid(),
             handle: term.handle(),
@@ -354,12 +410,27 @@ impl Runtime {
             }
         };
         let cwd = self.resolve_cwd(args.cwd.as_deref().or(kind.cwd.as_deref()), "cwd")?;
-        let backend_name = args
-            .backend
-            .clone()
-            .or(kind.backend.clone())
-            .unwrap_or_else(|| self.config.daemon.backend.clone());
-        let backend = self.backend(&backend_name, "backend")?;
+        let mut watch = kind.watch();
+        if let Some(p) = args.protocol {
+            watch.protocol = p;
+        }
+        let backend_name = if watch.protocol == AgentProtocol::Acp {
+            // An ACP agent speaks on its stdio: it has no terminal backend of its own.
+            if let Some(b) = args.backend.as_ref().filter(|b| b.as_str() != "acp") {
+                return Err(OpError::invalid(
+                    "backend",
+                    format!("{b:?} runs programs in terminals, but this agent speaks ACP; leave backend out"),
+                ));
+            }
+            "acp".to_string()
+        } else {
+            let name = args
+                .backend
+                .clone()
+                .or(kind.backend.clone())
+                .unwrap_or_else(|| self.config.daemon.backend.clone());
+            self.backend(&name, "backend")?.name().to_string()
+        };
         let cols = Self::check_size(args.cols, self.config.daemon.cols, "cols")?;
         let rows = Self::check_size(args.rows, self.config.daemon.rows, "rows")?;
         for p in kind
@@ -385,13 +456,14 @@ impl Runtime {
             env,
             session_id,
             terminal_id: terminal_id.clone(),
-            backend: backend.name().into(),
+            backend: backend_name,
+            acp_session: None,
             state: AgentState::Starting,
             exit_code: None,
             pid: None,
             task_id: None,
             restarts: 0,
-            watch: kind.watch(),
+            watch,
             cols,
             rows,
             created_at: now.clone(),
@@ -406,7 +478,7 @@ impl Runtime {
             cols,
             rows,
         );
-        let (_term, record) = self.start_terminal(&backend, spec, Some(id.clone()))?;
+        let record = self.start_agent_process(&agent, spec)?;
         agent.pid = record.pid;
         self.emit(EventBody::TerminalOpened { terminal: record });
         self.emit(EventBody::AgentSpawned {
@@ -559,7 +631,9 @@ impl Runtime {
     /// Start an agent's program again in a new terminal.
     fn respawn(&mut self, id: &str, evidence: Evidence) -> Result<(), OpError> {
         let agent = self.state.agents[id].clone();
-        let backend = self.backend(&agent.backend, "backend")?;
+        if agent.watch.protocol != AgentProtocol::Acp {
+            self.backend(&agent.backend, "backend")?;
+        }
         self.dismiss_wait_decision(id, "the agent was restarted");
         self.drop_typing(id, "the agent was restarted");
         if let Some(old) = self.terminals.remove(&agent.terminal_id) {
@@ -579,7 +653,7 @@ impl Runtime {
             agent.cols,
             agent.rows,
         );
-        let (_t, record) = self.start_terminal(&backend, spec, Some(agent.id.clone()))?;
+        let record = self.start_agent_process(&agent, spec)?;
         let pid = record.pid;
         self.emit(EventBody::TerminalOpened { terminal: record });
         if agent.state.is_live() {
@@ -649,7 +723,16 @@ impl Runtime {
             exit_code: code,
         });
         let stopping = self.stopping.remove(&id);
-        let (state, evidence) = rules::agents::ending(code, lost, stopping);
+        let (mut state, mut evidence) = rules::agents::ending(code, lost, stopping);
+        // An ACP agent given up on (its handshake failed) failed, whatever its exit code.
+        if let Some(why) = self.watch.get_mut(&id).and_then(|w| w.acp_failure.take()) {
+            if !stopping {
+                state = AgentState::Failed;
+                evidence = Evidence::Acp {
+                    what: format!("{why} ({evidence})"),
+                };
+            }
+        }
         self.set_agent_state(&id, state, evidence.clone(), code);
         self.dismiss_wait_decision(&id, "the agent ended");
         self.drop_typing(&id, "the agent ended");
@@ -782,9 +865,28 @@ impl Runtime {
                 self.watch.insert(agent.id.clone(), ws);
                 continue;
             }
+            if agent.backend == "acp" {
+                // An ACP agent may outlive its daemon (it is not in a terminal that closes):
+                // end what is left of it before it is restarted.
+                if let Some(pid) = self
+                    .state
+                    .terminals
+                    .get(&agent.terminal_id)
+                    .and_then(|t| t.pid)
+                {
+                    super::conversations::end_orphaned_agent(
+                        pid,
+                        &agent.terminal_id,
+                        &self.paths.socket,
+                    );
+                }
+            }
             let evidence = Evidence::Daemon {
                 what: match agent.backend.as_str() {
                     "pty" => "daemon restarted: its pty died with the previous daemon".to_string(),
+                    "acp" => {
+                        "daemon restarted: its ACP agent died with the previous daemon".to_string()
+                    }
                     b => format!("daemon restarted: its {b} terminal is gone"),
                 },
             };

@@ -1,6 +1,7 @@
-//! The runtime's terminals: the live handles by terminal id, the output activity backend threads
-//! report, and the last screens of terminals that ended, kept (bounded) for screen requests after
-//! their resources were released.
+//! The runtime's terminals: the live handles by terminal id (and, for ACP agents, the protocol
+//! side of the same terminal), the output activity backend threads report, and the last screens
+//! of terminals that ended, kept (bounded) for screen requests after their resources were
+//! released.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::Input;
-use crate::ports::{ScreenSnapshot, Terminal, TerminalObserver};
+use crate::ports::{
+    Conversation, ConversationObserver, Said, ScreenSnapshot, Terminal, TerminalObserver,
+};
 
 /// Last screens of ended terminals kept.
 const KEEP_SCREENS: usize = 64;
@@ -72,10 +75,18 @@ impl TerminalObserver for Observer {
     }
 }
 
+impl ConversationObserver for Observer {
+    fn said(&self, id: &str, said: Said) {
+        let _ = self.tx.send(Input::Said(id.to_string(), said));
+    }
+}
+
 /// The live terminals and the last screens of ended ones.
 pub struct Terminals {
     /// Live terminal handles by terminal id.
     live: HashMap<String, Arc<dyn Terminal>>,
+    /// The protocol side of live ACP agents' terminals, by terminal id.
+    conversations: HashMap<String, Arc<dyn Conversation>>,
     /// Last screens of ended terminals whose resources were released, bounded.
     final_screens: HashMap<String, ScreenSnapshot>,
     /// Release order of `final_screens`, oldest first.
@@ -92,6 +103,7 @@ impl Terminals {
         let activity = Arc::new(Activity::default());
         Self {
             live: HashMap::new(),
+            conversations: HashMap::new(),
             final_screens: HashMap::new(),
             final_order: VecDeque::new(),
             observer: Arc::new(Observer {
@@ -117,13 +129,29 @@ impl Terminals {
         self.live.insert(id, t);
     }
 
+    /// An ACP agent's terminal started: its conversation.
+    pub fn insert_conversation(&mut self, id: String, c: Arc<dyn Conversation>) {
+        self.conversations.insert(id, c);
+    }
+
+    /// The conversation of live ACP agent terminal `id`.
+    pub fn conversation(&self, id: &str) -> Option<&Arc<dyn Conversation>> {
+        self.conversations.get(id)
+    }
+
     /// Take a terminal out without keeping its screen (a restart replaces it).
     pub fn remove(&mut self, id: &str) -> Option<Arc<dyn Terminal>> {
+        self.conversations.remove(id);
         self.live.remove(id)
     }
 
     /// What backends report to.
     pub fn observer(&self) -> Arc<dyn TerminalObserver> {
+        self.observer.clone()
+    }
+
+    /// What conversation backends report to.
+    pub fn conversation_observer(&self) -> Arc<dyn ConversationObserver> {
         self.observer.clone()
     }
 
@@ -136,6 +164,7 @@ impl Terminals {
     /// keeping its last screen, bounded, for `screen` requests about it.
     pub fn release(&mut self, id: &str) {
         self.activity.forget(id);
+        self.conversations.remove(id);
         let Some(t) = self.live.remove(id) else {
             return;
         };
@@ -159,6 +188,7 @@ impl Terminals {
     /// Let go of every live terminal: pty programs die with the daemon, tmux windows stay for
     /// the next one.
     pub fn clear(&mut self) {
+        self.conversations.clear();
         self.live.clear();
     }
 }

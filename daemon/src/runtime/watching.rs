@@ -88,6 +88,10 @@ pub struct WatchState {
     inbox: VecDeque<Typing>,
     /// The text being typed.
     typing: Option<Typing>,
+    /// ACP: why the agent was given up on, for the state its exit gets.
+    pub(super) acp_failure: Option<String>,
+    /// ACP: open permission requests and their decisions.
+    pub(super) permissions: Vec<(u64, String)>,
 }
 
 /// A question the agent asks a person.
@@ -144,6 +148,8 @@ impl WatchState {
             last_ready: false,
             inbox: VecDeque::new(),
             typing: None,
+            acp_failure: None,
+            permissions: Vec::new(),
         }
     }
 
@@ -223,6 +229,26 @@ impl Runtime {
                 max: MAX_TEXT as u64,
             };
             return refuse(self, reply, e);
+        }
+        if self.speaks_acp(agent) {
+            // A prompt is a message: it lands whole or is refused, nothing to watch for.
+            let result = if submit {
+                self.prompt_acp(agent, text)
+            } else {
+                Err(OpError::invalid(
+                    "submit",
+                    "an ACP agent takes whole prompts; send with submit",
+                ))
+            };
+            return match result {
+                Ok(()) => {
+                    if let Some(reply) = reply {
+                        self.hold(reply(Ok(())));
+                    }
+                    Ok(())
+                }
+                Err(e) => refuse(self, reply, e),
+            };
         }
         let Some(ws) = self.watch.get_mut(agent) else {
             let e = OpError::Internal(format!("agent {agent} is not watched"));
@@ -461,6 +487,9 @@ impl Runtime {
     /// `interrupt_keys`, Escape by default), typed at once, ahead of anything waiting to be typed.
     pub fn interrupt_agent(&mut self, id: &str) -> Result<(), OpError> {
         let (agent, term) = self.agent_terminal(id, "cannot interrupt")?;
+        if agent.watch.protocol == crate::core::agent::AgentProtocol::Acp {
+            return self.cancel_acp(&agent.id);
+        }
         term.write(agent.watch.interrupt_keys.as_bytes())
             .map_err(|e| OpError::Internal(e.to_string()))?;
         Ok(())
@@ -472,6 +501,9 @@ impl Runtime {
             return;
         };
         let (id, state) = (agent.id.clone(), agent.state);
+        if agent.watch.protocol == crate::core::agent::AgentProtocol::Acp {
+            return; // its states come from what it says, not from its screen
+        }
         let Some(ws) = self.watch.get(&id) else {
             return;
         };
@@ -493,6 +525,7 @@ impl Runtime {
             .agents
             .values()
             .filter(|a| a.state.is_live() && a.state != AgentState::Starting)
+            .filter(|a| a.watch.protocol != crate::core::agent::AgentProtocol::Acp)
             .map(|a| a.id.clone())
             .collect();
         for id in ids {
@@ -746,12 +779,10 @@ impl Runtime {
         if let Some(w) = self.watch.get_mut(id) {
             w.decision = None;
             w.question = None;
+            w.permissions.clear();
         }
         // Every pending question of this agent, including one asked before a daemon restart.
-        self.dismiss_decisions(
-            |s| matches!(s, DecisionSource::Agent { id: a, .. } if a == id),
-            why,
-        );
+        self.dismiss_decisions(|s| rules::decisions::asked_by(s, id), why);
     }
 
     /// `orch/hook`: what an agent's own hook says it does.

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::core::agent::{
-    AgentRecord, AgentState, HookDialect, RestartPolicy, TerminalRecord, Watch,
+    AgentProtocol, AgentRecord, AgentState, HookDialect, PlanStep, RestartPolicy, TerminalRecord,
+    Watch,
 };
 use crate::core::event::{EventBody, StoredEvent};
 use crate::core::state::State;
@@ -37,6 +38,7 @@ pub struct EventV1 {
 /// What happened, tagged by kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "data", rename_all_fields = "camelCase")]
+#[allow(clippy::large_enum_variant)] // as EventBody: built once, written, dropped
 pub enum BodyV1 {
     #[serde(rename = "daemon.started")]
     DaemonStarted {
@@ -89,6 +91,31 @@ pub enum BodyV1 {
     AgentGaveUp { id: String, restarts: u32 },
     #[serde(rename = "agent.adopted")]
     AgentAdopted { id: String, pid: Option<u32> },
+    #[serde(rename = "agent.acpSession")]
+    AgentAcpSession {
+        id: String,
+        acp_session_id: String,
+        origin: String,
+    },
+    #[serde(rename = "agent.message")]
+    AgentMessage {
+        id: String,
+        role: String,
+        text: String,
+    },
+    #[serde(rename = "agent.toolCall")]
+    AgentToolCall {
+        id: String,
+        tool_call_id: String,
+        title: String,
+        tool_kind: String,
+        status: String,
+    },
+    #[serde(rename = "agent.plan")]
+    AgentPlan {
+        id: String,
+        entries: Vec<PlanStepV1>,
+    },
     #[serde(rename = "task.created")]
     TaskCreated { task: TaskV1 },
     #[serde(rename = "task.assigned")]
@@ -145,6 +172,9 @@ pub struct AgentV1 {
     pub session_id: String,
     pub terminal_id: String,
     pub backend: String,
+    /// Came later in version 1; absent for agents without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acp_session: Option<String>,
     pub state: AgentState,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
@@ -179,6 +209,26 @@ pub struct WatchV1 {
     pub look_back: usize,
     #[serde(default)]
     pub menu_enter: bool,
+    /// Written only for ACP agents: the records of terminal agents are as before.
+    #[serde(default, skip_serializing_if = "is_pty")]
+    pub protocol: AgentProtocol,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acp_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acp_auth_method: Option<String>,
+}
+
+fn is_pty(p: &AgentProtocol) -> bool {
+    *p == AgentProtocol::Pty
+}
+
+/// A step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStepV1 {
+    pub content: String,
+    pub priority: String,
+    pub status: String,
 }
 
 fn default_interrupt_keys() -> String {
@@ -259,6 +309,11 @@ pub enum SourceV1 {
     Agent {
         id: String,
         keys: Vec<(String, String)>,
+    },
+    Permission {
+        id: String,
+        request: u64,
+        options: Vec<(String, String)>,
     },
     Task {
         id: String,
@@ -384,6 +439,46 @@ impl From<&EventBody> for BodyV1 {
             },
             E::AgentGaveUp { id, restarts } => BodyV1::AgentGaveUp { id, restarts },
             E::AgentAdopted { id, pid } => BodyV1::AgentAdopted { id, pid },
+            E::AgentAcpSession {
+                id,
+                acp_session_id,
+                origin,
+            } => BodyV1::AgentAcpSession {
+                id,
+                acp_session_id,
+                origin,
+            },
+            E::AgentMessage { id, role, text } => BodyV1::AgentMessage { id, role, text },
+            E::AgentToolCall {
+                id,
+                tool_call_id,
+                title,
+                tool_kind,
+                status,
+            } => BodyV1::AgentToolCall {
+                id,
+                tool_call_id,
+                title,
+                tool_kind,
+                status,
+            },
+            E::AgentPlan { id, entries } => BodyV1::AgentPlan {
+                id,
+                entries: entries
+                    .into_iter()
+                    .map(
+                        |PlanStep {
+                             content,
+                             priority,
+                             status,
+                         }| PlanStepV1 {
+                            content,
+                            priority,
+                            status,
+                        },
+                    )
+                    .collect(),
+            },
             E::TaskCreated { task } => BodyV1::TaskCreated {
                 task: (&task).into(),
             },
@@ -448,6 +543,7 @@ impl From<&AgentRecord> for AgentV1 {
             session_id,
             terminal_id,
             backend,
+            acp_session,
             state,
             exit_code,
             pid,
@@ -469,6 +565,7 @@ impl From<&AgentRecord> for AgentV1 {
             session_id,
             terminal_id,
             backend,
+            acp_session,
             state,
             exit_code,
             pid,
@@ -497,6 +594,9 @@ impl From<&Watch> for WatchV1 {
             interrupt_keys,
             look_back,
             menu_enter,
+            protocol,
+            acp_mode,
+            acp_auth_method,
         } = w.clone();
         WatchV1 {
             idle_after_ms,
@@ -510,6 +610,9 @@ impl From<&Watch> for WatchV1 {
             interrupt_keys,
             look_back,
             menu_enter,
+            protocol,
+            acp_mode,
+            acp_auth_method,
         }
     }
 }
@@ -648,6 +751,15 @@ impl From<&DecisionRecord> for DecisionV1 {
             reason,
             source: match source {
                 DecisionSource::Agent { id, keys } => SourceV1::Agent { id, keys },
+                DecisionSource::Permission {
+                    id,
+                    request,
+                    options,
+                } => SourceV1::Permission {
+                    id,
+                    request,
+                    options,
+                },
                 DecisionSource::Task { id } => SourceV1::Task { id },
                 DecisionSource::User => SourceV1::User,
             },
@@ -786,6 +898,46 @@ impl From<BodyV1> for EventBody {
             },
             BodyV1::AgentGaveUp { id, restarts } => E::AgentGaveUp { id, restarts },
             BodyV1::AgentAdopted { id, pid } => E::AgentAdopted { id, pid },
+            BodyV1::AgentAcpSession {
+                id,
+                acp_session_id,
+                origin,
+            } => E::AgentAcpSession {
+                id,
+                acp_session_id,
+                origin,
+            },
+            BodyV1::AgentMessage { id, role, text } => E::AgentMessage { id, role, text },
+            BodyV1::AgentToolCall {
+                id,
+                tool_call_id,
+                title,
+                tool_kind,
+                status,
+            } => E::AgentToolCall {
+                id,
+                tool_call_id,
+                title,
+                tool_kind,
+                status,
+            },
+            BodyV1::AgentPlan { id, entries } => E::AgentPlan {
+                id,
+                entries: entries
+                    .into_iter()
+                    .map(
+                        |PlanStepV1 {
+                             content,
+                             priority,
+                             status,
+                         }| PlanStep {
+                            content,
+                            priority,
+                            status,
+                        },
+                    )
+                    .collect(),
+            },
             BodyV1::TaskCreated { task } => E::TaskCreated { task: task.into() },
             BodyV1::TaskAssigned { id, agent_id } => E::TaskAssigned { id, agent_id },
             BodyV1::TaskStateChanged {
@@ -848,6 +1000,7 @@ impl From<AgentV1> for AgentRecord {
             session_id,
             terminal_id,
             backend,
+            acp_session,
             state,
             exit_code,
             pid,
@@ -869,6 +1022,7 @@ impl From<AgentV1> for AgentRecord {
             session_id,
             terminal_id,
             backend,
+            acp_session,
             state,
             exit_code,
             pid,
@@ -897,6 +1051,9 @@ impl From<WatchV1> for Watch {
             interrupt_keys,
             look_back,
             menu_enter,
+            protocol,
+            acp_mode,
+            acp_auth_method,
         } = w;
         Watch {
             idle_after_ms,
@@ -910,6 +1067,9 @@ impl From<WatchV1> for Watch {
             interrupt_keys,
             look_back,
             menu_enter,
+            protocol,
+            acp_mode,
+            acp_auth_method,
         }
     }
 }
@@ -1048,6 +1208,15 @@ impl From<DecisionV1> for DecisionRecord {
             reason,
             source: match source {
                 SourceV1::Agent { id, keys } => DecisionSource::Agent { id, keys },
+                SourceV1::Permission {
+                    id,
+                    request,
+                    options,
+                } => DecisionSource::Permission {
+                    id,
+                    request,
+                    options,
+                },
                 SourceV1::Task { id } => DecisionSource::Task { id },
                 SourceV1::User => DecisionSource::User,
             },

@@ -58,6 +58,23 @@ pub fn resolve(
                 keys,
             });
         }
+        DecisionSource::Permission {
+            id: agent,
+            request,
+            options,
+        } => {
+            let option_id = options
+                .iter()
+                .find(|(o, _)| o == choice)
+                .map(|(_, id)| id.clone())
+                .unwrap_or_default();
+            d.effect(Effect::Permit {
+                agent: agent.clone(),
+                request: *request,
+                option_id,
+                choice: choice.into(),
+            });
+        }
         DecisionSource::Task { id: task } => tasks::decided(d, task, choice),
         DecisionSource::User => {}
     }
@@ -85,13 +102,17 @@ pub fn dismiss(d: &mut Draft, source: impl Fn(&DecisionSource) -> bool, why: &st
     }
 }
 
-/// Dismiss every pending question of agent `agent`.
+/// Dismiss every pending question of agent `agent` (on its screen or over ACP).
 pub fn dismiss_agent(d: &mut Draft, agent: &str, why: &str) {
-    dismiss(
-        d,
-        |s| matches!(s, DecisionSource::Agent { id, .. } if id == agent),
-        why,
-    );
+    dismiss(d, |s| asked_by(s, agent), why);
+}
+
+/// Whether a decision's source is a question of agent `agent`.
+pub fn asked_by(source: &DecisionSource, agent: &str) -> bool {
+    match source {
+        DecisionSource::Agent { id, .. } | DecisionSource::Permission { id, .. } => id == agent,
+        DecisionSource::Task { .. } | DecisionSource::User => false,
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +187,54 @@ mod tests {
             dismiss_agent(d, "a-2", "again");
             Ok(())
         }));
+    }
+
+    /// An ACP agent's permission request: the first answer gives the agent the chosen option's
+    /// `optionId`; its pending requests are dismissed with its other questions.
+    #[test]
+    fn a_permission_answer_names_the_agents_option() {
+        let mut s = world(&[("gemini-acp-1", "gemini-acp", Waiting)]);
+        let ask = |s: &mut crate::core::state::State, request: u64| {
+            let mut d = Draft::new(s, "2026-11-28T00:00:00Z");
+            let id = d.new_id("d");
+            d.emit(EventBody::DecisionRequested {
+                decision: DecisionRecord {
+                    id: id.clone(),
+                    title: "gemini-acp-1 asks permission".into(),
+                    detail: "touch x".into(),
+                    options: vec!["Allow".into(), "Reject".into()],
+                    resolved: false,
+                    choice: None,
+                    reason: None,
+                    source: DecisionSource::Permission {
+                        id: "a-2".into(),
+                        request,
+                        options: vec![
+                            ("Allow".into(), "proceed_once".into()),
+                            ("Reject".into(), "cancel".into()),
+                        ],
+                    },
+                    created_at: "2026-11-28T00:00:00Z".into(),
+                    resolved_at: None,
+                },
+            });
+            id
+        };
+        let first = ask(&mut s, 1);
+        let second = ask(&mut s, 2);
+        let lines = [
+            run(&mut s, |d| resolve(d, &first, "Allow", None).map(|_| ())),
+            run(&mut s, |d| resolve(d, &first, "Reject", None).map(|_| ())),
+            run(&mut s, |d| {
+                dismiss_agent(d, "a-2", "the turn ended");
+                Ok(())
+            }),
+        ];
+        expect![[r#"
+            event d-3 resolved "Allow" (None)
+            effect Permit { agent: "a-2", request: 1, option_id: "proceed_once", choice: "Allow" }
+            refused Conflict { kind: "decision", id: "d-3", state: "resolved (choice Allow)", what: "cannot resolve again" }
+            event d-4 resolved "dismissed" (Some("the turn ended"))"#]].assert_eq(&lines.join("\n"));
+        assert!(s.decisions[&second].resolved);
     }
 }
