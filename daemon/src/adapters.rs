@@ -1,6 +1,6 @@
-//! Adapters: the implementations of the ports in `ports.rs` — the sled event store and the
-//! terminal backends — plus the output fan-out they share, the ACP client that drives agents
-//! speaking the Agent Client Protocol behind a terminal of its own, and the git worktree layer.
+//! Adapters: the implementations of the ports in `ports.rs` — the sled event store, the
+//! terminal backends and the ACP client (the `ConversationBackend`: agents speaking the Agent
+//! Client Protocol, behind a terminal of its own) — and the git worktree layer.
 //!
 //! Only this module names sled, portable-pty, alacritty_terminal, tmux or git.
 
@@ -60,7 +60,7 @@ const FOREIGN_TERMINAL_PREFIXES: &[&str] = &[
 ];
 
 /// Whether an inherited variable describes the daemon's own terminal (see
-/// [`FOREIGN_TERMINAL_VARS`]).
+/// `FOREIGN_TERMINAL_VARS`).
 pub fn foreign_terminal_var(key: &str) -> bool {
     FOREIGN_TERMINAL_VARS.contains(&key)
         || FOREIGN_TERMINAL_PREFIXES.iter().any(|p| key.starts_with(p))

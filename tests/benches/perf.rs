@@ -2357,8 +2357,269 @@ const CLAUDE_DIALOG: &str = " Bash command\n\n   touch made-by-claude\n   Run a 
 /// model through a real agent.
 fn agents_group(env: &Env) -> Result<Vec<Section>> {
     let mut sections = vec![question_section(env)?];
+    sections.push(acp_section()?);
     sections.push(prompt_section()?);
     Ok(sections)
+}
+
+/// Permission requests measured after warm-up, per path.
+const ACP_SAMPLES: usize = 200;
+/// Permission requests before them, not measured.
+const ACP_WARMUP: usize = 20;
+
+/// A minimal ACP agent for the bench: on a prompt of `N`, it asks permission `N` times in a
+/// row (each request stamped with `time.monotonic_ns()` in `_meta.t`), records when each answer
+/// arrived, and ends the turn with a message `BENCH [[asked, answered], ...]`.
+const ACP_BENCH_AGENT: &str = r#"
+import json, sys, time
+def send(o):
+    sys.stdout.write(json.dumps(o) + "\n")
+    sys.stdout.flush()
+for line in sys.stdin:
+    m = json.loads(line)
+    method, mid = m.get("method"), m.get("id")
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": mid, "result": {"protocolVersion": 1, "agentCapabilities": {}, "authMethods": []}})
+    elif method == "session/new":
+        send({"jsonrpc": "2.0", "id": mid, "result": {"sessionId": "bench"}})
+    elif method == "session/prompt":
+        n = int(m["params"]["prompt"][0]["text"])
+        times = []
+        for i in range(n):
+            t = time.monotonic_ns()
+            send({"jsonrpc": "2.0", "id": 1000 + i, "method": "session/request_permission", "params": {
+                "sessionId": "bench", "toolCall": {"toolCallId": "c%d" % i, "title": "touch x", "kind": "execute"},
+                "options": [{"optionId": "ok", "name": "OK", "kind": "allow_once"},
+                            {"optionId": "no", "name": "No", "kind": "reject_once"}],
+                "_meta": {"t": t}}})
+            while True:
+                r = json.loads(sys.stdin.readline())
+                if r.get("id") == 1000 + i and "result" in r:
+                    break
+            times.append([t, time.monotonic_ns()])
+        send({"jsonrpc": "2.0", "method": "session/update", "params": {"sessionId": "bench", "update": {
+            "sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "BENCH " + json.dumps(times)}}}})
+        send({"jsonrpc": "2.0", "id": mid, "result": {"stopReason": "end_turn"}})
+"#;
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock Python's `time.monotonic_ns` reads.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `BENCH` report of the bench agent: `(asked, answered)` per request.
+fn acp_report(text: &str) -> Result<Vec<(u64, u64)>> {
+    let times = text
+        .trim()
+        .strip_prefix("BENCH ")
+        .ok_or_else(|| anyhow!("not the bench agent's report: {text:.80}"))?;
+    Ok(serde_json::from_str(times)?)
+}
+
+/// A permission request's way through orch and back, against the same agent driven by a
+/// minimal ACP client over its pipes.
+fn acp_section() -> Result<Section> {
+    let n = ACP_WARMUP + ACP_SAMPLES;
+    eprintln!("perf:   ACP permissions: {ACP_SAMPLES} samples per path");
+    // The raw client: reads the agent's lines, answers each request at once.
+    let (raw_in, raw_out) = {
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", ACP_BENCH_AGENT])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("run python3 for the bench's ACP agent")?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut send = |v: Value| -> Result<()> {
+            stdin.write_all(format!("{v}\n").as_bytes())?;
+            stdin.flush()?;
+            Ok(())
+        };
+        send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}}),
+        )?;
+        send(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "session/new", "params": {"cwd": "/", "mcpServers": []}}),
+        )?;
+        send(
+            json!({"jsonrpc": "2.0", "id": 3, "method": "session/prompt", "params": {"sessionId": "bench",
+            "prompt": [{"type": "text", "text": n.to_string()}]}}),
+        )?;
+        let (mut seen, mut answered) = (Vec::new(), Vec::new());
+        let mut line = String::new();
+        let report = loop {
+            line.clear();
+            ensure!(stdout.read_line(&mut line)? > 0, "the bench agent ended");
+            let now = monotonic_ns();
+            let v: Value = serde_json::from_str(&line)?;
+            if v["method"] == "session/request_permission" {
+                seen.push(now);
+                let t = monotonic_ns();
+                send(
+                    json!({"jsonrpc": "2.0", "id": v["id"], "result": {"outcome": {"outcome": "selected", "optionId": "ok"}}}),
+                )?;
+                answered.push(t);
+            } else if let Some(text) = v["params"]["update"]["content"]["text"].as_str() {
+                break acp_report(text)?;
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        ensure!(
+            report.len() == n,
+            "the raw client saw {} of {n} requests",
+            report.len()
+        );
+        let mut to_client = Vec::new();
+        let mut to_agent = Vec::new();
+        for (i, ((asked, got), (seen, sent))) in
+            report.iter().zip(seen.iter().zip(&answered)).enumerate()
+        {
+            if i >= ACP_WARMUP {
+                to_client.push(Duration::from_nanos(seen - asked));
+                to_agent.push(Duration::from_nanos(got - sent));
+            }
+        }
+        (latency(&mut to_client), latency(&mut to_agent))
+    };
+
+    // Through orch: the same agent as an ACP agent; a client subscribed to its states and
+    // decisions answers each decision at once.
+    let daemon = Daemon::started(None);
+    let mut c = orch_conn(&daemon.socket())?;
+    result_of(&c.call(
+        -1,
+        "orch/events/subscribe",
+        json!({ "kinds": ["agent.state", "decision.requested", "agent.message"] }),
+    )?)?;
+    let agent = result_of(&c.call(
+        -2,
+        "orch/agent/spawn",
+        json!({ "command": ["python3", "-c", ACP_BENCH_AGENT], "protocol": "acp" }),
+    )?)?
+    .clone();
+    let id = agent["id"].as_str().unwrap_or_default().to_string();
+    wait_agent_state(&mut c, &id, "idle")?;
+    result_of(&c.call(
+        -3,
+        "orch/agent/send",
+        json!({ "id": id, "text": n.to_string() }),
+    )?)?;
+    let (mut waiting_at, mut answered_at) = (Vec::new(), Vec::new());
+    let mut next_id = 100i64;
+    let report = loop {
+        let v = recv_value(&mut c)?;
+        if v["method"] != "orch/event" {
+            if v.get("error").is_some() {
+                bail!("a request failed: {v}");
+            }
+            continue;
+        }
+        let e = &v["params"]["event"];
+        match e["kind"].as_str() {
+            Some("agent.state")
+                if e["subject"] == id.as_str() && e["data"]["state"] == "waiting" =>
+            {
+                waiting_at.push(monotonic_ns());
+            }
+            Some("decision.requested") if e["data"]["decision"]["source"]["id"] == id.as_str() => {
+                let t = monotonic_ns();
+                c.send(&request_frame(
+                    next_id,
+                    "orch/decision/resolve",
+                    json!({ "id": e["data"]["decision"]["id"], "choice": "OK" }),
+                ))?;
+                next_id += 1;
+                answered_at.push(t);
+            }
+            Some("agent.message")
+                if e["subject"] == id.as_str() && e["data"]["role"] == "agent" =>
+            {
+                break acp_report(e["data"]["text"].as_str().unwrap_or_default())?;
+            }
+            _ => {}
+        }
+    };
+    drop(daemon);
+    ensure!(
+        report.len() == n && waiting_at.len() == n && answered_at.len() == n,
+        "through orch: {} requests, {} waiting events, {} decisions for {n}",
+        report.len(),
+        waiting_at.len(),
+        answered_at.len()
+    );
+    let (mut to_waiting, mut to_agent) = (Vec::new(), Vec::new());
+    for (i, ((asked, got), (waiting, answered))) in report
+        .iter()
+        .zip(waiting_at.iter().zip(&answered_at))
+        .enumerate()
+    {
+        if i >= ACP_WARMUP {
+            to_waiting.push(Duration::from_nanos(waiting - asked));
+            to_agent.push(Duration::from_nanos(got - answered));
+        }
+    }
+    let (ow, oa) = (latency(&mut to_waiting), latency(&mut to_agent));
+    let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
+    let row = |name: &str, l: Latency| vec![name.to_string(), us(l.p50), us(l.p99), us(l.mean)];
+    let goal = Duration::from_millis(1);
+    Ok(Section {
+        title: "ACP permission requests".into(),
+        method: format!(
+            "A minimal ACP agent (Python) that asks permission {n} times in a row, stamping each \
+             `session/request_permission` with `CLOCK_MONOTONIC` when it writes it and noting when each \
+             answer arrives. Raw: the bench drives it over its pipes as a minimal ACP client, answering \
+             each request as it reads it. orch: the same agent spawned with `protocol: \"acp\"`; a client \
+             subscribed to `agent.state` and `decision.requested` notes when the `waiting` event arrives \
+             and answers each decision (`orch/decision/resolve`) as soon as it is announced. Request → \
+             `waiting` includes the commit (the event is durable, synced, before any client sees it); \
+             answer → agent is from sending `orch/decision/resolve` to the agent reading the outcome. \
+             {ACP_SAMPLES} samples per path after {ACP_WARMUP} warm-up requests."
+        ),
+        table: Table {
+            head: vec!["path", "p50", "p99", "mean"],
+            rows: vec![
+                row("orch: `request_permission` → `waiting` event", ow),
+                row("raw: `request_permission` → the client reads it", raw_in),
+                row("orch: `orch/decision/resolve` sent → the agent reads the outcome", oa),
+                row("raw: answer written → the agent reads it", raw_out),
+            ],
+        },
+        goals: vec![
+            Goal {
+                goal: "request → `waiting` within 1 ms of the raw ACP round trip".into(),
+                measured: format!(
+                    "p50 {} vs raw {}",
+                    us(ow.p50),
+                    us(raw_in.p50)
+                ),
+                met: ow.p50 <= raw_in.p50 + goal,
+            },
+            Goal {
+                goal: "answer → agent within 1 ms of the raw ACP round trip".into(),
+                measured: format!(
+                    "p50 {} vs raw {}",
+                    us(oa.p50),
+                    us(raw_out.p50)
+                ),
+                met: oa.p50 <= raw_out.p50 + goal,
+            },
+        ],
+        reading: vec![format!(
+            "orch adds {} at the median to a permission request reaching a client (the `waiting` event is \
+             written and synced to the event log first) and {} to its answer reaching the agent (the \
+             answer is recorded, synced, then written to the agent's stdin).",
+            us(ow.p50.saturating_sub(raw_in.p50)),
+            us(oa.p50.saturating_sub(raw_out.p50)),
+        )],
+    })
 }
 
 /// From the question to the `waiting` event: through a hook (what Claude Code's hook runs) and

@@ -221,6 +221,16 @@ fn scenario(agent: AcpAgent) {
         "{name}: {screen}"
     );
 
+    // Typed into its terminal (an attached view) and Enter: a prompt like any other.
+    let from = last_seq(&mut c);
+    let terminal = c.ok("orch/agent/get", json!({ "id": id }))["terminalId"].clone();
+    c.ok(
+        "orch/terminal/write",
+        json!({ "id": terminal, "data": "typed-in-a-view-5f1a @reply(typed answer)\r" }),
+    );
+    wait_states(&mut c, &id, from, &["busy", "idle"]);
+    assert_eq!(b.prompts_with("typed-in-a-view-5f1a").len(), 1, "{name}");
+
     // A tool call: waiting, a decision with the agent's own options, answered from another
     // client; the tool runs and its call is recorded; the agent goes back to idle.
     let from = last_seq(&mut c);
@@ -396,6 +406,10 @@ fn scenario(agent: AcpAgent) {
             eprintln!("{} {} {}", e["seq"], e["kind"], e["data"]);
         }
         eprintln!("{}", screen_text(&mut c, &id));
+        let decisions = c.ok("orch/decision/list", json!({ "limit": 1000 }));
+        for d in decisions["items"].as_array().unwrap() {
+            eprintln!("decision {} {} {}", d["title"], d["options"], d["detail"]);
+        }
     }
 }
 
@@ -407,4 +421,52 @@ impl Bench {
             .as_u64()
             .expect("a live agent has a pid") as u32
     }
+}
+
+/// An agent that does not speak ACP: it fails with the reason, never leaving the daemon stuck;
+/// the daemon goes on serving.
+#[test]
+fn an_agent_that_is_not_acp_fails_with_the_reason() {
+    let d = Daemon::started(None);
+    let mut c = d.client(Via::Socket);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({
+            "command": ["sh", "-c", "echo this is not JSON-RPC; sleep 1; exit 3"],
+            "protocol": "acp",
+        }),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    assert_eq!(a["protocol"], "acp");
+    let failed = wait_agent_state(&mut c, &id, "failed");
+    let events = state_events(&mut c, &id, 0);
+    let last = events.last().unwrap();
+    let evidence = last["data"]["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("acp: "), "{evidence}");
+    assert!(evidence.contains("exit 3"), "{evidence}");
+    assert_eq!(failed["exitCode"], 3, "{failed}");
+    // A prompt now is refused, naming the state.
+    let err = c.err(
+        "orch/agent/send",
+        json!({ "id": id, "text": "hello" }),
+        -32003,
+    );
+    assert!(err["message"].as_str().unwrap().contains("failed"), "{err}");
+    // A terminal-only option for an ACP agent is refused, naming the field.
+    let err = c.err(
+        "orch/agent/spawn",
+        json!({ "command": ["true"], "protocol": "acp", "backend": "tmux" }),
+        -32602,
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("backend"),
+        "{err}"
+    );
+    let err = c.err(
+        "orch/agent/spawn",
+        json!({ "command": ["true"], "protocol": "telnet" }),
+        -32602,
+    );
+    assert!(err["message"].as_str().unwrap().contains("telnet"), "{err}");
+    c.ok("orch/status", json!({}));
 }

@@ -135,7 +135,7 @@ pub struct SurvivingPane {
 /// The tmux backend. Connects to tmux on first use and again after a server died.
 ///
 /// Its methods and its terminals' block the calling thread for one round trip through the
-/// control client (tens of microseconds; [`REPLY_TIMEOUT`] at worst), and a (re)connect for up to
+/// control client (tens of microseconds; `REPLY_TIMEOUT` at worst), and a (re)connect for up to
 /// a few seconds while an old server goes away: call them where blocking is allowed. Observers
 /// are called on the client's reader thread (`output`, and `exited` when the server dies) and on
 /// its poll thread (`exited`); a command sent from the reader thread fails rather than hang.

@@ -127,7 +127,7 @@ pub enum Effect {
         task: String,
         /// The gate's process group.
         pgid: u32,
-        /// The gate's program (its argv[0]).
+        /// The gate's program (its `argv[0]`).
         program: String,
     },
     /// Restart an agent after a delay (its restart policy), unless it was restarted or
