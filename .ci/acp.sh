@@ -3,16 +3,16 @@
 # drive, into cache directories that are reused when present. Idempotent: a second run only
 # checks the pinned versions.
 #
-#   gemini:            $ORCH_CI_AGENTS/gemini      @google/gemini-cli 0.61.0 (`gemini --acp`)
-#   claude-agent-acp:  $ORCH_CI_AGENTS/claude-acp  @agentclientprotocol/claude-agent-acp 0.101.0
+#   gemini:            $ORCH_AGENTS_DIR/gemini      @google/gemini-cli 0.61.0 (`gemini --acp`)
+#   claude-agent-acp:  $ORCH_AGENTS_DIR/claude-acp  @agentclientprotocol/claude-agent-acp 0.101.0
 #                      (bundles its own Claude; declares node >= 22 but runs on this machine's
 #                      node 20, which the tests show)
 #
-# ORCH_CI_AGENTS defaults to $HOME/.cache/orch-ci/agents; the tests look there by default.
+# ORCH_AGENTS_DIR defaults to $HOME/.cache/orch-ci/agents; the tests look there by default.
 # Needs node and npm (the machine's); nothing is exported.
 set -euo pipefail
 
-agents="${ORCH_CI_AGENTS:-$HOME/.cache/orch-ci/agents}"
+agents="${ORCH_AGENTS_DIR:-$HOME/.cache/orch-ci/agents}"
 gemini_version=0.61.0
 claude_acp_version=0.101.0
 say() { echo "ci/acp: $*"; }

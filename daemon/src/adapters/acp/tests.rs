@@ -40,7 +40,7 @@ fn require(path: &Path, what: &str) -> bool {
 
 /// Where CI installs the real agents.
 fn agents_dir() -> PathBuf {
-    match std::env::var_os("ORCH_CI_AGENTS") {
+    match std::env::var_os("ORCH_AGENTS_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
             .join(".cache/orch-ci/agents"),
