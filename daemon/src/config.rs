@@ -48,6 +48,8 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// `[retention]`.
     pub retention: RetentionConfig,
+    /// `[worktrees]`.
+    pub worktrees: WorktreesConfig,
 }
 
 /// `[daemon]`.
@@ -149,6 +151,9 @@ pub struct AgentKind {
     /// ACP: the `authenticate` method to use before creating a session (else one that needs
     /// no person, when the agent asks for authentication).
     pub acp_auth_method: Option<String>,
+    /// Every agent of this kind gets its own git worktree (as `orch/agent/spawn {worktree:
+    /// true}`).
+    pub worktree: bool,
 }
 
 impl Default for AgentKind {
@@ -173,6 +178,7 @@ impl Default for AgentKind {
             protocol: AgentProtocol::Pty,
             acp_mode: None,
             acp_auth_method: None,
+            worktree: false,
         }
     }
 }
@@ -271,6 +277,36 @@ impl Default for RetentionConfig {
     }
 }
 
+/// `[worktrees]`: agents' own git worktrees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorktreesConfig {
+    /// Where worktrees are checked out, one directory per agent; default `worktrees` in the
+    /// state directory. Relative paths are taken from the workspace root; it must be outside
+    /// the repository.
+    pub dir: Option<PathBuf>,
+    /// Untracked files copied from the workspace into every new worktree (`.env`).
+    pub copy: Vec<PathBuf>,
+    /// Commands (argv) run once in a new worktree before its agent starts.
+    pub setup: Vec<Vec<String>>,
+    /// How long each setup command may run.
+    pub setup_timeout_s: u64,
+    /// Commit what an agent left uncommitted before its branch is merged (or paused).
+    pub commit_on_done: bool,
+}
+
+impl Default for WorktreesConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            copy: Vec::new(),
+            setup: Vec::new(),
+            setup_timeout_s: 600,
+            commit_on_done: true,
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -286,6 +322,8 @@ struct FileConfig {
     tasks: TasksConfig,
     #[serde(default)]
     retention: RetentionConfig,
+    #[serde(default)]
+    worktrees: WorktreesConfig,
 }
 
 /// The built-in kinds, before the user's overrides. The screens they recognise are those of the
@@ -384,6 +422,7 @@ impl Config {
             gates: BTreeMap::new(),
             tasks: TasksConfig::default(),
             retention: RetentionConfig::default(),
+            worktrees: WorktreesConfig::default(),
         }
     }
 
@@ -450,6 +489,7 @@ impl Config {
             gates: parsed.gates,
             tasks: parsed.tasks,
             retention: parsed.retention,
+            worktrees: parsed.worktrees,
         };
         config
             .validate()
@@ -572,6 +612,20 @@ impl Config {
                     format!("names gate {g:?}, which has no [gates.{g}] table"),
                 ));
             }
+        }
+        for (i, argv) in self.worktrees.setup.iter().enumerate() {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err((
+                    "worktrees.setup".into(),
+                    format!("command {i} must be a non-empty argv"),
+                ));
+            }
+        }
+        if self.worktrees.setup_timeout_s == 0 {
+            return Err((
+                "worktrees.setup_timeout_s".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.tasks.max_attempts == 0 {
             return Err(("tasks.max_attempts".into(), "must be at least 1".into()));

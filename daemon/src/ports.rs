@@ -302,6 +302,165 @@ pub trait ConversationBackend: Send + Sync {
     ) -> Result<ConversationStarted, BackendError>;
 }
 
+/// What can go wrong with an agent's worktree, as the runtime tells it apart.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VcsError {
+    /// Worktrees cannot be made here: not a git repository, git missing or too old.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A value the person gave is wrong; `field` names it.
+    #[error("{message}")]
+    Invalid {
+        /// The field on the wire.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The merge conflicts in these files; the workspace was left exactly as it was.
+    #[error("merge conflict in {}", .files.join(", "))]
+    Conflict {
+        /// The conflicting files.
+        files: Vec<String>,
+    },
+    /// The repository's state forbids it now (uncommitted changes in the way, the base not
+    /// checked out, nothing to merge).
+    #[error("{0}")]
+    Refused(String),
+    /// Anything else: git failed, a setup command failed, I/O.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A worktree to make for an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeRequest {
+    /// Where to check it out (outside the repository).
+    pub path: PathBuf,
+    /// Its branch.
+    pub branch: String,
+    /// What to start from; default the workspace's current branch (or commit).
+    pub base: Option<String>,
+}
+
+/// A worktree made (or checked out again), and what a person may want to know about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeMade {
+    /// The record to keep.
+    pub worktree: crate::core::agent::WorktreeRecord,
+    /// Files skipped, setup output.
+    pub notes: Vec<String>,
+}
+
+/// One changed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedFile {
+    /// Relative to the worktree's top.
+    pub path: String,
+    /// `added`, `modified`, `deleted` or `renamed`.
+    pub status: &'static str,
+    /// A renamed file's old path.
+    pub old_path: Option<String>,
+    /// Lines added.
+    pub additions: u64,
+    /// Lines deleted.
+    pub deletions: u64,
+    /// git considers it binary.
+    pub binary: bool,
+}
+
+/// What a worktree changed against a base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiffReport {
+    /// The base, as named.
+    pub base: String,
+    /// Where the base and the branch meet.
+    pub merge_base: String,
+    /// The branch.
+    pub branch: String,
+    /// Every changed file.
+    pub files: Vec<ChangedFile>,
+    /// The unified diff, cut at a line boundary when too long.
+    pub diff: String,
+    /// Whether it was cut.
+    pub truncated: bool,
+}
+
+/// A landed merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landed {
+    /// The base's new head.
+    pub commit: String,
+    /// The files the merge changed.
+    pub files: Vec<String>,
+}
+
+/// Work on a worktree's branch that its base does not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unmerged {
+    /// Commits not in the base (and not already landed by a squash).
+    pub commits: u64,
+    /// Uncommitted and untracked files.
+    pub uncommitted: Vec<String>,
+}
+
+impl Unmerged {
+    /// Whether discarding would lose something.
+    pub fn exists(&self) -> bool {
+        self.commits > 0 || !self.uncommitted.is_empty()
+    }
+}
+
+/// What a recorded worktree is now, after a daemon restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorktreeFound {
+    /// Checked out where recorded, on its branch.
+    CheckedOut,
+    /// Checked out where recorded, on another branch (or detached).
+    OnOtherBranch(Option<String>),
+    /// Not checked out; its branch exists.
+    Paused,
+    /// Neither the checkout nor the branch exists.
+    Gone,
+}
+
+/// Agents' own checkouts of the workspace's repository (git worktrees). Every call blocks
+/// (git processes, setup commands): the runtime makes them off its loop.
+pub trait Worktrees: Send + Sync {
+    /// Make a worktree on a new branch and prepare it (copied files, setup commands).
+    fn create(&self, req: &WorktreeRequest) -> Result<WorktreeMade, VcsError>;
+    /// What it changed against its base (or `base`).
+    fn diff(
+        &self,
+        wt: &crate::core::agent::WorktreeRecord,
+        base: Option<&str>,
+    ) -> Result<DiffReport, VcsError>;
+    /// How many files it changed against its base.
+    fn changed_count(&self, wt: &crate::core::agent::WorktreeRecord) -> Result<u64, VcsError>;
+    /// Commit what the agent left uncommitted (when `commit_first`), then merge its branch into
+    /// its base, checked out in the workspace. Merges into one workspace run one at a time.
+    fn land(
+        &self,
+        wt: &crate::core::agent::WorktreeRecord,
+        strategy: &str,
+        message: Option<&str>,
+        commit_first: bool,
+        agent: &str,
+    ) -> Result<Landed, VcsError>;
+    /// Work its base does not have.
+    fn unmerged(&self, wt: &crate::core::agent::WorktreeRecord) -> Result<Unmerged, VcsError>;
+    /// Remove the checkout and the branch, whatever they hold.
+    fn discard(&self, wt: &crate::core::agent::WorktreeRecord) -> Result<(), VcsError>;
+    /// Commit what the agent left uncommitted, then remove the checkout; the branch stays.
+    fn pause(&self, wt: &crate::core::agent::WorktreeRecord, agent: &str) -> Result<(), VcsError>;
+    /// Check a paused worktree's branch out again, prepared like a new one.
+    fn resume(&self, wt: &crate::core::agent::WorktreeRecord) -> Result<WorktreeMade, VcsError>;
+    /// What each recorded worktree is now.
+    fn reconcile(
+        &self,
+        recorded: &[crate::core::agent::WorktreeRecord],
+    ) -> Result<Vec<WorktreeFound>, VcsError>;
+}
+
 /// What can go wrong in the event store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

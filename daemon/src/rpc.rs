@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::core::agent::{AgentProtocol, AgentState};
 use crate::core::ids;
 use crate::core::task::TaskState;
-use crate::runtime::agents::SpawnArgs;
+use crate::runtime::agents::{SpawnArgs, WorktreeArgs};
 use crate::runtime::tasks::{CreateTask, GateArg};
 use crate::runtime::{ConnId, Delivery, OpError, Runtime, RuntimeHandle, Waiter};
 use crate::transport::conn::{Dispatch, Outbound, ReplyTo};
@@ -204,6 +204,11 @@ pub const TABLE: &[(&str, Handler)] = &[
     (m::AgentRestart::METHOD, handle_agent_restart),
     (m::AgentInterrupt::METHOD, handle_agent_interrupt),
     (m::AgentScreen::METHOD, handle_agent_screen),
+    (m::AgentDiff::METHOD, handle_agent_diff),
+    (m::AgentMerge::METHOD, handle_agent_merge),
+    (m::AgentDiscard::METHOD, handle_agent_discard),
+    (m::AgentPause::METHOD, handle_agent_pause),
+    (m::AgentResume::METHOD, handle_agent_resume),
     (m::TerminalOpen::METHOD, handle_terminal_open),
     (m::TerminalList::METHOD, handle_terminal_list),
     (m::TerminalWrite::METHOD, handle_terminal_write),
@@ -277,6 +282,15 @@ pub fn to_response_error(e: OpError) -> ResponseError {
         } => ResponseError::new(errors::CONFLICT, kind, message)
             .with("id", id)
             .with("state", state),
+        OpError::Refused { id, .. } => {
+            ResponseError::new(errors::CONFLICT, "agent", message).with("id", id)
+        }
+        OpError::MergeConflict { id, files } => {
+            ResponseError::new(errors::CONFLICT, "agent", message)
+                .with("id", id)
+                .with("state", "conflict")
+                .with("files", files)
+        }
         OpError::BackendUnavailable { backend, .. } => {
             ResponseError::new(errors::BACKEND_UNAVAILABLE, "backend", message)
                 .with("backend", backend)
@@ -420,19 +434,98 @@ fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
             ))
         }
     };
-    let a = rt.spawn_agent(SpawnArgs {
-        kind: p.kind,
-        protocol,
-        command: p.command,
-        name: p.name,
-        cwd: p.cwd,
-        env: p.env.unwrap_or_default(),
-        backend: p.backend,
-        session: p.session_id,
-        cols: p.cols,
-        rows: p.rows,
-    })?;
-    ok(convert::agent(&a))
+    let worktree = match p.worktree {
+        None => None,
+        Some(m::WorktreeParam::On(false)) => Some(None),
+        Some(m::WorktreeParam::On(true)) => Some(Some(WorktreeArgs::default())),
+        Some(m::WorktreeParam::With(w)) => Some(Some(WorktreeArgs {
+            branch: w.branch,
+            base: w.base,
+        })),
+    };
+    // Answered once the agent runs: at once, or once its worktree is made.
+    let spawned = call.later(|a| to_value(convert::agent(&a)));
+    rt.spawn(
+        SpawnArgs {
+            kind: p.kind,
+            protocol,
+            command: p.command,
+            name: p.name,
+            cwd: p.cwd,
+            env: p.env.unwrap_or_default(),
+            backend: p.backend,
+            session: p.session_id,
+            cols: p.cols,
+            rows: p.rows,
+            worktree,
+        },
+        spawned,
+    )?;
+    Err(OpError::Deferred)
+}
+
+fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::AgentDiff>()?;
+    let shown = call.later(
+        |(d, w): (crate::ports::DiffReport, crate::core::agent::WorktreeRecord)| {
+            to_value(m::AgentDiffResult {
+                base: d.base,
+                merge_base: d.merge_base,
+                branch: d.branch,
+                path: (!w.paused).then_some(w.path),
+                files: d
+                    .files
+                    .into_iter()
+                    .map(|f| m::ChangedFile {
+                        path: f.path,
+                        status: f.status.into(),
+                        old_path: f.old_path,
+                        additions: f.additions,
+                        deletions: f.deletions,
+                        binary: f.binary,
+                    })
+                    .collect(),
+                diff: d.diff,
+                truncated: d.truncated,
+            })
+        },
+    );
+    rt.diff_agent(&p.id, p.base, shown)?;
+    Err(OpError::Deferred)
+}
+
+fn handle_agent_merge(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::AgentMerge>()?;
+    let landed = call.later(|l: crate::ports::Landed| {
+        to_value(m::AgentMergeResult {
+            commit: l.commit,
+            files: l.files,
+        })
+    });
+    let strategy = p.strategy.unwrap_or_else(|| "merge".into());
+    rt.merge_agent(&p.id, strategy, p.message, Some(landed))?;
+    Err(OpError::Deferred)
+}
+
+fn handle_agent_discard(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::AgentDiscard>()?;
+    let gone = call.later(|()| json!({}));
+    rt.discard_agent(&p.id, p.force.unwrap_or(false), gone)?;
+    Err(OpError::Deferred)
+}
+
+fn handle_agent_pause(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::AgentPause>()?;
+    let paused = call.later(|a| to_value(convert::agent(&a)));
+    rt.pause_agent(&p.id, paused)?;
+    Err(OpError::Deferred)
+}
+
+fn handle_agent_resume(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+    let p = call.params::<m::AgentResume>()?;
+    let resumed = call.later(|a| to_value(convert::agent(&a)));
+    rt.resume_agent(&p.id, resumed)?;
+    Err(OpError::Deferred)
 }
 
 fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
@@ -661,6 +754,7 @@ fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
         agent: p.agent_id,
         gates,
         max_attempts: p.max_attempts,
+        merge: p.merge,
     })?;
     ok(convert::task(&t))
 }

@@ -35,6 +35,7 @@ pub mod sessions;
 pub mod tasks;
 pub mod terminals;
 pub mod watching;
+pub mod worktrees;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,9 @@ use crate::core::event::{EventBody, StoredEvent};
 use crate::core::rules::{self, Draft, Effect, Refusal};
 use crate::core::state::{State, DEFAULT_SESSION};
 use crate::paths::WorkspacePaths;
-use crate::ports::{ClientPort, Clock, ConversationBackend, EventStore, Said, TerminalBackend};
+use crate::ports::{
+    ClientPort, Clock, ConversationBackend, EventStore, Said, TerminalBackend, Worktrees,
+};
 
 pub use clients::event_matches;
 
@@ -143,6 +146,12 @@ pub enum OpError {
         state: String,
         what: String,
     },
+    /// -32003: git refused (the workspace's state is in the way), in git's words.
+    #[error("{message}")]
+    Refused { id: String, message: String },
+    /// -32003: merging agent `id`'s branch conflicts in `files`; nothing was changed.
+    #[error("merging {id}'s branch conflicts in {}; the workspace was left as it was", .files.join(", "))]
+    MergeConflict { id: String, files: Vec<String> },
     /// -32004.
     #[error("backend {backend} is unavailable: {detail}")]
     BackendUnavailable { backend: String, detail: String },
@@ -255,6 +264,10 @@ pub struct Runtime {
     backends: BTreeMap<&'static str, Arc<dyn TerminalBackend>>,
     /// How ACP agents run, when this daemon runs them.
     conversations: Option<Arc<dyn ConversationBackend>>,
+    /// Agents' git worktrees, when this daemon makes them.
+    worktrees: Option<Arc<dyn Worktrees>>,
+    /// Worktree work under way.
+    trees: worktrees::TreeState,
     /// Live terminals and the last screens of ended ones.
     terminals: terminals::Terminals,
     /// Connections, subscriptions, offers, progress, followed output.
@@ -308,6 +321,7 @@ impl Runtime {
         store: Box<dyn EventStore>,
         backends: Vec<Arc<dyn TerminalBackend>>,
         conversations: Option<Arc<dyn ConversationBackend>>,
+        worktrees: Option<Arc<dyn Worktrees>>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<(
         Self,
@@ -362,6 +376,8 @@ impl Runtime {
             },
             backends: backends.into_iter().map(|b| (b.name(), b)).collect(),
             conversations,
+            worktrees,
+            trees: worktrees::TreeState::default(),
             terminals: terminals::Terminals::new(tx.clone()),
             clients: clients::Clients::default(),
             held: Vec::new(),
@@ -385,6 +401,7 @@ impl Runtime {
             rt.rule(|d| rules::sessions::create(d, DEFAULT_SESSION.into()))?;
         }
         rt.reconcile_agents();
+        rt.reconcile_worktrees();
         rt.reconcile_tasks();
         rt.commit();
         let handle = RuntimeHandle {
@@ -500,6 +517,7 @@ impl Runtime {
         }
         for agent in idle {
             self.agent_became_idle(&agent);
+            self.count_changes(&agent);
         }
         result.map_err(OpError::from)
     }
@@ -520,6 +538,19 @@ impl Runtime {
                 option_id,
                 choice,
             } => self.permit(&agent, request, &option_id, &choice),
+            Effect::Land {
+                agent,
+                strategy,
+                task,
+            } => {
+                if let Err(e) = self.merge_agent(&agent, strategy, None, None) {
+                    tracing::warn!(agent, task, "cannot land the done task's work: {e}");
+                    self.warn_clients(&format!(
+                        "task {task} is done but its work did not land: {e}"
+                    ));
+                }
+            }
+            Effect::Discard { agent } => self.discard_decided(&agent),
             Effect::RunGate { task, index } => self.run_gate(&task, index),
             Effect::KillGate { task } => self.work.kill_gate(&task),
             Effect::KillOrphanedGate {
@@ -647,6 +678,12 @@ impl Runtime {
     /// Ask for a snapshot of the state at the next commit.
     pub fn snapshot(&mut self) {
         self.log.want_snapshot = true;
+    }
+
+    /// A warning to every client's log, and the daemon's.
+    pub(super) fn warn_clients(&self, message: &str) {
+        tracing::warn!("{message}");
+        self.clients.warn_all(&format!("orch: {message}"));
     }
 
     /// Reactions to committed events that reach outside (decision prompts, progress).

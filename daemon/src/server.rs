@@ -29,12 +29,17 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
     socket::prepare_private_dir(&paths.state_dir)?;
     let store = SledStore::open(&paths.state_dir.join("store"))?;
     let backends = backends(&paths, &config);
+    let config_worktrees = config.worktrees.clone();
     let (rt, handle, rx, mut stop) = Runtime::start(
         paths.clone(),
         config,
         Box::new(store),
         backends,
         Some(Arc::new(crate::adapters::acp::AcpBackend)),
+        Some(Arc::new(crate::adapters::git::GitWorktrees::open(
+            &paths.root,
+            &config_worktrees,
+        ))),
         Arc::new(crate::clock::SystemClock),
     )?;
     tracing::info!(workspace = %paths.root.display(), pid = std::process::id(), version = crate::VERSION, "daemon started");

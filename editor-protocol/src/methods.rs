@@ -122,6 +122,9 @@ pub struct AgentSpawnParams {
     /// default the kind's, else `"pty"`.
     #[serde(default)]
     pub protocol: Option<String>,
+    /// A git worktree of its own: `true`, or `{branch?, base?}`.
+    #[serde(default)]
+    pub worktree: Option<WorktreeParam>,
     /// Session; default the `default` session.
     #[serde(default)]
     pub session_id: Option<String>,
@@ -131,6 +134,115 @@ pub struct AgentSpawnParams {
     /// Height, default 40.
     #[serde(default)]
     pub rows: Option<u16>,
+}
+
+/// `orch/agent/spawn` `worktree`: `true` (defaults), `false` (none), or what to create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorktreeParam {
+    /// `true` or `false`.
+    On(bool),
+    /// A worktree with these settings.
+    With(WorktreeSpec),
+}
+
+/// A worktree to create.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorktreeSpec {
+    /// Its branch; default `orch/<agent name>`.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// What to start from; default the workspace's current branch (or commit).
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// `orch/agent/diff` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDiffParams {
+    /// Agent id or name.
+    pub id: String,
+    /// Compare against this instead of the worktree's base.
+    #[serde(default)]
+    pub base: Option<String>,
+}
+
+/// A changed file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedFile {
+    /// Relative to the worktree's top.
+    pub path: String,
+    /// `added | modified | deleted | renamed`.
+    pub status: String,
+    /// A renamed file's old path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_path: Option<String>,
+    /// Lines added.
+    pub additions: u64,
+    /// Lines deleted.
+    pub deletions: u64,
+    /// git considers it binary.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary: bool,
+}
+
+/// `orch/agent/diff` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDiffResult {
+    /// The base compared against, as named.
+    pub base: String,
+    /// The commit compared against (where the base and the branch meet).
+    pub merge_base: String,
+    /// The agent's branch.
+    pub branch: String,
+    /// Its worktree (absent while paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Every changed file: committed, uncommitted and untracked.
+    pub files: Vec<ChangedFile>,
+    /// The unified diff.
+    pub diff: String,
+    /// `diff` was cut at the size limit (`files` is complete).
+    pub truncated: bool,
+}
+
+/// `orch/agent/merge` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentMergeParams {
+    /// Agent id or name.
+    pub id: String,
+    /// `merge` (default), `squash` or `rebase`.
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// The commit message (merge and squash).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// `orch/agent/merge` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentMergeResult {
+    /// The base branch's new head.
+    pub commit: String,
+    /// The files the merge changed.
+    pub files: Vec<String>,
+}
+
+/// `orch/agent/discard` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDiscardParams {
+    /// Agent id or name.
+    pub id: String,
+    /// Discard unmerged work without asking.
+    #[serde(default)]
+    pub force: Option<bool>,
 }
 
 /// `orch/agent/list` params.
@@ -315,6 +427,9 @@ pub struct TaskCreateParams {
     /// Default 3.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Land the agent's worktree when the task is done: `merge | squash | rebase`.
+    #[serde(default)]
+    pub merge: Option<String>,
 }
 
 /// `orch/task/list` params.
@@ -489,6 +604,16 @@ methods! {
     AgentInterrupt = "orch/agent/interrupt", IdParams => Empty;
     /// An agent's screen.
     AgentScreen = "orch/agent/screen", ScreenParams => Screen;
+    /// What an agent's worktree changed.
+    AgentDiff = "orch/agent/diff", AgentDiffParams => AgentDiffResult;
+    /// Land an agent's worktree in its base.
+    AgentMerge = "orch/agent/merge", AgentMergeParams => AgentMergeResult;
+    /// Remove an agent's worktree and branch.
+    AgentDiscard = "orch/agent/discard", AgentDiscardParams => Empty;
+    /// Remove an agent's checkout, keeping its branch.
+    AgentPause = "orch/agent/pause", IdParams => Agent;
+    /// Check a paused agent's branch out again and restart it there.
+    AgentResume = "orch/agent/resume", IdParams => Agent;
     /// Open a terminal.
     TerminalOpen = "orch/terminal/open", TerminalOpenParams => Terminal;
     /// List terminals.

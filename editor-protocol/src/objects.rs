@@ -36,6 +36,9 @@ pub struct Agent {
     /// An ACP agent's session, once it has one (a restart continues it where the agent can).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acp_session_id: Option<String>,
+    /// Its own git worktree, when it was spawned with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<WorktreeInfo>,
     /// `starting | running | idle | busy | waiting | exited | failed | stopped | lost`.
     pub state: String,
     /// Exit code once exited.
@@ -53,6 +56,22 @@ pub struct Agent {
     pub created_at: String,
     /// RFC 3339 UTC.
     pub updated_at: String,
+}
+
+/// An agent's git worktree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorktreeInfo {
+    /// Where it is checked out (absent while paused).
+    pub path: String,
+    /// Its branch.
+    pub branch: String,
+    /// What it was based on (a branch, tag or commit, as named), where merges land.
+    pub base: String,
+    /// Files changed against the base, as last counted (`worktree.changed`).
+    pub changes: u64,
+    /// The checkout was removed; the branch is kept (`orch/agent/resume` brings it back).
+    pub paused: bool,
 }
 
 fn pty() -> String {
@@ -171,6 +190,9 @@ pub struct Task {
     /// Extension: what the completer said was done (`orch/task/complete` `summary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// How the agent's worktree lands once the task is done: `merge | squash | rebase`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.

@@ -18,3 +18,4 @@ mod real_agents;
 mod tasks;
 mod tmux;
 mod vscode;
+mod worktrees;

@@ -63,6 +63,7 @@
 
 mod merge;
 mod parse;
+mod port;
 mod prepare;
 mod run;
 #[cfg(test)]
@@ -74,6 +75,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use port::GitWorktrees;
 pub use run::Git;
 
 /// The identity of the commits orch makes of an agent's uncommitted work, and of merges when the

@@ -399,7 +399,7 @@ mod tests {
         let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         expect_test::expect![[r#"
             {
-              "seq": 34,
+              "seq": 40,
               "state": {
                 "agents": {
                   "a-2": {
@@ -459,7 +459,7 @@ mod tests {
                       "--acp"
                     ],
                     "createdAt": "2026-11-28T00:00:00.000Z",
-                    "cwd": "/w",
+                    "cwd": "/state/worktrees/gemini-acp-1",
                     "env": {},
                     "exitCode": null,
                     "id": "a-9",
@@ -488,6 +488,14 @@ mod tests {
                       "restart": "never",
                       "waitingOptions": [],
                       "waitingPatterns": []
+                    },
+                    "worktree": {
+                      "base": "main",
+                      "baseCommit": "0123abcd",
+                      "branch": "orch/gemini-acp-1",
+                      "changes": 3,
+                      "path": "/state/worktrees/gemini-acp-1",
+                      "paused": true
                     }
                   }
                 },
@@ -521,6 +529,24 @@ mod tests {
                     },
                     "title": "gemini-acp-1 asks permission"
                   },
+                  "d-12": {
+                    "choice": null,
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "detail": "2 commit(s) not in its base",
+                    "id": "d-12",
+                    "options": [
+                      "discard",
+                      "keep"
+                    ],
+                    "reason": null,
+                    "resolved": false,
+                    "resolvedAt": null,
+                    "source": {
+                      "id": "a-9",
+                      "kind": "discard"
+                    },
+                    "title": "Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?"
+                  },
                   "d-5": {
                     "choice": "Yes",
                     "createdAt": "2026-11-28T00:00:00.000Z",
@@ -550,8 +576,8 @@ mod tests {
                     "title": "claude-1 is waiting for an answer"
                   }
                 },
-                "lastSeq": 34,
-                "nextId": 12,
+                "lastSeq": 40,
+                "nextId": 14,
                 "sessions": {
                   "s-1": {
                     "closed": false,
@@ -562,6 +588,46 @@ mod tests {
                   }
                 },
                 "tasks": {
+                  "k-13": {
+                    "agentId": "a-9",
+                    "attempts": 0,
+                    "createdAt": "2026-11-28T00:00:00.000Z",
+                    "decisionId": null,
+                    "gateResults": [
+                      {
+                        "attempt": 2,
+                        "durationMs": 5230,
+                        "exitCode": 101,
+                        "name": "test",
+                        "ok": false,
+                        "outputTail": "1 failed"
+                      }
+                    ],
+                    "gates": [
+                      {
+                        "command": [
+                          "cargo",
+                          "test"
+                        ],
+                        "name": "test",
+                        "timeoutS": 900
+                      }
+                    ],
+                    "id": "k-13",
+                    "maxAttempts": 3,
+                    "merge": "squash",
+                    "priority": "high",
+                    "prompt": "make it pass",
+                    "runningGate": [
+                      "test",
+                      1
+                    ],
+                    "runningGatePgid": 77,
+                    "state": "pending",
+                    "summary": null,
+                    "title": "fix",
+                    "updatedAt": "2026-11-28T00:00:00.000Z"
+                  },
                   "k-4": {
                     "agentId": null,
                     "attempts": 1,
@@ -674,7 +740,13 @@ mod tests {
             {"v":1,"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
             {"v":1,"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","data":{"id":"a-9","toolCallId":"call-1","title":"touch x","toolKind":"execute","status":"pending"}}
             {"v":1,"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","data":{"id":"a-9","entries":[{"content":"write the test","priority":"high","status":"in_progress"}]}}
-            {"v":1,"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-11","title":"gemini-acp-1 asks permission","detail":"touch x","options":["Allow","Reject"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"permission","id":"a-9","request":1,"options":[["Allow","proceed_once"],["Reject","cancel"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}"#]].assert_eq(&lines.join("\n"));
+            {"v":1,"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-11","title":"gemini-acp-1 asks permission","detail":"touch x","options":["Allow","Reject"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"permission","id":"a-9","request":1,"options":[["Allow","proceed_once"],["Reject","cancel"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
+            {"v":1,"seq":35,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.created","data":{"id":"a-9","worktree":{"path":"/state/worktrees/gemini-acp-1","branch":"orch/gemini-acp-1","base":"main","baseCommit":"0123abcd","changes":0,"paused":false}}}
+            {"v":1,"seq":36,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.changed","data":{"id":"a-9","files":3}}
+            {"v":1,"seq":37,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.merged","data":{"id":"a-9","strategy":"squash","commit":"89abcdef","files":["src/lib.rs"]}}
+            {"v":1,"seq":38,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.removed","data":{"id":"a-9","branchKept":true}}
+            {"v":1,"seq":39,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-12","title":"Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?","detail":"2 commit(s) not in its base","options":["discard","keep"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"discard","id":"a-9"},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
+            {"v":1,"seq":40,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","data":{"task":{"id":"k-13","title":"fix","prompt":"make it pass","priority":"high","agentId":"a-9","state":"pending","attempts":0,"maxAttempts":3,"gates":[{"name":"test","command":["cargo","test"],"timeoutS":900}],"gateResults":[{"name":"test","attempt":2,"ok":false,"exitCode":101,"durationMs":5230,"outputTail":"1 failed"}],"decisionId":null,"summary":null,"runningGate":["test",1],"runningGatePgid":77,"merge":"squash","createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}"#]].assert_eq(&lines.join("\n"));
         // And back: each record reads as the event it was.
         for e in crate::core::event::samples() {
             let bytes = encode_event(&e).unwrap();

@@ -258,6 +258,23 @@ impl AgentProtocol {
     }
 }
 
+/// An agent's git worktree as the daemon records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeRecord {
+    /// Where it is checked out.
+    pub path: String,
+    /// Its branch.
+    pub branch: String,
+    /// What it was based on, as named (where merges land).
+    pub base: String,
+    /// The commit the base was when the worktree was created.
+    pub base_commit: String,
+    /// Files changed against the base, as last counted.
+    pub changes: u64,
+    /// The checkout was removed; the branch is kept.
+    pub paused: bool,
+}
+
 /// One step of an agent's plan (`agent.plan`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanStep {
@@ -331,6 +348,8 @@ pub struct AgentRecord {
     pub backend: String,
     /// The ACP session of an ACP agent, once it has one: a restart continues it.
     pub acp_session: Option<String>,
+    /// Its own git worktree, if it was spawned with one.
+    pub worktree: Option<WorktreeRecord>,
     /// Current state.
     pub state: AgentState,
     /// Exit code once ended.

@@ -4,7 +4,7 @@
 //! the store keeps them with a record version so an older log stays readable (see
 //! `adapters/sled_store.rs` and its compatibility test).
 
-use super::agent::{AgentRecord, AgentState, PlanStep, TerminalRecord};
+use super::agent::{AgentRecord, AgentState, PlanStep, TerminalRecord, WorktreeRecord};
 use super::task::{DecisionRecord, GateRun, SessionRecord, TaskRecord, TaskState};
 
 /// What happened.
@@ -86,6 +86,22 @@ pub enum EventBody {
     },
     /// An ACP agent's plan (the whole plan, replacing the last one).
     AgentPlan { id: String, entries: Vec<PlanStep> },
+    /// Agent `id` got a worktree (a new one, or its paused one checked out again).
+    WorktreeCreated {
+        id: String,
+        worktree: WorktreeRecord,
+    },
+    /// Agent `id`'s worktree has `files` changed files against its base.
+    WorktreeChanged { id: String, files: u64 },
+    /// Agent `id`'s branch landed in its base.
+    WorktreeMerged {
+        id: String,
+        strategy: String,
+        commit: String,
+        files: Vec<String>,
+    },
+    /// Agent `id`'s checkout was removed: paused (`branch_kept`) or discarded.
+    WorktreeRemoved { id: String, branch_kept: bool },
     /// A task was created.
     TaskCreated { task: TaskRecord },
     /// A task was given to an agent.
@@ -152,6 +168,10 @@ impl EventBody {
             EventBody::AgentMessage { .. } => "agent.message",
             EventBody::AgentToolCall { .. } => "agent.toolCall",
             EventBody::AgentPlan { .. } => "agent.plan",
+            EventBody::WorktreeCreated { .. } => "worktree.created",
+            EventBody::WorktreeChanged { .. } => "worktree.changed",
+            EventBody::WorktreeMerged { .. } => "worktree.merged",
+            EventBody::WorktreeRemoved { .. } => "worktree.removed",
             EventBody::TaskCreated { .. } => "task.created",
             EventBody::TaskAssigned { .. } => "task.assigned",
             EventBody::TaskStateChanged { .. } => "task.state",
@@ -191,6 +211,10 @@ impl EventBody {
             | EventBody::AgentMessage { id, .. }
             | EventBody::AgentToolCall { id, .. }
             | EventBody::AgentPlan { id, .. }
+            | EventBody::WorktreeCreated { id, .. }
+            | EventBody::WorktreeChanged { id, .. }
+            | EventBody::WorktreeMerged { id, .. }
+            | EventBody::WorktreeRemoved { id, .. }
             | EventBody::TaskAssigned { id, .. }
             | EventBody::TaskStateChanged { id, .. }
             | EventBody::TaskAttempt { id, .. }
@@ -250,6 +274,7 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
             acp_auth_method: None,
         },
         acp_session: None,
+        worktree: None,
         cols: 120,
         rows: 40,
         created_at: "2026-11-28T00:00:00.000Z".into(),
@@ -296,6 +321,7 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         summary: None,
         running_gate: Some(("test".into(), 1)),
         running_gate_pgid: Some(77),
+        merge: None,
         created_at: "2026-11-28T00:00:00.000Z".into(),
         updated_at: "2026-11-28T00:00:00.000Z".into(),
     };
@@ -348,6 +374,7 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         created_at: "2026-11-28T00:00:00.000Z".into(),
         resolved_at: None,
     };
+    let task_for_merge = task.clone();
     let session = SessionRecord {
         id: "s-1".into(),
         name: "default".into(),
@@ -495,6 +522,53 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         EventBody::DecisionRequested {
             decision: permission,
         },
+        EventBody::WorktreeCreated {
+            id: "a-9".into(),
+            worktree: WorktreeRecord {
+                path: "/state/worktrees/gemini-acp-1".into(),
+                branch: "orch/gemini-acp-1".into(),
+                base: "main".into(),
+                base_commit: "0123abcd".into(),
+                changes: 0,
+                paused: false,
+            },
+        },
+        EventBody::WorktreeChanged {
+            id: "a-9".into(),
+            files: 3,
+        },
+        EventBody::WorktreeMerged {
+            id: "a-9".into(),
+            strategy: "squash".into(),
+            commit: "89abcdef".into(),
+            files: vec!["src/lib.rs".into()],
+        },
+        EventBody::WorktreeRemoved {
+            id: "a-9".into(),
+            branch_kept: true,
+        },
+        EventBody::DecisionRequested {
+            decision: DecisionRecord {
+                id: "d-12".into(),
+                title: "Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?".into(),
+                detail: "2 commit(s) not in its base".into(),
+                options: vec!["discard".into(), "keep".into()],
+                resolved: false,
+                choice: None,
+                reason: None,
+                source: DecisionSource::Discard { id: "a-9".into() },
+                created_at: "2026-11-28T00:00:00.000Z".into(),
+                resolved_at: None,
+            },
+        },
+        EventBody::TaskCreated {
+            task: TaskRecord {
+                id: "k-13".into(),
+                merge: Some("squash".into()),
+                agent_id: Some("a-9".into()),
+                ..task_for_merge
+            },
+        },
     ];
     bodies
         .into_iter()
@@ -552,7 +626,13 @@ mod tests {
             agent.message a-9
             agent.toolCall a-9
             agent.plan a-9
-            decision.requested d-11"#]]
+            decision.requested d-11
+            worktree.created a-9
+            worktree.changed a-9
+            worktree.merged a-9
+            worktree.removed a-9
+            decision.requested d-12
+            task.created k-13"#]]
         .assert_eq(&rows.join("\n"));
     }
 }

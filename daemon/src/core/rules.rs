@@ -140,6 +140,20 @@ pub enum Effect {
         /// The backoff.
         delay_ms: u64,
     },
+    /// Merge an agent's worktree into its base: its task is done.
+    Land {
+        /// The agent.
+        agent: String,
+        /// `merge`, `squash` or `rebase`.
+        strategy: String,
+        /// The task that was done.
+        task: String,
+    },
+    /// Remove an agent's worktree and branch (a person chose to discard unmerged work).
+    Discard {
+        /// The agent.
+        agent: String,
+    },
     /// Stop an agent: SIGTERM to its process group, SIGKILL after the grace period.
     Stop {
         /// The agent.
@@ -309,6 +323,7 @@ pub(crate) mod testing {
                     terminal_id: terminal,
                     backend: "pty".into(),
                     acp_session: None,
+                    worktree: None,
                     state: AgentState::Starting,
                     exit_code: None,
                     pid: Some(10),
@@ -357,6 +372,7 @@ pub(crate) mod testing {
                     })
                     .collect(),
                 max_attempts,
+                merge: None,
             },
         )
         .unwrap()

@@ -81,6 +81,31 @@ impl State {
             | EventBody::AgentMessage { .. }
             | EventBody::AgentToolCall { .. }
             | EventBody::AgentPlan { .. } => {}
+            EventBody::WorktreeCreated { id, worktree } => {
+                if let Some(a) = self.agents.get_mut(id) {
+                    a.cwd = worktree.path.clone();
+                    a.worktree = Some(worktree.clone());
+                    a.updated_at = at;
+                }
+            }
+            EventBody::WorktreeChanged { id, files } => {
+                if let Some(w) = self.agents.get_mut(id).and_then(|a| a.worktree.as_mut()) {
+                    w.changes = *files;
+                }
+            }
+            EventBody::WorktreeMerged { .. } => {}
+            EventBody::WorktreeRemoved { id, branch_kept } => {
+                if let Some(a) = self.agents.get_mut(id) {
+                    if *branch_kept {
+                        if let Some(w) = a.worktree.as_mut() {
+                            w.paused = true;
+                        }
+                    } else {
+                        a.worktree = None;
+                    }
+                    a.updated_at = at;
+                }
+            }
             EventBody::AgentAcpSession {
                 id, acp_session_id, ..
             } => {
@@ -303,6 +328,7 @@ mod tests {
             terminal_id: "t-3".into(),
             backend: "pty".into(),
             acp_session: None,
+            worktree: None,
             state: AgentState::Starting,
             exit_code: None,
             pid: Some(10),

@@ -182,6 +182,8 @@ pub struct TaskRecord {
     pub running_gate: Option<(String, u32)>,
     /// The running gate's process group.
     pub running_gate_pgid: Option<u32>,
+    /// How its agent's worktree lands once it is done (`merge`, `squash`, `rebase`).
+    pub merge: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -206,6 +208,11 @@ pub enum DecisionSource {
         request: u64,
         /// Option -> the agent's `optionId`.
         options: Vec<(String, String)>,
+    },
+    /// Discard an agent's worktree although its branch has work that was never merged.
+    Discard {
+        /// The agent.
+        id: String,
     },
     /// A task escalated.
     Task {

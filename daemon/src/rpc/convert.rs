@@ -25,6 +25,13 @@ pub fn agent(a: &AgentRecord) -> wire::Agent {
         backend: a.backend.clone(),
         protocol: a.watch.protocol.as_str().into(),
         acp_session_id: a.acp_session.clone(),
+        worktree: a.worktree.as_ref().map(|w| wire::WorktreeInfo {
+            path: w.path.clone(),
+            branch: w.branch.clone(),
+            base: w.base.clone(),
+            changes: w.changes,
+            paused: w.paused,
+        }),
         state: a.state.as_str().into(),
         exit_code: a.exit_code,
         pid: a.pid,
@@ -103,6 +110,7 @@ pub fn task(t: &TaskRecord) -> wire::Task {
         gate_results: t.gate_results.iter().map(gate_result).collect(),
         decision_id: t.decision_id.clone(),
         summary: t.summary.clone(),
+        merge: t.merge.clone(),
         created_at: t.created_at.clone(),
         updated_at: t.updated_at.clone(),
     }
@@ -111,12 +119,12 @@ pub fn task(t: &TaskRecord) -> wire::Task {
 /// A decision.
 pub fn decision(d: &DecisionRecord) -> wire::Decision {
     let source = match &d.source {
-        DecisionSource::Agent { id, .. } | DecisionSource::Permission { id, .. } => {
-            wire::DecisionSource {
-                kind: "agent".into(),
-                id: Some(id.clone()),
-            }
-        }
+        DecisionSource::Agent { id, .. }
+        | DecisionSource::Permission { id, .. }
+        | DecisionSource::Discard { id } => wire::DecisionSource {
+            kind: "agent".into(),
+            id: Some(id.clone()),
+        },
         DecisionSource::Task { id } => wire::DecisionSource {
             kind: "task".into(),
             id: Some(id.clone()),
@@ -228,6 +236,21 @@ pub fn event(e: &StoredEvent) -> wire::Event {
             "kind": tool_kind,
             "status": status,
         }),
+        B::WorktreeCreated { id, worktree: w } => json!({
+            "id": id,
+            "path": w.path,
+            "branch": w.branch,
+            "base": w.base,
+            "baseCommit": w.base_commit,
+        }),
+        B::WorktreeChanged { id, files } => json!({ "id": id, "files": files }),
+        B::WorktreeMerged {
+            id,
+            strategy,
+            commit,
+            files,
+        } => json!({ "id": id, "strategy": strategy, "commit": commit, "files": files }),
+        B::WorktreeRemoved { id, branch_kept } => json!({ "id": id, "branchKept": branch_kept }),
         B::AgentPlan { id, entries } => json!({
             "id": id,
             "entries": entries
@@ -370,6 +393,12 @@ mod tests {
             {"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","subject":"a-9","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
             {"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","subject":"a-9","data":{"id":"a-9","kind":"execute","status":"pending","title":"touch x","toolCallId":"call-1"}}
             {"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","subject":"a-9","data":{"entries":[{"content":"write the test","priority":"high","status":"in_progress"}],"id":"a-9"}}
-            {"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-11","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"touch x","id":"d-11","options":["Allow","Reject"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"gemini-acp-1 asks permission"}}}"#]].assert_eq(&lines.join("\n"));
+            {"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-11","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"touch x","id":"d-11","options":["Allow","Reject"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"gemini-acp-1 asks permission"}}}
+            {"seq":35,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.created","subject":"a-9","data":{"base":"main","baseCommit":"0123abcd","branch":"orch/gemini-acp-1","id":"a-9","path":"/state/worktrees/gemini-acp-1"}}
+            {"seq":36,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.changed","subject":"a-9","data":{"files":3,"id":"a-9"}}
+            {"seq":37,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.merged","subject":"a-9","data":{"commit":"89abcdef","files":["src/lib.rs"],"id":"a-9","strategy":"squash"}}
+            {"seq":38,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.removed","subject":"a-9","data":{"branchKept":true,"id":"a-9"}}
+            {"seq":39,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-12","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"2 commit(s) not in its base","id":"d-12","options":["discard","keep"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?"}}}
+            {"seq":40,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","subject":"k-13","data":{"task":{"agentId":"a-9","attempts":0,"createdAt":"2026-11-28T00:00:00.000Z","gateResults":[{"attempt":2,"durationMs":5230,"exitCode":101,"name":"test","ok":false,"outputTail":"1 failed"}],"gates":[{"command":["cargo","test"],"name":"test","timeoutS":900}],"id":"k-13","maxAttempts":3,"merge":"squash","priority":"high","prompt":"make it pass","state":"pending","title":"fix","updatedAt":"2026-11-28T00:00:00.000Z"}}}"#]].assert_eq(&lines.join("\n"));
     }
 }

@@ -13,7 +13,7 @@ use regex::Regex;
 use super::watching::WatchState;
 use super::{OpError, Runtime, Timer};
 use crate::core::agent::{
-    AgentProtocol, AgentRecord, AgentState, Evidence, HookDialect, TerminalRecord,
+    AgentProtocol, AgentRecord, AgentState, Evidence, HookDialect, TerminalRecord, WorktreeRecord,
 };
 use crate::core::event::EventBody;
 use crate::core::ids;
@@ -43,12 +43,41 @@ pub struct SpawnArgs {
     pub backend: Option<String>,
     /// How orch talks to it (else the kind's).
     pub protocol: Option<AgentProtocol>,
+    /// A worktree of its own (`Some(None)`: none, whatever the kind says), else the kind's
+    /// choice.
+    pub worktree: Option<Option<WorktreeArgs>>,
     /// Session id or name.
     pub session: Option<String>,
     /// Size.
     pub cols: Option<u16>,
     /// Size.
     pub rows: Option<u16>,
+}
+
+/// A worktree asked for at spawn.
+#[derive(Debug, Default, Clone)]
+pub struct WorktreeArgs {
+    /// Its branch; default `orch/<agent name>`.
+    pub branch: Option<String>,
+    /// What to start from; default the workspace's current branch.
+    pub base: Option<String>,
+}
+
+/// A spawn's arguments, checked: the agent to start.
+pub struct Prepared {
+    /// Its unique name.
+    pub name: String,
+    kind_label: String,
+    command: Vec<String>,
+    cwd: PathBuf,
+    env: BTreeMap<String, String>,
+    session_id: String,
+    backend_name: String,
+    watch: crate::core::agent::Watch,
+    cols: u16,
+    rows: u16,
+    /// The worktree it should get, if any.
+    pub worktree: Option<WorktreeArgs>,
 }
 
 impl Runtime {
@@ -305,8 +334,14 @@ impl Runtime {
         Ok(path)
     }
 
-    /// `orch/agent/spawn`.
+    /// `orch/agent/spawn` without a worktree: the agent, started.
     pub fn spawn_agent(&mut self, args: SpawnArgs) -> Result<AgentRecord, OpError> {
+        let p = self.prepare_spawn(&args)?;
+        self.launch(p, None)
+    }
+
+    /// Check a spawn's arguments and work out the agent it makes, without starting anything.
+    pub(super) fn prepare_spawn(&mut self, args: &SpawnArgs) -> Result<Prepared, OpError> {
         let kind_name = args.kind.clone();
         let kind = match &kind_name {
             Some(k) => Some(self.config.agents.get(k).cloned().ok_or_else(|| {
@@ -371,6 +406,12 @@ impl Runtime {
                         format!("{n:?} is already the name of agent {}", a.id),
                     ));
                 }
+                if self.trees.is_reserved(n) {
+                    return Err(OpError::invalid(
+                        "name",
+                        format!("{n:?} is the name of an agent whose worktree is being made"),
+                    ));
+                }
                 if n.split_once('-').is_some_and(|(p, num)| {
                     ["a", "t", "s", "k", "d"].contains(&p)
                         && !num.is_empty()
@@ -405,7 +446,10 @@ impl Runtime {
                     .collect();
                 (1..)
                     .map(|n| format!("{base}-{n}"))
-                    .find(|n| !self.state.agents.values().any(|a| &a.name == n))
+                    .find(|n| {
+                        !self.state.agents.values().any(|a| &a.name == n)
+                            && !self.trees.is_reserved(n)
+                    })
                     .expect("unbounded")
             }
         };
@@ -441,11 +485,58 @@ impl Runtime {
         {
             Regex::new(p).map_err(|e| OpError::invalid("kind", format!("pattern {p:?}: {e}")))?;
         }
+        let mut env = kind.env.clone();
+        env.extend(args.env.clone());
+        let worktree = match &args.worktree {
+            Some(w) => w.clone(),
+            None if kind.worktree => Some(WorktreeArgs::default()),
+            None => None,
+        };
+        Ok(Prepared {
+            name,
+            kind_label,
+            command,
+            cwd,
+            env,
+            session_id,
+            backend_name,
+            watch,
+            cols,
+            rows,
+            worktree,
+        })
+    }
+
+    /// Start the agent `p` describes (in `worktree`, when it has one).
+    pub(super) fn launch(
+        &mut self,
+        p: Prepared,
+        worktree: Option<WorktreeRecord>,
+    ) -> Result<AgentRecord, OpError> {
+        let Prepared {
+            name,
+            kind_label,
+            command,
+            mut cwd,
+            env,
+            session_id,
+            backend_name,
+            watch,
+            cols,
+            rows,
+            worktree: _,
+        } = p;
+        if let Some(w) = &worktree {
+            // The same place in the agent's own checkout.
+            let within = cwd.strip_prefix(&self.paths.root).unwrap_or(Path::new(""));
+            cwd = PathBuf::from(&w.path).join(within);
+            if !cwd.is_dir() {
+                cwd = PathBuf::from(&w.path);
+            }
+        }
         let mut gen = self.state.ids();
         let id = gen.next(ids::AGENT);
         let terminal_id = gen.next(ids::TERMINAL);
-        let mut env = kind.env.clone();
-        env.extend(args.env.clone());
         let now = self.clock.now_rfc3339();
         let mut agent = AgentRecord {
             id: id.clone(),
@@ -458,6 +549,7 @@ impl Runtime {
             terminal_id: terminal_id.clone(),
             backend: backend_name,
             acp_session: None,
+            worktree: worktree.clone(),
             state: AgentState::Starting,
             exit_code: None,
             pid: None,
@@ -484,6 +576,12 @@ impl Runtime {
         self.emit(EventBody::AgentSpawned {
             agent: agent.clone(),
         });
+        if let Some(w) = worktree {
+            self.emit(EventBody::WorktreeCreated {
+                id: id.clone(),
+                worktree: w,
+            });
+        }
         self.watch.insert(id.clone(), WatchState::new(&agent.watch));
         self.set_agent_state(
             &id,
@@ -631,6 +729,14 @@ impl Runtime {
     /// Start an agent's program again in a new terminal.
     fn respawn(&mut self, id: &str, evidence: Evidence) -> Result<(), OpError> {
         let agent = self.state.agents[id].clone();
+        if agent.worktree.as_ref().is_some_and(|w| w.paused) {
+            return Err(OpError::Conflict {
+                kind: "agent",
+                id: agent.id.clone(),
+                state: "paused".into(),
+                what: "cannot start it: its worktree is paused (orch/agent/resume)".into(),
+            });
+        }
         if agent.watch.protocol != AgentProtocol::Acp {
             self.backend(&agent.backend, "backend")?;
         }

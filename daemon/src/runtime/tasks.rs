@@ -115,6 +115,8 @@ pub struct CreateTask {
     pub gates: Option<Vec<GateArg>>,
     /// Attempts.
     pub max_attempts: Option<u32>,
+    /// How its agent's worktree lands once it is done.
+    pub merge: Option<String>,
 }
 
 /// A gate argument.
@@ -167,6 +169,7 @@ impl Runtime {
                     agent: req.agent,
                     gates,
                     max_attempts,
+                    merge: req.merge,
                 },
             )
         })?;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::agent::{
     AgentProtocol, AgentRecord, AgentState, HookDialect, PlanStep, RestartPolicy, TerminalRecord,
-    Watch,
+    Watch, WorktreeRecord,
 };
 use crate::core::event::{EventBody, StoredEvent};
 use crate::core::state::State;
@@ -116,6 +116,19 @@ pub enum BodyV1 {
         id: String,
         entries: Vec<PlanStepV1>,
     },
+    #[serde(rename = "worktree.created")]
+    WorktreeCreated { id: String, worktree: WorktreeV1 },
+    #[serde(rename = "worktree.changed")]
+    WorktreeChanged { id: String, files: u64 },
+    #[serde(rename = "worktree.merged")]
+    WorktreeMerged {
+        id: String,
+        strategy: String,
+        commit: String,
+        files: Vec<String>,
+    },
+    #[serde(rename = "worktree.removed")]
+    WorktreeRemoved { id: String, branch_kept: bool },
     #[serde(rename = "task.created")]
     TaskCreated { task: TaskV1 },
     #[serde(rename = "task.assigned")]
@@ -175,6 +188,9 @@ pub struct AgentV1 {
     /// Came later in version 1; absent for agents without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acp_session: Option<String>,
+    /// Came later in version 1; absent for agents without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<WorktreeV1>,
     pub state: AgentState,
     pub exit_code: Option<i32>,
     pub pid: Option<u32>,
@@ -220,6 +236,60 @@ pub struct WatchV1 {
 
 fn is_pty(p: &AgentProtocol) -> bool {
     *p == AgentProtocol::Pty
+}
+
+/// An agent's worktree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorktreeV1 {
+    pub path: String,
+    pub branch: String,
+    pub base: String,
+    pub base_commit: String,
+    pub changes: u64,
+    pub paused: bool,
+}
+
+impl From<WorktreeRecord> for WorktreeV1 {
+    fn from(w: WorktreeRecord) -> Self {
+        let WorktreeRecord {
+            path,
+            branch,
+            base,
+            base_commit,
+            changes,
+            paused,
+        } = w;
+        WorktreeV1 {
+            path,
+            branch,
+            base,
+            base_commit,
+            changes,
+            paused,
+        }
+    }
+}
+
+impl From<WorktreeV1> for WorktreeRecord {
+    fn from(w: WorktreeV1) -> Self {
+        let WorktreeV1 {
+            path,
+            branch,
+            base,
+            base_commit,
+            changes,
+            paused,
+        } = w;
+        WorktreeRecord {
+            path,
+            branch,
+            base,
+            base_commit,
+            changes,
+            paused,
+        }
+    }
 }
 
 /// A step of a plan.
@@ -298,6 +368,9 @@ pub struct TaskV1 {
     pub running_gate: Option<(String, u32)>,
     #[serde(default)]
     pub running_gate_pgid: Option<u32>,
+    /// Came later in version 1; absent for tasks without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -314,6 +387,9 @@ pub enum SourceV1 {
         id: String,
         request: u64,
         options: Vec<(String, String)>,
+    },
+    Discard {
+        id: String,
     },
     Task {
         id: String,
@@ -462,6 +538,23 @@ impl From<&EventBody> for BodyV1 {
                 tool_kind,
                 status,
             },
+            E::WorktreeCreated { id, worktree } => BodyV1::WorktreeCreated {
+                id,
+                worktree: worktree.into(),
+            },
+            E::WorktreeChanged { id, files } => BodyV1::WorktreeChanged { id, files },
+            E::WorktreeMerged {
+                id,
+                strategy,
+                commit,
+                files,
+            } => BodyV1::WorktreeMerged {
+                id,
+                strategy,
+                commit,
+                files,
+            },
+            E::WorktreeRemoved { id, branch_kept } => BodyV1::WorktreeRemoved { id, branch_kept },
             E::AgentPlan { id, entries } => BodyV1::AgentPlan {
                 id,
                 entries: entries
@@ -544,6 +637,7 @@ impl From<&AgentRecord> for AgentV1 {
             terminal_id,
             backend,
             acp_session,
+            worktree,
             state,
             exit_code,
             pid,
@@ -566,6 +660,7 @@ impl From<&AgentRecord> for AgentV1 {
             terminal_id,
             backend,
             acp_session,
+            worktree: worktree.map(Into::into),
             state,
             exit_code,
             pid,
@@ -703,6 +798,7 @@ impl From<&TaskRecord> for TaskV1 {
             summary,
             running_gate,
             running_gate_pgid,
+            merge,
             created_at,
             updated_at,
         } = t.clone();
@@ -721,6 +817,7 @@ impl From<&TaskRecord> for TaskV1 {
             summary,
             running_gate,
             running_gate_pgid,
+            merge,
             created_at,
             updated_at,
         }
@@ -751,6 +848,7 @@ impl From<&DecisionRecord> for DecisionV1 {
             reason,
             source: match source {
                 DecisionSource::Agent { id, keys } => SourceV1::Agent { id, keys },
+                DecisionSource::Discard { id } => SourceV1::Discard { id },
                 DecisionSource::Permission {
                     id,
                     request,
@@ -921,6 +1019,23 @@ impl From<BodyV1> for EventBody {
                 tool_kind,
                 status,
             },
+            BodyV1::WorktreeCreated { id, worktree } => E::WorktreeCreated {
+                id,
+                worktree: worktree.into(),
+            },
+            BodyV1::WorktreeChanged { id, files } => E::WorktreeChanged { id, files },
+            BodyV1::WorktreeMerged {
+                id,
+                strategy,
+                commit,
+                files,
+            } => E::WorktreeMerged {
+                id,
+                strategy,
+                commit,
+                files,
+            },
+            BodyV1::WorktreeRemoved { id, branch_kept } => E::WorktreeRemoved { id, branch_kept },
             BodyV1::AgentPlan { id, entries } => E::AgentPlan {
                 id,
                 entries: entries
@@ -1001,6 +1116,7 @@ impl From<AgentV1> for AgentRecord {
             terminal_id,
             backend,
             acp_session,
+            worktree,
             state,
             exit_code,
             pid,
@@ -1023,6 +1139,7 @@ impl From<AgentV1> for AgentRecord {
             terminal_id,
             backend,
             acp_session,
+            worktree: worktree.map(Into::into),
             state,
             exit_code,
             pid,
@@ -1160,6 +1277,7 @@ impl From<TaskV1> for TaskRecord {
             summary,
             running_gate,
             running_gate_pgid,
+            merge,
             created_at,
             updated_at,
         } = t;
@@ -1178,6 +1296,7 @@ impl From<TaskV1> for TaskRecord {
             summary,
             running_gate,
             running_gate_pgid,
+            merge,
             created_at,
             updated_at,
         }
@@ -1208,6 +1327,7 @@ impl From<DecisionV1> for DecisionRecord {
             reason,
             source: match source {
                 SourceV1::Agent { id, keys } => DecisionSource::Agent { id, keys },
+                SourceV1::Discard { id } => DecisionSource::Discard { id },
                 SourceV1::Permission {
                     id,
                     request,

@@ -6,6 +6,11 @@ use super::{tasks, Draft, Effect, Refusal};
 use crate::core::event::EventBody;
 use crate::core::task::{DecisionRecord, DecisionSource};
 
+/// The options of a decision about discarding unmerged work.
+pub const DISCARD: &str = "discard";
+/// Keep the work.
+pub const KEEP: &str = "keep";
+
 /// `orch/decision/resolve`: record the answer and do what it says.
 pub fn resolve(
     d: &mut Draft,
@@ -75,6 +80,13 @@ pub fn resolve(
                 choice: choice.into(),
             });
         }
+        DecisionSource::Discard { id: agent } => {
+            if choice == DISCARD {
+                d.effect(Effect::Discard {
+                    agent: agent.clone(),
+                });
+            }
+        }
         DecisionSource::Task { id: task } => tasks::decided(d, task, choice),
         DecisionSource::User => {}
     }
@@ -111,7 +123,9 @@ pub fn dismiss_agent(d: &mut Draft, agent: &str, why: &str) {
 pub fn asked_by(source: &DecisionSource, agent: &str) -> bool {
     match source {
         DecisionSource::Agent { id, .. } | DecisionSource::Permission { id, .. } => id == agent,
-        DecisionSource::Task { .. } | DecisionSource::User => false,
+        DecisionSource::Discard { .. } | DecisionSource::Task { .. } | DecisionSource::User => {
+            false
+        }
     }
 }
 

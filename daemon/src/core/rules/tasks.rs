@@ -37,6 +37,8 @@ pub struct NewTask {
     pub gates: Vec<GateSpec>,
     /// Attempts before escalation.
     pub max_attempts: u32,
+    /// How its agent's worktree lands once it is done.
+    pub merge: Option<String>,
 }
 
 /// Change a task's state (the state machine is checked: a change outside it is a bug).
@@ -62,6 +64,30 @@ pub fn set_state(d: &mut Draft, id: &str, state: TaskState, evidence: String) {
         previous: prev,
         evidence,
     });
+    if state == TaskState::Done {
+        land_when_done(d, id);
+    }
+}
+
+/// A done task that says how its work lands: its agent's worktree is merged into its base.
+fn land_when_done(d: &mut Draft, id: &str) {
+    let t = &d.state().tasks[id];
+    let (Some(strategy), Some(agent)) = (t.merge.clone(), t.agent_id.clone()) else {
+        return;
+    };
+    let has_worktree = d
+        .state()
+        .agents
+        .get(&agent)
+        .and_then(|a| a.worktree.as_ref())
+        .is_some();
+    if has_worktree {
+        d.effect(Effect::Land {
+            agent,
+            strategy,
+            task: id.into(),
+        });
+    }
 }
 
 /// A task by id.
@@ -123,6 +149,22 @@ pub fn create(d: &mut Draft, t: NewTask) -> Result<String, Refusal> {
         Some(a) => Some(assignable(d, a, None)?),
         None => None,
     };
+    if let Some(m) = &t.merge {
+        if !matches!(m.as_str(), "merge" | "squash" | "rebase") {
+            return Err(Refusal::invalid(
+                "merge",
+                format!("{m:?} is not a strategy; expected merge, squash or rebase"),
+            ));
+        }
+        if let Some(a) = agent.as_ref().and_then(|a| d.state().agents.get(a)) {
+            if a.worktree.is_none() {
+                return Err(Refusal::invalid(
+                    "merge",
+                    format!("agent {} has no worktree to merge", a.name),
+                ));
+            }
+        }
+    }
     let id = d.new_id(ids::TASK);
     let now = d.now().to_string();
     d.emit(EventBody::TaskCreated {
@@ -141,6 +183,7 @@ pub fn create(d: &mut Draft, t: NewTask) -> Result<String, Refusal> {
             summary: None,
             running_gate: None,
             running_gate_pgid: None,
+            merge: t.merge,
             created_at: now.clone(),
             updated_at: now,
         },
@@ -626,6 +669,7 @@ mod tests {
             agent: agent.map(Into::into),
             gates: Vec::new(),
             max_attempts: max,
+            merge: None,
         }
     }
 
