@@ -1,6 +1,6 @@
 //! Adapters: the implementations of the ports in `ports.rs` — the sled event store, the
 //! terminal backends and the ACP client (the `ConversationBackend`: agents speaking the Agent
-//! Client Protocol, behind a terminal of its own) — and the git worktree layer.
+//! Client Protocol, behind a terminal of its own) and agents' git worktrees (`Worktrees`).
 //!
 //! Only this module names sled, portable-pty, alacritty_terminal, tmux or git.
 

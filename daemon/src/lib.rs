@@ -7,10 +7,9 @@
 //!   machines, what a hook event means ([`core::hooks`]) and the rules ([`core::rules`]): what
 //!   a command or an observation means, as events plus effects for the runtime to run.
 //! - [`ports`]: the traits the runtime needs — `EventStore`, `TerminalBackend` and `Terminal`,
-//!   `ConversationBackend` and `Conversation` (ACP agents), `ClientPort`, `Clock`.
+//!   `ConversationBackend` and `Conversation` (ACP agents), `Worktrees`, `ClientPort`, `Clock`.
 //! - [`adapters`]: the sled store with its own on-disk records, the pty and tmux backends, the
-//!   terminal emulator, the ACP client; the git worktree layer (not wired into the runtime
-//!   yet).
+//!   terminal emulator, the ACP client, the git worktree layer.
 //! - [`runtime`]: the single owner of state; the command loop, which runs the rules and their
 //!   effects; agents and their watching, terminals, clients, tasks, gates, the scheduler.
 //! - [`rpc`]: what methods mean on the wire: the dispatch table, handlers, conversions to and

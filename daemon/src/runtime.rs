@@ -25,11 +25,14 @@
 //! - [`clients`]: connections, event subscriptions, decision offers, progress, followed output.
 //! - [`tasks`]: tasks, gates, decisions, progress and the scheduler's jobs.
 //! - [`sessions`]: named groups of agents.
+//! - [`conversations`]: ACP agents: what they say as states, decisions and events; prompts,
+//!   cancels and permission answers back to them.
+//! - [`worktrees`]: agents in their own git worktrees: spawn, diff, merge, discard, pause,
+//!   resume, change counts, reconciliation.
 
 pub mod agents;
 pub mod clients;
 pub mod conversations;
-
 pub mod screen;
 pub mod sessions;
 pub mod tasks;

@@ -3,7 +3,7 @@
 //! after a daemon restart.
 //!
 //! Git is slow next to the loop (processes, setup commands that may run for minutes), so every
-//! call through the [`Worktrees`] port runs off the loop ([`Runtime::off_loop`]) and its result
+//! call through the [`Worktrees`] port runs off the loop (`Runtime::off_loop`) and its result
 //! comes back as a job on the loop, where events are recorded and the waiting request answered.
 //! Names of agents whose worktree is being made are reserved meanwhile, merges into the
 //! workspace run one at a time (the port's lock), and an agent's worktree work is never started
