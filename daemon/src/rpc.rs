@@ -747,7 +747,7 @@ fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
             })
             .collect()
     });
-    let t = rt.create_task(CreateTask {
+    let req = CreateTask {
         title: p.title,
         prompt: p.prompt,
         priority: p.priority,
@@ -755,8 +755,15 @@ fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
         gates,
         max_attempts: p.max_attempts,
         merge: p.merge,
-    })?;
-    ok(convert::task(&t))
+        agents: p.agents,
+    };
+    if req.agents.is_none() {
+        return ok(convert::task(&rt.create_task(req)?));
+    }
+    // Best of N: answered once its candidates' agents run (kinds are spawned first).
+    let created = call.later(|t| to_value(convert::task(&t)));
+    rt.create_best_of(req, created)?;
+    Err(OpError::Deferred)
 }
 
 fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {

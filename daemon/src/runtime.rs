@@ -554,6 +554,7 @@ impl Runtime {
                 }
             }
             Effect::Discard { agent } => self.discard_decided(&agent),
+            Effect::Retire { agent } => self.retire(&agent),
             Effect::RunGate { task, index } => self.run_gate(&task, index),
             Effect::KillGate { task } => self.work.kill_gate(&task),
             Effect::KillOrphanedGate {

@@ -430,6 +430,10 @@ pub struct TaskCreateParams {
     /// Land the agent's worktree when the task is done: `merge | squash | rebase`.
     #[serde(default)]
     pub merge: Option<String>,
+    /// Best of N: the same task for each of these agents (ids or names of agents with a
+    /// worktree, or kinds to spawn with one); a person picks the candidate that lands.
+    #[serde(default)]
+    pub agents: Option<Vec<String>>,
 }
 
 /// `orch/task/list` params.

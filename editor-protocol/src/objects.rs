@@ -193,6 +193,12 @@ pub struct Task {
     /// How the agent's worktree lands once the task is done: `merge | squash | rebase`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<String>,
+    /// Best of N: its candidates, one task per agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// A candidate: the best-of-N task it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.

@@ -387,17 +387,26 @@ fn a_done_task_lands_by_itself_and_a_killed_daemon_keeps_the_worktree() {
         (!e.is_empty()).then_some(e)
     });
     assert_eq!(landed[0]["data"]["strategy"], "squash");
-    assert_eq!(landed[0]["data"]["commit"], git(&ws, &["rev-parse", "HEAD"]).as_str());
+    assert_eq!(
+        landed[0]["data"]["commit"],
+        git(&ws, &["rev-parse", "HEAD"]).as_str()
+    );
     assert_eq!(
         std::fs::read_to_string(ws.join("result.txt")).unwrap(),
         "42\n"
     );
     assert_eq!(
-        git(&ws, &["log", "--format=%H", "--", "result.txt"]).lines().count(),
+        git(&ws, &["log", "--format=%H", "--", "result.txt"])
+            .lines()
+            .count(),
         1,
         "one commit on main brought result.txt"
     );
-    assert_eq!(git(&ws, &["status", "--porcelain"]), "", "main is clean after the landing");
+    assert_eq!(
+        git(&ws, &["status", "--porcelain"]),
+        "",
+        "main is clean after the landing"
+    );
     // After its turn, its change count is known.
     let changed = wait_for("a worktree.changed event", WAIT, || {
         let e = events(&mut c, "worktree.changed", &id);
@@ -449,4 +458,109 @@ fn a_done_task_lands_by_itself_and_a_killed_daemon_keeps_the_worktree() {
             .filter(|t| t.ends_with('\n'))
     });
     assert_eq!(wrote.trim(), w.canonicalize().unwrap().to_string_lossy());
+}
+
+/// Three candidates, each writing its own answer in its own worktree; a person picks the second.
+const CANDIDATE: &str = r#"
+[agents.candidate]
+command = ["bash", "--norc", "--noprofile", "-c", 'while IFS= read -r line; do echo "answer from $ORCH_AGENT_NAME" > answer.txt; "$ORCH_BIN" task complete >/dev/null; echo done; done']
+idle_after_ms = 300
+worktree = true
+
+[gates.answered]
+command = ["test", "-s", "answer.txt"]
+timeout_s = 30
+"#;
+
+#[test]
+fn best_of_three_lands_the_one_a_person_picks() {
+    let d = repo_daemon(CANDIDATE);
+    let ws = d.workspace.path().to_path_buf();
+    let mut c = d.client(Via::Socket);
+    let mut other = d.client(Via::Lsp);
+    // Errors first: too few agents, an unknown one.
+    let err = c.err(
+        "orch/task/create",
+        json!({ "title": "t", "prompt": "p", "agents": ["candidate"] }),
+        -32602,
+    );
+    assert_eq!(err["data"]["field"], "agents", "{err}");
+    let err = c.err(
+        "orch/task/create",
+        json!({ "title": "t", "prompt": "p", "agents": ["candidate", "no-such-thing"] }),
+        -32602,
+    );
+    assert_eq!(err["data"]["field"], "agents[1]", "{err}");
+    assert_eq!(c.ok("orch/agent/list", json!({}))["items"], json!([]));
+
+    let group = c.ok(
+        "orch/task/create",
+        json!({
+            "title": "answer",
+            "prompt": "write your answer",
+            "agents": ["candidate", "candidate", "candidate"],
+            "gates": ["answered"],
+            "merge": "squash",
+        }),
+    );
+    let candidates = group["candidates"].as_array().unwrap().clone();
+    assert_eq!(candidates.len(), 3, "{group}");
+    let gid = group["id"].as_str().unwrap().to_string();
+    // Every candidate runs in its own worktree, and passes its gate there.
+    let mut agents = Vec::new();
+    for k in &candidates {
+        let t = wait_task(&mut c, k.as_str().unwrap(), "done");
+        assert_eq!(t["group"], gid.as_str(), "{t}");
+        let a = c.ok("orch/agent/get", json!({ "id": t["agentId"] }));
+        assert!(a["worktree"]["path"].is_string(), "{a}");
+        agents.push(a);
+    }
+    // A person picks the second.
+    let decision = wait_for("the best-of decision", WAIT, || {
+        c.ok("orch/decision/list", json!({ "state": "pending" }))["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["source"]["id"] == gid.as_str())
+            .cloned()
+    });
+    let names: Vec<String> = agents
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected: Vec<Value> = names.iter().map(|n| json!(n)).collect();
+    expected.push(json!("none"));
+    assert_eq!(decision["options"], json!(expected), "{decision}");
+    let detail = decision["detail"].as_str().unwrap();
+    assert!(detail.contains("answered passed"), "{detail}");
+    other.ok(
+        "orch/decision/resolve",
+        json!({ "id": decision["id"], "choice": names[1] }),
+    );
+    wait_task(&mut c, &gid, "done");
+    let merged = wait_for("the chosen work to land", WAIT, || {
+        let e = events(&mut c, "worktree.merged", agents[1]["id"].as_str().unwrap());
+        (!e.is_empty()).then_some(e)
+    });
+    assert_eq!(merged[0]["data"]["strategy"], "squash");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("answer.txt")).unwrap(),
+        format!("answer from {}\n", names[1])
+    );
+    // The others are stopped and their worktrees removed.
+    for i in [0, 2] {
+        let id = agents[i]["id"].as_str().unwrap();
+        let a = wait_agent(&mut c, id, "a candidate not chosen to be retired", |a| {
+            a["state"] == "stopped" && a["worktree"].is_null()
+        });
+        assert!(
+            !Path::new(agents[i]["worktree"]["path"].as_str().unwrap()).exists(),
+            "{a}"
+        );
+    }
+    let chosen = c.ok("orch/agent/get", json!({ "id": agents[1]["id"] }));
+    assert!(
+        chosen["worktree"].is_object(),
+        "the chosen one keeps its worktree: {chosen}"
+    );
 }

@@ -322,6 +322,8 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         running_gate: Some(("test".into(), 1)),
         running_gate_pgid: Some(77),
         merge: None,
+        candidates: Vec::new(),
+        group: None,
         created_at: "2026-11-28T00:00:00.000Z".into(),
         updated_at: "2026-11-28T00:00:00.000Z".into(),
     };

@@ -149,6 +149,11 @@ pub enum Effect {
         /// The task that was done.
         task: String,
     },
+    /// Stop a best-of-N candidate that was not chosen and remove its worktree once it ended.
+    Retire {
+        /// The agent.
+        agent: String,
+    },
     /// Remove an agent's worktree and branch (a person chose to discard unmerged work).
     Discard {
         /// The agent.
@@ -373,6 +378,7 @@ pub(crate) mod testing {
                     .collect(),
                 max_attempts,
                 merge: None,
+                group: None,
             },
         )
         .unwrap()

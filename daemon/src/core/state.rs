@@ -214,6 +214,11 @@ impl State {
             }
             EventBody::TaskCreated { task } => {
                 self.bump(&task.id);
+                if let Some(group) = task.group.as_ref().and_then(|g| self.tasks.get_mut(g)) {
+                    if !group.candidates.contains(&task.id) {
+                        group.candidates.push(task.id.clone());
+                    }
+                }
                 self.tasks.insert(task.id.clone(), task.clone());
             }
             EventBody::TaskAssigned { id, agent_id } => {

@@ -184,6 +184,11 @@ pub struct TaskRecord {
     pub running_gate_pgid: Option<u32>,
     /// How its agent's worktree lands once it is done (`merge`, `squash`, `rebase`).
     pub merge: Option<String>,
+    /// A best-of-N task: its candidates, one task per agent (derived: each candidate's
+    /// `task.created` names this task as its group).
+    pub candidates: Vec<String>,
+    /// A candidate: the best-of-N task it is one of.
+    pub group: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -213,6 +218,11 @@ pub enum DecisionSource {
     Discard {
         /// The agent.
         id: String,
+    },
+    /// The candidates of best-of-N task `task` are done: a person picks the one that lands.
+    BestOf {
+        /// The best-of-N task.
+        task: String,
     },
     /// A task escalated.
     Task {

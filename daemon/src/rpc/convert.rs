@@ -111,6 +111,8 @@ pub fn task(t: &TaskRecord) -> wire::Task {
         decision_id: t.decision_id.clone(),
         summary: t.summary.clone(),
         merge: t.merge.clone(),
+        candidates: t.candidates.clone(),
+        group: t.group.clone(),
         created_at: t.created_at.clone(),
         updated_at: t.updated_at.clone(),
     }
@@ -125,7 +127,7 @@ pub fn decision(d: &DecisionRecord) -> wire::Decision {
             kind: "agent".into(),
             id: Some(id.clone()),
         },
-        DecisionSource::Task { id } => wire::DecisionSource {
+        DecisionSource::Task { id } | DecisionSource::BestOf { task: id } => wire::DecisionSource {
             kind: "task".into(),
             id: Some(id.clone()),
         },

@@ -849,6 +849,8 @@ impl Runtime {
         }
         self.task_agent_ended(&id, code);
         self.finish_daemon_stop(false);
+        self.count_changes(&id);
+        self.retired(&id);
         self.after_end(&id, state, evidence);
     }
 

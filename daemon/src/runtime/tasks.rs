@@ -102,6 +102,7 @@ impl WorkState {
 }
 
 /// What `orch/task/create` asks for, after wire decoding.
+#[derive(Clone)]
 pub struct CreateTask {
     /// Title.
     pub title: String,
@@ -117,9 +118,12 @@ pub struct CreateTask {
     pub max_attempts: Option<u32>,
     /// How its agent's worktree lands once it is done.
     pub merge: Option<String>,
+    /// Best of N: agent ids or names, or kinds to spawn (each with a worktree).
+    pub agents: Option<Vec<String>>,
 }
 
 /// A gate argument.
+#[derive(Clone)]
 pub enum GateArg {
     /// A configured gate.
     Name(String),
@@ -139,6 +143,20 @@ impl Runtime {
     /// `orch/task/create`: the gates named or given inline resolved against the
     /// configuration, then the rule.
     pub fn create_task(&mut self, req: CreateTask) -> Result<TaskRecord, OpError> {
+        let (new, agents) = self.new_task(req)?;
+        let id = match agents {
+            None => self.rule(|d| rules::tasks::create(d, new))?,
+            Some(agents) => self.rule(|d| rules::tasks::create_best_of(d, new, &agents))?,
+        };
+        Ok(self.state.tasks[&id].clone())
+    }
+
+    /// A task request checked against the configuration: the task to create, and its
+    /// candidates' agents for best of N.
+    pub(super) fn new_task(
+        &self,
+        req: CreateTask,
+    ) -> Result<(rules::tasks::NewTask, Option<Vec<String>>), OpError> {
         let max_attempts = req.max_attempts.unwrap_or(self.config.tasks.max_attempts);
         let gate_args = req.gates.unwrap_or_else(|| {
             self.config
@@ -159,21 +177,19 @@ impl Runtime {
         for (i, g) in gate_args.into_iter().enumerate() {
             gates.push(self.resolve_gate(i, g)?);
         }
-        let id = self.rule(|d| {
-            rules::tasks::create(
-                d,
-                rules::tasks::NewTask {
-                    title: req.title,
-                    prompt: req.prompt,
-                    priority: req.priority,
-                    agent: req.agent,
-                    gates,
-                    max_attempts,
-                    merge: req.merge,
-                },
-            )
-        })?;
-        Ok(self.state.tasks[&id].clone())
+        Ok((
+            rules::tasks::NewTask {
+                title: req.title,
+                prompt: req.prompt,
+                priority: req.priority,
+                agent: req.agent,
+                gates,
+                max_attempts,
+                merge: req.merge,
+                group: None,
+            },
+            req.agents,
+        ))
     }
 
     /// A gate argument as the task will hold it: a configured gate by name, or an inline one.

@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::agents::{Prepared, SpawnArgs};
+use super::agents::{Prepared, SpawnArgs, WorktreeArgs};
+use super::tasks::CreateTask;
 use super::{Call, Input, OpError, Runtime, Waiter};
 use crate::core::agent::{AgentRecord, WorktreeRecord};
 use crate::core::event::EventBody;
@@ -29,6 +30,8 @@ pub struct TreeState {
     reserved: HashSet<String>,
     /// Agents with worktree work under way (a merge, a discard, a pause, a count).
     busy: HashSet<String>,
+    /// Best-of-N candidates that were not chosen: their worktree goes once they ended.
+    retiring: HashSet<String>,
 }
 
 impl TreeState {
@@ -36,6 +39,22 @@ impl TreeState {
     pub fn is_reserved(&self, name: &str) -> bool {
         self.reserved.contains(name)
     }
+}
+
+/// A best-of-N task waiting for its agents to be spawned.
+struct Gather {
+    /// Per entry of `agents`: the agent's id, or (while it is spawned) its kind.
+    slots: Vec<Result<String, String>>,
+    /// Spawns not answered yet.
+    waiting: usize,
+    /// The first spawn that failed.
+    failed: Option<OpError>,
+    /// The agents spawned for it.
+    spawned: Vec<String>,
+    /// The task to create.
+    new: Option<rules::tasks::NewTask>,
+    /// Who waits for it.
+    reply: Option<Waiter<crate::core::task::TaskRecord>>,
 }
 
 /// What a client is told about a [`VcsError`] about agent `id` (`field` names the parameter a
@@ -192,6 +211,209 @@ impl Runtime {
                 self.hold(reply(Err(e)));
             }
         }
+    }
+
+    /// `orch/task/create {agents}`: best of N. Kinds among `agents` are spawned first, each
+    /// with a worktree; once all of them run, the task and its candidates are created and
+    /// `reply` hears. If a spawn fails, the agents spawned for it are stopped and their fresh
+    /// worktrees removed, and the error is the answer.
+    pub fn create_best_of(
+        &mut self,
+        req: CreateTask,
+        reply: Waiter<crate::core::task::TaskRecord>,
+    ) -> Result<(), OpError> {
+        let agents = req.agents.clone().unwrap_or_default();
+        // What the rule would refuse, refused before any agent is spawned for it.
+        if req.agent.is_some() {
+            return Err(OpError::invalid("agentId", "give either agentId or agents"));
+        }
+        if agents.len() < 2 {
+            return Err(OpError::invalid(
+                "agents",
+                format!("best of N needs at least two agents, got {}", agents.len()),
+            ));
+        }
+        if agents.len() > rules::tasks::MAX_CANDIDATES {
+            return Err(OpError::Limit {
+                limit: "agents per task",
+                max: rules::tasks::MAX_CANDIDATES as u64,
+            });
+        }
+        let mut slots: Vec<Result<String, String>> = Vec::new();
+        for (i, a) in agents.iter().enumerate() {
+            if let Some(agent) = self.state.agent(a) {
+                slots.push(Ok(agent.id.clone()));
+            } else if self.config.agents.contains_key(a) {
+                slots.push(Err(a.clone()));
+            } else {
+                return Err(OpError::invalid(
+                    &format!("agents[{i}]"),
+                    format!("{a:?} is neither an agent nor a configured kind"),
+                ));
+            }
+        }
+        // Checked now (title, gates, ...) so that no agent is spawned for a task that cannot be.
+        let (new, _) = self.new_task(CreateTask {
+            agents: None,
+            ..req.clone()
+        })?;
+        let kinds: Vec<(usize, String)> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.clone().err().map(|k| (i, k)))
+            .collect();
+        if kinds.is_empty() {
+            let ids: Vec<String> = slots.into_iter().filter_map(Result::ok).collect();
+            let id = self.rule(|d| rules::tasks::create_best_of(d, new, &ids))?;
+            self.hold(reply(Ok(self.state.tasks[&id].clone())));
+            return Ok(());
+        }
+        // Spawn each kind; the last spawn to answer creates the task.
+        let gather = Arc::new(std::sync::Mutex::new(Gather {
+            slots,
+            waiting: kinds.len(),
+            failed: None,
+            spawned: Vec::new(),
+            new: Some(new),
+            reply: Some(reply),
+        }));
+        for (i, kind) in kinds {
+            let g = gather.clone();
+            let tx = self.tx.clone();
+            let spawned: Waiter<AgentRecord> = Box::new(move |r| {
+                let _ = tx.send(Input::Call(Call {
+                    conn: 0,
+                    live: Box::new(|| true),
+                    job: Box::new(move |rt| {
+                        rt.candidate_spawned(&g, i, r);
+                        None
+                    }),
+                }));
+                Box::new(|| {})
+            });
+            let args = SpawnArgs {
+                kind: Some(kind),
+                worktree: Some(Some(WorktreeArgs::default())),
+                ..SpawnArgs::default()
+            };
+            if let Err(e) = self.spawn(args, spawned) {
+                // Refused before anything ran: as if it had answered.
+                let mut gl = gather.lock().unwrap();
+                gl.waiting -= 1;
+                gl.failed.get_or_insert(e);
+            }
+        }
+        let done = gather.lock().unwrap().waiting == 0;
+        if done {
+            self.best_of_gathered(&gather);
+        }
+        Ok(())
+    }
+
+    /// One of a best-of-N task's agents was spawned (or not).
+    fn candidate_spawned(
+        &mut self,
+        gather: &Arc<std::sync::Mutex<Gather>>,
+        slot: usize,
+        r: Result<AgentRecord, OpError>,
+    ) {
+        let all_in = {
+            let mut g = gather.lock().unwrap();
+            g.waiting -= 1;
+            match r {
+                Ok(a) => {
+                    g.spawned.push(a.id.clone());
+                    g.slots[slot] = Ok(a.id);
+                }
+                Err(e) => {
+                    g.failed.get_or_insert(e);
+                }
+            }
+            g.waiting == 0
+        };
+        if all_in {
+            self.best_of_gathered(gather);
+        }
+    }
+
+    /// Every spawn of a best-of-N task answered: create it, or undo the spawns.
+    fn best_of_gathered(&mut self, gather: &Arc<std::sync::Mutex<Gather>>) {
+        let (slots, failed, new, reply) = {
+            let mut g = gather.lock().unwrap();
+            (
+                std::mem::take(&mut g.slots),
+                g.failed.take(),
+                g.new.take(),
+                g.reply.take(),
+            )
+        };
+        let (Some(new), Some(reply)) = (new, reply) else {
+            return;
+        };
+        let ids: Vec<String> = slots.iter().filter_map(|s| s.clone().ok()).collect();
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self
+                .rule(|d| rules::tasks::create_best_of(d, new, &ids))
+                .map(|id| self.state.tasks[&id].clone()),
+        };
+        if result.is_err() {
+            // The agents spawned for it have nothing to do: they and their worktrees go.
+            let spawned = std::mem::take(&mut gather.lock().unwrap().spawned);
+            for agent in spawned {
+                self.retire(&agent);
+            }
+        }
+        self.hold(reply(result));
+    }
+
+    /// A best-of-N candidate that was not chosen: stop its agent and remove its worktree once
+    /// it ended (now, when it has).
+    pub(super) fn retire(&mut self, agent: &str) {
+        let Some(a) = self.state.agents.get(agent).cloned() else {
+            return;
+        };
+        if a.state.is_live() {
+            self.trees.retiring.insert(a.id.clone());
+            if let Err(e) = self.stop_agent(&a.id, false) {
+                tracing::warn!(agent, "cannot stop a candidate that was not chosen: {e}");
+            }
+            return;
+        }
+        self.discard_now(&a.id);
+    }
+
+    /// An agent ended: a retiring candidate's worktree goes now.
+    pub(super) fn retired(&mut self, agent: &str) {
+        if self.trees.retiring.remove(agent) {
+            self.discard_now(agent);
+        }
+    }
+
+    /// Remove an ended agent's worktree and branch, whatever they hold (a person chose so).
+    fn discard_now(&mut self, agent: &str) {
+        let Ok((a, w)) = self.with_worktree(agent, "cannot discard its worktree") else {
+            return;
+        };
+        let Some(port) = self.worktrees.clone() else {
+            return;
+        };
+        self.trees.busy.insert(a.id.clone());
+        self.off_loop(
+            move || port.discard(&w),
+            move |rt: &mut Runtime, r| {
+                rt.trees.busy.remove(&a.id);
+                match r {
+                    Ok(()) => rt.emit(EventBody::WorktreeRemoved {
+                        id: a.id.clone(),
+                        branch_kept: false,
+                    }),
+                    Err(e) => {
+                        rt.warn_clients(&format!("cannot discard the worktree of {}: {e}", a.name))
+                    }
+                }
+            },
+        );
     }
 
     /// `orch/agent/diff`.

@@ -371,6 +371,12 @@ pub struct TaskV1 {
     /// Came later in version 1; absent for tasks without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<String>,
+    /// Came later in version 1; absent for tasks that are not best-of-N groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    /// Came later in version 1; absent for tasks that are not candidates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -390,6 +396,9 @@ pub enum SourceV1 {
     },
     Discard {
         id: String,
+    },
+    BestOf {
+        task: String,
     },
     Task {
         id: String,
@@ -799,6 +808,8 @@ impl From<&TaskRecord> for TaskV1 {
             running_gate,
             running_gate_pgid,
             merge,
+            candidates,
+            group,
             created_at,
             updated_at,
         } = t.clone();
@@ -818,6 +829,8 @@ impl From<&TaskRecord> for TaskV1 {
             running_gate,
             running_gate_pgid,
             merge,
+            candidates,
+            group,
             created_at,
             updated_at,
         }
@@ -849,6 +862,7 @@ impl From<&DecisionRecord> for DecisionV1 {
             source: match source {
                 DecisionSource::Agent { id, keys } => SourceV1::Agent { id, keys },
                 DecisionSource::Discard { id } => SourceV1::Discard { id },
+                DecisionSource::BestOf { task } => SourceV1::BestOf { task },
                 DecisionSource::Permission {
                     id,
                     request,
@@ -1278,6 +1292,8 @@ impl From<TaskV1> for TaskRecord {
             running_gate,
             running_gate_pgid,
             merge,
+            candidates,
+            group,
             created_at,
             updated_at,
         } = t;
@@ -1297,6 +1313,8 @@ impl From<TaskV1> for TaskRecord {
             running_gate,
             running_gate_pgid,
             merge,
+            candidates,
+            group,
             created_at,
             updated_at,
         }
@@ -1328,6 +1346,7 @@ impl From<DecisionV1> for DecisionRecord {
             source: match source {
                 SourceV1::Agent { id, keys } => DecisionSource::Agent { id, keys },
                 SourceV1::Discard { id } => DecisionSource::Discard { id },
+                SourceV1::BestOf { task } => DecisionSource::BestOf { task },
                 SourceV1::Permission {
                     id,
                     request,

@@ -87,6 +87,7 @@ pub fn resolve(
                 });
             }
         }
+        DecisionSource::BestOf { task } => tasks::best_of_decided(d, task, choice),
         DecisionSource::Task { id: task } => tasks::decided(d, task, choice),
         DecisionSource::User => {}
     }
@@ -123,9 +124,10 @@ pub fn dismiss_agent(d: &mut Draft, agent: &str, why: &str) {
 pub fn asked_by(source: &DecisionSource, agent: &str) -> bool {
     match source {
         DecisionSource::Agent { id, .. } | DecisionSource::Permission { id, .. } => id == agent,
-        DecisionSource::Discard { .. } | DecisionSource::Task { .. } | DecisionSource::User => {
-            false
-        }
+        DecisionSource::Discard { .. }
+        | DecisionSource::BestOf { .. }
+        | DecisionSource::Task { .. }
+        | DecisionSource::User => false,
     }
 }
 

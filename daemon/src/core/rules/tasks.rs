@@ -39,7 +39,14 @@ pub struct NewTask {
     pub max_attempts: u32,
     /// How its agent's worktree lands once it is done.
     pub merge: Option<String>,
+    /// The best-of-N task it is a candidate of.
+    pub group: Option<String>,
 }
+
+/// Most candidates of a best-of-N task.
+pub const MAX_CANDIDATES: usize = 8;
+/// The option of a best-of-N decision that lands none of the candidates.
+pub const NONE_OF_THEM: &str = "none";
 
 /// Change a task's state (the state machine is checked: a change outside it is a bug).
 pub fn set_state(d: &mut Draft, id: &str, state: TaskState, evidence: String) {
@@ -66,6 +73,209 @@ pub fn set_state(d: &mut Draft, id: &str, state: TaskState, evidence: String) {
     });
     if state == TaskState::Done {
         land_when_done(d, id);
+    }
+    if let Some(group) = d.state().tasks.get(id).and_then(|t| t.group.clone()) {
+        group_progress(d, &group);
+    }
+}
+
+/// `orch/task/create {agents}`: the same task for each agent, each working in its own worktree;
+/// returns the best-of-N task whose candidates they are. When every candidate is settled, a
+/// person picks the one that lands ([`best_of_decided`]).
+pub fn create_best_of(d: &mut Draft, t: NewTask, agents: &[String]) -> Result<String, Refusal> {
+    if t.agent.is_some() {
+        return Err(Refusal::invalid("agentId", "give either agentId or agents"));
+    }
+    if agents.len() < 2 {
+        return Err(Refusal::invalid(
+            "agents",
+            format!("best of N needs at least two agents, got {}", agents.len()),
+        ));
+    }
+    if agents.len() > MAX_CANDIDATES {
+        return Err(Refusal::Limit {
+            limit: "agents per task",
+            max: MAX_CANDIDATES as u64,
+        });
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for (i, a) in agents.iter().enumerate() {
+        let id = assignable(d, a, None)?;
+        let agent = &d.state().agents[&id];
+        if agent.worktree.as_ref().is_none_or(|w| w.paused) {
+            return Err(Refusal::invalid(
+                &format!("agents[{i}]"),
+                format!("agent {} has no worktree of its own to work in", agent.name),
+            ));
+        }
+        if ids.contains(&id) {
+            return Err(Refusal::invalid(
+                &format!("agents[{i}]"),
+                format!("agent {} is named twice", agent.name),
+            ));
+        }
+        ids.push(id);
+    }
+    let group = create(
+        d,
+        NewTask {
+            gates: Vec::new(),
+            group: None,
+            agent: None,
+            ..t.clone()
+        },
+    )?;
+    for agent in ids {
+        create(
+            d,
+            NewTask {
+                agent: Some(agent),
+                merge: None,
+                group: Some(group.clone()),
+                ..t.clone()
+            },
+        )?;
+    }
+    Ok(group)
+}
+
+/// Whether a candidate has nothing more coming: done, failed, cancelled, escalated, or back in
+/// the queue with no agent.
+fn settled(t: &TaskRecord) -> bool {
+    t.state.is_final()
+        || matches!(t.state, TaskState::Failed | TaskState::Escalated)
+        || (t.state == TaskState::Pending && t.agent_id.is_none())
+}
+
+/// How a candidate is named in its group's decision: its agent's name, else its task id.
+fn candidate_label(d: &Draft, t: &TaskRecord) -> String {
+    t.agent_id
+        .as_ref()
+        .and_then(|a| d.state().agents.get(a))
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| t.id.clone())
+}
+
+/// A candidate settled: once all of them are, the best-of-N task asks a person to pick one.
+fn group_progress(d: &mut Draft, group: &str) {
+    let Some(g) = d.state().tasks.get(group).cloned() else {
+        return;
+    };
+    if g.state != TaskState::Pending {
+        return;
+    }
+    let candidates: Vec<TaskRecord> = g
+        .candidates
+        .iter()
+        .filter_map(|c| d.state().tasks.get(c).cloned())
+        .collect();
+    if candidates.is_empty() || !candidates.iter().all(settled) {
+        return;
+    }
+    set_state(
+        d,
+        group,
+        TaskState::Verifying,
+        "every candidate is settled; a person picks one".into(),
+    );
+    let mut options = Vec::new();
+    let mut detail = Vec::new();
+    for c in &candidates {
+        let label = candidate_label(d, c);
+        let gates: Vec<String> = c
+            .gate_results
+            .iter()
+            .rev()
+            .take(c.gates.len())
+            .rev()
+            .map(|r| format!("{} {}", r.name, if r.ok { "passed" } else { "failed" }))
+            .collect();
+        let changes = c
+            .agent_id
+            .as_ref()
+            .and_then(|a| d.state().agents.get(a))
+            .and_then(|a| a.worktree.as_ref())
+            .map(|w| format!("{} files changed", w.changes))
+            .unwrap_or_else(|| "no worktree".into());
+        let gates = if gates.is_empty() {
+            "no gates".to_string()
+        } else {
+            gates.join(", ")
+        };
+        detail.push(format!(
+            "{label} ({}): {}; {gates}; {changes}",
+            c.id,
+            c.state.as_str()
+        ));
+        options.push(label);
+    }
+    options.push(NONE_OF_THEM.into());
+    let id = d.new_id(ids::DECISION);
+    let now = d.now().to_string();
+    d.emit(EventBody::DecisionRequested {
+        decision: DecisionRecord {
+            id,
+            title: format!("Which candidate of {} ({}) lands?", g.id, g.title),
+            detail: detail.join("\n"),
+            options,
+            resolved: false,
+            choice: None,
+            reason: None,
+            source: DecisionSource::BestOf { task: group.into() },
+            created_at: now,
+            resolved_at: None,
+        },
+    });
+}
+
+/// A person picked the best-of-N task's candidate that lands (or none): it is merged into its
+/// base, the other candidates' agents are stopped and their worktrees removed.
+pub fn best_of_decided(d: &mut Draft, group: &str, choice: &str) {
+    let Some(g) = d.state().tasks.get(group).cloned() else {
+        return;
+    };
+    let strategy = g.merge.clone().unwrap_or_else(|| "merge".into());
+    let mut chosen = None;
+    for c in &g.candidates {
+        let Some(t) = d.state().tasks.get(c).cloned() else {
+            continue;
+        };
+        close_decision(d, c, "a candidate was chosen");
+        let label = candidate_label(d, &t);
+        if label == choice {
+            if t.state == TaskState::Escalated {
+                set_state(d, c, TaskState::Done, "chosen as the best candidate".into());
+            }
+            chosen = Some(label);
+            if let Some(agent) = t.agent_id.clone() {
+                d.effect(Effect::Land {
+                    agent,
+                    strategy: strategy.clone(),
+                    task: group.into(),
+                });
+            }
+        } else {
+            if !t.state.is_final() && t.state.can_become(TaskState::Cancelled) {
+                set_state(
+                    d,
+                    c,
+                    TaskState::Cancelled,
+                    "another candidate was chosen".into(),
+                );
+            }
+            if let Some(agent) = t.agent_id.clone() {
+                d.effect(Effect::Retire { agent });
+            }
+        }
+    }
+    match chosen {
+        Some(label) => set_state(d, group, TaskState::Done, format!("{label} was chosen")),
+        None => set_state(
+            d,
+            group,
+            TaskState::Cancelled,
+            "no candidate was chosen".into(),
+        ),
     }
 }
 
@@ -184,6 +394,8 @@ pub fn create(d: &mut Draft, t: NewTask) -> Result<String, Refusal> {
             running_gate: None,
             running_gate_pgid: None,
             merge: t.merge,
+            candidates: Vec::new(),
+            group: t.group,
             created_at: now.clone(),
             updated_at: now,
         },
@@ -320,6 +532,8 @@ pub fn dispatch_queue(d: &mut Draft) {
         .tasks
         .values()
         .filter(|t| t.state == TaskState::Pending && t.agent_id.is_none())
+        // A best-of-N task and its candidates are not for whichever agent is free.
+        .filter(|t| t.candidates.is_empty() && t.group.is_none())
         .map(|t| (t.priority, t.id.clone()))
         .collect();
     pending.sort_by(|a, b| {
@@ -396,6 +610,9 @@ pub fn cancel(d: &mut Draft, id: &str) -> Result<(), Refusal> {
     if t.state == TaskState::Verifying {
         d.effect(Effect::KillGate { task: id.into() });
     }
+    for c in &t.candidates {
+        let _ = cancel(d, c);
+    }
     set_state(d, id, TaskState::Cancelled, "cancelled".into());
     close_decision(d, id, "the task was cancelled");
     Ok(())
@@ -454,6 +671,10 @@ pub fn gate_done(d: &mut Draft, id: &str, index: usize, run: GateRun) {
     if t.attempts >= t.max_attempts {
         return escalate(d, id, &name);
     }
+    if t.group.is_some() && !live_now(d, &t) {
+        // A candidate works in its own agent's worktree: nobody else can take it over.
+        return escalate(d, id, &name);
+    }
     let live_agent = t
         .agent_id
         .as_ref()
@@ -476,6 +697,14 @@ pub fn gate_done(d: &mut Draft, id: &str, index: usize, run: GateRun) {
             format!("gate {name} failed; no agent to fix it, back in the queue"),
         );
     }
+}
+
+/// Whether the task's agent runs.
+fn live_now(d: &Draft, t: &TaskRecord) -> bool {
+    t.agent_id
+        .as_ref()
+        .and_then(|a| d.state().agents.get(a))
+        .is_some_and(|a| a.state.is_live())
 }
 
 /// Gates kept failing: a person decides (retry, reassign, accept, cancel).
@@ -670,6 +899,7 @@ mod tests {
             gates: Vec::new(),
             max_attempts: max,
             merge: None,
+            group: None,
         }
     }
 
@@ -916,6 +1146,133 @@ mod tests {
         .assert_eq(&run(&mut s, |d| {
             reconcile(d);
             Ok(())
+        }));
+    }
+
+    /// Best of N: a task per candidate, each for its own agent; when all are settled a person
+    /// picks one, which lands, and the others' agents are retired.
+    #[test]
+    fn best_of_three_asks_once_all_are_settled_and_lands_the_pick() {
+        let mut s = world(&[
+            ("c-one", "candidate", Idle),
+            ("c-two", "candidate", Idle),
+            ("c-three", "candidate", Idle),
+            ("plain", "candidate", Idle),
+        ]);
+        {
+            let ids: Vec<String> = ["c-one", "c-two", "c-three"]
+                .iter()
+                .map(|n| s.agent(n).unwrap().id.clone())
+                .collect();
+            let mut d = Draft::new(&mut s, "2026-11-28T00:00:00Z");
+            for a in &ids {
+                d.emit(EventBody::WorktreeCreated {
+                    id: a.into(),
+                    worktree: crate::core::agent::WorktreeRecord {
+                        path: format!("/wt/{a}"),
+                        branch: format!("orch/{a}"),
+                        base: "main".into(),
+                        base_commit: "c0".into(),
+                        changes: 2,
+                        paused: false,
+                    },
+                });
+            }
+        }
+        let refusals = [
+            run(&mut s, |d| {
+                create_best_of(d, new("x", None, None, 2), &["c-one".into()])
+            }),
+            run(&mut s, |d| {
+                create_best_of(
+                    d,
+                    new("x", None, None, 2),
+                    &["c-one".into(), "plain".into()],
+                )
+            }),
+            run(&mut s, |d| {
+                create_best_of(
+                    d,
+                    new("x", None, None, 2),
+                    &["c-one".into(), "c-one".into()],
+                )
+            }),
+        ];
+        expect![[r#"
+            refused Invalid { field: "agents", message: "best of N needs at least two agents, got 1" }
+            refused Invalid { field: "agents[1]", message: "agent plain has no worktree of its own to work in" }
+            refused Invalid { field: "agents[1]", message: "agent c-one is named twice" }"#]].assert_eq(&refusals.join("\n"));
+        let mut t = new("answer", None, None, 2);
+        t.merge = Some("squash".into());
+        let created = run(&mut s, |d| {
+            create_best_of(d, t, &["c-one".into(), "c-two".into(), "c-three".into()])
+        });
+        expect![[r#"
+            event k-6 created "answer" normal gates=[] max=2
+            event k-7 created "answer" normal gates=[] max=2
+            event k-7 assigned to Some("a-2")
+            event k-7 task pending -> assigned (assigned at creation: a-2)
+            event k-8 created "answer" normal gates=[] max=2
+            event k-8 assigned to Some("a-3")
+            event k-8 task pending -> assigned (assigned at creation: a-3)
+            event k-9 created "answer" normal gates=[] max=2
+            event k-9 assigned to Some("a-4")
+            event k-9 task pending -> assigned (assigned at creation: a-4)
+            effect Dispatch { task: "k-7" }
+            effect Dispatch { task: "k-8" }
+            effect Dispatch { task: "k-9" }
+            => "k-6""#]]
+        .assert_eq(&created);
+        let group = s
+            .tasks
+            .values()
+            .find(|t| !t.candidates.is_empty())
+            .unwrap()
+            .clone();
+        let kids = group.candidates.clone();
+        // Two settle: nothing asked yet; the third does: the decision.
+        let steps = [
+            run(&mut s, |d| {
+                complete(d, &kids[0], None)?;
+                next_gate(d, &kids[0], 0);
+                Ok(())
+            }),
+            run(&mut s, |d| cancel(d, &kids[2])),
+            run(&mut s, |d| {
+                complete(d, &kids[1], None)?;
+                next_gate(d, &kids[1], 0);
+                Ok(())
+            }),
+        ];
+        expect![[r#"
+            event k-7 completed None
+            event k-7 attempt 1
+            event k-7 task assigned -> verifying (marked complete)
+            event k-7 task verifying -> done (no gates)
+            --
+            event k-9 task assigned -> cancelled (cancelled)
+            --
+            event k-8 completed None
+            event k-8 attempt 1
+            event k-8 task assigned -> verifying (marked complete)
+            event k-8 task verifying -> done (no gates)
+            event k-6 task pending -> verifying (every candidate is settled; a person picks one)
+            event d-10 decision "Which candidate of k-6 (answer) lands?" options=["c-one", "c-two", "c-three", "none"] source=BestOf { task: "k-6" }"#]].assert_eq(&steps.join("\n--\n"));
+        let decision = s
+            .decisions
+            .values()
+            .find(|d| !d.resolved)
+            .unwrap()
+            .id
+            .clone();
+        expect![[r#"
+            event d-10 resolved "c-two" (None)
+            event k-6 task verifying -> done (c-two was chosen)
+            effect Retire { agent: "a-2" }
+            effect Land { agent: "a-3", strategy: "squash", task: "k-6" }
+            effect Retire { agent: "a-4" }"#]]
+        .assert_eq(&run(&mut s, |d| {
+            decisions::resolve(d, &decision, "c-two", None).map(|_| ())
         }));
     }
 }
