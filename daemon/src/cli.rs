@@ -88,6 +88,52 @@ enum Command {
     /// $ORCH_AGENT_ID. Prints nothing and exits 0 at once, whatever happens: a broken hook must
     /// never break the agent.
     Hook,
+    /// What an agent's worktree changed against its base: the unified diff, or a table with
+    /// --stat.
+    Diff {
+        /// Agent id or name.
+        agent: String,
+        /// Compare against this branch, tag or commit instead of the worktree's base.
+        #[arg(long)]
+        base: Option<String>,
+        /// The changed files with lines added and deleted, instead of the diff.
+        #[arg(long)]
+        stat: bool,
+    },
+    /// Land an agent's worktree in its base branch (a merge commit unless --squash or --rebase);
+    /// its uncommitted work is committed first. A conflict leaves the workspace as it was.
+    Merge {
+        /// Agent id or name.
+        agent: String,
+        /// One commit with all of the agent's changes.
+        #[arg(long, conflicts_with = "rebase")]
+        squash: bool,
+        /// The agent's commits replayed onto the base, which is fast-forwarded.
+        #[arg(long)]
+        rebase: bool,
+        /// The commit message (not with --rebase, which keeps the agent's).
+        #[arg(long, short, conflicts_with = "rebase")]
+        message: Option<String>,
+    },
+    /// Remove a stopped agent's worktree and branch. Unmerged work raises a decision first,
+    /// unless --force.
+    Discard {
+        /// Agent id or name.
+        agent: String,
+        /// Discard unmerged work without asking.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a stopped agent's checkout, keeping its branch (`orch resume` brings it back).
+    Pause {
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Check a paused agent's branch out again and restart the agent there.
+    Resume {
+        /// Agent id or name.
+        agent: String,
+    },
     /// Wait for a task to finish: exit 0 done, 1 failed/escalated/cancelled, 2 timeout.
     Wait {
         /// Task id.
@@ -162,6 +208,16 @@ struct SpawnArgs {
     /// Extra environment, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
+    /// Run it in a git worktree of its own, on a new branch made from the workspace's current
+    /// branch.
+    #[arg(long)]
+    worktree: bool,
+    /// The worktree's branch (default `orch/<name>`).
+    #[arg(long, requires = "worktree")]
+    branch: Option<String>,
+    /// The branch, tag or commit the worktree starts from, and where it merges.
+    #[arg(long, requires = "worktree")]
+    base: Option<String>,
     /// The command to run instead of a kind.
     #[arg(last = true)]
     argv: Vec<String>,
@@ -449,6 +505,43 @@ async fn command(
         Command::Task(t) => return task(c, t, json_out).await,
         Command::Decision(d) => return decision(c, d, json_out).await,
         Command::Wait { task, timeout } => return wait(c, &task, timeout, json_out).await,
+        Command::Diff { agent, base, stat } => {
+            let mut p = json!({ "id": agent });
+            if let Some(b) = base {
+                p["base"] = json!(b);
+            }
+            let d = call(c, "orch/agent/diff", p).await?;
+            if json_out {
+                print_json(&d);
+            } else if stat {
+                print_stat(&d);
+            } else {
+                print_diff(&d, &agent);
+            }
+        }
+        Command::Merge {
+            agent,
+            squash,
+            rebase,
+            message,
+        } => return merge(c, &agent, squash, rebase, message, json_out).await,
+        Command::Discard { agent, force } => return discard(c, &agent, force, json_out).await,
+        Command::Pause { agent } => {
+            let a = call(c, "orch/agent/pause", json!({ "id": agent })).await?;
+            if json_out {
+                print_json(&a);
+            } else {
+                agent_rows(std::slice::from_ref(&a));
+            }
+        }
+        Command::Resume { agent } => {
+            let a = call(c, "orch/agent/resume", json!({ "id": agent })).await?;
+            if json_out {
+                print_json(&a);
+            } else {
+                agent_rows(std::slice::from_ref(&a));
+            }
+        }
         Command::Serve { .. }
         | Command::Lsp
         | Command::SocketPath
@@ -549,15 +642,21 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// Agents as a table; a BRANCH column (the worktree's branch and changed files) only when one of
+/// them has a worktree, so the usual table stays as narrow as it was.
 fn agent_rows(items: &[Value]) {
+    let branches = items.iter().any(|a| a["worktree"].is_object());
+    let mut header = vec!["ID", "NAME", "KIND", "STATE", "BACKEND", "PID", "TASK"];
+    if branches {
+        header.push("BRANCH");
+    }
+    header.push("AGE");
     table(
-        &[
-            "ID", "NAME", "KIND", "STATE", "BACKEND", "PID", "TASK", "AGE",
-        ],
+        &header,
         items
             .iter()
             .map(|a| {
-                vec![
+                let mut row = vec![
                     s(&a["id"]),
                     s(&a["name"]),
                     s(&a["kind"]),
@@ -565,11 +664,24 @@ fn agent_rows(items: &[Value]) {
                     s(&a["backend"]),
                     s(&a["pid"]),
                     s(&a["taskId"]),
-                    age(&a["createdAt"]),
-                ]
+                ];
+                if branches {
+                    row.push(branch_cell(&a["worktree"]));
+                }
+                row.push(age(&a["createdAt"]));
+                row
             })
             .collect(),
     );
+}
+
+/// `orch/w1 (3)`: a worktree's branch and how many files it changed; `-` without a worktree.
+fn branch_cell(w: &Value) -> String {
+    if !w.is_object() {
+        return "-".into();
+    }
+    let paused = if w["paused"] == true { ", paused" } else { "" };
+    format!("{} ({}{paused})", s(&w["branch"]), s(&w["changes"]))
 }
 
 async fn list_all(c: &mut Client, method: &str, mut params: Value) -> anyhow::Result<Vec<Value>> {
@@ -617,6 +729,21 @@ async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<
                 }
                 p["env"] = Value::Object(env);
             }
+            if a.worktree {
+                p["worktree"] = match (a.branch, a.base) {
+                    (None, None) => json!(true),
+                    (branch, base) => {
+                        let mut w = json!({});
+                        if let Some(b) = branch {
+                            w["branch"] = json!(b);
+                        }
+                        if let Some(b) = base {
+                            w["base"] = json!(b);
+                        }
+                        w
+                    }
+                };
+            }
             out(&call(c, "orch/agent/spawn", p).await?);
         }
         AgentCmd::List { state } => {
@@ -631,7 +758,24 @@ async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<
                 agent_rows(&items);
             }
         }
-        AgentCmd::Get { agent } => out(&call(c, "orch/agent/get", json!({ "id": agent })).await?),
+        AgentCmd::Get { agent } => {
+            let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
+            out(&a);
+            let w = &a["worktree"];
+            if !json_out && w.is_object() {
+                let at = if w["paused"] == true {
+                    "paused, its checkout removed".to_string()
+                } else {
+                    s(&w["path"])
+                };
+                println!(
+                    "  worktree {at}: branch {} from {}, {} changed files",
+                    s(&w["branch"]),
+                    s(&w["base"]),
+                    s(&w["changes"])
+                );
+            }
+        }
         AgentCmd::Send {
             agent,
             text,
@@ -850,6 +994,167 @@ async fn decision(c: &mut Client, cmd: DecisionCmd, json_out: bool) -> anyhow::R
                 rows(std::slice::from_ref(&d))
             }
         }
+    }
+    Ok(0)
+}
+
+/// The rows of `orch diff --stat`, a summary line after them (pure, for tests).
+fn stat_lines(d: &Value) -> (Vec<Vec<String>>, String) {
+    let files = d["files"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let (mut added, mut deleted) = (0, 0);
+    let rows = files
+        .iter()
+        .map(|f| {
+            added += f["additions"].as_u64().unwrap_or(0);
+            deleted += f["deletions"].as_u64().unwrap_or(0);
+            let path = match f["oldPath"].as_str() {
+                Some(old) => format!("{old} -> {}", s(&f["path"])),
+                None => s(&f["path"]),
+            };
+            if f["binary"] == true {
+                vec![
+                    s(&f["status"]),
+                    format!("{path} (binary)"),
+                    "-".into(),
+                    "-".into(),
+                ]
+            } else {
+                vec![
+                    s(&f["status"]),
+                    path,
+                    s(&f["additions"]),
+                    s(&f["deletions"]),
+                ]
+            }
+        })
+        .collect();
+    let plural = |n: usize, one: &str| {
+        if n == 1 {
+            one.to_string()
+        } else {
+            format!("{one}s")
+        }
+    };
+    let summary = format!(
+        "{} {} changed, +{added} -{deleted} ({} against {} at {})",
+        files.len(),
+        plural(files.len(), "file"),
+        s(&d["branch"]),
+        s(&d["base"]),
+        short(&d["mergeBase"]),
+    );
+    (rows, summary)
+}
+
+/// A commit's first 12 hex digits.
+fn short(commit: &Value) -> String {
+    let c = s(commit);
+    c.get(..12).map(String::from).unwrap_or(c)
+}
+
+fn print_stat(d: &Value) {
+    let (rows, summary) = stat_lines(d);
+    if !rows.is_empty() {
+        table(&["STATUS", "PATH", "+", "-"], rows);
+    }
+    println!("{summary}");
+}
+
+/// The unified diff as the daemon gave it, for people and for `git apply`: notes go to stderr.
+fn print_diff(d: &Value, agent: &str) {
+    let diff = d["diff"].as_str().unwrap_or("");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(diff.as_bytes());
+    if !diff.is_empty() && !diff.ends_with('\n') {
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
+    let files = d["files"].as_array().map_or(0, Vec::len);
+    if files == 0 {
+        eprintln!(
+            "{} has no changes against {}",
+            s(&d["branch"]),
+            s(&d["base"])
+        );
+    } else if d["truncated"] == true {
+        eprintln!(
+            "orch: the diff was cut at the daemon's size limit; `orch diff {agent} --stat` lists all {files} changed files"
+        );
+    }
+}
+
+/// `orch merge`: a conflict prints the files in conflict and exits 1.
+async fn merge(
+    c: &mut Client,
+    agent: &str,
+    squash: bool,
+    rebase: bool,
+    message: Option<String>,
+    json_out: bool,
+) -> anyhow::Result<i32> {
+    let strategy = match (squash, rebase) {
+        (true, _) => "squash",
+        (_, true) => "rebase",
+        _ => "merge",
+    };
+    // For the report: what lands where (the merge itself may change the agent).
+    let a = call(c, "orch/agent/get", json!({ "id": agent })).await?;
+    let mut p = json!({ "id": agent, "strategy": strategy });
+    if let Some(m) = message {
+        p["message"] = json!(m);
+    }
+    let merged = match c.call("orch/agent/merge", p).await {
+        Ok(v) => v,
+        Err(CallError::Rpc(e)) => {
+            let files = e
+                .data
+                .as_ref()
+                .and_then(|d| d["files"].as_array())
+                .filter(|_| e.code == editor_protocol::errors::CONFLICT);
+            eprintln!("orch: {}", e.message);
+            if let Some(files) = files {
+                eprintln!("files in conflict:");
+                for f in files {
+                    eprintln!("  {}", s(f));
+                }
+            }
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if json_out {
+        print_json(&merged);
+        return Ok(0);
+    }
+    let w = &a["worktree"];
+    println!(
+        "merged {} into {} ({strategy}): {}",
+        s(&w["branch"]),
+        s(&w["base"]),
+        s(&merged["commit"])
+    );
+    for f in merged["files"].as_array().into_iter().flatten() {
+        println!("  {}", s(f));
+    }
+    Ok(0)
+}
+
+/// `orch discard`: refused for a live agent; unmerged work raises a decision unless --force.
+async fn discard(c: &mut Client, agent: &str, force: bool, json_out: bool) -> anyhow::Result<i32> {
+    let p = json!({ "id": agent, "force": force });
+    match c.call("orch/agent/discard", p).await {
+        Ok(v) if json_out => print_json(&v),
+        Ok(_) => println!("discarded the worktree and branch of {agent}"),
+        Err(CallError::Rpc(e)) => {
+            eprintln!("orch: {}", e.message);
+            if e.code == editor_protocol::errors::CONFLICT && e.message.contains("decision") {
+                eprintln!(
+                    "answer the decision with `orch decision resolve`, or discard anyway with `orch discard {agent} --force`"
+                );
+            }
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
     }
     Ok(0)
 }
@@ -1075,4 +1380,106 @@ async fn attach(c: &mut Client, agent: &str, paths: &WorkspacePaths) -> anyhow::
     drop(_raw);
     println!("\r\n[detached from {agent}; it keeps running]");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{expect, Expect};
+    use serde_json::{json, Value};
+
+    fn check_stat(diff: Value, expect: Expect) {
+        let (rows, summary) = super::stat_lines(&diff);
+        let mut text: Vec<String> = rows.iter().map(|r| r.join(" | ")).collect();
+        text.push(summary);
+        expect.assert_eq(&text.join("\n"));
+    }
+
+    #[test]
+    fn diff_stat_rows_and_summary() {
+        check_stat(
+            json!({
+                "base": "main", "mergeBase": "0123456789abcdef0123", "branch": "orch/w1",
+                "files": [
+                    { "path": "a.txt", "status": "modified", "additions": 1, "deletions": 0 },
+                    { "path": "b.txt", "status": "added", "additions": 2, "deletions": 0 },
+                    { "path": "c.txt", "status": "deleted", "additions": 0, "deletions": 3 },
+                    { "path": "d.rs", "oldPath": "e.rs", "status": "renamed", "additions": 0, "deletions": 0 },
+                    { "path": "logo.png", "status": "added", "additions": 0, "deletions": 0, "binary": true },
+                ],
+                "diff": "", "truncated": false,
+            }),
+            expect![[r#"
+                modified | a.txt | 1 | 0
+                added | b.txt | 2 | 0
+                deleted | c.txt | 0 | 3
+                renamed | e.rs -> d.rs | 0 | 0
+                added | logo.png (binary) | - | -
+                5 files changed, +3 -3 (orch/w1 against main at 0123456789ab)"#]],
+        );
+        check_stat(
+            json!({ "base": "v1.0", "mergeBase": "abc", "branch": "fix", "files": [
+                { "path": "a", "status": "modified", "additions": 1, "deletions": 1 },
+            ] }),
+            expect!["modified | a | 1 | 1\n1 file changed, +1 -1 (fix against v1.0 at abc)"],
+        );
+    }
+
+    #[test]
+    fn worktree_options_parse_and_conflict() {
+        use clap::{CommandFactory, Parser};
+        super::Cli::command().debug_assert();
+        let parses = |args: &[&str]| {
+            super::Cli::try_parse_from(["orch"].iter().chain(args))
+                .map(|_| "ok".to_string())
+                .unwrap_or_else(|e| e.kind().to_string())
+        };
+        let seen: Vec<String> = [
+            &[
+                "agent",
+                "spawn",
+                "shell",
+                "--worktree",
+                "--branch",
+                "b",
+                "--base",
+                "main",
+            ][..],
+            &["agent", "spawn", "shell", "--branch", "b"],
+            &["diff", "w1", "--stat", "--base", "main"],
+            &["merge", "w1", "--squash", "-m", "landed"],
+            &["merge", "w1", "--squash", "--rebase"],
+            &["merge", "w1", "--rebase", "-m", "x"],
+            &["discard", "w1", "--force"],
+            &["pause", "w1"],
+            &["resume", "w1"],
+        ]
+        .iter()
+        .map(|a| format!("{}: {}", a.join(" "), parses(a)))
+        .collect();
+        expect![[r#"
+            agent spawn shell --worktree --branch b --base main: ok
+            agent spawn shell --branch b: one or more required arguments were not provided
+            diff w1 --stat --base main: ok
+            merge w1 --squash -m landed: ok
+            merge w1 --squash --rebase: an argument cannot be used with one or more of the other specified arguments
+            merge w1 --rebase -m x: an argument cannot be used with one or more of the other specified arguments
+            discard w1 --force: ok
+            pause w1: ok
+            resume w1: ok"#]]
+        .assert_eq(&seen.join("\n"));
+    }
+
+    #[test]
+    fn branch_cells() {
+        let cells: Vec<String> = [
+            json!(null),
+            json!({ "branch": "orch/w1", "changes": 3, "paused": false }),
+            json!({ "branch": "orch/w2", "changes": 0, "paused": true }),
+        ]
+        .iter()
+        .map(super::branch_cell)
+        .collect();
+        expect![[r#"["-", "orch/w1 (3)", "orch/w2 (0, paused)"]"#]]
+            .assert_eq(&format!("{cells:?}"));
+    }
 }

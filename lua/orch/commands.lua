@@ -16,9 +16,10 @@ local function orch()
   return require("orch")
 end
 
---- Agent names for completion (and ids, when an agent has no name).
+--- Agent names for completion (and ids, when an agent has no name); `filter` narrows them.
+---@param filter? fun(a: orch.Agent): boolean
 ---@return string[]
-function M.agent_names()
+function M.agent_names(filter)
   local Client = require("orch.client")
   local conn = Client.get()
   local state = conn.state
@@ -30,7 +31,9 @@ function M.agent_names()
   end
   local names = {}
   for _, a in ipairs(state:agent_list()) do
-    names[#names + 1] = a.name or a.id
+    if not filter or filter(a) then
+      names[#names + 1] = a.name or a.id
+    end
   end
   return names
 end
@@ -41,6 +44,17 @@ local function complete_agent(_, args)
   end
   return {}
 end
+
+local function complete_worktree_agent(_, args)
+  if #args == 0 then
+    return M.agent_names(function(a)
+      return type(a.worktree) == "table"
+    end)
+  end
+  return {}
+end
+
+local STRATEGIES = { "merge", "squash", "rebase" }
 
 --- The visual selection (or the command's range) as text.
 ---@param cmd table user command args
@@ -64,16 +78,20 @@ end
 ---@type table<string, orch.Subcommand>
 M.commands = {
   spawn = {
-    desc = "start an agent of a kind from the workspace config",
-    usage = "<kind> [name]",
+    desc = "start an agent of a kind from the workspace config (--worktree: in a git worktree of its own)",
+    usage = "<kind> [name] [--worktree]",
     complete = function(_, args)
       if #args == 0 then
         return require("orch.client").get():kinds()
       end
-      return {}
+      return vim.tbl_contains(args, "--worktree") and {} or { "--worktree" }
     end,
     run = function(args)
-      orch().spawn(args[1], { name = args[2] })
+      local worktree = vim.tbl_contains(args, "--worktree")
+      args = vim.tbl_filter(function(a)
+        return a ~= "--worktree"
+      end, args)
+      orch().spawn(args[1], { name = args[2], worktree = worktree or nil })
     end,
   },
   list = {
@@ -116,6 +134,60 @@ M.commands = {
     complete = complete_agent,
     run = function(args)
       orch().restart(args[1])
+    end,
+  },
+  diff = {
+    desc = "review an agent's worktree in a tab: its changed files, each against the base",
+    usage = "[agent]",
+    complete = complete_worktree_agent,
+    run = function(args)
+      orch().diff(args[1])
+    end,
+  },
+  merge = {
+    desc = "land a stopped agent's worktree in its base (a merge commit, squash or rebase)",
+    usage = "[agent] [squash|rebase]",
+    complete = function(lead, args)
+      if #args == 0 then
+        return complete_worktree_agent(lead, args)
+      elseif #args == 1 then
+        return STRATEGIES
+      end
+      return {}
+    end,
+    run = function(args)
+      -- `:Orch merge squash` picks the agent.
+      if #args == 1 and vim.tbl_contains(STRATEGIES, args[1]) then
+        args = { nil, args[1] }
+      end
+      if args[2] and not vim.tbl_contains(STRATEGIES, args[2]) then
+        error(("unknown strategy '%s' (merge, squash or rebase)"):format(args[2]), 0)
+      end
+      orch().merge(args[1], args[2])
+    end,
+  },
+  discard = {
+    desc = "remove a stopped agent's worktree and branch (unmerged work: a decision; :Orch! discard does not ask)",
+    usage = "[agent]",
+    complete = complete_worktree_agent,
+    run = function(args, cmd)
+      orch().discard(args[1], { force = cmd.bang })
+    end,
+  },
+  pause = {
+    desc = "remove a stopped agent's checkout, keeping its branch",
+    usage = "[agent]",
+    complete = complete_worktree_agent,
+    run = function(args)
+      orch().pause(args[1])
+    end,
+  },
+  resume = {
+    desc = "check a paused agent's branch out again and restart it there",
+    usage = "[agent]",
+    complete = complete_worktree_agent,
+    run = function(args)
+      orch().resume(args[1])
     end,
   },
   status = {
@@ -188,7 +260,7 @@ end
 --- One line per command, for `:Orch help`.
 ---@return string[]
 function M.help_lines()
-  local lines = { "Usage: :Orch <subcommand> [args]" }
+  local rows, width = {}, 0
   local function add(prefix, tbl)
     for _, name in ipairs(M.names(tbl)) do
       local c = tbl[name]
@@ -196,11 +268,16 @@ function M.help_lines()
         add(prefix .. name .. " ", c.sub)
       else
         local head = prefix .. name .. (c.usage and (" " .. c.usage) or "")
-        lines[#lines + 1] = ("  %-26s %s"):format(head, c.desc)
+        rows[#rows + 1] = { head, c.desc }
+        width = math.max(width, #head)
       end
     end
   end
   add("", M.commands)
+  local lines = { "Usage: :Orch <subcommand> [args]" }
+  for _, r in ipairs(rows) do
+    lines[#lines + 1] = ("  %-" .. width .. "s  %s"):format(r[1], r[2])
+  end
   return lines
 end
 

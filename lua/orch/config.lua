@@ -82,9 +82,17 @@ local defaults = {
     send = "s",
     stop = "x",
     restart = "r",
+    diff = "d",
     refresh = "R",
     close = "q",
     help = "?",
+  },
+  --- Buffer-local keys of the file list in the review tab (`:Orch diff`). `false` disables one.
+  ---@type table<string, string|false>
+  diff_keys = {
+    open = "<CR>", -- show the file under the cursor against the base
+    refresh = "R", -- ask for the diff again
+    close = "q", -- close the tab
   },
   --- Global normal-mode keymaps; off by default. Example: `{ list = "<leader>ol", attach = "<leader>oa" }`
   --- (any subcommand name).
@@ -240,6 +248,15 @@ local schema = {
         end,
       },
       keys = vim.tbl_keys(defaults.list_keys),
+    },
+    diff_keys = {
+      map = {
+        desc = "a key (string) or false",
+        check = function(v)
+          return v == false or type(v) == "string"
+        end,
+      },
+      keys = vim.tbl_keys(defaults.diff_keys),
     },
     keymaps = {
       desc = "false or a table of subcommand = key",

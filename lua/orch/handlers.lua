@@ -100,7 +100,10 @@ function M.on_event(conn, params)
   end
   local history = state:is_history(ev)
   local fresh = ev.kind == "agent.spawned" or ev.kind == "agent.restarted" or ev.kind == "agent.adopted"
-  if not history and vim.startswith(ev.kind or "", "agent.") and (fresh or not state.agents[ev.subject]) then
+  -- A worktree made, checked out again, merged or removed changes the Agent's `worktree`.
+  local worktree = vim.startswith(ev.kind or "", "worktree.") and ev.kind ~= "worktree.changed"
+  local about_agent = vim.startswith(ev.kind or "", "agent.") or vim.startswith(ev.kind or "", "worktree.")
+  if not history and about_agent and (fresh or worktree or not state.agents[ev.subject]) then
     -- Event data carries the daemon's record, not the wire Agent: fetch the Agent itself (also
     -- for an agent we have not seen yet, spawned by another client before our list). History
     -- needs no fetch: the agent list that follows the subscription has every agent.

@@ -6,7 +6,7 @@
 ---
 --- Module map: config (options), client (the LSP connection per workspace, reconnects), state (the
 --- cache fed by events), handlers (what the daemon sends unasked, notifications, decisions),
---- ui/list, ui/term, ui/events, ui/pick (views and pickers), commands (`:Orch`), health.
+--- ui/list, ui/term, ui/events, ui/diff, ui/pick (views and pickers), commands (`:Orch`), health.
 
 local Config = require("orch.config")
 local Util = require("orch.util")
@@ -90,9 +90,17 @@ local function alive(a)
   return a.state ~= "exited" and a.state ~= "failed" and a.state ~= "stopped" and a.state ~= "lost"
 end
 
---- Spawn an agent of `kind` (picked when nil).
+--- Whether the agent runs in a git worktree of its own.
+---@param a orch.Agent
+local function has_worktree(a)
+  return type(a.worktree) == "table"
+end
+M._has_worktree = has_worktree
+
+--- Spawn an agent of `kind` (picked when nil); with `worktree`, in a git worktree of its own
+--- (`true`, or `{branch?, base?}`).
 ---@param kind? string
----@param opts? {name?: string, cb?: fun(agent: orch.Agent)}
+---@param opts? {name?: string, worktree?: boolean|{branch?: string, base?: string}, cb?: fun(agent: orch.Agent)}
 function M.spawn(kind, opts)
   opts = opts or {}
   local conn = M.conn()
@@ -102,13 +110,15 @@ function M.spawn(kind, opts)
     end)
     return
   end
-  conn:request("orch/agent/spawn", { kind = kind, name = opts.name }, function(err, agent)
+  local params = { kind = kind, name = opts.name, worktree = opts.worktree or nil }
+  conn:request("orch/agent/spawn", params, function(err, agent)
     if err then
       Util.error(Util.err_message(err))
       return
     end
     conn.state:put_agent(agent)
-    Util.info(("spawned %s (%s)"):format(agent.name or agent.id, kind))
+    local where = has_worktree(agent) and (" on " .. tostring(agent.worktree.branch)) or ""
+    Util.info(("spawned %s (%s)%s"):format(agent.name or agent.id, kind, where))
     if opts.cb then
       opts.cb(agent)
     end
@@ -199,6 +209,134 @@ function M.restart(ref)
     conn.state:put_agent(agent)
     require("orch.ui.term").retarget(conn, agent)
     Util.info(("restarted %s"):format(agent.name or ref))
+  end)
+end
+
+--- Review what an agent's worktree changed, in a tab of its own (agent picked when nil).
+---@param ref? string
+function M.diff(ref)
+  M._with_agent(ref, "orch: review which agent's worktree?", function(agent)
+    require("orch.ui.diff").open(M.conn(), agent)
+  end, has_worktree)
+end
+
+--- Land an agent's worktree in its base (agent picked when nil). `strategy`: `merge` (default),
+--- `squash` or `rebase`. A conflict names the files; the workspace is left as it was.
+---@param ref? string
+---@param strategy? "merge"|"squash"|"rebase"
+function M.merge(ref, strategy)
+  if ref == nil or ref == "" then
+    require("orch.ui.pick").agent(M.conn(), {
+      prompt = "orch: merge which agent's worktree?",
+      filter = function(a)
+        return has_worktree(a) and not alive(a)
+      end,
+    }, function(a)
+      M.merge(a.name, strategy)
+    end)
+    return
+  end
+  local conn = M.conn()
+  conn:request("orch/agent/merge", { id = ref, strategy = strategy }, function(err, res)
+    if err then
+      local files = type(err) == "table" and type(err.data) == "table" and err.data.files
+      local lines = { Util.err_message(err) }
+      if type(files) == "table" and #files > 0 then
+        lines[#lines + 1] = "files in conflict: " .. table.concat(files, ", ")
+      end
+      Util.error(lines)
+      return
+    end
+    local files = type(res.files) == "table" and #res.files or 0
+    Util.info(("merged %s (%s): %s, %d file%s"):format(
+      ref,
+      strategy or "merge",
+      tostring(res.commit):sub(1, 12),
+      files,
+      files == 1 and "" or "s"
+    ))
+  end)
+end
+
+--- Remove a stopped agent's worktree and branch (agent picked when nil). Unmerged work is not
+--- removed without `force`: the daemon raises a decision instead, which is asked here like any
+--- decision (at once, or with `:Orch decide` when `decisions.prompt` is off).
+---@param ref? string
+---@param opts? {force?: boolean}
+function M.discard(ref, opts)
+  opts = opts or {}
+  if ref == nil or ref == "" then
+    require("orch.ui.pick").agent(M.conn(), {
+      prompt = "orch: discard which agent's worktree?",
+      filter = function(a)
+        return has_worktree(a) and not alive(a)
+      end,
+    }, function(a)
+      M.discard(a.name, opts)
+    end)
+    return
+  end
+  local conn = M.conn()
+  conn:request("orch/agent/discard", { id = ref, force = opts.force or nil }, function(err)
+    if not err then
+      Util.info(("discarded the worktree and branch of %s"):format(ref))
+      return
+    end
+    local msg = Util.err_message(err)
+    -- The refusal names the decision it raised (`... decision d-12 asks ...`).
+    local decision = msg:match("decision (%w+%-%d+)")
+    if not decision then
+      Util.error(msg)
+      return
+    end
+    Util.warn(msg .. " (:Orch! discard discards without asking)")
+    if not Config.decisions.prompt then
+      M.decide(decision)
+    end
+  end)
+end
+
+--- Remove a stopped agent's checkout, keeping its branch (agent picked when nil).
+---@param ref? string
+function M.pause(ref)
+  M._worktree_call("orch/agent/pause", ref, "pause", function(a)
+    return has_worktree(a) and not a.worktree.paused and not alive(a)
+  end, function(agent)
+    Util.info(("paused %s: its checkout is removed, branch %s kept"):format(agent.name, tostring(agent.worktree.branch)))
+  end)
+end
+
+--- Check a paused agent's branch out again and restart it there (agent picked when nil).
+---@param ref? string
+function M.resume(ref)
+  M._worktree_call("orch/agent/resume", ref, "resume", function(a)
+    return has_worktree(a) and a.worktree.paused == true
+  end, function(agent)
+    Util.info(("resumed %s in %s"):format(agent.name, tostring(agent.worktree.path)))
+  end)
+end
+
+--- A worktree method whose result is the Agent: pick the agent when `ref` is nil.
+---@param method string
+---@param ref? string
+---@param verb string
+---@param filter fun(a: orch.Agent): boolean
+---@param done fun(agent: orch.Agent)
+function M._worktree_call(method, ref, verb, filter, done)
+  local conn = M.conn()
+  if ref == nil or ref == "" then
+    require("orch.ui.pick").agent(conn, { prompt = ("orch: %s which agent?"):format(verb), filter = filter }, function(a)
+      M._worktree_call(method, a.name, verb, filter, done)
+    end)
+    return
+  end
+  conn:request(method, { id = ref }, function(err, agent)
+    if err then
+      Util.error(Util.err_message(err))
+      return
+    end
+    conn.state:put_agent(agent)
+    done(agent)
   end)
 end
 

@@ -19,6 +19,7 @@ local Config = require("orch.config")
 ---@field pid? integer
 ---@field taskId? string
 ---@field restarts integer
+---@field worktree? {path: string, branch: string, base: string, changes: integer, paused: boolean}
 ---@field createdAt string
 ---@field updatedAt string
 
@@ -195,6 +196,13 @@ function State:apply(ev)
       elseif kind == "agent.removed" or kind == "agent.deleted" then
         self.agents[ev.subject] = nil
       end
+    end
+    self:_dirty()
+  elseif vim.startswith(kind, "worktree.") then
+    -- The other worktree events change more of the Agent than they carry: the handler fetches it.
+    local a = self.agents[ev.subject]
+    if a and kind == "worktree.changed" and type(a.worktree) == "table" and type(data) == "table" then
+      a.worktree.changes = tonumber(data.files) or a.worktree.changes
     end
     self:_dirty()
   elseif vim.startswith(kind, "task.") then

@@ -1,4 +1,7 @@
-//! The `orch` CLI as people and scripts use it: tables, `--json`, exit codes, auto-start, attach.
+//! The `orch` CLI as people and scripts use it: tables, `--json`, exit codes, auto-start, attach,
+//! and the worktree commands (`diff`, `merge`, `discard`, `pause`, `resume`) against real git.
+
+use std::path::Path;
 
 use orch_tests::{wait_for, wait_screen, Daemon, Via, WAIT};
 use serde_json::{json, Value};
@@ -344,4 +347,293 @@ fn orch_hook_hands_a_hook_to_the_daemon_and_never_fails() {
         assert!(out.stdout.is_empty(), "{env:?}: {:?}", out.stdout);
         assert!(took < WAIT / 4, "{env:?} took {took:?}");
     }
+}
+
+/// `git args...` in `dir`; its stdout, trimmed. Fails the test when git fails.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A daemon (not started: the first command starts it) whose workspace is a git repository on
+/// `main` with `a.txt` and `c.txt` and the configuration committed.
+fn repo_workspace() -> Daemon {
+    let d = Daemon::new(Some(CONFIG));
+    let ws = d.root();
+    git(ws, &["init", "-q", "-b", "main"]);
+    std::fs::write(ws.join("a.txt"), "one\ntwo\n").unwrap();
+    std::fs::write(ws.join("c.txt"), "gone\n").unwrap();
+    git(ws, &["add", "-A"]);
+    git(ws, &["commit", "-q", "-m", "start"]);
+    d
+}
+
+/// The rows of `orch diff --stat` output: (status, path, +, -).
+fn stat_rows(out: &str) -> Vec<(String, String, String, String)> {
+    out.lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .filter(|w| w.len() == 4)
+        .map(|w| (w[0].clone(), w[1].clone(), w[2].clone(), w[3].clone()))
+        .collect()
+}
+
+/// A row of `orch agent list` naming `name`.
+fn agent_row(d: &Daemon, name: &str) -> (String, String) {
+    let (code, out, err) = d.run(&["agent", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(name))
+        .unwrap_or_else(|| panic!("{name} is not listed: {out}"))
+        .to_string();
+    (out.lines().next().unwrap_or("").to_string(), row)
+}
+
+#[test]
+fn worktree_agent_reviewed_squashed_and_discarded_from_the_cli() {
+    let d = repo_workspace();
+    let ws = d.root().to_path_buf();
+    let start = git(&ws, &["rev-parse", "HEAD"]);
+    let (code, out, err) = d.run(&[
+        "agent",
+        "spawn",
+        "--worktree",
+        "--name",
+        "w1",
+        "--",
+        "bash",
+        "--norc",
+        "--noprofile",
+        "-c",
+        "echo changed >> a.txt; echo new > b.txt; rm c.txt; exec sleep 600",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().next().unwrap().contains(" BRANCH "), "{out}");
+    assert!(out.contains("orch/w1 ("), "{out}");
+
+    // --stat: exactly the three files, with their statuses and line counts.
+    let stat = wait_for(
+        "the agent's three changes in orch diff --stat",
+        WAIT,
+        || {
+            let (code, out, err) = d.run(&["diff", "w1", "--stat"]);
+            assert_eq!(code, 0, "{err}");
+            (stat_rows(&out).len() == 3).then_some(out)
+        },
+    );
+    let row = |st: &str, p: &str, a: &str, dl: &str| (st.into(), p.into(), a.into(), dl.into());
+    assert_eq!(
+        stat_rows(&stat),
+        [
+            row("modified", "a.txt", "1", "0"),
+            row("added", "b.txt", "1", "0"),
+            row("deleted", "c.txt", "0", "1"),
+        ],
+        "{stat}"
+    );
+    assert!(stat.starts_with("STATUS"), "{stat}");
+    let summary = stat.lines().last().unwrap();
+    assert_eq!(
+        summary,
+        format!(
+            "3 files changed, +2 -1 (orch/w1 against main at {})",
+            &start[..12]
+        )
+    );
+
+    // The unified diff, as git writes it (blob ids depend only on the contents).
+    let (code, out, err) = d.run(&["diff", "w1"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(
+        out,
+        concat!(
+            "diff --git a/a.txt b/a.txt\n",
+            "index 814f4a4..a3648dc 100644\n",
+            "--- a/a.txt\n",
+            "+++ b/a.txt\n",
+            "@@ -1,2 +1,3 @@\n",
+            " one\n",
+            " two\n",
+            "+changed\n",
+            "diff --git a/b.txt b/b.txt\n",
+            "new file mode 100644\n",
+            "index 0000000..3e75765\n",
+            "--- /dev/null\n",
+            "+++ b/b.txt\n",
+            "@@ -0,0 +1 @@\n",
+            "+new\n",
+            "diff --git a/c.txt b/c.txt\n",
+            "deleted file mode 100644\n",
+            "index 286c5f5..0000000\n",
+            "--- a/c.txt\n",
+            "+++ /dev/null\n",
+            "@@ -1 +0,0 @@\n",
+            "-gone\n",
+        )
+    );
+    let (_, out, _) = d.run(&["--json", "diff", "w1"]);
+    let diff: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(diff["mergeBase"], start.as_str(), "{diff}");
+    assert_eq!(diff["truncated"], false);
+    let path = std::path::PathBuf::from(diff["path"].as_str().unwrap());
+    assert!(path.join("b.txt").exists(), "{diff}");
+
+    // The list shows the branch and, once the agent is quiet, its change count.
+    wait_for(
+        "orch agent list to show w1's branch and 3 changes",
+        WAIT,
+        || {
+            let (header, row) = agent_row(&d, "w1");
+            (header.contains("BRANCH") && row.contains("orch/w1 (3)")).then_some(())
+        },
+    );
+
+    // Discard refuses a live agent, then asks about unmerged work.
+    let (code, _, err) = d.run(&["discard", "w1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("stop it first"), "{err}");
+    let (code, _, err) = d.run(&["agent", "stop", "w1"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = d.run(&["discard", "w1"]);
+    assert_eq!(code, 1);
+    let (_, out, _) = d.run(&["--json", "decision", "list", "--state", "pending"]);
+    let pending: Value = serde_json::from_str(&out).unwrap();
+    let decision = pending[0]["id"].as_str().expect("a pending decision");
+    assert!(
+        err.contains(decision),
+        "the message names {decision}: {err}"
+    );
+    assert!(err.contains("orch discard w1 --force"), "{err}");
+    assert!(path.exists(), "nothing was removed");
+
+    // Squash: one commit on main with the agent's work.
+    let (code, out, err) = d.run(&["merge", "w1", "--squash", "-m", "w1 lands"]);
+    assert_eq!(code, 0, "{err}");
+    let head = git(&ws, &["rev-parse", "HEAD"]);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("merged orch/w1 into main (squash): {head}")
+    );
+    assert_eq!(lines.collect::<Vec<_>>(), ["  a.txt", "  b.txt", "  c.txt"]);
+    assert_eq!(
+        git(&ws, &["log", "--format=%s", &format!("{start}..main")]),
+        "w1 lands"
+    );
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("a.txt")).unwrap(),
+        "one\ntwo\nchanged\n"
+    );
+    assert!(ws.join("b.txt").exists() && !ws.join("c.txt").exists());
+
+    // Landed work is discarded without a question: worktree and branch go.
+    let (code, out, err) = d.run(&["discard", "w1"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "discarded the worktree and branch of w1\n");
+    assert!(!path.exists());
+    assert_eq!(git(&ws, &["branch", "--list", "orch/w1"]), "");
+    let (header, _) = agent_row(&d, "w1");
+    assert!(
+        !header.contains("BRANCH"),
+        "no agent has a worktree: {header}"
+    );
+}
+
+#[test]
+fn merge_conflict_pause_and_resume_from_the_cli() {
+    let d = repo_workspace();
+    let ws = d.root().to_path_buf();
+    let (code, _, err) = d.run(&[
+        "agent",
+        "spawn",
+        "--worktree",
+        "--branch",
+        "feat/x",
+        "--name",
+        "w2",
+        "--",
+        "bash",
+        "--norc",
+        "--noprofile",
+        "-c",
+        "echo agent-line > a.txt; exec sleep 600",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the agent's edit in orch diff --stat", WAIT, || {
+        let (_, out, _) = d.run(&["diff", "w2", "--stat"]);
+        (stat_rows(&out) == [("modified".into(), "a.txt".into(), "1".into(), "2".into())])
+            .then_some(())
+    });
+    // The person changes the same lines on main meanwhile.
+    std::fs::write(ws.join("a.txt"), "main-line\n").unwrap();
+    git(&ws, &["commit", "-q", "-am", "on main"]);
+    let head = git(&ws, &["rev-parse", "HEAD"]);
+    let (code, _, err) = d.run(&["agent", "stop", "w2"]);
+    assert_eq!(code, 0, "{err}");
+
+    // A conflict names the files, exits non-zero, and leaves the workspace as it was.
+    let (code, out, err) = d.run(&["merge", "w2"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("files in conflict:\n  a.txt\n"), "{err}");
+    assert_eq!(git(&ws, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&ws, &["status", "--porcelain"]), "");
+
+    // Pause: the checkout goes, the branch stays (and is still reviewed).
+    let (_, out, _) = d.run(&["--json", "agent", "get", "w2"]);
+    let path = std::path::PathBuf::from(
+        serde_json::from_str::<Value>(&out).unwrap()["worktree"]["path"]
+            .as_str()
+            .unwrap(),
+    );
+    let (code, out, err) = d.run(&["pause", "w2"]);
+    assert_eq!(code, 0, "{err}");
+    // (The change count is the one last counted: the agent was stopped before it went quiet.)
+    assert!(
+        out.contains("feat/x (") && out.contains(", paused)"),
+        "{out}"
+    );
+    assert!(!path.exists());
+    assert_eq!(git(&ws, &["branch", "--list", "feat/x"]), "feat/x");
+    let (code, out, err) = d.run(&["diff", "w2", "--stat"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(stat_rows(&out).len(), 1, "{out}");
+    let (code, _, err) = d.run(&["agent", "get", "w2"]);
+    assert_eq!(code, 0, "{err}");
+
+    // Resume: checked out again where it was, and running there.
+    let (code, out, err) = d.run(&["resume", "w2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("feat/x (") && !out.contains("paused"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(path.join("a.txt")).unwrap(),
+        "agent-line\n"
+    );
+    let (_, out, _) = d.run(&["agent", "get", "w2"]);
+    assert!(
+        out.contains(&format!("  worktree {}", path.display())),
+        "{out}"
+    );
+    assert!(!out.contains(" stopped "), "{out}");
+
+    // Forced, unmerged work goes without a question.
+    d.run(&["agent", "stop", "w2"]);
+    let (code, _, err) = d.run(&["discard", "w2", "--force"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!path.exists());
+    assert_eq!(git(&ws, &["branch", "--list", "feat/x"]), "");
 }

@@ -55,6 +55,11 @@ fn nvim_health() {
     run_scenario("health");
 }
 
+#[test]
+fn nvim_worktrees() {
+    run_scenario("worktrees");
+}
+
 /// The repository root (the parent of the `tests` crate).
 fn repo_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -64,7 +64,10 @@ H.run(function()
 
   -- Completion of subcommands (no daemon needed).
   local subs = vim.fn.getcompletion("Orch ", "cmdline")
-  local want = { "attach", "decide", "events", "help", "list", "restart", "send", "spawn", "status", "stop", "task", "tasks" }
+  local want = {
+    "attach", "decide", "diff", "discard", "events", "help", "list", "merge", "pause", "restart", "resume", "send",
+    "spawn", "status", "stop", "task", "tasks",
+  }
   H.check("completion lists every subcommand", vim.deep_equal(subs, want), vim.inspect(subs))
   local ta = vim.fn.getcompletion("Orch ta", "cmdline")
   H.check("completion filters by prefix", vim.deep_equal(ta, { "task", "tasks" }), vim.inspect(ta))

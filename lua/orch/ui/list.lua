@@ -1,5 +1,6 @@
---- The agents buffer (`:Orch list`): one line per agent with name, kind, state, task and age,
---- redrawn when an event changes an agent. Buffer-local keys attach, send, stop and restart.
+--- The agents buffer (`:Orch list`): one line per agent with name, kind, state, task, branch (when
+--- any agent has a worktree) and age, redrawn when an event changes an agent or its worktree.
+--- Buffer-local keys attach, send, stop, restart and review (diff).
 
 local Config = require("orch.config")
 local Util = require("orch.util")
@@ -53,7 +54,14 @@ end
 ---@return string[] lines
 ---@return {col: integer, len: integer, state: string}[] state cells by agent row
 function M.format(agents, tasks)
+  -- A BRANCH column only when it has something to say: most workspaces use no worktrees.
+  local branches = vim.iter(agents):any(function(a)
+    return type(a.worktree) == "table"
+  end)
   local header = { "NAME", "KIND", "STATE", "TASK", "AGE" }
+  if branches then
+    header = { "NAME", "KIND", "STATE", "TASK", "BRANCH", "AGE" }
+  end
   local rows = {}
   for _, a in ipairs(agents) do
     local task = "-"
@@ -64,7 +72,12 @@ function M.format(agents, tasks)
         task = task:sub(1, 29) .. "…"
       end
     end
-    rows[#rows + 1] = { a.name or a.id, a.kind or "-", a.state or "?", task, Util.age(a.createdAt) }
+    local row = { a.name or a.id, a.kind or "-", a.state or "?", task }
+    if branches then
+      row[#row + 1] = M.branch(a)
+    end
+    row[#row + 1] = Util.age(a.createdAt)
+    rows[#rows + 1] = row
   end
   local widths = {}
   for i, h in ipairs(header) do
@@ -90,6 +103,17 @@ function M.format(agents, tasks)
     lines[#lines + 1] = "(no agents: :Orch spawn <kind>)"
   end
   return lines, cells
+end
+
+--- `orch/w1 (3)`: an agent's worktree branch and how many files it changed; `-` without one.
+---@param a orch.Agent
+---@return string
+function M.branch(a)
+  local w = a.worktree
+  if type(w) ~= "table" then
+    return "-"
+  end
+  return ("%s (%s%s)"):format(tostring(w.branch), tostring(w.changes or 0), w.paused == true and ", paused" or "")
 end
 
 ---@param view orch.ListView
@@ -143,12 +167,16 @@ local function keymaps(view)
     restart = function(a)
       Orch.restart(a.name)
     end,
+    diff = function(a)
+      Orch.diff(a.name)
+    end,
   }
   local descs = {
     attach = "attach to the agent's terminal",
     send = "send text to the agent",
     stop = "stop the agent",
     restart = "restart the agent",
+    diff = "review the agent's worktree",
     refresh = "refresh the list",
     close = "close the list",
     help = "show these keys",
@@ -180,7 +208,7 @@ local function keymaps(view)
   if keys.help then
     vim.keymap.set("n", keys.help, function()
       local lines = {}
-      for _, name in ipairs({ "attach", "send", "stop", "restart", "refresh", "close", "help" }) do
+      for _, name in ipairs({ "attach", "send", "stop", "restart", "diff", "refresh", "close", "help" }) do
         if keys[name] then
           lines[#lines + 1] = ("%-8s %s"):format(keys[name], descs[name])
         end
@@ -203,7 +231,8 @@ function M.open(conn)
     -- Render on the next loop iteration, once per batch of events.
     local scheduled = false
     view.unsubscribe = conn.state:on(function(ev)
-      if ev and not vim.startswith(ev.kind or "", "agent.") and not vim.startswith(ev.kind or "", "task.") then
+      local kind = ev and ev.kind or ""
+      if ev and not (vim.startswith(kind, "agent.") or vim.startswith(kind, "task.") or vim.startswith(kind, "worktree.")) then
         return
       end
       if not scheduled then

@@ -19,7 +19,8 @@ end
 
 ---@param a orch.Agent
 function M.format_agent(a)
-  return ("%s  [%s]  %s"):format(a.name or a.id, a.kind or "?", a.state or "?")
+  local branch = type(a.worktree) == "table" and ("  " .. require("orch.ui.list").branch(a)) or ""
+  return ("%s  [%s]  %s%s"):format(a.name or a.id, a.kind or "?", a.state or "?", branch)
 end
 
 --- Pick an agent. `opts.filter(agent)` narrows the choice (e.g. running agents for send).
