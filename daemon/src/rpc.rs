@@ -11,7 +11,7 @@ pub mod notify;
 use std::collections::BTreeMap;
 
 use editor_protocol::errors;
-use editor_protocol::jsonrpc::ResponseError;
+use editor_protocol::jsonrpc::{excerpt, excerpt_quotes, ResponseError};
 use editor_protocol::methods::{self as m, Method};
 use editor_protocol::objects as wire;
 use serde::Serialize;
@@ -113,9 +113,9 @@ pub fn dispatch(
         return Err(ResponseError::new(
             errors::METHOD_NOT_FOUND,
             "methodNotFound",
-            format!("method not found: {method}"),
+            format!("method not found: {}", excerpt(method)),
         )
-        .with("method", method));
+        .with("method", excerpt(method)));
     };
     let mut call = Call {
         conn,
@@ -153,9 +153,41 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An [`OpError`] on the wire.
+/// Longest error message sent, under the excerpts: input a handler's message names without
+/// quotes (a path, say) is bounded too.
+const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
+
+/// An [`OpError`] on the wire. Ids and field paths come from the client: only their excerpts are
+/// quoted, in the message and in `data`, and so are the quoted values in handlers' messages (a
+/// 10 MB name was repeated back whole).
 pub fn to_response_error(e: OpError) -> ResponseError {
-    let message = e.to_string();
+    let e = match e {
+        OpError::Invalid { field, message } => OpError::Invalid {
+            field: excerpt(&field),
+            message,
+        },
+        OpError::NotFound { kind, id } => OpError::NotFound {
+            kind,
+            id: excerpt(&id),
+        },
+        OpError::Conflict {
+            kind,
+            id,
+            state,
+            what,
+        } => OpError::Conflict {
+            kind,
+            id: excerpt(&id),
+            state,
+            what,
+        },
+        e => e,
+    };
+    let mut message = excerpt_quotes(&e.to_string());
+    if let Some((cut, _)) = message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
     match e {
         OpError::Invalid { field, .. } => {
             ResponseError::new(errors::INVALID_PARAMS, "invalidParams", message)

@@ -164,6 +164,150 @@ fn bad_input_never_hurts_another_client() {
 }
 
 #[test]
+fn header_limit_holds_when_the_header_arrives_in_one_piece() {
+    // The probe's cases, each a whole frame in one write: 5,000 header lines, and one header
+    // line of 8,332 bytes. Both were accepted; the limit is 8 KiB.
+    let d = Daemon::started(None);
+    let status = br#"{"jsonrpc":"2.0","id":1,"method":"orch/status"}"#;
+    let mut lines = b"X-Pad: 123\r\n".repeat(5000);
+    lines.extend_from_slice(format!("Content-Length: {}\r\n\r\n", status.len()).as_bytes());
+    lines.extend_from_slice(status);
+    let mut long_line = b"X-Pad: ".to_vec();
+    long_line.resize(8332, b'a');
+    long_line.extend_from_slice(format!("\r\nContent-Length: {}\r\n\r\n", status.len()).as_bytes());
+    long_line.extend_from_slice(status);
+    for via in BOTH {
+        let mut bystander = d.client(Via::Socket);
+        for frame in [&lines, &long_line] {
+            let mut c = d.client(via);
+            c.send_raw(frame);
+            let r = c.wait_message("the refusal", WAIT, |v| v["id"].is_null());
+            assert_eq!(r["error"]["code"], -32700, "{r}");
+            assert_eq!(
+                r["error"]["message"], "header section longer than 8192 bytes",
+                "{r}"
+            );
+            assert!(
+                c.closed_within(Duration::from_secs(10)),
+                "{via:?}: connection stays open"
+            );
+            bystander.ok("orch/status", json!({}));
+        }
+    }
+}
+
+#[test]
+fn error_responses_quote_only_a_prefix_of_the_input() {
+    // A 10 MB method name was answered with a 20 MB -32601; huge names and ids were echoed
+    // whole. Every error quotes at most a short excerpt of what the client sent.
+    let d = Daemon::started(None);
+    let huge = "x".repeat(4 << 20);
+    let mut bystander = d.client(Via::Socket);
+    for via in BOTH {
+        // Before initialize.
+        let mut raw = d.raw_client(via);
+        let e = raw.err(&huge, json!({}), -32002);
+        assert!(e.to_string().len() < 1024, "{}", e.to_string().len());
+        let mut c = d.client(via);
+        let cases = [
+            (huge.clone(), json!({}), -32601),
+            (format!("$/{huge}"), json!({}), -32601),
+            ("orch/agent/get".into(), json!({ "id": huge }), -32001),
+            ("orch/agent/stop".into(), json!({ "id": huge }), -32001),
+            ("orch/task/get".into(), json!({ "id": huge }), -32001),
+            (
+                "orch/session/create".into(),
+                json!({ "name": huge }),
+                -32602,
+            ),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "name": huge }),
+                -32602,
+            ),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "cwd": huge }),
+                -32602,
+            ),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "backend": huge }),
+                -32602,
+            ),
+            ("orch/agent/spawn".into(), json!({ "kind": huge }), -32602),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "env": { huge.clone(): 1 } }),
+                -32602,
+            ),
+            (
+                "orch/terminal/resize".into(),
+                json!({ "id": "t", "cols": huge, "rows": 1 }),
+                -32602,
+            ),
+            ("orch/agent/list".into(), json!({ "state": huge }), -32602),
+            (
+                "orch/task/create".into(),
+                json!({ "title": "t", "prompt": "p", "priority": huge }),
+                -32602,
+            ),
+            (
+                "orch/task/create".into(),
+                json!({ "title": "t", "prompt": "p", "gates": [huge] }),
+                -32602,
+            ),
+            (
+                "workspace/executeCommand".into(),
+                json!({ "command": huge }),
+                -32602,
+            ),
+            ("orch/jobs/pause".into(), json!({ "name": huge }), -32001),
+        ];
+        for (method, params, code) in cases {
+            let shown = params.to_string();
+            let what = format!("{via:?} {method:.20} {:.40}", shown);
+            let started = std::time::Instant::now();
+            let e = c.call(&method, params).err();
+            let e = e.unwrap_or_else(|| panic!("{what} succeeded"));
+            assert_eq!(e["code"], code, "{what}: {:.300}", e.to_string());
+            let len = e.to_string().len();
+            assert!(len < 2048, "{what}: an error of {len} bytes");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{what}: {:?}",
+                started.elapsed()
+            );
+        }
+        bystander.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn a_number_id_out_of_range_is_named_as_such() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        for (id, want) in [
+            (
+                "9223372036854775808",
+                "field id 9223372036854775808 is out of range",
+            ),
+            ("1.5", "field id 1.5 is not an integer"),
+        ] {
+            c.send_raw(&editor_protocol::framing::encode(
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"orch/status"}}"#).as_bytes(),
+            ));
+            let r = c.wait_message("the refusal", WAIT, |v| v["id"].is_null());
+            assert_eq!(r["error"]["code"], -32600, "{r}");
+            let message = r["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with(want), "{message}");
+        }
+        c.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
 fn shutdown_and_exit_end_only_that_connection() {
     let d = Daemon::started(None);
     for via in BOTH {

@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use editor_protocol::errors;
 use editor_protocol::framing::{encode, FrameDecoder, FrameError, DEFAULT_MAX_BODY};
-use editor_protocol::jsonrpc::{self, Id, Message, Notification, Request, Response, ResponseError};
+use editor_protocol::jsonrpc::{
+    self, excerpt, Id, Message, Notification, Request, Response, ResponseError,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -361,7 +363,7 @@ fn handle_request(
             "notInitialized",
             format!(
                 "server not initialized: send initialize before {}",
-                req.method
+                excerpt(&req.method)
             ),
         )));
     } else if state.shutting_down {
@@ -370,7 +372,7 @@ fn handle_request(
             "shuttingDown",
             format!(
                 "connection is shutting down: {} refused after shutdown",
-                req.method
+                excerpt(&req.method)
             ),
         )));
     } else if req.method == "shutdown" {
@@ -380,9 +382,9 @@ fn handle_request(
         return reply(Err(ResponseError::new(
             errors::METHOD_NOT_FOUND,
             "methodNotFound",
-            format!("method not found: {}", req.method),
+            format!("method not found: {}", excerpt(&req.method)),
         )
-        .with("method", req.method.clone())));
+        .with("method", excerpt(&req.method))));
     }
     if state.inflight.lock().unwrap().contains(&req.id) {
         return reply(Err(ResponseError::new(
@@ -450,7 +452,7 @@ fn handle_notification(
             // An orch/* method sent as a notification (keystrokes, fire-and-forget): applied in
             // order like a request; an error is reported to the client's log.
             if state.notes_inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
-                out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: dropped, more than {MAX_INFLIGHT} notifications in flight", n.method) }));
+                out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: dropped, more than {MAX_INFLIGHT} notifications in flight", excerpt(&n.method)) }));
                 return true;
             }
             let rx = rt.submit(conn, n.method.clone(), n.params);
@@ -463,7 +465,7 @@ fn handle_notification(
                 if let Ok(Err(e)) = result {
                     out.notify(
                         "window/logMessage",
-                        json!({ "type": 1, "message": format!("{}: {}", n.method, e.message) }),
+                        json!({ "type": 1, "message": format!("{}: {}", excerpt(&n.method), e.message) }),
                     );
                 }
             });
