@@ -497,6 +497,24 @@ fn socket_and_state_are_private() {
         state.display()
     );
     assert!(a["id"].is_string());
+    // And so is everything in it: the store's files were 0644 and its directories 0755.
+    orch_tests::wait_agent(&mut c, a["id"].as_str().unwrap(), "exited", |a| {
+        a["state"] == "exited"
+    });
+    let mut wrong = Vec::new();
+    let mut todo = vec![state.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != want && !meta.file_type().is_symlink() {
+            wrong.push(format!("{} {mode:o}", p.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "not private: {wrong:#?}");
 
     // A socket directory that others can reach is refused, with the reason, and left as it was.
     let mut open = Daemon::new(None);
