@@ -2,7 +2,7 @@
 
 use orch_tests::{Daemon, Via, BOTH, WAIT};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn initialize_reports_the_contract() {
@@ -304,6 +304,138 @@ fn a_number_id_out_of_range_is_named_as_such() {
             assert!(message.starts_with(want), "{message}");
         }
         c.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn a_connection_without_a_first_message_within_seconds_is_closed() {
+    // 200 connections trickling a header byte a second were all held open. Now whoever has not
+    // sent a complete first message within 5 s is answered -32005 and closed, on the socket and
+    // through `orch lsp`; a client past its first message may stay idle as long as it likes.
+    let d = Daemon::started(None);
+    let mut bystander = d.client(Via::Socket);
+    let started = Instant::now();
+    let mut slow: Vec<(Via, orch_tests::Client)> = (0..20)
+        .map(|_| (Via::Socket, d.raw_client(Via::Socket)))
+        .chain((0..2).map(|_| (Via::Lsp, d.raw_client(Via::Lsp))))
+        .collect();
+    let mut silent = d.raw_client(Via::Socket);
+    let frame = b"Content-Length: 40\r\n\r\n";
+    let mut closed_at = vec![None; slow.len()];
+    for byte in frame.iter().cycle() {
+        for (i, (_, c)) in slow.iter_mut().enumerate() {
+            if closed_at[i].is_none() {
+                // A write may fail once the daemon has closed: that is what is awaited.
+                let _ = c.try_send_raw(&[*byte]);
+                if c.closed_within(Duration::ZERO) {
+                    closed_at[i] = Some(started.elapsed());
+                }
+            }
+        }
+        if closed_at.iter().all(Option::is_some) || started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        // Trickling is the point: one byte a second.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for ((via, c), at) in slow.iter_mut().zip(&closed_at) {
+        let at =
+            at.unwrap_or_else(|| panic!("{via:?}: a trickling connection stayed open for 20 s"));
+        assert!(
+            at >= Duration::from_secs(4),
+            "{via:?}: closed after only {at:?}"
+        );
+        let e = c.wait_message("the refusal", WAIT, |v| v.get("error").is_some());
+        assert_eq!(e["error"]["code"], -32005, "{e}");
+        assert_eq!(
+            e["error"]["data"]["limit"], "seconds to the first message",
+            "{e}"
+        );
+    }
+    assert!(
+        silent.closed_within(Duration::from_secs(5)),
+        "a silent connection stayed open"
+    );
+    // Idle for longer than the limit, after its first message: still served.
+    assert!(started.elapsed() > Duration::from_secs(5));
+    bystander.ok("orch/status", json!({}));
+    let mut late = d.client(Via::Socket);
+    late.ok("orch/status", json!({}));
+}
+
+#[test]
+fn connections_are_capped_with_a_clear_refusal() {
+    // 2,000 idle connections were all accepted. Past the cap (256) a connection is answered
+    // -32005 naming the limit and closed; one freed slot lets the next client in.
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let d = Daemon::started(None);
+    let mut bystander = d.client(Via::Socket);
+    let init = editor_protocol::framing::encode(
+        br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}"#,
+    );
+    // The first answer on a new connection: initialize's result, or the refusal.
+    let first_answer = |s: &mut UnixStream| -> serde_json::Value {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut dec = editor_protocol::framing::FrameDecoder::default();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(body) = dec.next_frame().unwrap() {
+                return serde_json::from_slice(&body).unwrap();
+            }
+            let n = s.read(&mut buf).expect("an answer");
+            assert!(n > 0, "closed without an answer");
+            dec.push(&buf[..n]);
+        }
+    };
+    let mut held = Vec::new();
+    let refusal = loop {
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        // A refused connection may be closed before this is written.
+        let _ = s.write_all(&init);
+        let answer = first_answer(&mut s);
+        if answer.get("error").is_some() {
+            break answer;
+        }
+        held.push(s);
+        assert!(held.len() <= 256, "more than 256 connections served");
+    };
+    // The bystander holds one slot; the daemon may still be closing the harness's probe.
+    assert!(
+        (253..=255).contains(&held.len()),
+        "refused after {} connections",
+        held.len()
+    );
+    assert_eq!(refusal["error"]["code"], -32005, "{refusal}");
+    assert_eq!(
+        refusal["error"]["data"]["limit"], "connections",
+        "{refusal}"
+    );
+    assert_eq!(refusal["error"]["data"]["max"], 256, "{refusal}");
+    // The CLI and `orch lsp` say so too.
+    let (code, _, err) = d.run(&["status"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("too many connections"), "{err}");
+    let lsp = d
+        .orch()
+        .arg("lsp")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!lsp.status.success());
+    let err = String::from_utf8_lossy(&lsp.stderr);
+    assert!(err.contains("too many connections"), "{err}");
+    bystander.ok("orch/status", json!({}));
+    // A freed slot is taken by the next client.
+    held.pop();
+    orch_tests::wait_for("a free slot", WAIT, || {
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        let _ = s.write_all(&init);
+        first_answer(&mut s).get("result").map(|_| ())
+    });
+    drop(held);
+    for via in BOTH {
+        d.client(via).ok("orch/status", json!({}));
     }
 }
 

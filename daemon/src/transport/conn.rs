@@ -28,8 +28,19 @@ use crate::runtime::{ConnId, Inflight, Reply, RuntimeHandle};
 pub const MAX_QUEUED: usize = 100_000;
 /// Requests awaiting their reply on one connection.
 pub const MAX_INFLIGHT: usize = 4096;
+/// A client whose socket has taken nothing for this long, while more than [`STALLED_BYTES`] wait
+/// for it, has stopped reading and is dropped. One that reads, however slowly, is not (a replay
+/// of the whole log may queue far more than that); one that stops reading with little waiting is
+/// not either (it costs nothing).
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes waiting for a stalled client beyond which it is dropped: see [`STALL_TIMEOUT`].
+pub const STALLED_BYTES: usize = 1 << 20;
 /// Terminal output batches queued per connection before output backs up into the coalescer.
 const OUTPUT_QUEUE: usize = 8;
+/// How long a socket connection may take to send its first complete message. Clients send
+/// `initialize` at once; a connection that trickles a header or sends nothing would otherwise
+/// hold its slot (one of `socket::MAX_CONNECTIONS`) and its buffers for ever.
+pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Result<Value, ResponseError>>>>>;
 
@@ -42,6 +53,8 @@ pub struct Outbound {
     output_tx: mpsc::Sender<Vec<u8>>,
     /// Messages in `tx` not yet written.
     queued: Arc<AtomicUsize>,
+    /// Bytes of the messages in `tx`.
+    queued_bytes: Arc<AtomicUsize>,
     /// Set when the client fell too far behind; everything is refused from then on.
     overloaded: Arc<AtomicBool>,
     /// Server-to-client requests awaiting their response.
@@ -71,6 +84,7 @@ impl Outbound {
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(peer = %self.peer, dir = "out", msg = %redacted(&bytes));
         }
+        self.queued_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
         self.tx.send(bytes).is_ok()
     }
 
@@ -166,9 +180,15 @@ struct ConnState {
     inflight: Inflight,
 }
 
-/// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload.
-pub async fn serve<R, W>(mut reader: R, writer: W, rt: RuntimeHandle, peer: String)
-where
+/// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload; or,
+/// with `first_message_within`, until that long has passed without a complete first message.
+pub async fn serve<R, W>(
+    mut reader: R,
+    writer: W,
+    rt: RuntimeHandle,
+    peer: String,
+    first_message_within: Option<Duration>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -178,6 +198,7 @@ where
         tx,
         output_tx,
         queued: Arc::new(AtomicUsize::new(0)),
+        queued_bytes: Arc::new(AtomicUsize::new(0)),
         overloaded: Arc::new(AtomicBool::new(false)),
         pending: Arc::default(),
         next_id: Arc::new(AtomicI64::new(1)),
@@ -190,6 +211,7 @@ where
         rx,
         output_rx,
         out.queued.clone(),
+        out.queued_bytes.clone(),
         out.overloaded.clone(),
         out.closing.clone(),
     ));
@@ -203,10 +225,27 @@ where
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_BODY);
     let mut buf = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, conn, "connection opened");
+    // Until the first message is complete, reads race this deadline.
+    let mut first_deadline = first_message_within.map(|d| Box::pin(tokio::time::sleep(d)));
     'read: loop {
         let read = tokio::select! {
             r = reader.read(&mut buf) => r,
             _ = closing.notified() => break,
+            _ = async { first_deadline.as_mut().unwrap().await }, if first_deadline.is_some() => {
+                let within = first_message_within.unwrap_or_default();
+                tracing::warn!(%peer, "no complete message within {within:?} of connecting, closing");
+                out.send(&Message::Response(Response {
+                    id: None,
+                    outcome: Err(ResponseError::new(
+                        errors::LIMIT_EXCEEDED,
+                        "limit",
+                        format!("no complete message within {} s of connecting", within.as_secs()),
+                    )
+                    .with("limit", "seconds to the first message")
+                    .with("max", within.as_secs())),
+                }));
+                break;
+            }
         };
         let n = match read {
             Ok(0) => break,
@@ -221,6 +260,7 @@ where
             match decoder.next_frame() {
                 Ok(None) => break,
                 Ok(Some(body)) => {
+                    first_deadline = None;
                     if tracing::enabled!(tracing::Level::TRACE) {
                         tracing::trace!(%peer, dir = "in", msg = %redacted(&body));
                     }
@@ -289,6 +329,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     mut output_rx: mpsc::Receiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    queued_bytes: Arc<AtomicUsize>,
     overloaded: Arc<AtomicBool>,
     closing: Arc<tokio::sync::Notify>,
 ) {
@@ -305,7 +346,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let body = tokio::select! {
             biased;
             m = rx.recv() => match m {
-                Some(b) => { queued.fetch_sub(1, Ordering::Relaxed); b }
+                Some(b) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+                    b
+                }
                 None => break,
             },
             m = output_rx.recv(), if output_open => match m {
@@ -322,12 +367,34 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             match rx.try_recv() {
                 Ok(b) => {
                     queued.fetch_sub(1, Ordering::Relaxed);
+                    queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
                     frame.extend_from_slice(&encode(&b));
                 }
                 Err(_) => break,
             }
         }
-        if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
+        // Written with an eye on the clock: a client that takes nothing for STALL_TIMEOUT while
+        // much waits for it is dropped, whether or not anything more is sent to it.
+        let started = tokio::time::Instant::now();
+        let write = async { writer.write_all(&frame).await.and(writer.flush().await) };
+        tokio::pin!(write);
+        let written = loop {
+            match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
+                Ok(r) => break r.is_ok(),
+                Err(_) => {
+                    let waiting = queued_bytes.load(Ordering::Relaxed);
+                    if started.elapsed() >= STALL_TIMEOUT && waiting > STALLED_BYTES {
+                        tracing::warn!(
+                            "client read nothing for {}s with {waiting} bytes waiting; dropping the connection",
+                            started.elapsed().as_secs()
+                        );
+                        overloaded.store(true, Ordering::Relaxed);
+                        break false;
+                    }
+                }
+            }
+        };
+        if !written {
             break;
         }
     }
