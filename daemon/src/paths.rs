@@ -33,6 +33,17 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// Create `dir` and any missing parents with mode 0700, whatever the umask: everything under the
+/// state directory (the store, output and gate logs) is the user's alone. Existing directories
+/// are left as they are.
+pub fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// The current user's uid.
 pub fn uid() -> u32 {
     // SAFETY: getuid has no preconditions and cannot fail.

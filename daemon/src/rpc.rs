@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use editor_protocol::errors;
-use editor_protocol::jsonrpc::ResponseError;
+use editor_protocol::jsonrpc::{excerpt, excerpt_quotes, ResponseError};
 use editor_protocol::methods::{self as m, Method};
 use editor_protocol::objects as wire;
 use serde::Serialize;
@@ -118,9 +118,9 @@ impl Rpc {
             return answer.deliver(Err(ResponseError::new(
                 errors::METHOD_NOT_FOUND,
                 "methodNotFound",
-                format!("method not found: {method}"),
+                format!("method not found: {}", excerpt(&method)),
             )
-            .with("method", method)));
+            .with("method", excerpt(&method))));
         };
         let live: Box<dyn Fn() -> bool + Send> = match &answer {
             Answer::Reply(r) => r.live_check(),
@@ -266,9 +266,41 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An [`OpError`] on the wire.
+/// Longest error message sent, under the excerpts: input a handler's message names without
+/// quotes (a path, say) is bounded too.
+const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
+
+/// An [`OpError`] on the wire. Ids and field paths come from the client: only their excerpts are
+/// quoted, in the message and in `data`, and so are the quoted values in handlers' messages (a
+/// 10 MB name was repeated back whole).
 pub fn to_response_error(e: OpError) -> ResponseError {
-    let message = e.to_string();
+    let e = match e {
+        OpError::Invalid { field, message } => OpError::Invalid {
+            field: excerpt(&field),
+            message,
+        },
+        OpError::NotFound { kind, id } => OpError::NotFound {
+            kind,
+            id: excerpt(&id),
+        },
+        OpError::Conflict {
+            kind,
+            id,
+            state,
+            what,
+        } => OpError::Conflict {
+            kind,
+            id: excerpt(&id),
+            state,
+            what,
+        },
+        e => e,
+    };
+    let mut message = excerpt_quotes(&e.to_string());
+    if let Some((cut, _)) = message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
     match e {
         OpError::Invalid { field, .. } => {
             ResponseError::new(errors::INVALID_PARAMS, "invalidParams", message)

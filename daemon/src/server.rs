@@ -65,6 +65,8 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
             tokio::io::stdout(),
             dispatch,
             "stdio".into(),
+            // The only client, started by its editor: a slow first message hurts no one else.
+            None,
         ));
         tokio::select! {
             _ = served => {

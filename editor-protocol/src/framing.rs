@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::jsonrpc::excerpt;
+
 /// Default largest body accepted: 16 MiB.
 pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 /// Largest header section accepted before `\r\n\r\n`.
@@ -22,16 +24,20 @@ pub enum FrameError {
     BadLength(String),
     /// `Content-Length` exceeds the limit.
     TooLarge { length: u64, max: usize },
-    /// The header section did not end within [`MAX_HEADER_BYTES`].
+    /// The header section is longer than [`MAX_HEADER_BYTES`].
     HeaderTooLong,
 }
 
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::BadHeader(line) => write!(f, "malformed header line {line:?}"),
+            FrameError::BadHeader(line) => {
+                write!(f, "malformed header line {:?}", excerpt(line))
+            }
             FrameError::MissingLength => write!(f, "header has no Content-Length"),
-            FrameError::BadLength(v) => write!(f, "Content-Length {v:?} is not a number"),
+            FrameError::BadLength(v) => {
+                write!(f, "Content-Length {:?} is not a number", excerpt(v))
+            }
             FrameError::TooLarge { length, max } => {
                 write!(
                     f,
@@ -67,6 +73,9 @@ pub struct FrameDecoder {
     max_body: usize,
     /// Body length of the frame whose header was parsed, while its body is incomplete.
     want: Option<usize>,
+    /// Bytes after `start` already searched for the header's end without finding it, so a
+    /// header trickled a byte at a time is not searched again from its start on every byte.
+    scanned: usize,
 }
 
 impl Default for FrameDecoder {
@@ -83,6 +92,7 @@ impl FrameDecoder {
             start: 0,
             max_body,
             want: None,
+            scanned: 0,
         }
     }
 
@@ -107,12 +117,19 @@ impl FrameDecoder {
             Some(n) => n,
             None => {
                 let pending = &self.buf[self.start..];
-                let Some(end) = find_header_end(pending) else {
-                    if pending.len() > MAX_HEADER_BYTES {
+                // The header's end is only looked for where a header within the limit could
+                // end: a section longer than the limit is refused whether its end is in this
+                // read, a later one, or never (it arrived in one piece, or is trickled).
+                let window = &pending[..pending.len().min(MAX_HEADER_BYTES + 4)];
+                let from = self.scanned.saturating_sub(3);
+                let Some(end) = find_header_end(&window[from..]).map(|i| from + i) else {
+                    if window.len() == MAX_HEADER_BYTES + 4 {
                         return Err(FrameError::HeaderTooLong);
                     }
+                    self.scanned = window.len();
                     return Ok(None);
                 };
+                self.scanned = 0;
                 let n = parse_header(&pending[..end], self.max_body)?;
                 self.start += end + 4;
                 self.want = Some(n);
@@ -235,7 +252,95 @@ mod tests {
         d.push(b"garbage\r\n\r\n");
         assert_eq!(d.next_frame(), Err(FrameError::BadHeader("garbage".into())));
         let mut d = FrameDecoder::default();
-        d.push(&vec![b'x'; MAX_HEADER_BYTES + 1]);
+        d.push(&vec![b'x'; MAX_HEADER_BYTES + 4]);
         assert_eq!(d.next_frame(), Err(FrameError::HeaderTooLong));
+    }
+
+    /// A header section of exactly `len` bytes (before `\r\n\r\n`) announcing a 2-byte body.
+    fn header_of(len: usize) -> Vec<u8> {
+        let tail = b"\r\nContent-Length: 2";
+        let mut h = b"X-Pad: ".to_vec();
+        h.resize(len - tail.len(), b'a');
+        h.extend_from_slice(tail);
+        assert_eq!(h.len(), len);
+        h
+    }
+
+    #[test]
+    fn header_limit_holds_when_the_header_arrives_in_one_piece() {
+        // The probe's cases: 5,000 header lines (58,890 bytes) and one 8,332-byte line, each
+        // in one read with the whole frame.
+        let lines: Vec<u8> = b"X-Pad: 123\r\n"
+            .repeat(5000)
+            .into_iter()
+            .chain(b"Content-Length: 2\r\n\r\n{}".iter().copied())
+            .collect();
+        let mut long_line = b"X-Pad: ".to_vec();
+        long_line.resize(8332, b'a');
+        long_line.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\n{}");
+        for frame in [lines, long_line] {
+            let mut d = FrameDecoder::default();
+            d.push(&frame);
+            assert_eq!(d.next_frame(), Err(FrameError::HeaderTooLong));
+        }
+        // Exactly at the limit is fine; one byte over is not, however the bytes arrive.
+        for chunk in [1, 3, 7, 4096, usize::MAX] {
+            for (len, ok) in [(MAX_HEADER_BYTES, true), (MAX_HEADER_BYTES + 1, false)] {
+                let mut frame = header_of(len);
+                frame.extend_from_slice(b"\r\n\r\n{}");
+                let mut d = FrameDecoder::default();
+                let mut got = Ok(None);
+                for piece in frame.chunks(chunk.min(frame.len())) {
+                    d.push(piece);
+                    got = d.next_frame();
+                    if got != Ok(None) {
+                        break;
+                    }
+                }
+                let want = if ok {
+                    Ok(Some(b"{}".to_vec()))
+                } else {
+                    Err(FrameError::HeaderTooLong)
+                };
+                assert_eq!(got, want, "header of {len} bytes in pieces of {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_over_long_header_is_refused_once_the_limit_is_passed() {
+        // Trickled a byte at a time, a header without an end is refused as soon as it is too
+        // long, not when some larger buffer fills; nothing large is held meanwhile.
+        let mut d = FrameDecoder::default();
+        for i in 0.. {
+            d.push(b"a");
+            match d.next_frame() {
+                Ok(None) => assert!(i < MAX_HEADER_BYTES + 4, "still waiting after {i} bytes"),
+                Err(e) => {
+                    assert_eq!(e, FrameError::HeaderTooLong);
+                    assert_eq!(i + 1, MAX_HEADER_BYTES + 4);
+                    break;
+                }
+                Ok(Some(_)) => unreachable!(),
+            }
+        }
+        assert!(d.buf.capacity() < 4 * MAX_HEADER_BYTES);
+    }
+
+    #[test]
+    fn header_errors_quote_only_a_prefix() {
+        let mut d = FrameDecoder::default();
+        let mut line = vec![b'z'; 8000];
+        line.extend_from_slice(b"\r\n\r\n");
+        d.push(&line);
+        let e = d.next_frame().unwrap_err();
+        assert!(e.to_string().len() < 200, "{e}");
+        let mut d = FrameDecoder::default();
+        let mut bad = b"Content-Length: ".to_vec();
+        bad.extend(vec![b'9'; 8000]);
+        bad.extend_from_slice(b"x\r\n\r\n");
+        d.push(&bad);
+        let e = d.next_frame().unwrap_err();
+        assert!(e.to_string().len() < 200, "{e}");
     }
 }

@@ -19,13 +19,100 @@ pub enum Id {
     Str(String),
 }
 
+/// For messages: a string id is quoted, and only its [`excerpt`].
 impl std::fmt::Display for Id {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Id::Num(n) => write!(f, "{n}"),
-            Id::Str(s) => write!(f, "{s:?}"),
+            Id::Str(s) => write!(f, "{:?}", excerpt(s)),
         }
     }
+}
+
+/// Characters of client input an error message or `data` field quotes: enough to recognise the
+/// input, never so much that an error repeats a huge input back (a 10 MB method name got a
+/// 20 MB response).
+pub const EXCERPT_CHARS: usize = 64;
+
+/// `text` for quoting in an error: its first [`EXCERPT_CHARS`] characters, and `…` if there was
+/// more.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// A JSON value for quoting in an error, like [`excerpt`]. Serialization stops once the excerpt
+/// is full, so a huge value costs no more than a short one.
+pub fn excerpt_json(value: &Value) -> String {
+    /// Takes bytes up to `max`, then refuses, which ends serialization.
+    struct Bounded {
+        buf: Vec<u8>,
+        max: usize,
+    }
+    impl std::io::Write for Bounded {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let room = self.max - self.buf.len();
+            if room == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            let n = bytes.len().min(room);
+            self.buf.extend_from_slice(&bytes[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // One character more than the excerpt keeps, in the widest UTF-8: enough to tell whether
+    // there was more.
+    let mut w = Bounded {
+        buf: Vec::new(),
+        max: (EXCERPT_CHARS + 1) * 4,
+    };
+    let complete = serde_json::to_writer(&mut w, value).is_ok();
+    let text = match std::str::from_utf8(&w.buf) {
+        Ok(text) => text,
+        // Cut inside a character: keep the whole ones.
+        Err(e) => std::str::from_utf8(&w.buf[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let mut out = excerpt(text);
+    if !complete && !out.ends_with('…') {
+        out.push('…');
+    }
+    out
+}
+
+/// `message` with each quoted piece (`"…"` as Rust's `{:?}` writes it, or `` `…` `` as serde
+/// quotes names) cut to its [`excerpt`]: for messages made elsewhere that quote client input.
+/// Input with quote marks of its own can pair the pieces wrongly, so callers also bound the
+/// whole.
+pub fn excerpt_quotes(message: &str) -> String {
+    let mut out = String::new();
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let close = c;
+        let mut escaped = false;
+        for (inside, c) in chars.by_ref().enumerate() {
+            if c == close && !escaped {
+                out.push(c);
+                break;
+            }
+            // serde writes strings with Rust's escapes: `\"` does not end one.
+            escaped = close == '"' && c == '\\' && !escaped;
+            if inside < EXCERPT_CHARS {
+                out.push(c);
+            } else if inside == EXCERPT_CHARS {
+                out.push('…');
+            }
+        }
+    }
+    out
 }
 
 /// A request: expects a response with the same id.
@@ -243,16 +330,7 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
     let id = match obj.remove("id") {
         None => None,
         Some(Value::Null) => Some(None),
-        Some(v) => match serde_json::from_value::<Id>(v.clone()) {
-            Ok(Id::Num(n)) => Some(Some(Id::Num(n))),
-            Ok(Id::Str(s)) => Some(Some(Id::Str(s))),
-            Err(_) => {
-                return Err(invalid(
-                    None,
-                    format!("field id must be a number or string, got {v}"),
-                ))
-            }
-        },
+        Some(v) => Some(Some(read_id(v).map_err(|m| invalid(None, m))?)),
     };
     let known_id = id.clone().flatten();
     match obj.get("jsonrpc") {
@@ -262,7 +340,7 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
                 known_id,
                 format!(
                     "field jsonrpc must be \"2.0\", got {}",
-                    other.map_or("nothing".into(), |v| v.to_string())
+                    other.map_or("nothing".into(), excerpt_json)
                 ),
             ))
         }
@@ -279,7 +357,10 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
         },
         Some(other) => Err(invalid(
             known_id,
-            format!("field method must be a string, got {other}"),
+            format!(
+                "field method must be a string, got {}",
+                excerpt_json(&other)
+            ),
         )),
         None => {
             let Some(id) = id else {
@@ -291,7 +372,7 @@ pub fn from_value(value: Value) -> Result<Message, ParseFailure> {
                     .map_err(|_| {
                         invalid(
                             id.clone(),
-                            format!("field error is not an error object: {e}"),
+                            format!("field error is not an error object: {}", excerpt_json(&e)),
                         )
                     })?),
                 _ => {
@@ -310,7 +391,43 @@ fn take_params(obj: &mut Map<String, Value>) -> Result<Value, String> {
     match obj.remove("params") {
         None | Some(Value::Null) => Ok(Value::Null),
         Some(v @ (Value::Object(_) | Value::Array(_))) => Ok(v),
-        Some(v) => Err(format!("field params must be an object or array, got {v}")),
+        Some(v) => Err(format!(
+            "field params must be an object or array, got {}",
+            excerpt_json(&v)
+        )),
+    }
+}
+
+/// A request id: an integer that fits in 64 signed bits, or a string. The message says which
+/// rule a number broke, rather than only that it is not an id.
+fn read_id(v: Value) -> Result<Id, String> {
+    match v {
+        Value::String(s) => Ok(Id::Str(s)),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(Id::Num(i));
+            }
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 2^63: an integer literal beyond i64 reaches here as a float of at least this size.
+            let out_of_range =
+                n.is_u64() || (f.fract() == 0.0 && f.abs() >= 9.223_372_036_854_776e18);
+            let shown = excerpt(&n.to_string());
+            Err(if out_of_range {
+                format!(
+                    "field id {shown} is out of range: a number id must be an integer from {} to {} (or use a string)",
+                    i64::MIN,
+                    i64::MAX
+                )
+            } else if f.fract() == 0.0 {
+                format!("field id {shown} is not written as an integer: write a number id without a fraction or exponent (or use a string)")
+            } else {
+                format!("field id {shown} is not an integer: a number id must be an integer (or use a string)")
+            })
+        }
+        other => Err(format!(
+            "field id must be a number or string, got {}",
+            excerpt_json(&other)
+        )),
     }
 }
 
@@ -339,6 +456,13 @@ mod tests {
             (r#"{"jsonrpc":"2.0","id":1,"method":5}"#, "error Some(Num(1)) -32600 field method must be a string, got 5"),
             (r#"{"jsonrpc":"2.0","id":1,"method":"a","params":3}"#, "error Some(Num(1)) -32600 field params must be an object or array, got 3"),
             (r#"{"jsonrpc":"2.0","id":{},"method":"a"}"#, "error None -32600 field id must be a number or string, got {}"),
+            (r#"{"jsonrpc":"2.0","id":9223372036854775807,"method":"a"}"#, "request 9223372036854775807 a"),
+            (r#"{"jsonrpc":"2.0","id":-9223372036854775808,"method":"a"}"#, "request -9223372036854775808 a"),
+            (r#"{"jsonrpc":"2.0","id":9223372036854775808,"method":"a"}"#, "error None -32600 field id 9223372036854775808 is out of range: a number id must be an integer from -9223372036854775808 to 9223372036854775807 (or use a string)"),
+            (r#"{"jsonrpc":"2.0","id":-9223372036854775809,"method":"a"}"#, "error None -32600 field id -9.223372036854776e+18 is out of range: a number id must be an integer from -9223372036854775808 to 9223372036854775807 (or use a string)"),
+            (r#"{"jsonrpc":"2.0","id":1e300,"method":"a"}"#, "error None -32600 field id 1e+300 is out of range: a number id must be an integer from -9223372036854775808 to 9223372036854775807 (or use a string)"),
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"a"}"#, "error None -32600 field id 1.5 is not an integer: a number id must be an integer (or use a string)"),
+            (r#"{"jsonrpc":"2.0","id":2.0,"method":"a"}"#, "error None -32600 field id 2.0 is not written as an integer: write a number id without a fraction or exponent (or use a string)"),
             (r#"[1]"#, "error None -32600 message is an array (batches are not supported)"),
             (r#"{"jsonrpc":"2.0"}"#, "error None -32600 message has neither method nor id"),
             (r#"{"#, "error None -32700 message body is not valid JSON: EOF while parsing an object at line 1 column 1"),
@@ -348,6 +472,69 @@ mod tests {
         }
         let bad = parse(b"\xff\xfe").unwrap_err();
         assert_eq!(bad.error.code, errors::PARSE_ERROR);
+    }
+
+    #[test]
+    fn errors_quote_only_a_prefix_of_the_input() {
+        let huge = "y".repeat(1 << 20);
+        let bodies = [
+            json!({"jsonrpc": huge, "id": 1, "method": "a"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": [huge]}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "a", "params": huge}),
+            json!({"jsonrpc": "2.0", "id": [huge], "method": "a"}),
+            json!({"jsonrpc": "2.0", "id": 1, "error": {"code": huge}}),
+        ];
+        for body in bodies {
+            let failure = from_value(body).unwrap_err();
+            let wire = Message::Response(Response {
+                id: failure.id,
+                outcome: Err(failure.error),
+            })
+            .to_bytes();
+            assert!(wire.len() < 300, "{}", String::from_utf8_lossy(&wire));
+            assert!(String::from_utf8_lossy(&wire).contains("yyy…"));
+        }
+        // A huge number id: its digits are quoted as text, so cut like text.
+        let digits = "9".repeat(1000);
+        let body = format!(r#"{{"jsonrpc":"2.0","id":{digits},"method":"a"}}"#);
+        let failure = parse(body.as_bytes()).unwrap_err();
+        assert!(
+            failure.error.message.len() < 300,
+            "{}",
+            failure.error.message
+        );
+        assert_eq!(
+            Id::Str(huge.clone()).to_string(),
+            format!("{:?}", excerpt(&huge))
+        );
+    }
+
+    #[test]
+    fn excerpts() {
+        assert_eq!(excerpt("short"), "short");
+        let exact = "é".repeat(EXCERPT_CHARS);
+        assert_eq!(excerpt(&exact), exact);
+        assert_eq!(excerpt(&format!("{exact}!")), format!("{exact}…"));
+        assert_eq!(excerpt_json(&json!("a")), r#""a""#);
+        assert_eq!(excerpt_json(&json!({"k": [1, 2]})), r#"{"k":[1,2]}"#);
+        let long = json!(["🦀".repeat(100)]);
+        let shown = excerpt_json(&long);
+        assert_eq!(shown, format!("[\"{}…", "🦀".repeat(EXCERPT_CHARS - 2)));
+        let long = "q".repeat(100);
+        assert_eq!(
+            excerpt_quotes(&format!(
+                r#"{:?} and `{long}` and "a\"b" stay"#,
+                format!("{long}\"{long}")
+            )),
+            format!(
+                r#""{}…" and `{}…` and "a\"b" stay"#,
+                &format!("{long:?}")[1..EXCERPT_CHARS + 1],
+                &long[..EXCERPT_CHARS]
+            )
+        );
+        // Exactly full, then cut: still marked.
+        let full = json!("é".repeat(2 * EXCERPT_CHARS));
+        assert!(excerpt_json(&full).ends_with('…'));
     }
 
     #[test]

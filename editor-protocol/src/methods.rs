@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::jsonrpc::ResponseError;
+use crate::jsonrpc::{excerpt, excerpt_quotes, ResponseError, EXCERPT_CHARS};
 use crate::objects::{self, Agent, Decision, Event, Job, Page, Screen, Session, Task, Terminal};
 
 /// A request method of the contract.
@@ -56,7 +56,7 @@ pub fn decode_params<T: DeserializeOwned>(params: Value) -> Result<T, ParamsErro
         } else {
             path
         };
-        let message = e.into_inner().to_string();
+        let message = shorten_quotes(&e.into_inner().to_string());
         // serde says "missing field `x`" at the parent path; name the field itself.
         let field = match message
             .strip_prefix("missing field `")
@@ -66,8 +66,24 @@ pub fn decode_params<T: DeserializeOwned>(params: Value) -> Result<T, ParamsErro
             Some(missing) => format!("{field}.{missing}"),
             None => field,
         };
-        ParamsError { field, message }
+        ParamsError {
+            field: excerpt(&field),
+            message,
+        }
     })
+}
+
+/// Longest params error message: serde's words, the field's path and excerpts of the input.
+const MAX_MESSAGE_CHARS: usize = 4 * EXCERPT_CHARS;
+
+/// serde's message with each piece of quoted input cut to its excerpt, and the whole bounded
+/// too (input with quote marks of its own can make the pieces pair up wrongly).
+fn shorten_quotes(message: &str) -> String {
+    let out = excerpt_quotes(message);
+    match out.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &out[..cut]),
+        None => out,
+    }
 }
 
 /// `{}`: no parameters.
@@ -586,6 +602,15 @@ macro_rules! methods {
         )*
         /// Every `orch/*` request method, in the order of PROTOCOL.md.
         pub const ALL: &[&str] = &[$($method),*];
+
+        /// Decode `params` as those of `method` and drop them; `None` if `method` is not in
+        /// [`ALL`]. For tests and fuzzing, which must reach every method's params by name.
+        pub fn decode_params_of(method: &str, params: Value) -> Option<Result<(), ParamsError>> {
+            match method {
+                $($method => Some(decode_params::<$params>(params).map(drop)),)*
+                _ => None,
+            }
+        }
     };
 }
 
@@ -708,6 +733,121 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.data.unwrap()["field"], "gates[0]");
         assert!(parse_params::<NoParams>(Value::Null).is_ok());
+    }
+
+    #[test]
+    fn params_errors_quote_only_a_prefix_of_the_input() {
+        // Every field name any method has, each given a huge value of every JSON type: what an
+        // error quotes of it stays short. The probe sent 10 MB values and got them back whole.
+        let huge = "x".repeat(100_000);
+        let fields = [
+            "agentId",
+            "backend",
+            "choice",
+            "cols",
+            "command",
+            "cursor",
+            "cwd",
+            "data",
+            "env",
+            "event",
+            "force",
+            "gates",
+            "id",
+            "kind",
+            "kinds",
+            "limit",
+            "maxAttempts",
+            "name",
+            "priority",
+            "prompt",
+            "reason",
+            "rows",
+            "scrollback",
+            "sessionId",
+            "since",
+            "state",
+            "stopAgents",
+            "subjects",
+            "submit",
+            "subscriptionId",
+            "summary",
+            "terminalId",
+            "text",
+            "title",
+        ];
+        let values = [
+            json!(huge),
+            json!([huge]),
+            json!({ huge.clone(): huge }),
+            json!({ "name": huge, "command": huge, "timeoutS": huge }),
+            json!([{ "name": 1, "command": [huge] }]),
+            json!(format!("{huge}`\"{huge}")),
+            json!(1.5),
+        ];
+        let mut errors = 0;
+        for method in ALL {
+            for field in fields {
+                for value in &values {
+                    let mut params = serde_json::Map::new();
+                    params.insert(field.to_string(), value.clone());
+                    // The other fields a method needs, so the huge one is what fails.
+                    for (k, v) in [("id", "a"), ("name", "n"), ("title", "t"), ("prompt", "p")] {
+                        params.entry(k).or_insert(json!(v));
+                    }
+                    params.entry("command").or_insert(json!(["c"]));
+                    params.entry("text").or_insert(json!("t"));
+                    params.entry("data").or_insert(json!("d"));
+                    params.entry("cols").or_insert(json!(1));
+                    params.entry("rows").or_insert(json!(1));
+                    params.entry("agentId").or_insert(json!("a"));
+                    params.entry("choice").or_insert(json!("c"));
+                    params.entry("subscriptionId").or_insert(json!("s"));
+                    params.entry("event").or_insert(json!({}));
+                    let Err(e) = decode_params_of(method, Value::Object(params)).unwrap() else {
+                        continue;
+                    };
+                    errors += 1;
+                    let wire =
+                        serde_json::to_vec(&ResponseError::invalid_params(&e.field, e.to_string()))
+                            .unwrap()
+                            .len();
+                    assert!(wire < 1024, "{method} {field}: {wire} bytes");
+                    assert!(
+                        e.field.chars().count() <= EXCERPT_CHARS + 1,
+                        "{method} {field}: field {}",
+                        e.field.len()
+                    );
+                    assert!(
+                        e.message.chars().count() <= MAX_MESSAGE_CHARS + 1,
+                        "{method} {field}: {}",
+                        excerpt(&e.message)
+                    );
+                }
+            }
+        }
+        assert!(errors > 400, "{errors} errors");
+        let e = parse_params::<TerminalResizeParams>(json!({"id": "t", "cols": huge, "rows": 1}))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "invalid params: field cols: invalid type: string \"{}…\", expected u16",
+                &huge[..EXCERPT_CHARS]
+            )
+        );
+        let e = decode_params::<AgentSpawnParams>(json!({"env": {"K": 1}})).unwrap_err();
+        assert_eq!(e.field, "env.K");
+        let e = decode_params::<AgentSpawnParams>(json!({"env": {huge.clone(): 1}})).unwrap_err();
+        assert_eq!(e.field, excerpt(&format!("env.{huge}")));
+    }
+
+    #[test]
+    fn every_method_decodes_by_name() {
+        for method in ALL {
+            assert!(decode_params_of(method, json!({})).is_some(), "{method}");
+        }
+        assert!(decode_params_of("orch/nope", json!({})).is_none());
     }
 
     #[test]

@@ -132,3 +132,159 @@ fn query_filters_and_pages() {
         c.ok("orch/status", json!({}))["pid"]
     );
 }
+
+/// The daemon's resident memory in KiB, from `/proc/<pid>/status`.
+fn vm_rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// Everything a stuck client was sent before the daemon closed it; `None` if it is still open
+/// after `timeout`.
+fn read_until_closed(
+    mut r: impl std::io::Read + Send + 'static,
+    timeout: Duration,
+) -> Option<Vec<Value>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut dec = editor_protocol::framing::FrameDecoder::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = Vec::new();
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dec.push(&buf[..n]),
+            }
+            while let Ok(Some(body)) = dec.next_frame() {
+                got.push(serde_json::from_slice::<Value>(&body).unwrap());
+            }
+        }
+        let _ = tx.send(got);
+    });
+    rx.recv_timeout(timeout).ok()
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_dropped_and_others_see_every_event() {
+    // 100,000 events while one client on the socket and one through `orch lsp` subscribe to
+    // everything and never read: both are dropped, the daemon's memory stays bounded, and the
+    // clients that do read see every event, in order. Takes about half a minute.
+    use std::io::Write;
+    const EVENTS: u64 = 100_000;
+    const WRITERS: u64 = 4;
+    let d = Daemon::started(None);
+    let pid = d.pid();
+    let init =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}});
+    let subscribe =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "orch/events/subscribe", "params": {}});
+    let hello: Vec<u8> = [init, subscribe]
+        .iter()
+        .flat_map(|m| editor_protocol::framing::encode(&serde_json::to_vec(m).unwrap()))
+        .collect();
+    let mut stuck_socket = std::os::unix::net::UnixStream::connect(d.socket()).unwrap();
+    stuck_socket.write_all(&hello).unwrap();
+    let mut stuck_lsp = d
+        .orch()
+        .arg("lsp")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    stuck_lsp.stdin.as_mut().unwrap().write_all(&hello).unwrap();
+    let mut readers: Vec<(Via, orch_tests::Client, Value)> = BOTH
+        .iter()
+        .map(|via| {
+            let mut c = d.client(*via);
+            let sub = c.ok("orch/events/subscribe", json!({ "kinds": ["config."] }));
+            (*via, c, sub["subscriptionId"].clone())
+        })
+        .collect();
+    let first = readers[0].1.ok("orch/status", json!({}))["lastSeq"]
+        .as_u64()
+        .unwrap();
+    let baseline = vm_rss_kib(pid);
+
+    let started = std::time::Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(vm_rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            max
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let socket = d.socket();
+            std::thread::spawn(move || {
+                let mut w = orch_tests::Client::socket(&socket);
+                w.initialize();
+                // Pipelined in batches: many events in flight, a bounded backlog of replies.
+                for _ in 0..EVENTS / WRITERS / 500 {
+                    let ids: Vec<i64> = (0..500)
+                        .map(|_| w.request("orch/config/reload", json!({})))
+                        .collect();
+                    for id in ids {
+                        let r = w.response(id);
+                        assert!(r.get("result").is_some(), "{r}");
+                    }
+                }
+            })
+        })
+        .collect();
+    // The readers drain their sockets all along (a thread each); their events are checked here.
+    for (via, c, sub) in &mut readers {
+        let mut seqs = Vec::with_capacity(EVENTS as usize);
+        while seqs.len() < EVENTS as usize {
+            let n = c.notification("orch/event", WAIT, |p| p["subscriptionId"] == *sub);
+            seqs.push(n["event"]["seq"].as_u64().unwrap());
+        }
+        eprintln!("{via:?} reader: every event after {:?}", started.elapsed());
+        let want: Vec<u64> = (first + 1..=first + EVENTS).collect();
+        assert!(seqs == want, "{via:?}: every event once, in order");
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let max_rss = sampler.join().unwrap();
+
+    // Dropped: what the stuck clients were sent ends, well short of every event.
+    let lsp_out = stuck_lsp.stdout.take().unwrap();
+    for (what, got) in [
+        ("socket", read_until_closed(stuck_socket, WAIT)),
+        ("orch lsp", read_until_closed(lsp_out, WAIT)),
+    ] {
+        let Some(got) = got else {
+            let _ = stuck_lsp.kill();
+            panic!("the stuck client ({what}) is still connected");
+        };
+        let events = got.iter().filter(|m| m["method"] == "orch/event").count();
+        assert!(
+            events < EVENTS as usize / 2,
+            "the stuck client ({what}) was sent {events} events before it was dropped"
+        );
+    }
+    let _ = stuck_lsp.wait();
+    let grew_mib = max_rss.saturating_sub(baseline) / 1024;
+    eprintln!(
+        "{EVENTS} events in {elapsed:?}; daemon VmRSS {} MiB at the start, {} MiB at most",
+        baseline / 1024,
+        max_rss / 1024
+    );
+    assert!(grew_mib < 64, "the daemon grew by {grew_mib} MiB");
+    for (_, c, _) in &mut readers {
+        c.ok("orch/status", json!({}));
+    }
+}

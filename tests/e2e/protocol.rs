@@ -2,7 +2,7 @@
 
 use orch_tests::{Daemon, Via, BOTH, WAIT};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn initialize_reports_the_contract() {
@@ -160,6 +160,282 @@ fn bad_input_never_hurts_another_client() {
         c.send_raw(b"Content-Len");
         drop(c);
         bystander.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn header_limit_holds_when_the_header_arrives_in_one_piece() {
+    // The probe's cases, each a whole frame in one write: 5,000 header lines, and one header
+    // line of 8,332 bytes. Both were accepted; the limit is 8 KiB.
+    let d = Daemon::started(None);
+    let status = br#"{"jsonrpc":"2.0","id":1,"method":"orch/status"}"#;
+    let mut lines = b"X-Pad: 123\r\n".repeat(5000);
+    lines.extend_from_slice(format!("Content-Length: {}\r\n\r\n", status.len()).as_bytes());
+    lines.extend_from_slice(status);
+    let mut long_line = b"X-Pad: ".to_vec();
+    long_line.resize(8332, b'a');
+    long_line.extend_from_slice(format!("\r\nContent-Length: {}\r\n\r\n", status.len()).as_bytes());
+    long_line.extend_from_slice(status);
+    for via in BOTH {
+        let mut bystander = d.client(Via::Socket);
+        for frame in [&lines, &long_line] {
+            let mut c = d.client(via);
+            c.send_raw(frame);
+            let r = c.wait_message("the refusal", WAIT, |v| v["id"].is_null());
+            assert_eq!(r["error"]["code"], -32700, "{r}");
+            assert_eq!(
+                r["error"]["message"], "header section longer than 8192 bytes",
+                "{r}"
+            );
+            assert!(
+                c.closed_within(Duration::from_secs(10)),
+                "{via:?}: connection stays open"
+            );
+            bystander.ok("orch/status", json!({}));
+        }
+    }
+}
+
+#[test]
+fn error_responses_quote_only_a_prefix_of_the_input() {
+    // A 10 MB method name was answered with a 20 MB -32601; huge names and ids were echoed
+    // whole. Every error quotes at most a short excerpt of what the client sent.
+    let d = Daemon::started(None);
+    let huge = "x".repeat(4 << 20);
+    let mut bystander = d.client(Via::Socket);
+    for via in BOTH {
+        // Before initialize.
+        let mut raw = d.raw_client(via);
+        let e = raw.err(&huge, json!({}), -32002);
+        assert!(e.to_string().len() < 1024, "{}", e.to_string().len());
+        let mut c = d.client(via);
+        let cases = [
+            (huge.clone(), json!({}), -32601),
+            (format!("$/{huge}"), json!({}), -32601),
+            ("orch/agent/get".into(), json!({ "id": huge }), -32001),
+            ("orch/agent/stop".into(), json!({ "id": huge }), -32001),
+            ("orch/task/get".into(), json!({ "id": huge }), -32001),
+            (
+                "orch/session/create".into(),
+                json!({ "name": huge }),
+                -32602,
+            ),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "name": huge }),
+                -32602,
+            ),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "cwd": huge }),
+                -32602,
+            ),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "backend": huge }),
+                -32602,
+            ),
+            ("orch/agent/spawn".into(), json!({ "kind": huge }), -32602),
+            (
+                "orch/agent/spawn".into(),
+                json!({ "command": ["true"], "env": { huge.clone(): 1 } }),
+                -32602,
+            ),
+            (
+                "orch/terminal/resize".into(),
+                json!({ "id": "t", "cols": huge, "rows": 1 }),
+                -32602,
+            ),
+            ("orch/agent/list".into(), json!({ "state": huge }), -32602),
+            (
+                "orch/task/create".into(),
+                json!({ "title": "t", "prompt": "p", "priority": huge }),
+                -32602,
+            ),
+            (
+                "orch/task/create".into(),
+                json!({ "title": "t", "prompt": "p", "gates": [huge] }),
+                -32602,
+            ),
+            (
+                "workspace/executeCommand".into(),
+                json!({ "command": huge }),
+                -32602,
+            ),
+            ("orch/jobs/pause".into(), json!({ "name": huge }), -32001),
+        ];
+        for (method, params, code) in cases {
+            let shown = params.to_string();
+            let what = format!("{via:?} {method:.20} {:.40}", shown);
+            let started = std::time::Instant::now();
+            let e = c.call(&method, params).err();
+            let e = e.unwrap_or_else(|| panic!("{what} succeeded"));
+            assert_eq!(e["code"], code, "{what}: {:.300}", e.to_string());
+            let len = e.to_string().len();
+            assert!(len < 2048, "{what}: an error of {len} bytes");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{what}: {:?}",
+                started.elapsed()
+            );
+        }
+        bystander.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn a_number_id_out_of_range_is_named_as_such() {
+    let d = Daemon::started(None);
+    for via in BOTH {
+        let mut c = d.client(via);
+        for (id, want) in [
+            (
+                "9223372036854775808",
+                "field id 9223372036854775808 is out of range",
+            ),
+            ("1.5", "field id 1.5 is not an integer"),
+        ] {
+            c.send_raw(&editor_protocol::framing::encode(
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"orch/status"}}"#).as_bytes(),
+            ));
+            let r = c.wait_message("the refusal", WAIT, |v| v["id"].is_null());
+            assert_eq!(r["error"]["code"], -32600, "{r}");
+            let message = r["error"]["message"].as_str().unwrap();
+            assert!(message.starts_with(want), "{message}");
+        }
+        c.ok("orch/status", json!({}));
+    }
+}
+
+#[test]
+fn a_connection_without_a_first_message_within_seconds_is_closed() {
+    // 200 connections trickling a header byte a second were all held open. Now whoever has not
+    // sent a complete first message within 5 s is answered -32005 and closed, on the socket and
+    // through `orch lsp`; a client past its first message may stay idle as long as it likes.
+    let d = Daemon::started(None);
+    let mut bystander = d.client(Via::Socket);
+    let started = Instant::now();
+    let mut slow: Vec<(Via, orch_tests::Client)> = (0..20)
+        .map(|_| (Via::Socket, d.raw_client(Via::Socket)))
+        .chain((0..2).map(|_| (Via::Lsp, d.raw_client(Via::Lsp))))
+        .collect();
+    let mut silent = d.raw_client(Via::Socket);
+    let frame = b"Content-Length: 40\r\n\r\n";
+    let mut closed_at = vec![None; slow.len()];
+    for byte in frame.iter().cycle() {
+        for (i, (_, c)) in slow.iter_mut().enumerate() {
+            if closed_at[i].is_none() {
+                // A write may fail once the daemon has closed: that is what is awaited.
+                let _ = c.try_send_raw(&[*byte]);
+                if c.closed_within(Duration::ZERO) {
+                    closed_at[i] = Some(started.elapsed());
+                }
+            }
+        }
+        if closed_at.iter().all(Option::is_some) || started.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        // Trickling is the point: one byte a second.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for ((via, c), at) in slow.iter_mut().zip(&closed_at) {
+        let at =
+            at.unwrap_or_else(|| panic!("{via:?}: a trickling connection stayed open for 20 s"));
+        assert!(
+            at >= Duration::from_secs(4),
+            "{via:?}: closed after only {at:?}"
+        );
+        let e = c.wait_message("the refusal", WAIT, |v| v.get("error").is_some());
+        assert_eq!(e["error"]["code"], -32005, "{e}");
+        assert_eq!(
+            e["error"]["data"]["limit"], "seconds to the first message",
+            "{e}"
+        );
+    }
+    assert!(
+        silent.closed_within(Duration::from_secs(5)),
+        "a silent connection stayed open"
+    );
+    // Idle for longer than the limit, after its first message: still served.
+    assert!(started.elapsed() > Duration::from_secs(5));
+    bystander.ok("orch/status", json!({}));
+    let mut late = d.client(Via::Socket);
+    late.ok("orch/status", json!({}));
+}
+
+#[test]
+fn connections_are_capped_with_a_clear_refusal() {
+    // 2,000 idle connections were all accepted. Past the cap (256) a connection is answered
+    // -32005 naming the limit and closed; one freed slot lets the next client in.
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let d = Daemon::started(None);
+    let mut bystander = d.client(Via::Socket);
+    let init = editor_protocol::framing::encode(
+        br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{}}}"#,
+    );
+    // The first answer on a new connection: initialize's result, or the refusal.
+    let first_answer = |s: &mut UnixStream| -> serde_json::Value {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut dec = editor_protocol::framing::FrameDecoder::default();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(body) = dec.next_frame().unwrap() {
+                return serde_json::from_slice(&body).unwrap();
+            }
+            let n = s.read(&mut buf).expect("an answer");
+            assert!(n > 0, "closed without an answer");
+            dec.push(&buf[..n]);
+        }
+    };
+    let mut held = Vec::new();
+    let refusal = loop {
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        // A refused connection may be closed before this is written.
+        let _ = s.write_all(&init);
+        let answer = first_answer(&mut s);
+        if answer.get("error").is_some() {
+            break answer;
+        }
+        held.push(s);
+        assert!(held.len() <= 256, "more than 256 connections served");
+    };
+    // The bystander holds one slot; the daemon may still be closing the harness's probe.
+    assert!(
+        (253..=255).contains(&held.len()),
+        "refused after {} connections",
+        held.len()
+    );
+    assert_eq!(refusal["error"]["code"], -32005, "{refusal}");
+    assert_eq!(
+        refusal["error"]["data"]["limit"], "connections",
+        "{refusal}"
+    );
+    assert_eq!(refusal["error"]["data"]["max"], 256, "{refusal}");
+    // The CLI and `orch lsp` say so too.
+    let (code, _, err) = d.run(&["status"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("too many connections"), "{err}");
+    let lsp = d
+        .orch()
+        .arg("lsp")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!lsp.status.success());
+    let err = String::from_utf8_lossy(&lsp.stderr);
+    assert!(err.contains("too many connections"), "{err}");
+    bystander.ok("orch/status", json!({}));
+    // A freed slot is taken by the next client.
+    held.pop();
+    orch_tests::wait_for("a free slot", WAIT, || {
+        let mut s = UnixStream::connect(d.socket()).unwrap();
+        let _ = s.write_all(&init);
+        first_answer(&mut s).get("result").map(|_| ())
+    });
+    drop(held);
+    for via in BOTH {
+        d.client(via).ok("orch/status", json!({}));
     }
 }
 
@@ -353,6 +629,24 @@ fn socket_and_state_are_private() {
         state.display()
     );
     assert!(a["id"].is_string());
+    // And so is everything in it: the store's files were 0644 and its directories 0755.
+    orch_tests::wait_agent(&mut c, a["id"].as_str().unwrap(), "exited", |a| {
+        a["state"] == "exited"
+    });
+    let mut wrong = Vec::new();
+    let mut todo = vec![state.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        let want = if meta.is_dir() { 0o700 } else { 0o600 };
+        if mode != want && !meta.file_type().is_symlink() {
+            wrong.push(format!("{} {mode:o}", p.display()));
+        }
+    }
+    assert!(wrong.is_empty(), "not private: {wrong:#?}");
 
     // A socket directory that others can reach is refused, with the reason, and left as it was.
     let mut open = Daemon::new(None);

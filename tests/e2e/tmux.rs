@@ -174,6 +174,32 @@ fn injection_payload_arrives_verbatim_and_runs_nothing() {
 }
 
 #[test]
+fn argv_is_never_interpreted_on_tmux() {
+    // The probe's case: tmux's parser turned `~root`, `~` and `~/x` into home directories.
+    if !require_tool("tmux", &["-V"]) {
+        return;
+    }
+    let server = Server::new();
+    let d = Daemon::started(Some(&server.config("")));
+    let mut c = d.client(Via::Socket);
+    let words = ["~root", "~", "a~b", "~/x", "$HOME", "#{pane_id}"];
+    let mut command = vec!["printf", "<%s>\n"];
+    command.extend(words);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": command, "name": "argv", "backend": "tmux" }),
+    );
+    let id = a["id"].as_str().unwrap();
+    let text = wait_for("every word printed", WAIT, || {
+        let text = screen_text(&mut c, id);
+        text.contains("<#{pane_id}>").then_some(text)
+    });
+    let printed: Vec<&str> = text.lines().filter(|l| l.starts_with('<')).collect();
+    let want: Vec<String> = words.iter().map(|w| format!("<{w}>")).collect();
+    assert_eq!(printed, want, "{text}");
+}
+
+#[test]
 fn agents_survive_a_daemon_kill_and_are_adopted() {
     if !require_tool("tmux", &["-V"]) {
         return;

@@ -390,6 +390,13 @@ impl Client {
         self.writer.flush().unwrap();
     }
 
+    /// Write raw bytes, reporting a failure (the daemon closed the connection) instead of
+    /// panicking.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.writer.write_all(bytes)?;
+        self.writer.flush()
+    }
+
     /// Send a framed JSON value.
     pub fn send(&mut self, v: &Value) {
         let body = serde_json::to_vec(v).unwrap();

@@ -801,7 +801,7 @@ pub(super) struct OutputLog {
 impl OutputLog {
     pub(super) fn open(path: &Path, limit: u64) -> io::Result<Self> {
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+            crate::paths::create_private_dirs(parent)?;
         }
         let file = open_log(path)?;
         let len = file.metadata()?.len();

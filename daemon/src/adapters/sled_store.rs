@@ -5,6 +5,9 @@
 //! only calls `sync_file_range` (sled#1452), which is not a device flush, so [`SledStore::sync`]
 //! follows it with `fdatasync` on sled's data file: an acknowledged event survives power loss,
 //! not just a process crash. Knows nothing of the runtime or the wire.
+//!
+//! The store holds environment values in plain text, so its directories are 0700 and its files
+//! 0600 (see [`make_private`]), without touching the process-wide umask.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -74,8 +77,7 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 impl SledStore {
     /// Open (or create) the store in `dir`, refusing a store written by a newer orch.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        create_private_dir(dir)?;
         // Read the schema version before sled touches anything, via a marker file written beside
         // the database: a newer store must never be opened (opening may rewrite its files).
         let marker = dir.join("SCHEMA");
@@ -97,6 +99,9 @@ impl SledStore {
             }
         }
         let db_path = dir.join("db");
+        // sled would make these with the umask's modes; made first, they are private from the
+        // start, and so is everything sled puts in them before `make_private` sees it.
+        create_private_dir(&db_path.join("blobs"))?;
         let db = sled::Config::new()
             .path(&db_path)
             .mode(sled::Mode::HighThroughput)
@@ -131,7 +136,9 @@ impl SledStore {
         meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
             .map_err(io)?;
         db.flush().map_err(io)?;
-        std::fs::write(&marker, format!("{SCHEMA_VERSION}\n")).map_err(io)?;
+        write_private(&marker, format!("{SCHEMA_VERSION}\n").as_bytes())?;
+        // sled's own files (conf, db, snapshots) and those of an older orch that left them open.
+        make_private(dir)?;
         let last_seq = match events.last().map_err(io)? {
             Some((k, _)) => decode_seq(&k)?,
             None => 0,
@@ -162,17 +169,97 @@ impl SledStore {
 /// 512 KiB segment; we err low).
 const BLOB_THRESHOLD: usize = 64 << 10;
 
-/// fsync every file in `dir` and the directory itself (new blob files and their names).
+/// Mode of the store's directories.
+const DIR_MODE: u32 = 0o700;
+/// Mode of the store's files.
+const FILE_MODE: u32 = 0o600;
+
+/// fsync every file in `dir` and the directory itself (new blob files and their names), making
+/// each file private on the way: sled creates blob files with the umask's mode.
 fn sync_dir_files(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
     for e in entries.flatten() {
-        File::open(e.path())
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
+        let f = match File::open(e.path()) {
+            Ok(f) => f,
+            // sled removes blobs it no longer needs at any time.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        let meta = f.metadata().map_err(io)?;
+        if meta.is_file() && meta.permissions().mode() & 0o7777 != FILE_MODE {
+            f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+                .map_err(io)?;
+        }
+        f.sync_all().map_err(io)?;
     }
     File::open(dir).and_then(|f| f.sync_all()).map_err(io)
+}
+
+/// Create `dir` and any missing parents with mode 0700.
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    crate::paths::create_private_dirs(dir)
+        .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Write `bytes` to `path`, a 0600 file.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io)?;
+    f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+        .and_then(|_| f.write_all(bytes))
+        .map_err(io)
+}
+
+/// Make `dir` and every directory under it 0700 and every file 0600. sled creates its files
+/// itself, with the process umask (0644 under the usual 022), and the umask is process-wide
+/// (other threads create files meanwhile), so modes are fixed after the fact: on open, for blob
+/// files when they are synced, and at every snapshot. Until then a new file sits in a 0700
+/// directory, where no one else can reach it.
+fn make_private(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // sled removes old snapshots and blobs at any time.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        let want = if meta.is_dir() {
+            DIR_MODE
+        } else if meta.is_file() {
+            FILE_MODE
+        } else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o7777 != want {
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(want)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Io(format!(
+                        "cannot make {} private: {e}",
+                        path.display()
+                    )))
+                }
+                _ => {}
+            }
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&path).map_err(io)? {
+                todo.push(e.map_err(io)?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn decode_seq(k: &[u8]) -> Result<u64, StoreError> {
@@ -286,7 +373,9 @@ impl EventStore for SledStore {
         self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
         self.meta.insert("snapshot", bytes).map_err(io)?;
         // Compaction trusts the snapshot: make it durable now, blob file included.
-        self.sync()
+        self.sync()?;
+        // Whatever else sled created since the last look (it is rare and cheap to check).
+        make_private(&self.path)
     }
 
     fn compact(&mut self, before: u64) -> Result<u64, StoreError> {
@@ -373,6 +462,77 @@ mod tests {
             !dir.path().join("db").exists(),
             "a newer store is never opened"
         );
+    }
+
+    /// Every file and directory under the store, with its permission bits.
+    fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            out.push((p.clone(), meta.permissions().mode() & 0o7777));
+            if meta.is_dir() {
+                todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        out
+    }
+
+    fn assert_private(dir: &Path) {
+        let wrong: Vec<String> = modes(dir)
+            .into_iter()
+            .filter(|(p, mode)| *mode != if p.is_dir() { 0o700 } else { 0o600 })
+            .map(|(p, mode)| format!("{} {mode:o}", p.display()))
+            .collect();
+        assert!(wrong.is_empty(), "not private: {wrong:#?}");
+    }
+
+    #[test]
+    fn every_file_and_directory_of_the_store_is_private() {
+        // The store holds env values in plain text: files 0600, directories 0700, whatever the
+        // umask, including blob files and snapshots sled makes later, and the files of a store
+        // made by an older orch that left them readable.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let big = |seq| StoredEvent {
+            body: EventBody::ConfigReloaded {
+                path: "x".repeat(300 << 10),
+            },
+            ..ev(seq)
+        };
+        {
+            let mut s = SledStore::open(&dir).unwrap();
+            s.append(&[ev(1), big(2)]).unwrap();
+            s.sync().unwrap();
+            s.save_snapshot(2, &State::default()).unwrap();
+            s.append(&[big(3)]).unwrap();
+            s.sync().unwrap();
+            assert!(
+                std::fs::read_dir(dir.join("db/blobs")).unwrap().count() > 0,
+                "a blob file was written"
+            );
+            assert_private(&dir);
+        }
+        let mut s = SledStore::open(&dir).unwrap();
+        assert_private(&dir);
+        assert!(
+            modes(&dir).iter().any(|(p, _)| p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("snap."))),
+            "sled wrote a snapshot file"
+        );
+        s.append(&[ev(4)]).unwrap();
+        s.sync().unwrap();
+        drop(s);
+        // A store left readable (an older orch's) is made private when opened.
+        use std::os::unix::fs::PermissionsExt;
+        for (p, _) in modes(&dir) {
+            let mode = if p.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let _s = SledStore::open(&dir).unwrap();
+        assert_private(&dir);
     }
 
     /// Records written by version 1 must stay readable by every later version.

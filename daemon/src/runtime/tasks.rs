@@ -703,7 +703,7 @@ async fn run_gate(
         let (mut a_open, mut b_open) = (true, true);
         let mut file = log
             .parent()
-            .and_then(|d| std::fs::create_dir_all(d).ok())
+            .and_then(|d| crate::paths::create_private_dirs(d).ok())
             .and_then(|_| {
                 use std::os::unix::fs::OpenOptionsExt;
                 std::fs::OpenOptions::new()

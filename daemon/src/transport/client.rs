@@ -77,7 +77,16 @@ impl Client {
             method: method.into(),
             params,
         });
-        self.send(&msg).await?;
+        if let Err(e) = self.send(&msg).await {
+            // A daemon that refused the connection (too many open) said why before closing,
+            // and what it said is still there to read.
+            if let Ok(Message::Response(r)) = self.read_message().await {
+                if let (None, Err(refusal)) = (r.id, r.outcome) {
+                    return Err(CallError::Rpc(refusal));
+                }
+            }
+            return Err(e);
+        }
         loop {
             match self.read_message().await? {
                 Message::Response(r) if r.id.as_ref() == Some(&id) => {

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use editor_protocol::errors;
 use editor_protocol::framing::{encode, FrameDecoder, FrameError, DEFAULT_MAX_BODY};
-use editor_protocol::jsonrpc::{self, Id, Message, Notification, Request, Response, ResponseError};
+use editor_protocol::jsonrpc::{
+    self, excerpt, Id, Message, Notification, Request, Response, ResponseError,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -90,8 +92,19 @@ impl ReplyTo {
 pub const MAX_QUEUED: usize = 100_000;
 /// Requests awaiting their reply on one connection.
 pub const MAX_INFLIGHT: usize = 4096;
+/// A client whose socket has taken nothing for this long, while more than [`STALLED_BYTES`] wait
+/// for it, has stopped reading and is dropped. One that reads, however slowly, is not (a replay
+/// of the whole log may queue far more than that); one that stops reading with little waiting is
+/// not either (it costs nothing).
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes waiting for a stalled client beyond which it is dropped: see [`STALL_TIMEOUT`].
+pub const STALLED_BYTES: usize = 1 << 20;
 /// Terminal output batches queued per connection before output backs up into the coalescer.
 const OUTPUT_QUEUE: usize = 8;
+/// How long a socket connection may take to send its first complete message. Clients send
+/// `initialize` at once; a connection that trickles a header or sends nothing would otherwise
+/// hold its slot (one of `socket::MAX_CONNECTIONS`) and its buffers for ever.
+pub const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Result<Value, ResponseError>>>>>;
 
@@ -104,6 +117,8 @@ pub struct Outbound {
     output_tx: mpsc::Sender<Vec<u8>>,
     /// Messages in `tx` not yet written.
     queued: Arc<AtomicUsize>,
+    /// Bytes of the messages in `tx`.
+    queued_bytes: Arc<AtomicUsize>,
     /// Set when the client fell too far behind; everything is refused from then on.
     overloaded: Arc<AtomicBool>,
     /// Server-to-client requests awaiting their response.
@@ -133,6 +148,7 @@ impl Outbound {
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(peer = %self.peer, dir = "out", msg = %redacted(&bytes));
         }
+        self.queued_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
         self.tx.send(bytes).is_ok()
     }
 
@@ -228,9 +244,15 @@ struct ConnState {
     inflight: Inflight,
 }
 
-/// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload.
-pub async fn serve<R, W>(mut reader: R, writer: W, rt: Arc<dyn Dispatch>, peer: String)
-where
+/// Serve one connection until EOF, `exit`, an unrecoverable framing error, or overload; or,
+/// with `first_message_within`, until that long has passed without a complete first message.
+pub async fn serve<R, W>(
+    mut reader: R,
+    writer: W,
+    rt: Arc<dyn Dispatch>,
+    peer: String,
+    first_message_within: Option<Duration>,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -240,6 +262,7 @@ where
         tx,
         output_tx,
         queued: Arc::new(AtomicUsize::new(0)),
+        queued_bytes: Arc::new(AtomicUsize::new(0)),
         overloaded: Arc::new(AtomicBool::new(false)),
         pending: Arc::default(),
         next_id: Arc::new(AtomicI64::new(1)),
@@ -252,6 +275,7 @@ where
         rx,
         output_rx,
         out.queued.clone(),
+        out.queued_bytes.clone(),
         out.overloaded.clone(),
         out.closing.clone(),
     ));
@@ -265,10 +289,27 @@ where
     let mut decoder = FrameDecoder::new(DEFAULT_MAX_BODY);
     let mut buf = vec![0u8; 64 * 1024];
     tracing::debug!(%peer, conn, "connection opened");
+    // Until the first message is complete, reads race this deadline.
+    let mut first_deadline = first_message_within.map(|d| Box::pin(tokio::time::sleep(d)));
     'read: loop {
         let read = tokio::select! {
             r = reader.read(&mut buf) => r,
             _ = closing.notified() => break,
+            _ = async { first_deadline.as_mut().unwrap().await }, if first_deadline.is_some() => {
+                let within = first_message_within.unwrap_or_default();
+                tracing::warn!(%peer, "no complete message within {within:?} of connecting, closing");
+                out.send(&Message::Response(Response {
+                    id: None,
+                    outcome: Err(ResponseError::new(
+                        errors::LIMIT_EXCEEDED,
+                        "limit",
+                        format!("no complete message within {} s of connecting", within.as_secs()),
+                    )
+                    .with("limit", "seconds to the first message")
+                    .with("max", within.as_secs())),
+                }));
+                break;
+            }
         };
         let n = match read {
             Ok(0) => break,
@@ -283,6 +324,7 @@ where
             match decoder.next_frame() {
                 Ok(None) => break,
                 Ok(Some(body)) => {
+                    first_deadline = None;
                     if tracing::enabled!(tracing::Level::TRACE) {
                         tracing::trace!(%peer, dir = "in", msg = %redacted(&body));
                     }
@@ -351,6 +393,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
     mut output_rx: mpsc::Receiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    queued_bytes: Arc<AtomicUsize>,
     overloaded: Arc<AtomicBool>,
     closing: Arc<tokio::sync::Notify>,
 ) {
@@ -367,7 +410,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let body = tokio::select! {
             biased;
             m = rx.recv() => match m {
-                Some(b) => { queued.fetch_sub(1, Ordering::Relaxed); b }
+                Some(b) => {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                    queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
+                    b
+                }
                 None => break,
             },
             m = output_rx.recv(), if output_open => match m {
@@ -384,12 +431,34 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             match rx.try_recv() {
                 Ok(b) => {
                     queued.fetch_sub(1, Ordering::Relaxed);
+                    queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
                     frame.extend_from_slice(&encode(&b));
                 }
                 Err(_) => break,
             }
         }
-        if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
+        // Written with an eye on the clock: a client that takes nothing for STALL_TIMEOUT while
+        // much waits for it is dropped, whether or not anything more is sent to it.
+        let started = tokio::time::Instant::now();
+        let write = async { writer.write_all(&frame).await.and(writer.flush().await) };
+        tokio::pin!(write);
+        let written = loop {
+            match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
+                Ok(r) => break r.is_ok(),
+                Err(_) => {
+                    let waiting = queued_bytes.load(Ordering::Relaxed);
+                    if started.elapsed() >= STALL_TIMEOUT && waiting > STALLED_BYTES {
+                        tracing::warn!(
+                            "client read nothing for {}s with {waiting} bytes waiting; dropping the connection",
+                            started.elapsed().as_secs()
+                        );
+                        overloaded.store(true, Ordering::Relaxed);
+                        break false;
+                    }
+                }
+            }
+        };
+        if !written {
             break;
         }
     }
@@ -425,7 +494,7 @@ fn handle_request(
             "notInitialized",
             format!(
                 "server not initialized: send initialize before {}",
-                req.method
+                excerpt(&req.method)
             ),
         )));
     } else if state.shutting_down {
@@ -434,7 +503,7 @@ fn handle_request(
             "shuttingDown",
             format!(
                 "connection is shutting down: {} refused after shutdown",
-                req.method
+                excerpt(&req.method)
             ),
         )));
     } else if req.method == "shutdown" {
@@ -444,9 +513,9 @@ fn handle_request(
         return reply(Err(ResponseError::new(
             errors::METHOD_NOT_FOUND,
             "methodNotFound",
-            format!("method not found: {}", req.method),
+            format!("method not found: {}", excerpt(&req.method)),
         )
-        .with("method", req.method.clone())));
+        .with("method", excerpt(&req.method))));
     }
     if state.inflight.lock().unwrap().contains(&req.id) {
         return reply(Err(ResponseError::new(
@@ -514,13 +583,13 @@ fn handle_notification(
             // An orch/* method sent as a notification (keystrokes, fire-and-forget): applied in
             // order like a request; an error is reported to the client's log.
             if state.notes_inflight.load(Ordering::Relaxed) >= MAX_INFLIGHT {
-                out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: dropped, more than {MAX_INFLIGHT} notifications in flight", n.method) }));
+                out.notify("window/logMessage", json!({ "type": 1, "message": format!("{}: dropped, more than {MAX_INFLIGHT} notifications in flight", excerpt(&n.method)) }));
                 return true;
             }
             let out = out.clone();
             let counter = state.notes_inflight.clone();
             counter.fetch_add(1, Ordering::Relaxed);
-            let method = n.method.clone();
+            let method = excerpt(&n.method);
             rt.notification(
                 conn,
                 n.method,

@@ -31,12 +31,25 @@ pub async fn run(paths: &WorkspacePaths) -> anyhow::Result<()> {
     }
     let _ = probe.notify("exit", json!(null)).await;
     drop(probe);
+    // Connect once the editor has sent something: the daemon closes a connection whose first
+    // message does not come within a few seconds (`conn::FIRST_MESSAGE_TIMEOUT`), and an editor
+    // may start `orch lsp` before it has anything to say.
+    let mut stdin = tokio::io::stdin();
+    let mut first = vec![0u8; 64 * 1024];
+    let n = stdin
+        .read(&mut first)
+        .await
+        .context("reading editor input failed")?;
+    if n == 0 {
+        return Ok(());
+    }
+    first.truncate(n);
     let stream = super::client::connect_own(&paths.socket)
         .await
         .with_context(|| format!("cannot connect to {}", paths.socket.display()))?;
     let (mut sr, mut sw) = stream.into_split();
     let up = async {
-        let mut stdin = tokio::io::stdin();
+        sw.write_all(&first).await?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = stdin.read(&mut buf).await?;

@@ -12,6 +12,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
 
+use editor_protocol::jsonrpc::ResponseError;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 
@@ -132,6 +133,12 @@ pub fn bind(paths: &WorkspacePaths) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Connections served at once. Each holds a task, a descriptor and its buffers (64 KiB to read
+/// into, at the least), so 2,000 idle connections cost 128 MiB and descriptors agents need; a
+/// connection past the limit is answered -32005 and closed. Editors, scripts and the CLI
+/// together rarely hold more than a few dozen.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// Accept connections until `stop` turns true.
 pub async fn accept_loop(
     listener: UnixListener,
@@ -139,6 +146,7 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let me = uid();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -164,30 +172,54 @@ pub async fn accept_loop(
                 peer_uid = cred.uid(),
                 "refused a connection from another user"
             );
-            refuse(stream, cred.uid()).await;
+            let e = ResponseError::new(
+                editor_protocol::errors::UNAUTHORIZED,
+                "unauthorized",
+                format!("uid {} may not use this daemon", cred.uid()),
+            );
+            tokio::spawn(refuse(stream, e));
             continue;
         }
         let peer = format!(
             "socket pid {}",
             cred.pid().map_or("?".into(), |p| p.to_string())
         );
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "refused a connection: {MAX_CONNECTIONS} are open");
+            let e = ResponseError::new(
+                editor_protocol::errors::LIMIT_EXCEEDED,
+                "limit",
+                format!(
+                    "too many connections: this daemon serves at most {MAX_CONNECTIONS} at once"
+                ),
+            )
+            .with("limit", "connections")
+            .with("max", MAX_CONNECTIONS as u64);
+            // Answered on a task of its own: a peer that does not read cannot stall accepting.
+            tokio::spawn(refuse(stream, e));
+            continue;
+        };
         let (r, w) = stream.into_split();
-        tokio::spawn(super::conn::serve(r, w, rt.clone(), peer));
+        let rt = rt.clone();
+        tokio::spawn(async move {
+            super::conn::serve(r, w, rt, peer, Some(super::conn::FIRST_MESSAGE_TIMEOUT)).await;
+            drop(slot);
+        });
     }
 }
 
-async fn refuse(mut stream: tokio::net::UnixStream, peer_uid: u32) {
-    use editor_protocol::jsonrpc::{Message, Response, ResponseError};
+/// Send one error (no id) and close.
+async fn refuse(mut stream: tokio::net::UnixStream, error: ResponseError) {
+    use editor_protocol::jsonrpc::{Message, Response};
     use tokio::io::AsyncWriteExt;
     let msg = Message::Response(Response {
         id: None,
-        outcome: Err(ResponseError::new(
-            editor_protocol::errors::UNAUTHORIZED,
-            "unauthorized",
-            format!("uid {peer_uid} may not use this daemon"),
-        )),
+        outcome: Err(error),
     });
-    let _ = stream
-        .write_all(&editor_protocol::framing::encode(&msg.to_bytes()))
-        .await;
+    let bytes = editor_protocol::framing::encode(&msg.to_bytes());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let _ = stream.write_all(&bytes).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

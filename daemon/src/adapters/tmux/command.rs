@@ -239,8 +239,10 @@ impl Request<()> {
 }
 
 /// Quote one argument for tmux's command parser so that it arrives as exactly these characters:
-/// plain words stay bare, anything else is double-quoted with `\`, `"` and `$` escaped and
+/// plain words stay bare, anything else is double-quoted with `\`, `"`, `$` and `~` escaped and
 /// control characters written as octal escapes (a raw newline would end the control-mode line).
+/// tmux expands a `~` that begins a word, quoted or not, into a home directory (`"~root"` became
+/// `/root`), so every `~` is escaped: an argv is never interpreted.
 /// A NUL cannot be passed; [`Cmd`] refuses it before quoting.
 pub fn quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -255,7 +257,7 @@ pub fn quote(word: &str) -> String {
     out.push('"');
     for c in word.chars() {
         match c {
-            '\\' | '"' | '$' => {
+            '\\' | '"' | '$' | '~' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -785,7 +787,7 @@ mod tests {
         );
         check_quote(
             r#"say "hi" \ $HOME ~ #{session_name} #(id) {;}"#,
-            expect![[r##""say \"hi\" \\ \$HOME ~ #{session_name} #(id) {;}""##]],
+            expect![[r#""say \"hi\" \\ \$HOME \~ #{session_name} #(id) {;}""#]],
         );
         check_quote(
             "two\nlines\r\ttab\x1b[0m\x7f",
@@ -795,6 +797,7 @@ mod tests {
         check_quote("-", expect![["-"]]);
         check_quote("%", expect![[r##""%""##]]);
         check_quote("=", expect![[r##""=""##]]);
+        check_quote("~root", expect![[r#""\~root""#]]);
     }
 
     #[test]

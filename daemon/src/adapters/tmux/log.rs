@@ -68,7 +68,7 @@ impl OutputLog {
 
     fn open(&mut self) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::paths::create_private_dirs(dir)?;
         }
         use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()

@@ -602,6 +602,11 @@ fn quoting_round_trips_through_tmux() {
         "-starts-with-dash",
         "=exact",
         "%1",
+        // A `~` that begins a quoted word is a home directory to tmux's parser.
+        "~",
+        "~root",
+        "~/x",
+        "~no-such-user-orch",
     ];
     for (i, sample) in samples.iter().enumerate() {
         let path = srv.dir.path().join(format!("buf{i}"));
@@ -620,6 +625,37 @@ fn quoting_round_trips_through_tmux() {
         );
     }
     assert!(!srv.window_names().iter().any(|n| n.contains("INJECTED")));
+}
+
+#[test]
+fn argv_reaches_the_program_uninterpreted() {
+    // Each word arrives as the program's argument exactly: no home directory for `~`, no
+    // variable for `$`, no format for `#{}`, as with the pty backend.
+    let srv = Isolated::new("argv");
+    let backend = srv.backend();
+    let obs = Arc::new(Recorder::default());
+    let words = [
+        "~root",
+        "~",
+        "a~b",
+        "~/x",
+        "~no-such-user-orch",
+        "$HOME",
+        "#{session_name}",
+        "\\t",
+        "",
+    ];
+    let mut argv = vec!["printf", "<%s>\n"];
+    argv.extend(words);
+    let term = backend
+        .spawn(srv.spec("t-argv", "argv", &argv), obs.clone())
+        .unwrap();
+    assert_eq!(obs.exit_of("t-argv"), Some(0));
+    let want: String = words.iter().map(|w| format!("<{w}>\r\n")).collect();
+    wait_for("every word in the log", || {
+        srv.log("t-argv").contains(&want).then_some(())
+    });
+    drop(term);
 }
 
 #[test]
