@@ -99,6 +99,24 @@ fn invalid_params_name_the_field() {
             -32602,
         );
         assert_eq!(e["data"]["field"], "cwd");
+        // Environment names a process cannot have, and NUL in a value: refused naming `env`
+        // (was: accepted, or a NUL reported against `command`), for agents and bare terminals.
+        for method in ["orch/agent/spawn", "orch/terminal/open"] {
+            for (key, value, field) in [
+                ("A=B", "1", "env"),
+                ("", "1", "env"),
+                ("A\0", "1", "env"),
+                ("B", "x\0y", "env.B"),
+            ] {
+                let e = c.err(
+                    method,
+                    json!({ "command": ["true"], "env": { key: value } }),
+                    -32602,
+                );
+                assert_eq!(e["data"]["field"], field, "{method} {key:?}: {e}");
+            }
+        }
+        assert_eq!(c.ok("orch/agent/list", json!({}))["items"], json!([]));
         // The daemon keeps serving.
         c.ok("orch/status", json!({}));
     }

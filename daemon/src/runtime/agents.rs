@@ -342,6 +342,7 @@ impl Runtime {
 
     /// Check a spawn's arguments and work out the agent it makes, without starting anything.
     pub(super) fn prepare_spawn(&mut self, args: &SpawnArgs) -> Result<Prepared, OpError> {
+        rules::agents::check_env(&args.env)?;
         let kind_name = args.kind.clone();
         let kind = match &kind_name {
             Some(k) => Some(self.config.agents.get(k).cloned().ok_or_else(|| {
@@ -605,6 +606,7 @@ impl Runtime {
         if command.is_empty() || command[0].is_empty() {
             return Err(OpError::invalid("command", "must be a non-empty argv"));
         }
+        rules::agents::check_env(&env)?;
         let cwd = self.resolve_cwd(cwd.as_deref(), "cwd")?;
         let backend = self.backend(
             &backend.unwrap_or_else(|| self.config.daemon.backend.clone()),

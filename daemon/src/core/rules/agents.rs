@@ -3,7 +3,9 @@
 //!
 //! The agent state machine itself is [`AgentState::can_become`]; [`set_state`] checks it.
 
-use super::{Draft, Effect};
+use std::collections::BTreeMap;
+
+use super::{Draft, Effect, Refusal};
 use crate::core::agent::{AgentState, Evidence, RestartPolicy};
 use crate::core::event::EventBody;
 
@@ -29,6 +31,36 @@ pub fn set_state(
         exit_code,
     });
     true
+}
+
+/// Environment a client gives a program (`env` of a spawn or a terminal): names that a process
+/// can have (not empty, no `=`, no NUL; refused as field `env`, the name quoted) and values without
+/// NUL (refused as field `env.<name>`).
+pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    for (key, value) in env {
+        let name_problem = if key.is_empty() {
+            Some("must not be empty")
+        } else if key.contains('=') {
+            Some("must not contain '='")
+        } else if key.contains('\0') {
+            Some("must not contain a NUL byte")
+        } else {
+            None
+        };
+        if let Some(why) = name_problem {
+            return Err(Refusal::Invalid {
+                field: "env".into(),
+                message: format!("the variable name {key:?} {why}"),
+            });
+        }
+        if value.contains('\0') {
+            return Err(Refusal::Invalid {
+                field: format!("env.{key}"),
+                message: "the value must not contain a NUL byte".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// How an agent's process ended: lost with its backend, stopped on request, exited 0, or
@@ -86,6 +118,30 @@ mod tests {
 
     use super::*;
     use crate::core::rules::testing::{run, world};
+
+    /// Environment names and values a process cannot have are refused, naming the variable.
+    #[test]
+    fn env_names_and_values() {
+        let rows: Vec<String> = [
+            ("A", "1"),
+            ("", "1"),
+            ("A=B", "1"),
+            ("A\0", "1"),
+            ("B", "x\0y"),
+        ]
+        .into_iter()
+        .map(|(k, v)| {
+            let env = BTreeMap::from([(k.to_string(), v.to_string())]);
+            format!("{k:?}={v:?}: {:?}", check_env(&env))
+        })
+        .collect();
+        expect![[r#"
+            "A"="1": Ok(())
+            ""="1": Err(Invalid { field: "env", message: "the variable name \"\" must not be empty" })
+            "A=B"="1": Err(Invalid { field: "env", message: "the variable name \"A=B\" must not contain '='" })
+            "A\0"="1": Err(Invalid { field: "env", message: "the variable name \"A\\0\" must not contain a NUL byte" })
+            "B"="x\0y": Err(Invalid { field: "env.B", message: "the value must not contain a NUL byte" })"#]].assert_eq(&rows.join("\n"));
+    }
 
     /// The agent state machine, every pair: which changes are allowed.
     #[test]
