@@ -310,6 +310,9 @@ struct Log {
     committed_seq: u64,
     /// Seq of the last snapshot.
     last_snapshot: u64,
+    /// Objects the state held at the last snapshot (or at start): the next one waits at least
+    /// as many events ([`rules::snapshot_due`]).
+    snapshot_objects: usize,
     /// A snapshot is due at the next commit.
     want_snapshot: bool,
     /// How start-up loaded the state: the snapshot's seq (0: none) and the events replayed.
@@ -336,6 +339,7 @@ impl Runtime {
             Some((seq, s)) => (s, seq),
             None => (State::default(), 0),
         };
+        let snapshot_objects = state.objects();
         let mut since = snap_seq.max(state.last_seq);
         let mut replayed = 0u64;
         loop {
@@ -374,6 +378,7 @@ impl Runtime {
                 staged: Vec::new(),
                 committed_seq: committed,
                 last_snapshot: snap_seq,
+                snapshot_objects,
                 want_snapshot: false,
                 loaded: (snap_seq, replayed),
             },
@@ -649,7 +654,11 @@ impl Runtime {
             for e in &staged {
                 self.react(e);
             }
-            if self.state.last_seq - self.log.last_snapshot >= self.config.daemon.snapshot_every {
+            if rules::snapshot_due(
+                self.state.last_seq - self.log.last_snapshot,
+                self.config.daemon.snapshot_every,
+                self.log.snapshot_objects,
+            ) {
                 self.log.want_snapshot = true;
             }
         }
@@ -673,7 +682,10 @@ impl Runtime {
                 .store
                 .save_snapshot(self.state.last_seq, &self.state)
             {
-                Ok(()) => self.log.last_snapshot = self.state.last_seq,
+                Ok(()) => {
+                    self.log.last_snapshot = self.state.last_seq;
+                    self.log.snapshot_objects = self.state.objects();
+                }
                 Err(e) => tracing::warn!("snapshot failed: {e}"),
             }
         }

@@ -21,6 +21,17 @@ pub mod tasks;
 use super::event::{EventBody, StoredEvent};
 use super::state::State;
 
+/// Whether a snapshot is due after `since` events past the last one, which held `objects`
+/// objects: every `every` events (`[daemon] snapshot_every`), and never before as many events as
+/// the last snapshot held objects. A snapshot costs in proportion to the state, and the state can
+/// have grown by at most one object per event since the last one, so its cost per event stays
+/// constant however much history the state holds (a daemon with 100,000 objects wrote all of them
+/// every 1,000 events); a restart replays at most that many events after loading it, about what
+/// loading it costs.
+pub fn snapshot_due(since: u64, every: u64, objects: usize) -> bool {
+    since >= every.max(objects as u64)
+}
+
 /// A rule's working copy: the events it records are applied at once, in order, and kept with
 /// the effects it asks for.
 pub struct Draft<'a> {
@@ -394,5 +405,45 @@ pub(crate) mod testing {
             duration_ms: 5,
             output_tail: if ok { "fine".into() } else { "broken".into() },
         }
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::snapshot_due;
+
+    /// A small state snapshots every `every` events; a large one once per its own size, so the
+    /// snapshots' total cost grows with the events, never with the events times the history.
+    #[test]
+    fn snapshots_are_due_every_n_events_and_never_before_the_state_size() {
+        assert!(!snapshot_due(999, 1000, 10));
+        assert!(snapshot_due(1000, 1000, 10));
+        assert!(snapshot_due(1000, 1000, 1000));
+        assert!(!snapshot_due(1000, 1000, 100_000));
+        assert!(!snapshot_due(99_999, 1000, 100_000));
+        assert!(snapshot_due(100_000, 1000, 100_000));
+        assert!(snapshot_due(1, 1, 0));
+        // Objects written by snapshots while 1,000,000 events are appended to a state that
+        // already holds 100,000 objects (none added): ten snapshots, not a thousand.
+        let run = |mut objects: usize, grows: bool| {
+            let (mut since, mut last, mut written, mut snapshots) = (0u64, objects, 0usize, 0);
+            for _ in 0..1_000_000 {
+                since += 1;
+                objects += usize::from(grows);
+                if snapshot_due(since, 1000, last) {
+                    written += objects;
+                    last = objects;
+                    snapshots += 1;
+                    since = 0;
+                }
+            }
+            (snapshots, written)
+        };
+        assert_eq!(run(100_000, false), (10, 1_000_000));
+        // Every event a new object, from nothing: snapshots double in spacing, and what they
+        // write stays within twice the events.
+        let (snapshots, written) = run(0, true);
+        assert_eq!(snapshots, 10, "{written}");
+        assert!(written <= 2_000_000, "{written}");
     }
 }

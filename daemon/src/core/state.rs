@@ -33,6 +33,15 @@ pub struct State {
 }
 
 impl State {
+    /// How many objects the state holds: what a snapshot of it costs to write.
+    pub fn objects(&self) -> usize {
+        self.sessions.len()
+            + self.agents.len()
+            + self.terminals.len()
+            + self.tasks.len()
+            + self.decisions.len()
+    }
+
     /// An id generator continuing this state's counter.
     pub fn ids(&self) -> IdGen {
         IdGen::new(self.next_id.max(1))
