@@ -4,13 +4,17 @@
 //!
 //! - `vscode_integration`: the extension's mocha tests inside the extension host
 //!   (`editors/vscode/test/*.test.ts`): activation, spawn, the views following events, attach,
-//!   decisions, reconnect after SIGKILL, a missing binary and one that fails.
+//!   decisions, reconnect after SIGKILL, a missing binary and one that fails; agents in git
+//!   worktrees: the review in VS Code's diff editor, squash merge, discard, a conflict, pause and
+//!   resume, discarding unmerged work through its decision.
 //! - `vscode_ui`: a person's path through the browser, on the packaged `.vsix`: the status bar
 //!   item, `Orch: Spawn Agent` from the palette, a decision's notification button, an attached
-//!   terminal's text. It takes the README's screenshot (`ORCH_VSCODE_SCREENSHOT=<png>` keeps it).
+//!   terminal's text, an agent spawned in a worktree reviewed in the diff editor. It takes the
+//!   README's screenshot (`ORCH_VSCODE_SCREENSHOT=<png>` keeps it).
 //!
 //! Both run `editors/vscode/test/driver.mjs`; this module prepares the sandbox (workspace with an
-//! orch.toml, its own runtime, state and home directories), bundles the extension from its
+//! orch.toml, a git repository with one commit, its own runtime, state and home directories),
+//! bundles the extension from its
 //! current sources, enforces a time limit and stops the workspace daemon afterwards.
 //!
 //! Tools (installed by `.ci/vscode.sh` into `$ORCH_VSCODE_CACHE`, default
@@ -52,7 +56,24 @@ command = ["bash", "--norc", "--noprofile", "-c", "printf 'Proceed? [y/N] '; rea
 idle_after_ms = 500
 waiting_patterns = ["Proceed\\? \\[y/N\\]"]
 waiting_options = { approve = "y\r", deny = "n\r" }
+
+[agents.editor]
+command = ["bash", "--norc", "--noprofile", "-c", "echo changed >> a.txt; echo new > b.txt; rm c.txt; exec sleep 600"]
+idle_after_ms = 300
+
+[agents.rewriter]
+command = ["bash", "--norc", "--noprofile", "-c", "printf 'mine\\n' > a.txt; exec sleep 600"]
+idle_after_ms = 300
 "#;
+
+/// The workspace is a git repository with one commit (on `main`) holding these files and
+/// orch.toml, for the agents in worktrees (`editor` and `rewriter` above change them).
+const COMMITTED: [(&str, &str); 3] = [
+    ("a.txt", "one\ntwo\n"),
+    ("c.txt", "gone\n"),
+    // What VS Code writes into the workspace is not the agents' work.
+    (".gitignore", ".vscode/\n"),
+];
 
 #[test]
 fn vscode_integration() {
@@ -202,6 +223,26 @@ impl Sandbox {
         };
         let workspace = mkdir("workspace");
         fs::write(workspace.join("orch.toml"), ORCH_TOML).expect("write orch.toml");
+        for (name, text) in COMMITTED {
+            fs::write(workspace.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+        }
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["add", "-A"],
+            &["commit", "-q", "-m", "start"],
+        ] {
+            let out = Command::new("git")
+                .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+                .args(args)
+                .current_dir(&workspace)
+                .output()
+                .expect("run git");
+            assert!(
+                out.status.success(),
+                "git {args:?} in the workspace: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         let runtime = mkdir("runtime");
         {
             use std::os::unix::fs::PermissionsExt;

@@ -533,6 +533,8 @@ export class Ctx implements vscode.Disposable {
         const [noun] = ev.kind.split(".");
         if (noun === "agent") {
             this.applyAgent(ev, data);
+        } else if (noun === "worktree") {
+            this.applyWorktree(ev, data);
         } else if (noun === "task") {
             const task = data.task as lsp_ext.Task | undefined;
             if (ev.kind === "task.created" && task) {
@@ -611,6 +613,35 @@ export class Ctx implements vscode.Disposable {
                 }
             });
         }
+    }
+
+    /**
+     * `worktree.*` (the subject is the agent): what the event says goes into the agent's record at
+     * once (its change count, paused, gone), then the whole record is fetched.
+     */
+    private applyWorktree(ev: lsp_ext.OrchEvent, data: Record<string, unknown>): void {
+        const known = this.store.agents.get(ev.subject);
+        if (known) {
+            const w = known.worktree;
+            if (ev.kind === "worktree.created" && typeof data.path === "string" && typeof data.branch === "string") {
+                known.worktree = {
+                    path: data.path,
+                    branch: data.branch,
+                    base: typeof data.base === "string" ? data.base : (w?.base ?? ""),
+                    changes: w?.changes ?? 0,
+                    paused: false,
+                };
+            } else if (ev.kind === "worktree.changed" && w && typeof data.files === "number") {
+                w.changes = data.files;
+            } else if (ev.kind === "worktree.removed" && w) {
+                if (data.branchKept === true) {
+                    w.paused = true;
+                } else {
+                    delete known.worktree;
+                }
+            }
+        }
+        this.fetch(ev.subject, (c) => c.sendRequest(lsp_ext.agentGet, { id: ev.subject }), (a) => this.store.agents.set(a.id, a));
     }
 
     /** Fetch one record after an event, at most one fetch per id at a time. */

@@ -36,8 +36,23 @@ export interface Agent {
     pid?: number;
     taskId?: string;
     restarts: number;
+    /** Its own git worktree, when it was spawned in one (see `orch/agent/diff`). */
+    worktree?: Worktree;
     createdAt: string;
     updatedAt: string;
+}
+
+/** `Agent.worktree`: where the agent's git worktree is checked out and what it holds. */
+export interface Worktree {
+    /** Its checkout (where it was, while paused). */
+    path: string;
+    branch: string;
+    /** The branch (or commit) it came from and merges into. */
+    base: string;
+    /** Files changed against the base, as last counted (`worktree.changed`). */
+    changes: number;
+    /** The checkout was removed, the branch kept (`orch/agent/resume` brings it back). */
+    paused: boolean;
 }
 
 export type TaskState =
@@ -148,7 +163,7 @@ export interface ServerOrchCapabilities {
 /** What `orch/config/get` returns, as far as the extension reads it (keys are snake_case). */
 export interface Config {
     path: string | null;
-    agents: Record<string, { command: string[]; waiting_patterns?: string[] }>;
+    agents: Record<string, { command: string[]; waiting_patterns?: string[]; worktree?: boolean }>;
 }
 
 export type Empty = Record<string, never>;
@@ -165,6 +180,8 @@ export interface SpawnParams {
     sessionId?: string;
     cols?: number;
     rows?: number;
+    /** Run it in a git worktree of its own (branch `orch/<name>` off the current branch). */
+    worktree?: boolean | { branch?: string; base?: string };
 }
 export const agentSpawn = new RequestType<SpawnParams, Agent, void>("orch/agent/spawn");
 export const agentList = new RequestType<ListParams & { state?: string; sessionId?: string }, Page<Agent>, void>(
@@ -174,6 +191,41 @@ export const agentGet = new RequestType<{ id: string }, Agent, void>("orch/agent
 export const agentSend = new RequestType<{ id: string; text: string; submit?: boolean }, Empty, void>("orch/agent/send");
 export const agentStop = new RequestType<{ id: string; force?: boolean }, Agent, void>("orch/agent/stop");
 export const agentRestart = new RequestType<{ id: string }, Agent, void>("orch/agent/restart");
+
+/** One file of `orch/agent/diff`, relative to the worktree's top. */
+export interface ChangedFile {
+    path: string;
+    status: "added" | "modified" | "deleted" | "renamed";
+    oldPath?: string;
+    additions: number;
+    deletions: number;
+    binary?: boolean;
+}
+
+export interface DiffResult {
+    /** The base compared against, as named. */
+    base: string;
+    /** The commit where the base and the branch meet: the left side of every file. */
+    mergeBase: string;
+    branch: string;
+    /** The worktree (absent while paused). */
+    path?: string;
+    files: ChangedFile[];
+    diff: string;
+    truncated: boolean;
+}
+export const agentDiff = new RequestType<{ id: string; base?: string }, DiffResult, void>("orch/agent/diff");
+
+export type MergeStrategy = "merge" | "squash" | "rebase";
+export const agentMerge = new RequestType<
+    { id: string; strategy?: MergeStrategy; message?: string },
+    { commit: string; files: string[] },
+    void
+>("orch/agent/merge");
+export const agentDiscard = new RequestType<{ id: string; force?: boolean }, Empty, void>("orch/agent/discard");
+export const agentPause = new RequestType<{ id: string }, Agent, void>("orch/agent/pause");
+export const agentResume = new RequestType<{ id: string }, Agent, void>("orch/agent/resume");
+
 export const agentScreen = new RequestType<{ id: string; scrollback?: number }, Screen, void>("orch/agent/screen");
 
 export const terminalWrite = new RequestType<{ id: string; data: string }, Empty, void>("orch/terminal/write");

@@ -9,6 +9,7 @@ import * as vscode from "vscode";
 import * as commands from "./commands";
 import { Config } from "./config";
 import { Ctx } from "./ctx";
+import { Review } from "./review";
 import { StatusItem } from "./status";
 import { viewOf } from "./terminal";
 import { AgentsView, DecisionsView, TasksView } from "./views";
@@ -18,6 +19,8 @@ export interface Api {
     ctx: Ctx | undefined;
     status: StatusItem | undefined;
     views: { agents: AgentsView; tasks: TasksView; decisions: DecisionsView } | undefined;
+    /** Worktree reviews: the file list on screen and the diff editors' read-only sides. */
+    review: Review | undefined;
     viewOf: typeof viewOf;
 }
 
@@ -37,6 +40,11 @@ export function activate(context: vscode.ExtensionContext): Api {
         "orch.decide",
         "orch.openGateOutput",
         "orch.refresh",
+        "orch.diff",
+        "orch.merge",
+        "orch.discard",
+        "orch.pause",
+        "orch.resume",
     ];
     if (!folder) {
         // orch serves a workspace: without a folder there is nothing to connect to.
@@ -47,7 +55,7 @@ export function activate(context: vscode.ExtensionContext): Api {
                 ),
             );
         }
-        return { ctx: undefined, status: undefined, views: undefined, viewOf };
+        return { ctx: undefined, status: undefined, views: undefined, review: undefined, viewOf };
     }
 
     const config = new Config();
@@ -56,6 +64,7 @@ export function activate(context: vscode.ExtensionContext): Api {
     const agents = new AgentsView(ctx);
     const tasks = new TasksView(ctx);
     const decisions = new DecisionsView(ctx);
+    const review = new Review(ctx);
     context.subscriptions.push(
         config,
         ctx,
@@ -63,6 +72,7 @@ export function activate(context: vscode.ExtensionContext): Api {
         agents,
         tasks,
         decisions,
+        review,
         vscode.window.registerTreeDataProvider("orch.agents", agents),
         vscode.window.registerTreeDataProvider("orch.tasks", tasks),
         vscode.window.registerTreeDataProvider("orch.decisions", decisions),
@@ -78,9 +88,14 @@ export function activate(context: vscode.ExtensionContext): Api {
         vscode.commands.registerCommand("orch.decide", commands.decide(ctx)),
         vscode.commands.registerCommand("orch.openGateOutput", commands.openGateOutput(ctx)),
         vscode.commands.registerCommand("orch.refresh", commands.refresh(ctx)),
+        vscode.commands.registerCommand("orch.diff", commands.diff(ctx, review)),
+        vscode.commands.registerCommand("orch.merge", commands.merge(ctx)),
+        vscode.commands.registerCommand("orch.discard", commands.discard(ctx)),
+        vscode.commands.registerCommand("orch.pause", commands.pause(ctx)),
+        vscode.commands.registerCommand("orch.resume", commands.resume(ctx)),
     );
     void ctx.start();
-    return { ctx, status, views: { agents, tasks, decisions }, viewOf };
+    return { ctx, status, views: { agents, tasks, decisions }, review, viewOf };
 }
 
 export function deactivate(): void {

@@ -84,10 +84,11 @@ export class AgentsView extends StoreView<lsp_ext.Agent> {
                 `kind \`${a.kind}\`, backend ${a.backend}, terminal ${a.terminalId}${a.pid ? `, pid ${a.pid}` : ""}`,
                 `\`${a.command.join(" ")}\` in ${a.cwd}`,
                 a.taskId ? `task ${a.taskId}` : "no task",
+                ...(a.worktree ? [describeWorktree(a.worktree)] : []),
                 `started ${a.createdAt}, ${a.restarts} restart(s)`,
             ].join("\n\n"),
         );
-        item.contextValue = lsp_ext.LIVE_STATES.has(a.state) ? "agent.live" : "agent.ended";
+        item.contextValue = agentContext(a);
         item.command = { command: "orch.attachAgent", title: "Attach", arguments: [a] };
         return item;
     }
@@ -96,6 +97,9 @@ export class AgentsView extends StoreView<lsp_ext.Agent> {
 /** What the agents view says after an agent's name: `busy · claude · task: fix the build · 3m`. */
 export function describeAgent(a: lsp_ext.Agent, task: lsp_ext.Task | undefined): string {
     const parts: string[] = [a.state, a.kind];
+    if (a.worktree) {
+        parts.push(worktreeLabel(a.worktree));
+    }
     if (a.taskId) {
         parts.push(`task: ${task?.title ?? a.taskId}`);
     }
@@ -104,6 +108,30 @@ export function describeAgent(a: lsp_ext.Agent, task: lsp_ext.Task | undefined):
     }
     parts.push(age(a.createdAt));
     return parts.join(" · ");
+}
+
+/** An agent's worktree in the agents view: `orch/w1 (3)`, `orch/w1 (3, paused)`. */
+export function worktreeLabel(w: lsp_ext.Worktree): string {
+    return `${w.branch} (${w.changes}${w.paused ? ", paused" : ""})`;
+}
+
+function describeWorktree(w: lsp_ext.Worktree): string {
+    const files = `${w.changes} file${w.changes === 1 ? "" : "s"} changed against \`${w.base}\``;
+    return w.paused
+        ? `worktree paused: branch \`${w.branch}\` kept, ${files} (resume checks it out again)`
+        : `worktree \`${w.branch}\` in ${w.path}: ${files}`;
+}
+
+/**
+ * The agents view's `viewItem` of an agent, for the menus: `agent.live` or `agent.ended`, then
+ * `.worktree` or `.paused` when it has a worktree (`agent.ended.paused`).
+ */
+export function agentContext(a: lsp_ext.Agent): string {
+    const life = lsp_ext.LIVE_STATES.has(a.state) ? "agent.live" : "agent.ended";
+    if (!a.worktree) {
+        return life;
+    }
+    return `${life}.${a.worktree.paused ? "paused" : "worktree"}`;
 }
 
 export type TaskNode =

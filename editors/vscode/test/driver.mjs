@@ -8,7 +8,8 @@
 //                                      exit code comes back through `codeAutomationExit`
 //   node test/driver.mjs ui            a person's path through the browser: status bar item,
 //                                      the palette's `Orch: Spawn Agent`, a decision's button,
-//                                      an attached terminal's text; takes the README screenshot
+//                                      an attached terminal's text, an agent in a git worktree
+//                                      reviewed in the diff editor; takes the README screenshot
 //
 // Environment (all required unless said):
 //   ORCH_VSCODE_SERVER    the VS Code server directory (.../code-server/lib/vscode)
@@ -266,6 +267,8 @@ async function ui(page, base) {
     // Orch: Spawn Agent from the palette, then the kind from the quick pick.
     await runCommand(page, "Orch: Spawn Agent");
     await pick(page, "shell");
+    // The workspace is a git repository: where should it work?
+    await pick(page, "in the workspace folder");
     let shell;
     await waitUntil("orch agent list to show the spawned shell", async () => {
         shell = (await agents()).find((a) => a.kind === "shell");
@@ -312,6 +315,37 @@ async function ui(page, base) {
     await page.keyboard.press("Enter");
     await waitUntil("the sent text's output in the terminal", async () => (await rows.innerText()).includes("sent-from-palette-64"), 30_000);
     log("Orch: Send to Agent typed into the agent");
+
+    // An agent in a git worktree, reviewed: Orch: Spawn Agent with "in a git worktree", then
+    // Orch: Review Agent's Changes lists its files and opens one in VS Code's diff editor.
+    await runCommand(page, "Orch: Spawn Agent");
+    await pick(page, "editor");
+    await pick(page, "in a git worktree");
+    let editor;
+    await waitUntil("the editor agent to change its three files", async () => {
+        editor = (await agents()).find((a) => a.kind === "editor");
+        return editor?.worktree && JSON.parse(orch("call", "orch/agent/diff", JSON.stringify({ id: editor.id }))).files.length === 3;
+    }, 30_000);
+    log(`spawned ${editor.name} in a worktree on ${editor.worktree.branch}`);
+    // The agents view (the status bar item opens it) shows its branch and change count.
+    await status.click();
+    await page.locator(".monaco-list-row", { hasText: `${editor.worktree.branch} (3)` }).first().waitFor({ timeout: 30_000 });
+    log(`the agents view shows ${editor.name} on ${editor.worktree.branch} with 3 changed files`);
+    await runCommand(page, "Orch: Review Agent's Changes");
+    await pick(page, editor.name);
+    await page.locator(".quick-input-widget .monaco-list-row", { hasText: "deleted · +0 -1" }).first().waitFor({ timeout: 15_000 });
+    await pick(page, "a.txt");
+    const diffEditor = page.locator(".monaco-diff-editor").first();
+    await diffEditor.waitFor({ state: "visible", timeout: 30_000 });
+    const side = (which) => diffEditor.locator(`.editor.${which} .view-lines`).first();
+    await waitUntil("the base on the left and the worktree's file on the right", async () => {
+        const [left, right] = [await side("original").innerText(), await side("modified").innerText()];
+        return /one\s+two/.test(left) && !left.includes("changed") && /one\s+two\s+changed/.test(right);
+    }, 30_000);
+    await page.locator(".tab", { hasText: "a.txt (main ↔ orch/" }).first().waitFor({ timeout: 15_000 });
+    log("Orch: Review Agent's Changes opened a.txt in the diff editor: the base against the worktree's file");
+    await page.keyboard.press("Escape");
+    await runCommand(page, "View: Close All Editors");
 
     // Orch: Show Status: the daemon's status in a notification.
     await runCommand(page, "Orch: Show Status");
