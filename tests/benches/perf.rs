@@ -34,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use editor_protocol::framing::{encode, FrameDecoder};
 use editor_protocol::methods::{
-    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, Method, SessionCreate, Status,
+    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, Method, SessionClose, SessionCreate, Status,
 };
 use orch_tests::Daemon;
 use serde_json::{json, Value};
@@ -67,6 +67,12 @@ const SINGLE_WRITER_EVENTS: usize = 2_000;
 const GROUP_CONNECTIONS: usize = 8;
 /// Pipelined `orch/session/create` requests per connection for the group-commit row.
 const GROUP_EVENTS_PER_CONNECTION: usize = 1_000;
+
+/// Finished objects (sessions created, then closed) a daemon holds before the history row.
+const HISTORY_OBJECTS: usize = 100_000;
+/// Pipelined `orch/session/create` requests per connection measured in the history rows: as many
+/// events in all as the history holds objects, so the run covers the snapshots it costs.
+const HISTORY_EVENTS_PER_CONNECTION: usize = HISTORY_OBJECTS / GROUP_CONNECTIONS;
 
 /// Bytes of coloured text that `cat` prints in the pty ingest rows.
 const PTY_INGEST_BYTES: usize = 50_000_000;
@@ -107,6 +113,10 @@ const GROUPS: &[Group] = &[
     Group {
         name: "durability",
         run: durability_group,
+    },
+    Group {
+        name: "history",
+        run: history_group,
     },
     Group {
         name: "pty",
@@ -619,47 +629,12 @@ fn durability_group(_env: &Env) -> Result<Vec<Section>> {
     );
     let group_rate = {
         let daemon = Daemon::started(None);
-        let server = Server::Orch(daemon.socket());
-        let before = last_seq(&mut server.connect()?)?;
-        let barrier = Arc::new(Barrier::new(GROUP_CONNECTIONS + 1));
-        let mut workers = Vec::new();
-        for w in 0..GROUP_CONNECTIONS {
-            let conn = server.connect()?;
-            let reqs = requests(
-                SessionCreate::METHOD,
-                1,
-                GROUP_EVENTS_PER_CONNECTION,
-                |id| json!({ "name": format!("bench-group-{w}-{id}") }),
-            );
-            let frames = Frames::of(&reqs);
-            let barrier = barrier.clone();
-            workers.push(std::thread::spawn(
-                move || -> Result<(Received, Vec<Request>)> {
-                    barrier.wait();
-                    Ok((pipeline(conn, frames, PIPELINE_WINDOW)?, reqs))
-                },
-            ));
-        }
-        barrier.wait();
-        let t = Instant::now();
-        let results: Vec<_> = workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .map_err(|_| anyhow!("a group-commit worker panicked"))?
-            })
-            .collect::<Result<_>>()?;
-        let took = t.elapsed();
-        for (answers, reqs) in &results {
-            server.verify(answers, reqs)?;
-        }
-        let after = last_seq(&mut server.connect()?)?;
-        ensure!(
-            after - before == group_total as u64,
-            "expected {group_total} events, the log grew by {}",
-            after - before
-        );
-        group_total as f64 / took.as_secs_f64()
+        pipelined_events(
+            &Server::Orch(daemon.socket()),
+            GROUP_EVENTS_PER_CONNECTION,
+            SessionCreate::METHOD,
+            |w, id| json!({ "name": format!("bench-group-{w}-{id}") }),
+        )?
     };
 
     let speedup = group_rate / single_rate;
@@ -800,6 +775,111 @@ fn fdatasync_loop(path: &Path, how: SyncProbe) -> Result<Vec<Duration>> {
     drop(f);
     std::fs::remove_file(path)?;
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group: history (appending with a large state)
+
+/// Appending to a daemon that holds 100,000 finished objects against appending to an empty one:
+/// the cost of an event must not grow with the history (snapshots write the whole state).
+fn history_group(_env: &Env) -> Result<Vec<Section>> {
+    let per = HISTORY_EVENTS_PER_CONNECTION;
+    let total = GROUP_CONNECTIONS * per;
+    let create = |tag: &'static str| {
+        move |w: usize, id: i64| json!({ "name": format!("{tag}-{w}-{id}") })
+    };
+    eprintln!("perf:   appending {total} events to an empty daemon");
+    let (empty_rate, empty_size) = {
+        let daemon = Daemon::started(None);
+        let server = Server::Orch(daemon.socket());
+        let rate = pipelined_events(&server, per, SessionCreate::METHOD, create("fresh"))?;
+        (rate, store_bytes(&server)?)
+    };
+    eprintln!("perf:   filling a daemon with {HISTORY_OBJECTS} finished sessions");
+    let daemon = Daemon::started(None);
+    let server = Server::Orch(daemon.socket());
+    let fill = Instant::now();
+    pipelined_events(&server, per, SessionCreate::METHOD, create("old"))?;
+    pipelined_events(&server, per, SessionClose::METHOD, |w, id| {
+        json!({ "id": format!("old-{w}-{id}") })
+    })?;
+    let filled_in = fill.elapsed();
+    eprintln!("perf:   appending {total} events to it (filled in {filled_in:.1?})");
+    let history_rate = pipelined_events(&server, per, SessionCreate::METHOD, create("new"))?;
+    let history_size = store_bytes(&server)?;
+    drop(daemon);
+    let ratio = empty_rate / history_rate;
+    let table = Table {
+        head: vec!["daemon", "events appended", "events/s", "store after", "vs"],
+        rows: vec![
+            vec![
+                "empty".into(),
+                count(total),
+                per_s(empty_rate),
+                mib(empty_size),
+                String::new(),
+            ],
+            vec![
+                format!("holding {} finished sessions", count(HISTORY_OBJECTS)),
+                count(total),
+                per_s(history_rate),
+                mib(history_size),
+                format!("**{} the time per event**", times(ratio)),
+            ],
+        ],
+    };
+    Ok(vec![Section {
+        title: "Appending with history".into(),
+        method: format!(
+            "{conns} connections each pipelining {per} `{create}` requests ({total} events, \
+             each durable before its answer), on a fresh daemon and on one that first created and \
+             closed {objects} sessions ({fill} events, not timed), so its state holds {objects} \
+             finished objects. As many events are appended as the history holds objects, so the \
+             run pays for the snapshots it is due (a snapshot writes the whole state; the daemon \
+             takes one at most once per as many events as the last one held objects). Defaults of \
+             `orch.toml` otherwise (`snapshot_every` 1000). Store size from `orch/status`.",
+            conns = GROUP_CONNECTIONS,
+            per = count(per),
+            create = SessionCreate::METHOD,
+            objects = count(HISTORY_OBJECTS),
+            fill = count(2 * HISTORY_OBJECTS),
+        ),
+        table,
+        goals: vec![Goal {
+            goal: format!(
+                "appending with {} finished objects in the store within 1.2x of an empty daemon",
+                count(HISTORY_OBJECTS)
+            ),
+            measured: format!(
+                "{} vs {} events/s = {}",
+                per_s(history_rate),
+                per_s(empty_rate),
+                times(ratio)
+            ),
+            met: ratio <= 1.2,
+        }],
+        reading: vec![format!(
+            "With {} finished objects the daemon appends {} events/s against {} on an empty one \
+             ({} the time per event).",
+            count(HISTORY_OBJECTS),
+            per_s(history_rate),
+            per_s(empty_rate),
+            times(ratio)
+        )],
+    }])
+}
+
+/// The store's size on disk from `orch/status`: measured after a sync at most once a second, so
+/// a second later one more event (a session named `probe`) refreshes it.
+fn store_bytes(server: &Server) -> Result<u64> {
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut c = server.connect()?;
+    let v = c.call(-2, SessionCreate::METHOD, json!({ "name": "probe" }))?;
+    ensure!(v.get("result").is_some(), "the size probe failed: {v}");
+    let v = c.call(-1, Status::METHOD, json!({}))?;
+    v["result"]["store"]["sizeBytes"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no store.sizeBytes in {v}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -4053,6 +4133,51 @@ fn pipeline(mut c: FramedConn, frames: Arc<Frames>, window: usize) -> Result<Rec
     Ok(answers)
 }
 
+/// `per_connection` pipelined requests of `method` on each of [`GROUP_CONNECTIONS`] connections
+/// at once (params from the connection's number and the request id), each making one event: the
+/// events per second from the start to the last answer, every answer checked and the event count
+/// checked against `lastSeq`.
+fn pipelined_events(
+    server: &Server,
+    per_connection: usize,
+    method: &str,
+    params: impl Fn(usize, i64) -> Value,
+) -> Result<f64> {
+    let total = GROUP_CONNECTIONS * per_connection;
+    let before = last_seq(&mut server.connect()?)?;
+    let barrier = Arc::new(Barrier::new(GROUP_CONNECTIONS + 1));
+    let mut workers = Vec::new();
+    for w in 0..GROUP_CONNECTIONS {
+        let conn = server.connect()?;
+        let reqs = requests(method, 1, per_connection, |id| params(w, id));
+        let frames = Frames::of(&reqs);
+        let barrier = barrier.clone();
+        workers.push(std::thread::spawn(
+            move || -> Result<(Received, Vec<Request>)> {
+                barrier.wait();
+                Ok((pipeline(conn, frames, PIPELINE_WINDOW)?, reqs))
+            },
+        ));
+    }
+    barrier.wait();
+    let t = Instant::now();
+    let results: Vec<_> = workers
+        .into_iter()
+        .map(|w| w.join().map_err(|_| anyhow!("a pipelining worker panicked"))?)
+        .collect::<Result<_>>()?;
+    let took = t.elapsed();
+    for (answers, reqs) in &results {
+        server.verify(answers, reqs)?;
+    }
+    let after = last_seq(&mut server.connect()?)?;
+    ensure!(
+        after - before == total as u64,
+        "expected {total} events, the log grew by {}",
+        after - before
+    );
+    Ok(total as f64 / took.as_secs_f64())
+}
+
 /// `lastSeq` from `orch/status`.
 fn last_seq(c: &mut FramedConn) -> Result<u64> {
     let v = c.call(-1, Status::METHOD, json!({}))?;
@@ -4176,6 +4301,10 @@ fn times(r: f64) -> String {
 }
 
 /// `12345` as `12,345`.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 fn count(n: usize) -> String {
     let digits = n.to_string();
     let head = match digits.len() % 3 {

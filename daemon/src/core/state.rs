@@ -3,7 +3,7 @@
 //! [`State::apply`] is the only mutation. It is total: an event that refers to an object the state
 //! does not have is ignored rather than panicking, so a damaged or trimmed log still loads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::agent::{AgentRecord, AgentState, TerminalRecord};
 use super::event::{EventBody, StoredEvent};
@@ -30,6 +30,20 @@ pub struct State {
     pub tasks: BTreeMap<String, TaskRecord>,
     /// Decisions by id.
     pub decisions: BTreeMap<String, DecisionRecord>,
+    /// Derived: the id of each active session by name, and of each agent by name (names are
+    /// looked up on every create and by clients; a scan cost as much as the history, 98% of a
+    /// daemon's time with 100,000 sessions). Kept by [`State::apply`], rebuilt by
+    /// [`State::reindex`] for a state made otherwise (a snapshot).
+    pub names: Names,
+}
+
+/// Name indexes of a [`State`], derived from its maps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    /// Active sessions: name -> id.
+    sessions: HashMap<String, String>,
+    /// Agents: name -> id.
+    agents: HashMap<String, String>,
 }
 
 impl State {
@@ -47,28 +61,51 @@ impl State {
         IdGen::new(self.next_id.max(1))
     }
 
+    /// Rebuild the name indexes from the maps (after building a state other than by `apply`).
+    pub fn reindex(&mut self) {
+        self.names = Names::default();
+        for s in self.sessions.values().filter(|s| !s.closed) {
+            self.names.sessions.insert(s.name.clone(), s.id.clone());
+        }
+        for a in self.agents.values() {
+            self.names.agents.insert(a.name.clone(), a.id.clone());
+        }
+    }
+
     /// An agent by id or name.
     pub fn agent(&self, id_or_name: &str) -> Option<&AgentRecord> {
         // Names are unique for the workspace's life (spawn refuses a used one or an id's shape).
         self.agents
             .get(id_or_name)
-            .or_else(|| self.agents.values().find(|a| a.name == id_or_name))
+            .or_else(|| self.agent_named(id_or_name))
+    }
+
+    /// The agent named `name`.
+    pub fn agent_named(&self, name: &str) -> Option<&AgentRecord> {
+        self.names
+            .agents
+            .get(name)
+            .and_then(|id| self.agents.get(id))
     }
 
     /// A session by id or name (active sessions win for names).
     pub fn session(&self, id_or_name: &str) -> Option<&SessionRecord> {
-        self.sessions.get(id_or_name).or_else(|| {
-            self.sessions
-                .values()
-                .find(|s| s.name == id_or_name && !s.closed)
-        })
+        self.sessions
+            .get(id_or_name)
+            .or_else(|| self.active_session_named(id_or_name))
+    }
+
+    /// The active session named `name`.
+    pub fn active_session_named(&self, name: &str) -> Option<&SessionRecord> {
+        self.names
+            .sessions
+            .get(name)
+            .and_then(|id| self.sessions.get(id))
     }
 
     /// The active `default` session.
     pub fn default_session(&self) -> Option<&SessionRecord> {
-        self.sessions
-            .values()
-            .find(|s| s.name == DEFAULT_SESSION && !s.closed)
+        self.active_session_named(DEFAULT_SESSION)
     }
 
     /// The agent running in terminal `terminal_id`.
@@ -136,12 +173,20 @@ impl State {
             }
             EventBody::SessionCreated { session } => {
                 self.bump(&session.id);
+                if !session.closed {
+                    self.names
+                        .sessions
+                        .insert(session.name.clone(), session.id.clone());
+                }
                 self.sessions.insert(session.id.clone(), session.clone());
             }
             EventBody::SessionClosed { id, at } => {
                 if let Some(s) = self.sessions.get_mut(id) {
                     s.closed = true;
                     s.closed_at = Some(at.clone());
+                    if self.names.sessions.get(&s.name) == Some(id) {
+                        self.names.sessions.remove(&s.name);
+                    }
                 }
             }
             EventBody::TerminalOpened { terminal } => {
@@ -174,6 +219,9 @@ impl State {
             }
             EventBody::AgentSpawned { agent } => {
                 self.bump(&agent.id);
+                self.names
+                    .agents
+                    .insert(agent.name.clone(), agent.id.clone());
                 self.agents.insert(agent.id.clone(), agent.clone());
             }
             EventBody::AgentStateChanged {
@@ -328,6 +376,40 @@ mod tests {
             time: format!("2026-01-01T00:00:{seq:02}Z"),
             body,
         }
+    }
+
+    /// Names find the active session (a closed one's name is free again, and its reuse is found),
+    /// and the index `apply` keeps is the one `reindex` rebuilds from the maps.
+    #[test]
+    fn names_follow_sessions_opening_and_closing() {
+        let session = |id: &str, name: &str| EventBody::SessionCreated {
+            session: SessionRecord {
+                id: id.into(),
+                name: name.into(),
+                closed: false,
+                created_at: "t".into(),
+                closed_at: None,
+            },
+        };
+        let mut st = State::default();
+        st.apply(&ev(1, session("s-1", "work")));
+        st.apply(&ev(2, session("s-2", "other")));
+        assert_eq!(st.session("work").map(|s| s.id.as_str()), Some("s-1"));
+        st.apply(&ev(
+            3,
+            EventBody::SessionClosed {
+                id: "s-1".into(),
+                at: "t".into(),
+            },
+        ));
+        assert!(st.active_session_named("work").is_none());
+        assert_eq!(st.session("s-1").map(|s| s.closed), Some(true));
+        st.apply(&ev(4, session("s-3", "work")));
+        assert_eq!(st.session("work").map(|s| s.id.as_str()), Some("s-3"));
+        let mut rebuilt = st.clone();
+        rebuilt.names = Names::default();
+        rebuilt.reindex();
+        assert_eq!(rebuilt, st);
     }
 
     fn agent(id: &str, name: &str) -> AgentRecord {

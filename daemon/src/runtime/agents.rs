@@ -401,7 +401,7 @@ impl Runtime {
                         ),
                     ));
                 }
-                if let Some(a) = self.state.agents.values().find(|a| &a.name == n) {
+                if let Some(a) = self.state.agent_named(n) {
                     return Err(OpError::invalid(
                         "name",
                         format!("{n:?} is already the name of agent {}", a.id),
@@ -447,10 +447,7 @@ impl Runtime {
                     .collect();
                 (1..)
                     .map(|n| format!("{base}-{n}"))
-                    .find(|n| {
-                        !self.state.agents.values().any(|a| &a.name == n)
-                            && !self.trees.is_reserved(n)
-                    })
+                    .find(|n| self.state.agent_named(n).is_none() && !self.trees.is_reserved(n))
                     .expect("unbounded")
             }
         };

@@ -910,6 +910,8 @@ impl From<&State> for StateV1 {
             terminals,
             tasks,
             decisions,
+            // Derived from the maps, rebuilt on load.
+            names: _,
         } = s;
         StateV1 {
             next_id: *next_id,
@@ -1395,7 +1397,7 @@ impl From<StateV1> for State {
             tasks,
             decisions,
         } = s;
-        State {
+        let mut state = State {
             next_id,
             last_seq,
             sessions: sessions.into_iter().map(|(k, v)| (k, v.into())).collect(),
@@ -1403,6 +1405,9 @@ impl From<StateV1> for State {
             terminals: terminals.into_iter().map(|(k, v)| (k, v.into())).collect(),
             tasks: tasks.into_iter().map(|(k, v)| (k, v.into())).collect(),
             decisions: decisions.into_iter().map(|(k, v)| (k, v.into())).collect(),
-        }
+            names: Default::default(),
+        };
+        state.reindex();
+        state
     }
 }

@@ -26,12 +26,7 @@ pub fn create(d: &mut Draft, name: String) -> Result<String, Refusal> {
             format!("must not contain control characters (found {c:?})"),
         ));
     }
-    if let Some(s) = d
-        .state()
-        .sessions
-        .values()
-        .find(|s| s.name == name && !s.closed)
-    {
+    if let Some(s) = d.state().active_session_named(&name) {
         return Err(Refusal::invalid(
             "name",
             format!("{name:?} is already the name of active session {}", s.id),
