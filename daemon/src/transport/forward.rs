@@ -77,14 +77,16 @@ pub async fn run(paths: &WorkspacePaths) -> anyhow::Result<()> {
     // The daemon going away ends the forwarder (the editor's client then restarts `orch lsp`,
     // which starts a new daemon). The editor closing its input ends it too, once the daemon has
     // answered what was already sent and closed its side (bounded, in case it does not).
+    // Input that can no longer be written (the daemon closed: a refusal) still lets what the
+    // daemon sent before closing reach the editor: its output is drained before the error.
     tokio::pin!(down);
-    tokio::select! {
+    let up = tokio::select! {
         r = &mut down => return r.context("forwarding daemon output failed"),
-        r = up => r.context("forwarding editor input failed")?,
-    }
+        r = up => r,
+    };
     match tokio::time::timeout(std::time::Duration::from_secs(5), down).await {
         Ok(r) => r.context("forwarding daemon output failed")?,
         Err(_) => tracing::debug!("daemon kept the connection open after input ended"),
     }
-    Ok(())
+    up.context("forwarding editor input failed")
 }
