@@ -101,12 +101,17 @@ impl Call {
 pub struct Rpc {
     /// The runtime.
     rt: RuntimeHandle,
+    /// Recent events' wire form, shared by every connection's subscriptions.
+    events: Arc<notify::EventCache>,
 }
 
 impl Rpc {
     /// Dispatch to `rt`.
     pub fn new(rt: RuntimeHandle) -> Arc<Self> {
-        Arc::new(Self { rt })
+        Arc::new(Self {
+            rt,
+            events: Arc::default(),
+        })
     }
 
     fn submit(&self, conn: ConnId, method: String, params: Value, answer: Answer) {
@@ -161,7 +166,7 @@ impl Rpc {
 impl Dispatch for Rpc {
     fn open(&self, out: Outbound) -> ConnId {
         self.rt
-            .open_connection(Arc::new(notify::WireClient::new(out)))
+            .open_connection(Arc::new(notify::WireClient::new(out, self.events.clone())))
     }
 
     fn close(&self, conn: ConnId) {

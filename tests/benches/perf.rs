@@ -11,8 +11,11 @@
 //! The rows come in groups, listed in [`GROUPS`]: a group is one function that starts what it
 //! needs (daemons on temporary directories, baselines, isolated tmux servers), measures with fixed
 //! sample sizes, and returns [`Section`]s (a table, the goals it checks, a reading): `protocol`,
-//! `durability`, `pty` (ingest of a program printing 50 MB of coloured text through the pty
-//! backend against a raw pty with no emulator; keystroke echo), `tmux` (command latency and
+//! `peers` (the protocol rows against a serde_json JSON-RPC echo, rust-analyzer's `lsp-server`
+//! and `tower-lsp`, run in the bench on Unix sockets), `clients` (writers with 64 clients
+//! subscribed to every event against the same writers alone), `durability`, `history`, `pty`
+//! (ingest of a program printing 50 MB of coloured text through the pty backend against a raw pty
+//! with no emulator; keystroke echo), `tmux` (command latency and
 //! ingest through control mode against a raw control-mode client; skipped, saying so, without
 //! tmux), `agents` and `worktrees` (an agent's git worktree made by `orch/agent/spawn` and read
 //! by `orch/agent/diff`, on a generated repository of 10,000 files, against plain git). Rows
@@ -34,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use editor_protocol::framing::{encode, FrameDecoder};
 use editor_protocol::methods::{
-    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, Method, SessionClose, SessionCreate, Status,
+    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, EventsSubscribe, Method, SessionClose,
+    SessionCreate, Status, EVENT_NOTIFICATION,
 };
 use orch_tests::Daemon;
 use serde_json::{json, Value};
@@ -109,6 +113,14 @@ const GROUPS: &[Group] = &[
     Group {
         name: "protocol",
         run: protocol_group,
+    },
+    Group {
+        name: "peers",
+        run: peers_group,
+    },
+    Group {
+        name: "clients",
+        run: clients_group,
     },
     Group {
         name: "durability",
@@ -293,7 +305,7 @@ fn protocol_group(_env: &Env) -> Result<Vec<Section>> {
     let (spread, pipe, status_bytes) = {
         let daemon = Daemon::started(None);
         let orch = Server::Orch(daemon.socket());
-        let echo_server = EchoServer::start()?;
+        let echo_server = SocketServer::echo()?;
         let echo = Server::Echo(echo_server.path.clone());
         eprintln!("perf:   round trips, placed by the scheduler");
         let spread = round_trips_both(&orch, &echo)?;
@@ -303,7 +315,7 @@ fn protocol_group(_env: &Env) -> Result<Vec<Section>> {
     // A second daemon and echo server, started from a thread bound to one CPU, inherit the binding.
     let one_cpu = on_one_cpu(|| {
         let daemon = Daemon::started(None);
-        let echo_server = EchoServer::start()?;
+        let echo_server = SocketServer::echo()?;
         eprintln!("perf:   round trips, everything on one CPU");
         round_trips_both(
             &Server::Orch(daemon.socket()),
@@ -318,10 +330,15 @@ fn protocol_group(_env: &Env) -> Result<Vec<Section>> {
 
 /// Round-trip latencies of the echo server and of orch: `(echo, orch)`.
 fn round_trips_both(orch: &Server, echo: &Server) -> Result<(Latency, Latency)> {
-    let servers = [echo, orch];
+    let l = round_trips_all(&[echo, orch])?;
+    Ok((l[0], l[1]))
+}
+
+/// `orch/status` round-trip latencies of each of `servers`, measured in alternating blocks.
+fn round_trips_all(servers: &[&Server]) -> Result<Vec<Latency>> {
     let mut conns = Vec::new();
     let mut samples = Vec::new();
-    for s in servers {
+    for s in servers.iter() {
         let mut c = s.connect()?;
         // Warm-up ids are negative so they never collide with measured ones.
         let warm = requests(Status::METHOD, -(RTT_WARMUP as i64), RTT_WARMUP, |_| {
@@ -346,7 +363,7 @@ fn round_trips_both(orch: &Server, echo: &Server) -> Result<(Latency, Latency)> 
             samples[i].extend(lat);
         }
     }
-    Ok((latency(&mut samples[0]), latency(&mut samples[1])))
+    Ok(samples.iter_mut().map(|v| latency(v)).collect())
 }
 
 /// Run `f` with the calling thread bound to one CPU (the first it may use), so that every thread
@@ -482,35 +499,8 @@ fn round_trip_section(
 }
 
 fn pipelined_section(orch: &Server, echo: &Server) -> Result<Section> {
-    eprintln!("perf:   pipelined ({PIPELINE_RUNS} x {PIPELINE_REQUESTS} requests per server)");
-    let reqs = requests(Status::METHOD, 1, PIPELINE_REQUESTS, |_| json!({}));
-    let frames = Frames::of(&reqs);
-    let servers = [echo, orch];
-    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    // Run 0 warms up (allocator, page cache, queues) and is not counted.
-    for run in 0..=PIPELINE_RUNS {
-        for (i, s) in servers.iter().enumerate() {
-            let c = s.connect()?;
-            let t = Instant::now();
-            let answers = pipeline(c, frames.clone(), PIPELINE_WINDOW)?;
-            let took = t.elapsed();
-            s.verify(&answers, &reqs)?;
-            let rate = reqs.len() as f64 / took.as_secs_f64();
-            eprintln!(
-                "perf:     {} run {run}{}: {} requests/s",
-                s.name(),
-                if run == 0 { " (warm-up)" } else { "" },
-                per_s(rate)
-            );
-            if run > 0 {
-                rates[i].push(rate);
-            }
-        }
-    }
-    let [echo_r, orch_r] = rates.map(|mut v| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[0], v[v.len() - 1])
-    });
+    let rates = pipelined_rates(&[echo, orch])?;
+    let (echo_r, orch_r) = (rates[0], rates[1]);
     let ratio = orch_r.0 / echo_r.0;
     let row = |name: String, r: (f64, f64, f64)| {
         vec![
@@ -565,6 +555,963 @@ fn pipelined_section(orch: &Server, echo: &Server) -> Result<Section> {
             us(Duration::from_secs_f64(1.0 / echo_r.0)),
         )],
     })
+}
+
+/// Pipelined `orch/status` throughput of each of `servers` (see [`pipelined_section`]): the
+/// median, lowest and highest requests per second of [`PIPELINE_RUNS`] runs after a warm-up.
+fn pipelined_rates(servers: &[&Server]) -> Result<Vec<(f64, f64, f64)>> {
+    eprintln!("perf:   pipelined ({PIPELINE_RUNS} x {PIPELINE_REQUESTS} requests per server)");
+    let reqs = requests(Status::METHOD, 1, PIPELINE_REQUESTS, |_| json!({}));
+    let frames = Frames::of(&reqs);
+    let mut rates: Vec<Vec<f64>> = servers.iter().map(|_| Vec::new()).collect();
+    // Run 0 warms up (allocator, page cache, queues) and is not counted.
+    for run in 0..=PIPELINE_RUNS {
+        for (i, s) in servers.iter().enumerate() {
+            let c = s.connect()?;
+            let t = Instant::now();
+            let answers = pipeline(c, frames.clone(), PIPELINE_WINDOW)?;
+            let took = t.elapsed();
+            s.verify(&answers, &reqs)?;
+            let rate = reqs.len() as f64 / took.as_secs_f64();
+            eprintln!(
+                "perf:     {} run {run}{}: {} requests/s",
+                s.name(),
+                if run == 0 { " (warm-up)" } else { "" },
+                per_s(rate)
+            );
+            if run > 0 {
+                rates[i].push(rate);
+            }
+        }
+    }
+    Ok(rates
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        })
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group: peers (orch against other JSON-RPC servers)
+
+/// `orch/status` round trips and pipelined throughput against three JSON-RPC servers answering
+/// with the same result: a serde_json echo (the least a JSON-RPC server does per request),
+/// rust-analyzer's `lsp-server` and `tower-lsp`, each in the bench on a Unix socket.
+fn peers_group(_env: &Env) -> Result<Vec<Section>> {
+    let (spread, pipe, reply_bytes) = {
+        let daemon = Daemon::started(None);
+        let orch = Server::Orch(daemon.socket());
+        let peers = Peers::start(status_result(&orch)?)?;
+        let servers = peers.servers();
+        let all = [&servers[0], &servers[1], &servers[2], &orch];
+        eprintln!("perf:   round trips, placed by the scheduler");
+        let spread = round_trips_all(&all)?;
+        let pipe = pipelined_rates(&all)?;
+        (spread, pipe, status_size(&orch)?)
+    };
+    // As in the protocol group: started from a thread bound to one CPU, the daemon, the peers'
+    // threads and the runtime's workers inherit the binding.
+    let one_cpu = on_one_cpu(|| {
+        let daemon = Daemon::started(None);
+        let orch = Server::Orch(daemon.socket());
+        let peers = Peers::start(status_result(&orch)?)?;
+        let servers = peers.servers();
+        eprintln!("perf:   round trips, everything on one CPU");
+        round_trips_all(&[&servers[0], &servers[1], &servers[2], &orch])
+    })?;
+    Ok(vec![
+        peers_round_trip_section(&spread, &one_cpu, reply_bytes),
+        peers_pipelined_section(&pipe),
+    ])
+}
+
+/// The servers of the peers rows, in their order: names for the tables.
+const PEER_NAMES: [&str; 4] = [
+    "JSON-RPC echo (serde_json)",
+    "`lsp-server` 0.10",
+    "`tower-lsp` 0.20",
+    "orch",
+];
+
+fn peers_round_trip_section(
+    spread: &[Latency],
+    one_cpu: &[Latency],
+    reply_bytes: usize,
+) -> Section {
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let mut rows = Vec::new();
+    for (placement, l) in [("scheduler's choice", spread), ("one CPU", one_cpu)] {
+        let orch = l[3];
+        for (i, name) in PEER_NAMES.iter().enumerate() {
+            rows.push(vec![
+                placement.into(),
+                (*name).into(),
+                count(RTT_SAMPLES),
+                us(l[i].p50),
+                us(l[i].p99),
+                us(l[i].mean),
+                if i == 3 {
+                    String::new()
+                } else {
+                    format!(
+                        "**{}** / {}",
+                        times(ratio(orch.p50, l[i].p50)),
+                        times(ratio(orch.p99, l[i].p99))
+                    )
+                },
+            ]);
+        }
+    }
+    let p50_goal = |l: &[Latency], how: &str| {
+        let orch = l[3].p50;
+        Goal {
+            goal: format!("request round trip p50 below `lsp-server`'s and `tower-lsp`'s ({how})"),
+            measured: format!("{} vs {} and {}", us(orch), us(l[1].p50), us(l[2].p50)),
+            met: orch < l[1].p50 && orch < l[2].p50,
+        }
+    };
+    let mut reading = Vec::new();
+    for (how, l) in [("Placed by the scheduler", spread), ("On one CPU", one_cpu)] {
+        reading.push(format!(
+            "{how}, orch's median round trip is {} against {} for `lsp-server`, {} for `tower-lsp` \
+             and {} for the serde_json echo ({} / {} / {}); at the 99th percentile {} against {}, \
+             {} and {}.",
+            us(l[3].p50),
+            us(l[1].p50),
+            us(l[2].p50),
+            us(l[0].p50),
+            times(ratio(l[3].p50, l[1].p50)),
+            times(ratio(l[3].p50, l[2].p50)),
+            times(ratio(l[3].p50, l[0].p50)),
+            us(l[3].p99),
+            us(l[1].p99),
+            us(l[2].p99),
+            us(l[0].p99),
+        ));
+    }
+    Section {
+        title: "Request round trip against other JSON-RPC servers".into(),
+        method: format!(
+            "As the request round trip above (one connection per server, {} warm-up round trips, \
+             then {} measured per server in {} alternating blocks, the same client code, answers \
+             checked after timing), against three servers in the bench process, each on its own \
+             Unix socket in a 0700 directory and answering `{}` with the same result: the status \
+             object a fresh daemon gave (about {} bytes with the JSON-RPC envelope, as orch's). \
+             JSON-RPC echo: a thread per connection that decodes frames like the echo server, \
+             parses each request with serde_json (id, method, params), checks the method and \
+             serializes a response carrying the result, answering each read's requests in one \
+             write. `lsp-server` (rust-analyzer's): its socket transport (a reader thread, a \
+             writer thread and rendezvous channels, as in the crate's `socket.rs`, which takes a \
+             `TcpStream`) on the Unix stream, `Connection::initialize`, then a main loop answering \
+             `Response::new_ok`. `tower-lsp`: an `LspService` with `{}` as a custom method on a \
+             2-worker tokio runtime (as the daemon's), one `Server::serve` per connection with the \
+             default concurrency. Connections to `lsp-server`, `tower-lsp` and orch start with \
+             `initialize` and `initialized` (outside timing). Measured twice, each time with fresh \
+             servers: placed by the scheduler, and everything bound to one CPU. The last column is \
+             orch's p50 and p99 over the row's.",
+            count(RTT_WARMUP),
+            count(RTT_SAMPLES),
+            RTT_BLOCKS,
+            Status::METHOD,
+            reply_bytes,
+            Status::METHOD,
+        ),
+        table: Table {
+            head: vec![
+                "placement",
+                "server",
+                "round trips",
+                "p50",
+                "p99",
+                "mean",
+                "orch / server (p50 / p99)",
+            ],
+            rows,
+        },
+        goals: vec![
+            p50_goal(spread, "placed by the scheduler"),
+            p50_goal(one_cpu, "everything on one CPU"),
+        ],
+        reading,
+    }
+}
+
+fn peers_pipelined_section(rates: &[(f64, f64, f64)]) -> Section {
+    let orch = rates[3].0;
+    let rows = PEER_NAMES
+        .iter()
+        .zip(rates)
+        .enumerate()
+        .map(|(i, (name, r))| {
+            vec![
+                (*name).into(),
+                count(PIPELINE_REQUESTS),
+                per_s(r.0),
+                format!("{} – {}", per_s(r.1), per_s(r.2)),
+                us(Duration::from_secs_f64(1.0 / r.0)),
+                if i == 3 {
+                    String::new()
+                } else {
+                    format!("**{}**", times(orch / r.0))
+                },
+            ]
+        })
+        .collect();
+    let echo_ratio = orch / rates[0].0;
+    Section {
+        title: "Pipelined throughput against other JSON-RPC servers".into(),
+        method: format!(
+            "As the pipelined throughput above ({} `{}` requests per run, at most {} unanswered, one \
+             warm-up run, then {} runs per server, alternating; the median with the range; answers \
+             checked after timing), against the servers of the round-trip rows above, placed by \
+             the scheduler.",
+            count(PIPELINE_REQUESTS),
+            Status::METHOD,
+            count(PIPELINE_WINDOW),
+            PIPELINE_RUNS,
+        ),
+        table: Table {
+            head: vec!["server", "requests", "requests/s (median)", "range", "time per request", "orch / server"],
+            rows,
+        },
+        goals: vec![
+            Goal {
+                goal: "pipelined throughput above `lsp-server`'s and `tower-lsp`'s".into(),
+                measured: format!(
+                    "{} vs {} and {} requests/s",
+                    per_s(orch),
+                    per_s(rates[1].0),
+                    per_s(rates[2].0)
+                ),
+                met: orch > rates[1].0 && orch > rates[2].0,
+            },
+            Goal {
+                goal: "pipelined throughput at least half of a JSON-RPC echo's (serde_json, the same reply)".into(),
+                measured: format!(
+                    "{} vs {} = {}",
+                    per_s(orch),
+                    per_s(rates[0].0),
+                    times(echo_ratio)
+                ),
+                met: echo_ratio >= 0.5,
+            },
+        ],
+        reading: vec![format!(
+            "Pipelined, orch answers {} `{}` requests per second: {} `lsp-server`'s {}, {} \
+             `tower-lsp`'s {} and {} the serde_json echo's {}.",
+            per_s(orch),
+            Status::METHOD,
+            times(orch / rates[1].0),
+            per_s(rates[1].0),
+            times(orch / rates[2].0),
+            per_s(rates[2].0),
+            times(echo_ratio),
+            per_s(rates[0].0),
+        )],
+    }
+}
+
+/// The result of an `orch/status`: what the peers serve.
+fn status_result(server: &Server) -> Result<Value> {
+    let mut v = server.connect()?.call(-1, Status::METHOD, json!({}))?;
+    match v.get_mut("result") {
+        Some(r) => Ok(r.take()),
+        None => bail!("orch/status failed: {v}"),
+    }
+}
+
+/// The peers' servers, each on its own socket, serving the same `orch/status` result.
+struct Peers {
+    /// The serde_json echo.
+    jsonrpc: SocketServer,
+    /// rust-analyzer's `lsp-server`.
+    lsp_server: SocketServer,
+    /// `tower-lsp`, on its own tokio runtime.
+    tower_lsp: SocketServer,
+    /// The result they serve.
+    reply: Arc<Value>,
+}
+
+impl Peers {
+    fn start(reply: Value) -> Result<Self> {
+        let reply = Arc::new(reply);
+        let r = reply.clone();
+        let jsonrpc = SocketServer::start("jsonrpc", None, move |s| {
+            let r = r.clone();
+            std::thread::spawn(move || jsonrpc_echo_connection(s, r));
+        })?;
+        let r = reply.clone();
+        let lsp_server = SocketServer::start("lsp-server", None, move |s| {
+            let r = r.clone();
+            std::thread::spawn(move || {
+                // A connection that breaks off only ends its threads.
+                let _ = lsp_server_connection(s, r);
+            });
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let r = reply.clone();
+        let tower_lsp = SocketServer::start("tower-lsp", Some(runtime), move |s| {
+            handle.spawn(tower_lsp_connection(s, r.clone()));
+        })?;
+        Ok(Self {
+            jsonrpc,
+            lsp_server,
+            tower_lsp,
+            reply,
+        })
+    }
+
+    /// The three as servers to measure, in [`PEER_NAMES`] order.
+    fn servers(&self) -> [Server; 3] {
+        let peer = |name, s: &SocketServer, initialize| Server::Peer {
+            name,
+            path: s.path.clone(),
+            initialize,
+            reply: self.reply.clone(),
+        };
+        [
+            peer("jsonrpc-echo", &self.jsonrpc, false),
+            peer("lsp-server", &self.lsp_server, true),
+            peer("tower-lsp", &self.tower_lsp, true),
+        ]
+    }
+}
+
+/// A request as the JSON-RPC echo parses it.
+#[derive(serde::Deserialize)]
+struct EchoRequest {
+    /// Echoed in the answer.
+    id: Value,
+    /// Checked.
+    method: String,
+    /// Parsed, unused (`orch/status` takes none).
+    #[serde(default)]
+    #[allow(dead_code)]
+    params: Value,
+}
+
+/// The JSON-RPC echo's answer.
+#[derive(serde::Serialize)]
+struct EchoResponse<'a> {
+    jsonrpc: &'static str,
+    id: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+/// Answer framed JSON-RPC requests until EOF: parse each, serialize its response with `reply` as
+/// the result, and write each read's answers in one write (as [`echo_connection`]).
+fn jsonrpc_echo_connection(mut s: UnixStream, reply: Arc<Value>) {
+    let mut reader = FrameReader::new();
+    let mut out = Vec::new();
+    let mut body = Vec::new();
+    loop {
+        loop {
+            match reader.next_buffered() {
+                Ok(Some(frame)) => {
+                    let Ok(req) = serde_json::from_slice::<EchoRequest>(&frame) else {
+                        return;
+                    };
+                    let known = req.method == Status::METHOD;
+                    body.clear();
+                    let written = serde_json::to_writer(
+                        &mut body,
+                        &EchoResponse {
+                            jsonrpc: "2.0",
+                            id: &req.id,
+                            result: known.then_some(&*reply),
+                            error: (!known)
+                                .then(|| json!({ "code": -32601, "message": "method not found" })),
+                        },
+                    );
+                    if written.is_err() {
+                        return;
+                    }
+                    out.extend_from_slice(&encode(&body));
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        if !out.is_empty() {
+            if s.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if !matches!(reader.fill(&mut s), Ok(true)) {
+            return;
+        }
+    }
+}
+
+/// One `lsp-server` connection: initialize, then answer `orch/status` with `reply` until the
+/// client goes away.
+fn lsp_server_connection(stream: UnixStream, reply: Arc<Value>) -> Result<()> {
+    use lsp_server::{ErrorCode, Message, Response};
+    let (conn, threads) = lsp_server_transport(stream)?;
+    conn.initialize(json!({}))?;
+    for msg in &conn.receiver {
+        if let Message::Request(req) = msg {
+            if conn.handle_shutdown(&req)? {
+                break;
+            }
+            let resp = if req.method == Status::METHOD {
+                Response::new_ok(req.id, &*reply)
+            } else {
+                Response::new_err(
+                    req.id,
+                    ErrorCode::MethodNotFound as i32,
+                    "method not found".into(),
+                )
+            };
+            conn.sender.send(resp.into())?;
+        }
+    }
+    drop(conn);
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// `lsp-server`'s socket transport (its `socket.rs`, which takes a `TcpStream`) on a Unix stream:
+/// a reader thread and a writer thread joined to the [`lsp_server::Connection`] by rendezvous
+/// channels, and a thread dropping written messages. Unlike the crate's, a broken connection ends
+/// the threads instead of panicking them.
+fn lsp_server_transport(
+    stream: UnixStream,
+) -> Result<(lsp_server::Connection, [JoinHandle<()>; 3])> {
+    use lsp_server::Message;
+    let read_half = stream.try_clone()?;
+    let (reader_sender, reader_receiver) = crossbeam_channel::bounded::<Message>(0);
+    let reader = std::thread::spawn(move || {
+        let mut buf_read = std::io::BufReader::new(read_half);
+        while let Ok(Some(msg)) = Message::read(&mut buf_read) {
+            let is_exit = matches!(&msg, Message::Notification(n) if n.method == "exit");
+            if reader_sender.send(msg).is_err() || is_exit {
+                break;
+            }
+        }
+    });
+    let (writer_sender, writer_receiver) = crossbeam_channel::bounded::<Message>(0);
+    let (drop_sender, drop_receiver) = crossbeam_channel::bounded::<Message>(0);
+    let mut stream = stream;
+    let writer = std::thread::spawn(move || {
+        for msg in writer_receiver {
+            let written = msg.write(&mut stream);
+            let _ = drop_sender.send(msg);
+            if written.is_err() {
+                break;
+            }
+        }
+    });
+    let dropper = std::thread::spawn(move || drop_receiver.into_iter().for_each(drop));
+    Ok((
+        lsp_server::Connection {
+            sender: writer_sender,
+            receiver: reader_receiver,
+        },
+        [reader, writer, dropper],
+    ))
+}
+
+/// The `tower-lsp` server: only the lifecycle and `orch/status`.
+struct TowerBackend {
+    /// The result served.
+    reply: Arc<Value>,
+}
+
+/// A shared result, serialized as the value it holds (no copy per request before the crate's own).
+struct SharedValue(Arc<Value>);
+
+impl serde::Serialize for SharedValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+#[tower_lsp::async_trait]
+impl tower_lsp::LanguageServer for TowerBackend {
+    async fn initialize(
+        &self,
+        _: tower_lsp::lsp_types::InitializeParams,
+    ) -> tower_lsp::jsonrpc::Result<tower_lsp::lsp_types::InitializeResult> {
+        Ok(Default::default())
+    }
+
+    async fn shutdown(&self) -> tower_lsp::jsonrpc::Result<()> {
+        Ok(())
+    }
+}
+
+impl TowerBackend {
+    /// `orch/status`, a custom method taking params (`{}`).
+    async fn status(&self, _params: Value) -> tower_lsp::jsonrpc::Result<SharedValue> {
+        Ok(SharedValue(self.reply.clone()))
+    }
+}
+
+/// Serve one `tower-lsp` connection on the runtime until the client goes away.
+async fn tower_lsp_connection(s: UnixStream, reply: Arc<Value>) {
+    if s.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(s) = tokio::net::UnixStream::from_std(s) else {
+        return;
+    };
+    let (read, write) = s.into_split();
+    let (service, socket) = tower_lsp::LspService::build(|_client| TowerBackend { reply })
+        .custom_method(Status::METHOD, TowerBackend::status)
+        .finish();
+    tower_lsp::Server::new(read, write, socket)
+        .serve(service)
+        .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group: clients (many subscribers while writers append)
+
+/// Clients subscribed to every event in the clients rows.
+const SUBSCRIBERS: usize = 64;
+/// Measured runs per side in the clients rows, alternating, each on a fresh daemon, after one
+/// warm-up run per side; the median is reported.
+const CLIENTS_RUNS: usize = 3;
+/// How long a subscriber waits for its next message before it is counted as not delivered to.
+const SUBSCRIBER_WAIT: Duration = Duration::from_secs(30);
+
+/// Writers' throughput with [`SUBSCRIBERS`] clients subscribed to every event and reading,
+/// against the same writers with no subscriber; every subscriber must get every event in order.
+fn clients_group(_env: &Env) -> Result<Vec<Section>> {
+    let total = GROUP_CONNECTIONS * GROUP_EVENTS_PER_CONNECTION;
+    let mut alone = Vec::new();
+    let mut watched = Vec::new();
+    let mut ceilings = Vec::new();
+    let mut problems = Vec::new();
+    let mut sample = None;
+    // Run 0 warms up and is not counted.
+    for run in 0..=CLIENTS_RUNS {
+        for subscribers in [0, SUBSCRIBERS] {
+            let r = clients_run(subscribers, &format!("clients-{run}-{subscribers}"))?;
+            if sample.is_none() {
+                sample = r.sample.clone();
+            }
+            eprintln!(
+                "perf:     {subscribers} subscribers, run {run}{}: writers {} events/s{}",
+                if run == 0 { " (warm-up)" } else { "" },
+                per_s(r.rate),
+                r.delivered
+                    .map(|d| format!(", all delivered after {}", ms(d)))
+                    .unwrap_or_default()
+            );
+            problems.extend(r.problem.clone());
+            if run > 0 {
+                if subscribers == 0 {
+                    &mut alone
+                } else {
+                    &mut watched
+                }
+                .push(r);
+            }
+        }
+        if let Some(body) = &sample {
+            let took = delivery_ceiling(body, total)?;
+            eprintln!(
+                "perf:     delivery ceiling, run {run}{}: {}",
+                if run == 0 { " (warm-up)" } else { "" },
+                ms(took)
+            );
+            if run > 0 {
+                ceilings.push(took);
+            }
+        }
+    }
+    ceilings.sort();
+    let ceiling = ceilings.get(ceilings.len() / 2).copied();
+    let median = |runs: &mut Vec<ClientsRun>| {
+        runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let rates = (
+            runs[runs.len() / 2].rate,
+            runs[0].rate,
+            runs[runs.len() - 1].rate,
+        );
+        let mut d: Vec<Duration> = runs.iter().filter_map(|r| r.delivered).collect();
+        d.sort();
+        (rates, d.get(d.len() / 2).copied())
+    };
+    let (alone_r, _) = median(&mut alone);
+    let (watched_r, delivered) = median(&mut watched);
+    let ratio = watched_r.0 / alone_r.0;
+    let notes = (SUBSCRIBERS * total) as f64;
+    let table = Table {
+        head: vec![
+            "clients",
+            "events",
+            "writers' events/s (median)",
+            "range",
+            "all delivered (median)",
+            "notifications/s",
+        ],
+        rows: vec![
+            vec![
+                format!("{GROUP_CONNECTIONS} writers, no subscriber"),
+                count(total),
+                per_s(alone_r.0),
+                format!("{} – {}", per_s(alone_r.1), per_s(alone_r.2)),
+                String::new(),
+                String::new(),
+            ],
+            vec![
+                format!(
+                    "{GROUP_CONNECTIONS} writers, {SUBSCRIBERS} subscribers reading every event"
+                ),
+                count(total),
+                per_s(watched_r.0),
+                format!("{} – {}", per_s(watched_r.1), per_s(watched_r.2)),
+                delivered.map(ms).unwrap_or_default(),
+                delivered
+                    .map(|d| per_s(notes / d.as_secs_f64()))
+                    .unwrap_or_default(),
+            ],
+            vec![
+                format!(
+                    "ceiling, no daemon: the bench writing the notifications, serialized \
+                     beforehand, to the same {SUBSCRIBERS} readers"
+                ),
+                count(total),
+                ceiling
+                    .map(|d| per_s(total as f64 / d.as_secs_f64()))
+                    .unwrap_or_default(),
+                String::new(),
+                ceiling.map(ms).unwrap_or_default(),
+                ceiling
+                    .map(|d| per_s(notes / d.as_secs_f64()))
+                    .unwrap_or_default(),
+            ],
+            vec![
+                "**with / without subscribers**".into(),
+                String::new(),
+                times(ratio),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        ],
+    };
+    let mut reading = vec![format!(
+        "With {SUBSCRIBERS} clients subscribed to every event and reading, {GROUP_CONNECTIONS} \
+         pipelining writers append {} events/s against {} with none ({}).",
+        per_s(watched_r.0),
+        per_s(alone_r.0),
+        times(ratio),
+    )];
+    if let Some(c) = ceiling {
+        let needed = 0.7 * alone_r.0;
+        reading.push(format!(
+            "0.7x of the writers' rate alone is {} events/s, which with every event going to \
+             {SUBSCRIBERS} clients is {} notifications/s. With no daemon at all, the bench's \
+             threads writing notifications serialized beforehand reach {} notifications/s to the \
+             same {SUBSCRIBERS} readers on this machine ({} events/s to each), {} the rate the \
+             goal needs: the readers, on the same {} cores, are part of the cost.",
+            per_s(needed),
+            per_s(needed * SUBSCRIBERS as f64),
+            per_s(notes / c.as_secs_f64()),
+            per_s(total as f64 / c.as_secs_f64()),
+            times(total as f64 / c.as_secs_f64() / needed),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        ));
+    }
+    if let Some(d) = delivered {
+        reading.push(format!(
+            "The last subscriber had the last event {} after the writers started: {} notifications \
+             ({} events to each of {SUBSCRIBERS} clients) at {} per second.",
+            ms(d),
+            count(SUBSCRIBERS * total),
+            count(total),
+            per_s(notes / d.as_secs_f64()),
+        ));
+    }
+    Ok(vec![Section {
+        title: "Many clients".into(),
+        method: format!(
+            "{GROUP_CONNECTIONS} writers each pipelining {per} `{create}` requests ({total} events, \
+             each durable before its answer, as in the group-commit row), on a fresh daemon, \
+             with no other client, and with {SUBSCRIBERS} more connections (`initialize`d) that \
+             each sent `{subscribe}` `{{}}` (every event) before the writers started and read \
+             continuously from then on, each on its own thread, decoding frames and copying the \
+             bodies aside until it has as many messages as the writers make events. The writers' \
+             rate is \
+             from their start to their last answer (the event count checked against `lastSeq`); \
+             \"all delivered\" is from the same start until the last subscriber has the last \
+             event. One warm-up run per side, then {runs} per side, alternating, each on a fresh \
+             daemon; the median is reported with the range. Checked after timing, for every \
+             subscriber of every run: every message is an `{note}` of its subscription, the seqs \
+             run without a gap or repeat from its `lastSeq` at subscription to the log's last, \
+             every event is the creation of a session of this run, and the sessions come in the \
+             same order for every subscriber, each writer's in the order it sent them. The \
+             ceiling row has no daemon: {SUBSCRIBERS} socket pairs, each with a thread writing \
+             the first notification a subscriber got, framed, {total} times in writes of up to \
+             256 KiB (as the daemon coalesces) and a reader like the subscribers'; the time until \
+             the last reader has them all, measured after each round's two orch runs (median).",
+            per = count(GROUP_EVENTS_PER_CONNECTION),
+            create = SessionCreate::METHOD,
+            total = count(total),
+            subscribe = EventsSubscribe::METHOD,
+            note = EVENT_NOTIFICATION,
+            runs = CLIENTS_RUNS,
+        ),
+        table,
+        goals: vec![
+            Goal {
+                goal: format!(
+                    "every one of {SUBSCRIBERS} subscribers gets every event, in order, while \
+                     {GROUP_CONNECTIONS} writers append"
+                ),
+                measured: match problems.first() {
+                    None => format!(
+                        "{} events to each subscriber in each of {} runs: all, in order",
+                        count(total),
+                        CLIENTS_RUNS + 1
+                    ),
+                    Some(p) => format!("{} problems; the first: {p}", problems.len()),
+                },
+                met: problems.is_empty(),
+            },
+            Goal {
+                goal: format!(
+                    "with {SUBSCRIBERS} clients subscribed to every event, the writers' \
+                     throughput at least 0.7x of the same writers with no subscriber"
+                ),
+                measured: format!(
+                    "{} vs {} events/s = {}",
+                    per_s(watched_r.0),
+                    per_s(alone_r.0),
+                    times(ratio)
+                ),
+                met: ratio >= 0.7,
+            },
+        ],
+        reading,
+    }])
+}
+
+/// One run of the clients rows.
+#[derive(Clone)]
+struct ClientsRun {
+    /// The writers' events per second.
+    rate: f64,
+    /// From the writers' start until the last subscriber had the last event (with subscribers).
+    delivered: Option<Duration>,
+    /// What went wrong with the deliveries, if anything.
+    problem: Option<String>,
+    /// The first notification a subscriber read, for the delivery ceiling.
+    sample: Option<Vec<u8>>,
+}
+
+/// What one subscriber read.
+struct Subscribed {
+    /// Its subscription.
+    id: String,
+    /// `lastSeq` at subscription.
+    start: u64,
+    /// Every message it read after the subscription's answer.
+    bodies: Received,
+    /// When it had the last event.
+    done: Instant,
+}
+
+/// A fresh daemon, `subscribers` clients subscribed to every event and reading, and the writers
+/// creating sessions named after `tag`.
+fn clients_run(subscribers: usize, tag: &str) -> Result<ClientsRun> {
+    let total = GROUP_CONNECTIONS * GROUP_EVENTS_PER_CONNECTION;
+    let daemon = Daemon::started(None);
+    let server = Server::Orch(daemon.socket());
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let mut c = server.connect()?;
+        let v = c.call(1, EventsSubscribe::METHOD, json!({}))?;
+        let r = result_of(&v)?;
+        let id = r["subscriptionId"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no subscriptionId in {v}"))?
+            .to_string();
+        let start = r["lastSeq"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no lastSeq in {v}"))?;
+        c.stream.set_read_timeout(Some(SUBSCRIBER_WAIT))?;
+        readers.push(std::thread::spawn(move || -> Result<Subscribed> {
+            // Nothing but its events is sent to a subscriber that does nothing else: it reads
+            // as many messages as there will be events, copies them aside and checks them after
+            // timing (a stray message would be reported there, and an event missing).
+            let mut bodies = Received::with_capacity(total);
+            while bodies.len() < total {
+                bodies.push(&c.recv()?);
+            }
+            Ok(Subscribed {
+                id,
+                start,
+                bodies,
+                done: Instant::now(),
+            })
+        }));
+    }
+    let (rate, started) = pipelined_events_timed(
+        &server,
+        GROUP_EVENTS_PER_CONNECTION,
+        SessionCreate::METHOD,
+        |w, id| json!({ "name": format!("{tag}-{w}-{id}") }),
+    )?;
+    let last = last_seq(&mut server.connect()?)?;
+    let mut delivered = None;
+    let mut problem = None;
+    let mut sample = None;
+    let mut expected: Option<Vec<String>> = None;
+    for (i, reader) in readers.into_iter().enumerate() {
+        let got = reader
+            .join()
+            .map_err(|_| anyhow!("a subscriber thread panicked"))?;
+        let checked = got.and_then(|s| {
+            let names = check_subscriber(&s, last, total, tag)?;
+            if sample.is_none() {
+                sample = s.bodies.iter().next().map(<[u8]>::to_vec);
+            }
+            match &expected {
+                None => expected = Some(names),
+                Some(e) => ensure!(
+                    *e == names,
+                    "its sessions came in another order than subscriber 0's"
+                ),
+            }
+            Ok(s.done)
+        });
+        match checked {
+            Ok(done) => {
+                let d = done.saturating_duration_since(started);
+                delivered = Some(delivered.map_or(d, |m: Duration| m.max(d)));
+            }
+            Err(e) => {
+                problem.get_or_insert(format!("subscriber {i}: {e:#}"));
+            }
+        }
+    }
+    Ok(ClientsRun {
+        rate,
+        delivered: if problem.is_none() { delivered } else { None },
+        problem,
+        sample,
+    })
+}
+
+/// The bench alone delivering `total` copies of the notification `body` to each of
+/// [`SUBSCRIBERS`] readers that read as the subscribers do, over socket pairs, one writer thread
+/// per reader writing up to 256 KiB at a time (as the daemon coalesces): the time until the last
+/// reader has them all.
+fn delivery_ceiling(body: &[u8], total: usize) -> Result<Duration> {
+    let frame = encode(body);
+    let per_write = (256 * 1024 / frame.len()).max(1);
+    let chunk: Arc<Vec<u8>> = Arc::new(frame.repeat(per_write));
+    let barrier = Arc::new(Barrier::new(2 * SUBSCRIBERS + 1));
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..SUBSCRIBERS {
+        let (mut w, r) = UnixStream::pair()?;
+        r.set_read_timeout(Some(SUBSCRIBER_WAIT))?;
+        let mut c = FramedConn {
+            stream: r,
+            reader: FrameReader::new(),
+        };
+        let start = barrier.clone();
+        readers.push(std::thread::spawn(move || -> Result<Instant> {
+            start.wait();
+            let mut bodies = Received::with_capacity(total);
+            while bodies.len() < total {
+                bodies.push(&c.recv()?);
+            }
+            Ok(Instant::now())
+        }));
+        let (start, chunk, len) = (barrier.clone(), chunk.clone(), frame.len());
+        writers.push(std::thread::spawn(move || -> std::io::Result<()> {
+            start.wait();
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(per_write);
+                w.write_all(&chunk[..n * len])?;
+                left -= n;
+            }
+            Ok(())
+        }));
+    }
+    barrier.wait();
+    let t = Instant::now();
+    for w in writers {
+        w.join()
+            .map_err(|_| anyhow!("a ceiling writer panicked"))?
+            .context("write the notifications")?;
+    }
+    let mut last = t;
+    for r in readers {
+        last = last.max(
+            r.join()
+                .map_err(|_| anyhow!("a ceiling reader panicked"))??,
+        );
+    }
+    Ok(last - t)
+}
+
+/// Check what one subscriber read: only `orch/event`s of its subscription, seqs from its start to
+/// `last` without a gap or repeat, `total` of them, each the creation of a session of this run
+/// (named `{tag}-{writer}-{n}`), each writer's in the order sent. The session names, in order.
+fn check_subscriber(s: &Subscribed, last: u64, total: usize, tag: &str) -> Result<Vec<String>> {
+    ensure!(
+        last - s.start == total as u64,
+        "subscribed at seq {}, the log ended at {last}: not {total} events",
+        s.start
+    );
+    let mut names = Vec::with_capacity(total);
+    let mut next_of_writer = [1i64; GROUP_CONNECTIONS];
+    let mut seq = s.start;
+    for body in s.bodies.iter() {
+        let v: Value = serde_json::from_slice(body)?;
+        ensure!(
+            v["method"] == EVENT_NOTIFICATION && v["params"]["subscriptionId"] == *s.id,
+            "not an event of its subscription: {v}"
+        );
+        let e = &v["params"]["event"];
+        ensure!(
+            e["seq"].as_u64() == Some(seq + 1),
+            "after seq {seq} came {}",
+            e["seq"]
+        );
+        seq += 1;
+        let name = e["data"]["session"]["name"].as_str().unwrap_or_default();
+        let writer_and_n = name
+            .strip_prefix(tag)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(w, n)| Some((w.parse::<usize>().ok()?, n.parse::<i64>().ok()?)));
+        let Some((w, n)) =
+            writer_and_n.filter(|&(w, _)| e["kind"] == "session.created" && w < GROUP_CONNECTIONS)
+        else {
+            bail!("seq {seq} is not the creation of a session of this run: {e}");
+        };
+        ensure!(
+            n == next_of_writer[w],
+            "writer {w}'s session {n} came where {} was due",
+            next_of_writer[w]
+        );
+        next_of_writer[w] += 1;
+        names.push(name.to_string());
+    }
+    ensure!(seq == last, "the last event it read was {seq}, not {last}");
+    Ok(names)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -785,9 +1732,8 @@ fn fdatasync_loop(path: &Path, how: SyncProbe) -> Result<Vec<Duration>> {
 fn history_group(_env: &Env) -> Result<Vec<Section>> {
     let per = HISTORY_EVENTS_PER_CONNECTION;
     let total = GROUP_CONNECTIONS * per;
-    let create = |tag: &'static str| {
-        move |w: usize, id: i64| json!({ "name": format!("{tag}-{w}-{id}") })
-    };
+    let create =
+        |tag: &'static str| move |w: usize, id: i64| json!({ "name": format!("{tag}-{w}-{id}") });
     eprintln!("perf:   appending {total} events to an empty daemon");
     let (empty_rate, empty_size) = {
         let daemon = Daemon::started(None);
@@ -800,9 +1746,12 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
     let server = Server::Orch(daemon.socket());
     let fill = Instant::now();
     pipelined_events(&server, per, SessionCreate::METHOD, create("old"))?;
-    pipelined_events(&server, per, SessionClose::METHOD, |w, id| {
-        json!({ "id": format!("old-{w}-{id}") })
-    })?;
+    pipelined_events(
+        &server,
+        per,
+        SessionClose::METHOD,
+        |w, id| json!({ "id": format!("old-{w}-{id}") }),
+    )?;
     let filled_in = fill.elapsed();
     eprintln!("perf:   appending {total} events to it (filled in {filled_in:.1?})");
     let history_rate = pipelined_events(&server, per, SessionCreate::METHOD, create("new"))?;
@@ -3794,13 +4743,30 @@ enum Server {
     Orch(PathBuf),
     /// The echo server at this socket: answers must be the requests themselves.
     Echo(PathBuf),
+    /// A JSON-RPC server of the `peers` group at this socket: every `orch/status` answer must be
+    /// a result equal to `reply`.
+    Peer {
+        /// For progress lines.
+        name: &'static str,
+        /// Its socket.
+        path: PathBuf,
+        /// Whether connections start with `initialize` and `initialized`, as with the daemon.
+        initialize: bool,
+        /// The result it serves.
+        reply: Arc<Value>,
+    },
 }
 
 impl Server {
     /// A connection ready for requests.
     fn connect(&self) -> Result<FramedConn> {
         match self {
-            Server::Orch(path) => {
+            Server::Orch(path)
+            | Server::Peer {
+                path,
+                initialize: true,
+                ..
+            } => {
                 let mut c = FramedConn::connect(path)?;
                 let init = c.call(
                     0,
@@ -3813,7 +4779,7 @@ impl Server {
                 )?))?;
                 Ok(c)
             }
-            Server::Echo(path) => FramedConn::connect(path),
+            Server::Echo(path) | Server::Peer { path, .. } => FramedConn::connect(path),
         }
     }
 
@@ -3822,6 +4788,7 @@ impl Server {
         match self {
             Server::Orch(_) => "orch",
             Server::Echo(_) => "echo",
+            Server::Peer { name, .. } => name,
         }
     }
 
@@ -3857,6 +4824,10 @@ impl Server {
                 Server::Echo(_) => ensure!(
                     body == reqs[slot].body.as_slice(),
                     "the echo server changed request {id}"
+                ),
+                Server::Peer { name, reply, .. } => ensure!(
+                    v.get("result") == Some(&**reply) && v.get("error").is_none(),
+                    "{name} answered request {id} with {v}"
                 ),
             }
         }
@@ -4143,6 +5114,16 @@ fn pipelined_events(
     method: &str,
     params: impl Fn(usize, i64) -> Value,
 ) -> Result<f64> {
+    Ok(pipelined_events_timed(server, per_connection, method, params)?.0)
+}
+
+/// [`pipelined_events`], and when the connections started writing.
+fn pipelined_events_timed(
+    server: &Server,
+    per_connection: usize,
+    method: &str,
+    params: impl Fn(usize, i64) -> Value,
+) -> Result<(f64, Instant)> {
     let total = GROUP_CONNECTIONS * per_connection;
     let before = last_seq(&mut server.connect()?)?;
     let barrier = Arc::new(Barrier::new(GROUP_CONNECTIONS + 1));
@@ -4163,7 +5144,10 @@ fn pipelined_events(
     let t = Instant::now();
     let results: Vec<_> = workers
         .into_iter()
-        .map(|w| w.join().map_err(|_| anyhow!("a pipelining worker panicked"))?)
+        .map(|w| {
+            w.join()
+                .map_err(|_| anyhow!("a pipelining worker panicked"))?
+        })
         .collect::<Result<_>>()?;
     let took = t.elapsed();
     for (answers, reqs) in &results {
@@ -4175,7 +5159,7 @@ fn pipelined_events(
         "expected {total} events, the log grew by {}",
         after - before
     );
-    Ok(total as f64 / took.as_secs_f64())
+    Ok((total as f64 / took.as_secs_f64(), t))
 }
 
 /// `lastSeq` from `orch/status`.
@@ -4192,8 +5176,9 @@ fn status_size(server: &Server) -> Result<usize> {
     Ok(serde_json::to_vec(&c.call(-1, Status::METHOD, json!({}))?)?.len())
 }
 
-/// A thread that answers every frame with the same body, framed: the least a server can do.
-struct EchoServer {
+/// A server in the bench on a Unix socket in a 0700 directory like the daemon's: an accept loop
+/// handing each connection to a handler. The echo server and the `peers` group's servers.
+struct SocketServer {
     /// Its socket.
     path: PathBuf,
     /// The 0700 directory holding the socket.
@@ -4202,14 +5187,29 @@ struct EchoServer {
     stop: Arc<AtomicBool>,
     /// The accept loop.
     accept: Option<JoinHandle<()>>,
+    /// The runtime serving the connections, for an async server (dropped after the accept loop).
+    _runtime: Option<tokio::runtime::Runtime>,
 }
 
-impl EchoServer {
-    fn start() -> Result<Self> {
+impl SocketServer {
+    /// A thread that answers every frame with the same body, framed: the least a server can do.
+    fn echo() -> Result<Self> {
+        Self::start("echo", None, |s| {
+            std::thread::spawn(move || echo_connection(s));
+        })
+    }
+
+    /// Accept connections on a new socket, handing each to `handle` (which must not block: it
+    /// starts a thread or a task); `runtime` is kept until the server is dropped.
+    fn start(
+        name: &str,
+        runtime: Option<tokio::runtime::Runtime>,
+        handle: impl Fn(UnixStream) + Send + 'static,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
-            .prefix("orch-bench-echo-")
+            .prefix(&format!("orch-bench-{name}-"))
             .tempdir()?;
-        let path = dir.path().join("echo.sock");
+        let path = dir.path().join(format!("{name}.sock"));
         let listener = UnixListener::bind(&path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
@@ -4219,7 +5219,7 @@ impl EchoServer {
                     return;
                 }
                 if let Ok(s) = conn {
-                    std::thread::spawn(move || echo_connection(s));
+                    handle(s);
                 }
             }
         });
@@ -4228,11 +5228,12 @@ impl EchoServer {
             _dir: dir,
             stop,
             accept: Some(accept),
+            _runtime: runtime,
         })
     }
 }
 
-impl Drop for EchoServer {
+impl Drop for SocketServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         // Wake the accept loop so that it sees the flag.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use editor_protocol::errors;
-use editor_protocol::framing::{encode, FrameDecoder, FrameError, DEFAULT_MAX_BODY};
+use editor_protocol::framing::{FrameDecoder, FrameError, DEFAULT_MAX_BODY};
 use editor_protocol::jsonrpc::{
     self, excerpt, Id, Message, Notification, Request, Response, ResponseError,
 };
@@ -135,6 +135,17 @@ pub struct Outbound {
 impl Outbound {
     /// Queue a message. Returns false if the connection is gone or overloaded.
     pub fn send(&self, msg: &Message) -> bool {
+        self.send_with(|| msg.to_bytes())
+    }
+
+    /// Queue a message serialized already (a JSON-RPC body, not framed), such as one built from
+    /// pieces serialized once for many clients. Returns false as [`Self::send`] does.
+    pub fn send_body(&self, body: Vec<u8>) -> bool {
+        self.send_with(|| body)
+    }
+
+    /// Queue the body `body` makes, made only if the connection takes it.
+    fn send_with(&self, body: impl FnOnce() -> Vec<u8>) -> bool {
         if self.overloaded.load(Ordering::Relaxed) {
             return false;
         }
@@ -144,7 +155,7 @@ impl Outbound {
             self.closing.notify_one();
             return false;
         }
-        let bytes = msg.to_bytes();
+        let bytes = body();
         if tracing::enabled!(tracing::Level::TRACE) {
             tracing::trace!(peer = %self.peer, dir = "out", msg = %redacted(&bytes));
         }
@@ -425,14 +436,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if overloaded.load(Ordering::Relaxed) {
             break;
         }
-        let mut frame = encode(&body);
+        let mut frame = Vec::with_capacity(body.len() + 32);
+        push_frame(&mut frame, &body);
         // Coalesce whatever else is ready into one write: fewer syscalls under load.
         while frame.len() < 256 * 1024 {
             match rx.try_recv() {
                 Ok(b) => {
                     queued.fetch_sub(1, Ordering::Relaxed);
                     queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
-                    frame.extend_from_slice(&encode(&b));
+                    push_frame(&mut frame, &b);
                 }
                 Err(_) => break,
             }
@@ -463,6 +475,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// Append `body` framed to `out`: what [`editor_protocol::framing::encode`] makes, without a
+/// buffer of its own.
+fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
+    use std::io::Write as _;
+    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(body);
 }
 
 fn handle_request(
@@ -648,6 +668,17 @@ fn handle_response(out: &Outbound, resp: Response) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn frames_pushed_are_encoded_frames() {
+        let mut out = Vec::new();
+        let mut expected = Vec::new();
+        for body in [&b""[..], b"{}", &[b'x'; 70_000][..]] {
+            super::push_frame(&mut out, body);
+            expected.extend_from_slice(&editor_protocol::framing::encode(body));
+        }
+        assert_eq!(out, expected);
+    }
+
     #[test]
     fn trace_log_never_shows_environment_values() {
         let body =
