@@ -31,8 +31,9 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// A blank terminal of `cols` x `rows` cells keeping `scrollback` lines of history. Sizes
-    /// below one cell are raised to one: the grid cannot be empty.
+    /// A blank terminal of `cols` x `rows` cells keeping `scrollback` lines of history. A size
+    /// below one row is raised to one (the grid cannot be empty), and below two columns to two
+    /// (see [`MIN_COLS`]).
     pub fn new(cols: u16, rows: u16, scrollback: usize) -> Self {
         let captured = Arc::new(Mutex::new(Captured::default()));
         let config = Config {
@@ -62,7 +63,8 @@ impl Emulator {
         std::mem::take(&mut self.captured.lock().unwrap().replies)
     }
 
-    /// Change the size; the primary screen reflows wrapped lines.
+    /// Change the size (raised as in [`Emulator::new`]); the primary screen reflows wrapped
+    /// lines.
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.term.resize(Size::new(cols, rows));
     }
@@ -411,9 +413,15 @@ impl Timeout for NoSync {
     }
 }
 
+/// Fewest columns emulated. Alacritty cannot place a wide character in one column: writing one
+/// indexes past the row (a panic), and a resize to one column with one on the screen reflows
+/// without end, allocating until the process is killed. A terminal asked to be narrower (its pty
+/// may well be) is emulated two columns wide.
+const MIN_COLS: u16 = 2;
+
 /// A terminal size in cells, as alacritty's `Term` takes it.
 struct Size {
-    /// Width in cells, at least 1.
+    /// Width in cells, at least [`MIN_COLS`].
     cols: usize,
     /// Height in cells, at least 1.
     rows: usize,
@@ -422,7 +430,7 @@ struct Size {
 impl Size {
     fn new(cols: u16, rows: u16) -> Self {
         Self {
-            cols: usize::from(cols.max(1)),
+            cols: usize::from(cols.max(MIN_COLS)),
             rows: usize::from(rows.max(1)),
         }
     }
@@ -597,10 +605,29 @@ mod tests {
     }
 
     #[test]
-    fn zero_size_is_raised_to_one_cell() {
+    fn zero_size_is_raised_to_two_columns_and_one_row() {
         let mut emu = Emulator::new(0, 0, 0);
         emu.feed(b"x");
         emu.resize(0, 0);
-        assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (1, 1));
+        assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (2, 1));
+    }
+
+    #[test]
+    fn one_column_is_emulated_two_wide_so_wide_characters_fit() {
+        // Found by the emulator's fuzz-like test (mutated_output_never_panics_..., which ran out
+        // of memory at its round 314): alacritty cannot place a wide character in one column.
+        // Writing one into a one-column terminal indexed past the row (a panic in the terminal's
+        // screen thread, poisoning the emulator's lock for every later snapshot), and resizing a
+        // terminal with one on its screen to one column reflowed without end, allocating until
+        // the daemon was killed. A client may ask for `cols: 1`.
+        let mut narrow = Emulator::new(1, 3, 10);
+        narrow.feed("中x".as_bytes());
+        assert_eq!(narrow.snapshot(0).lines, ["中", "x", ""]);
+        let mut wide = Emulator::new(8, 3, 10);
+        wide.feed("中文".as_bytes());
+        wide.resize(1, 3);
+        let snap = wide.snapshot(10);
+        assert_eq!((snap.cols, snap.rows), (2, 3));
+        assert_eq!(snap.lines, ["中", "文", "", ""]);
     }
 }
