@@ -152,10 +152,12 @@ impl Emulator {
 
         let cursor = &grid.cursor;
         let (line, col) = (cursor.point.line.0 + 1, cursor.point.column.0 + 1);
-        if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) {
+        let last_column = cursor.point.column.0 + 1 == grid.columns();
+        if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) && last_column {
             // The program wrote the last column and the next character wraps. A cursor move
             // cannot express that, so write the last cell again: the view lands in the same
-            // pending-wrap state.
+            // pending-wrap state. (A resize can leave a wrap pending short of the last column,
+            // which no view can copy: there the cursor is only placed.)
             let _ = write!(out, "\x1b[{line};{col}H");
             push_cell(&mut out, &mut pen, &grid[cursor.point]);
         } else {
@@ -538,6 +540,25 @@ mod tests {
         let mut copy = fed(5, 3, source.snapshot(0).ansi.as_bytes());
         copy.feed(b"f");
         assert_eq!(copy.snapshot(0).lines, ["abcde", "f", ""]);
+    }
+
+    #[test]
+    fn a_wrap_left_pending_by_a_reflow_keeps_the_cursor_in_place() {
+        // Found by the emulator fuzz target: after a resize the emulator can keep a wrap pending
+        // with the cursor short of the last column. Writing the cell under the cursor again (the
+        // repaint's way to leave a wrap pending) then moved the view's cursor one column right
+        // of where the snapshot said.
+        let mut source = Emulator::new(2, 1, 10);
+        source.feed(b"abc");
+        source.resize(3, 1);
+        let snap = source.snapshot(0);
+        let copy = fed(3, 1, snap.ansi.as_bytes());
+        let copied = copy.snapshot(0);
+        assert_eq!(
+            (copied.cursor_row, copied.cursor_col),
+            (snap.cursor_row, snap.cursor_col)
+        );
+        assert_eq!(copy.visible_text(), source.visible_text());
     }
 
     #[test]
