@@ -67,6 +67,17 @@ impl Emulator {
     /// lines.
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.term.resize(Size::new(cols, rows));
+        // The alternate screen is not reflowed: a narrower one cuts its rows, and a wide
+        // character that lost its second half would stay in the last column, where no terminal
+        // can draw it. Blank it, as the cut did to its other half.
+        let grid = self.term.grid_mut();
+        let last = Column(grid.columns() - 1);
+        for line in 0..grid.screen_lines() {
+            let cell = &mut grid[Line(line as i32)][last];
+            if cell.flags.contains(Flags::WIDE_CHAR) {
+                cell.clear_wide();
+            }
+        }
     }
 
     /// Whether the program asked for bracketed paste (`ESC[?2004h`).
@@ -559,6 +570,26 @@ mod tests {
             (snap.cursor_row, snap.cursor_col)
         );
         assert_eq!(copy.visible_text(), source.visible_text());
+    }
+
+    #[test]
+    fn a_wide_character_cut_by_a_narrower_alternate_screen_is_blanked() {
+        // Found by the emulator fuzz target: the alternate screen is not reflowed, so a resize
+        // cuts its rows, and a wide character that lost its second half stayed in the last
+        // column. The snapshot's text showed it there, where no view can draw it: the repaint's
+        // copy wrapped it onto the next line.
+        let mut source = Emulator::new(4, 2, 0);
+        source.feed("\x1b[?1049hab界".as_bytes());
+        source.resize(3, 2);
+        let snap = source.snapshot(0);
+        assert_eq!(snap.lines, ["ab", ""]);
+        let copy = fed(3, 2, snap.ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
+        // The primary screen reflows instead: the character moves to the next line whole.
+        let mut primary = Emulator::new(4, 2, 10);
+        primary.feed("ab界".as_bytes());
+        primary.resize(3, 2);
+        assert_eq!(primary.snapshot(10).lines.concat(), "ab界");
     }
 
     #[test]
