@@ -573,4 +573,26 @@ mod tests {
         });
         assert_eq!(parse(&m.to_bytes()).unwrap(), m);
     }
+
+    #[test]
+    fn numbers_read_exactly_and_survive_being_written_again() {
+        // Found by the jsonrpc fuzz target (fuzz/: a message parsed, written and parsed again must
+        // be the same message): serde_json's default float parsing can be off by one unit in the
+        // last place, so a number read and written back (a hook event, a relayed result) changed.
+        // The workspace enables serde_json's `float_roundtrip`.
+        let body = br#"{"jsonrpc":"2.0","method":"n","params":[3.9252506537613346e-227,-1.6810777060633125e53,1.9152320786075119e86]}"#;
+        let m = parse(body).unwrap();
+        assert_eq!(parse(&m.to_bytes()).unwrap(), m);
+        let Message::Notification(n) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            n.params,
+            json!([
+                3.9252506537613346e-227,
+                -1.6810777060633125e53,
+                1.9152320786075119e86
+            ])
+        );
+    }
 }

@@ -31,8 +31,9 @@ pub struct Emulator {
 }
 
 impl Emulator {
-    /// A blank terminal of `cols` x `rows` cells keeping `scrollback` lines of history. Sizes
-    /// below one cell are raised to one: the grid cannot be empty.
+    /// A blank terminal of `cols` x `rows` cells keeping `scrollback` lines of history. A size
+    /// below one row is raised to one (the grid cannot be empty), and below two columns to two
+    /// (see [`MIN_COLS`]).
     pub fn new(cols: u16, rows: u16, scrollback: usize) -> Self {
         let captured = Arc::new(Mutex::new(Captured::default()));
         let config = Config {
@@ -62,9 +63,21 @@ impl Emulator {
         std::mem::take(&mut self.captured.lock().unwrap().replies)
     }
 
-    /// Change the size; the primary screen reflows wrapped lines.
+    /// Change the size (raised as in [`Emulator::new`]); the primary screen reflows wrapped
+    /// lines.
     pub fn resize(&mut self, cols: u16, rows: u16) {
         self.term.resize(Size::new(cols, rows));
+        // The alternate screen is not reflowed: a narrower one cuts its rows, and a wide
+        // character that lost its second half would stay in the last column, where no terminal
+        // can draw it. Blank it, as the cut did to its other half.
+        let grid = self.term.grid_mut();
+        let last = Column(grid.columns() - 1);
+        for line in 0..grid.screen_lines() {
+            let cell = &mut grid[Line(line as i32)][last];
+            if cell.flags.contains(Flags::WIDE_CHAR) {
+                cell.clear_wide();
+            }
+        }
     }
 
     /// Whether the program asked for bracketed paste (`ESC[?2004h`).
@@ -150,10 +163,12 @@ impl Emulator {
 
         let cursor = &grid.cursor;
         let (line, col) = (cursor.point.line.0 + 1, cursor.point.column.0 + 1);
-        if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) {
+        let last_column = cursor.point.column.0 + 1 == grid.columns();
+        if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) && last_column {
             // The program wrote the last column and the next character wraps. A cursor move
             // cannot express that, so write the last cell again: the view lands in the same
-            // pending-wrap state.
+            // pending-wrap state. (A resize can leave a wrap pending short of the last column,
+            // which no view can copy: there the cursor is only placed.)
             let _ = write!(out, "\x1b[{line};{col}H");
             push_cell(&mut out, &mut pen, &grid[cursor.point]);
         } else {
@@ -411,9 +426,15 @@ impl Timeout for NoSync {
     }
 }
 
+/// Fewest columns emulated. Alacritty cannot place a wide character in one column: writing one
+/// indexes past the row (a panic), and a resize to one column with one on the screen reflows
+/// without end, allocating until the process is killed. A terminal asked to be narrower (its pty
+/// may well be) is emulated two columns wide.
+const MIN_COLS: u16 = 2;
+
 /// A terminal size in cells, as alacritty's `Term` takes it.
 struct Size {
-    /// Width in cells, at least 1.
+    /// Width in cells, at least [`MIN_COLS`].
     cols: usize,
     /// Height in cells, at least 1.
     rows: usize,
@@ -422,7 +443,7 @@ struct Size {
 impl Size {
     fn new(cols: u16, rows: u16) -> Self {
         Self {
-            cols: usize::from(cols.max(1)),
+            cols: usize::from(cols.max(MIN_COLS)),
             rows: usize::from(rows.max(1)),
         }
     }
@@ -533,6 +554,45 @@ mod tests {
     }
 
     #[test]
+    fn a_wrap_left_pending_by_a_reflow_keeps_the_cursor_in_place() {
+        // Found by the emulator fuzz target: after a resize the emulator can keep a wrap pending
+        // with the cursor short of the last column. Writing the cell under the cursor again (the
+        // repaint's way to leave a wrap pending) then moved the view's cursor one column right
+        // of where the snapshot said.
+        let mut source = Emulator::new(2, 1, 10);
+        source.feed(b"abc");
+        source.resize(3, 1);
+        let snap = source.snapshot(0);
+        let copy = fed(3, 1, snap.ansi.as_bytes());
+        let copied = copy.snapshot(0);
+        assert_eq!(
+            (copied.cursor_row, copied.cursor_col),
+            (snap.cursor_row, snap.cursor_col)
+        );
+        assert_eq!(copy.visible_text(), source.visible_text());
+    }
+
+    #[test]
+    fn a_wide_character_cut_by_a_narrower_alternate_screen_is_blanked() {
+        // Found by the emulator fuzz target: the alternate screen is not reflowed, so a resize
+        // cuts its rows, and a wide character that lost its second half stayed in the last
+        // column. The snapshot's text showed it there, where no view can draw it: the repaint's
+        // copy wrapped it onto the next line.
+        let mut source = Emulator::new(4, 2, 0);
+        source.feed("\x1b[?1049hab界".as_bytes());
+        source.resize(3, 2);
+        let snap = source.snapshot(0);
+        assert_eq!(snap.lines, ["ab", ""]);
+        let copy = fed(3, 2, snap.ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
+        // The primary screen reflows instead: the character moves to the next line whole.
+        let mut primary = Emulator::new(4, 2, 10);
+        primary.feed("ab界".as_bytes());
+        primary.resize(3, 2);
+        assert_eq!(primary.snapshot(10).lines.concat(), "ab界");
+    }
+
+    #[test]
     fn cursor_position_report() {
         let mut emu = Emulator::new(80, 24, 0);
         assert_eq!(emu.feed(b"abc\r\nde\x1b[6n"), b"\x1b[2;3R");
@@ -597,10 +657,29 @@ mod tests {
     }
 
     #[test]
-    fn zero_size_is_raised_to_one_cell() {
+    fn zero_size_is_raised_to_two_columns_and_one_row() {
         let mut emu = Emulator::new(0, 0, 0);
         emu.feed(b"x");
         emu.resize(0, 0);
-        assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (1, 1));
+        assert_eq!((emu.snapshot(0).cols, emu.snapshot(0).rows), (2, 1));
+    }
+
+    #[test]
+    fn one_column_is_emulated_two_wide_so_wide_characters_fit() {
+        // Found by the emulator's fuzz-like test (mutated_output_never_panics_..., which ran out
+        // of memory at its round 314): alacritty cannot place a wide character in one column.
+        // Writing one into a one-column terminal indexed past the row (a panic in the terminal's
+        // screen thread, poisoning the emulator's lock for every later snapshot), and resizing a
+        // terminal with one on its screen to one column reflowed without end, allocating until
+        // the daemon was killed. A client may ask for `cols: 1`.
+        let mut narrow = Emulator::new(1, 3, 10);
+        narrow.feed("中x".as_bytes());
+        assert_eq!(narrow.snapshot(0).lines, ["中", "x", ""]);
+        let mut wide = Emulator::new(8, 3, 10);
+        wide.feed("中文".as_bytes());
+        wide.resize(1, 3);
+        let snap = wide.snapshot(10);
+        assert_eq!((snap.cols, snap.rows), (2, 3));
+        assert_eq!(snap.lines, ["中", "文", "", ""]);
     }
 }
