@@ -682,4 +682,78 @@ mod tests {
         assert_eq!((snap.cols, snap.rows), (2, 3));
         assert_eq!(snap.lines, ["中", "文", "", ""]);
     }
+
+    #[test]
+    fn mutated_output_never_panics_and_the_screen_keeps_its_size() {
+        // The stable stand-in for `cargo fuzz run emulator` (fuzz/): mutated program output,
+        // fed in pieces, with resizes between them. The screen keeps the size it was given,
+        // snapshots hold at most the history asked for, answers stay in proportion, and the
+        // snapshot's repaint shows a fresh view the same screen.
+        use crate::mutate::{mutate, reads, Rng};
+        let corpus: &[&[u8]] = &[
+            b"hello\r\nworld\x1b[2;3Hx\x1b[K\x1b[1;31mred\x1b[0m\x1b[38;5;200mp\x1b[48;2;1;2;3mq",
+            b"\x1b[?1049h\x1b[?2004h\x1b[6n\x1b[c\x1b[>c\x1b[5n\x1b[?25l\x1b[?1049l",
+            b"\x1b]0;title\x07\x1b]2;other\x1b\\\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\",
+            b"\x1b[3;10r\x1b[10B\x1bM\x1bD\x1b[5S\x1b[5T\x1b[4h\x1b[4l\x1b[2J\x1b[3J\x1bc",
+            "wide 🦀 中文 e\u{301} \u{200b}\ttab\x08\x08\x7f".as_bytes(),
+            b"\x1b(0lqk\x1b(B\x1b#8\x1b[?7l long line without wrap ................\x1b[?7h",
+            b"\x1bP$q\"p\x1b\\\x1b[?2026$p\x1b[18t\x1b[14t\x1b[?1h\x1b=",
+        ];
+        let mut rng = Rng::new(0xe_3a7);
+        for round in 0..1_500 {
+            let base = *rng.pick(corpus);
+            let input = mutate(&mut rng, base, corpus);
+            let (mut cols, mut rows) = (1 + rng.below(200) as u16, 1 + rng.below(60) as u16);
+            let history = rng.below(200);
+            let mut emu = Emulator::new(cols, rows, history);
+            let mut answers = 0;
+            let reads = reads(&mut rng, &input);
+            // A few resizes per round, however many reads: each reflows the whole history.
+            let resize_one_in = (reads.len() / 4).max(8);
+            for read in reads {
+                answers += emu.feed(read).len();
+                if rng.one_in(resize_one_in) {
+                    (cols, rows) = (1 + rng.below(200) as u16, 1 + rng.below(60) as u16);
+                    emu.resize(cols, rows);
+                }
+            }
+            assert!(
+                answers <= 64 * input.len() + 64,
+                "round {round}: {answers} bytes of answers"
+            );
+            // Fewer than MIN_COLS columns are emulated MIN_COLS wide.
+            let cols = cols.max(MIN_COLS);
+            let snap = emu.snapshot(history);
+            assert_eq!((snap.cols, snap.rows), (cols, rows), "round {round}");
+            assert!(
+                snap.lines.len() <= usize::from(rows) + history,
+                "round {round}: {} lines",
+                snap.lines.len()
+            );
+            assert!(
+                usize::from(snap.cursor_row) < usize::from(rows),
+                "round {round}"
+            );
+            assert!(
+                usize::from(snap.cursor_col) <= usize::from(cols),
+                "round {round}"
+            );
+            let text = emu.visible_text();
+            assert_eq!(text.split('\n').count(), usize::from(rows), "round {round}");
+            // A view painted from the snapshot shows the same screen.
+            let mut view = Emulator::new(cols, rows, 0);
+            view.feed(snap.ansi.as_bytes());
+            let again = view.snapshot(0);
+            assert_eq!(
+                view.visible_text(),
+                text,
+                "round {round}: the repaint differs"
+            );
+            assert_eq!(
+                (again.cursor_row, again.cursor_col, &again.title),
+                (snap.cursor_row, snap.cursor_col, &snap.title),
+                "round {round}: the repaint's cursor or title differs"
+            );
+        }
+    }
 }
