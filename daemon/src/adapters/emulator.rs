@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alacritty_terminal::event::{Event, EventListener};
-use alacritty_terminal::grid::{Dimensions, Grid};
+use alacritty_terminal::grid::{Dimensions, Grid, Row};
 use alacritty_terminal::index::{Column, Line};
 use alacritty_terminal::term::cell::{Cell, Flags};
 use alacritty_terminal::term::{Config, Term, TermMode};
@@ -157,7 +157,7 @@ impl Emulator {
                 .find(|&c| !is_blank(&row[Column(c)]))
                 .map_or(0, |c| c + 1);
             for col in 0..end {
-                push_cell(&mut out, &mut pen, &row[Column(col)]);
+                push_cell(&mut out, &mut pen, row, col);
             }
         }
 
@@ -170,7 +170,12 @@ impl Emulator {
             // pending-wrap state. (A resize can leave a wrap pending short of the last column,
             // which no view can copy: there the cursor is only placed.)
             let _ = write!(out, "\x1b[{line};{col}H");
-            push_cell(&mut out, &mut pen, &grid[cursor.point]);
+            push_cell(
+                &mut out,
+                &mut pen,
+                &grid[cursor.point.line],
+                cursor.point.column.0,
+            );
         } else {
             let _ = write!(out, "\x1b[{line};{col}H");
         }
@@ -225,7 +230,12 @@ fn push_modes(out: &mut String, mode: TermMode) {
 fn push_row_text(out: &mut String, grid: &Grid<Cell>, line: Line) {
     let start = out.len();
     let row = &grid[line];
-    for cell in (0..grid.columns()).map(|col| &row[Column(col)]) {
+    for col in 0..grid.columns() {
+        let cell = &row[Column(col)];
+        if unpaired(row, col) {
+            out.push(' ');
+            continue;
+        }
         if cell
             .flags
             .intersects(Flags::WIDE_CHAR_SPACER | Flags::LEADING_WIDE_CHAR_SPACER)
@@ -241,10 +251,27 @@ fn push_row_text(out: &mut String, grid: &Grid<Cell>, line: Line) {
     out.truncate(start + trimmed);
 }
 
-/// Append one cell to a repaint, switching attributes first when they differ from `pen`.
-fn push_cell(out: &mut String, pen: &mut Pen, cell: &Cell) {
+/// Whether the cell at `col` is half of a wide character without its other half. Alacritty
+/// leaves such halves when it inserts or deletes cells inside a wide character (insert mode,
+/// `CSI @`, `CSI P`): no terminal can draw one, and one erases them, so they show as blanks.
+fn unpaired(row: &Row<Cell>, col: usize) -> bool {
+    let flags = row[Column(col)].flags;
+    if flags.contains(Flags::WIDE_CHAR) {
+        col + 1 >= row.len() || !row[Column(col + 1)].flags.contains(Flags::WIDE_CHAR_SPACER)
+    } else if flags.contains(Flags::WIDE_CHAR_SPACER) {
+        col == 0 || !row[Column(col - 1)].flags.contains(Flags::WIDE_CHAR)
+    } else {
+        false
+    }
+}
+
+/// Append the cell at `col` of `row` to a repaint, switching attributes first when they differ
+/// from `pen`.
+fn push_cell(out: &mut String, pen: &mut Pen, row: &Row<Cell>, col: usize) {
+    let cell = &row[Column(col)];
+    let unpaired = unpaired(row, col);
     // The second half of a wide character: the view advances past it when it draws the first.
-    if cell.flags.contains(Flags::WIDE_CHAR_SPACER) {
+    if cell.flags.contains(Flags::WIDE_CHAR_SPACER) && !unpaired {
         return;
     }
     let want = Pen::of(cell);
@@ -252,7 +279,7 @@ fn push_cell(out: &mut String, pen: &mut Pen, cell: &Cell) {
         push_sgr(out, &want);
         *pen = want;
     }
-    if cell.flags.contains(Flags::LEADING_WIDE_CHAR_SPACER) {
+    if unpaired || cell.flags.contains(Flags::LEADING_WIDE_CHAR_SPACER) {
         out.push(' ');
         return;
     }
@@ -590,6 +617,24 @@ mod tests {
         primary.feed("ab界".as_bytes());
         primary.resize(3, 2);
         assert_eq!(primary.snapshot(10).lines.concat(), "ab界");
+    }
+
+    #[test]
+    fn half_a_wide_character_shows_as_a_blank() {
+        // Found by the emulator fuzz target: inserting a character (insert mode, or `CSI @`)
+        // on the second half of a wide character moves that half away from the first, and
+        // alacritty keeps both. The snapshot's text showed the character whole with the
+        // inserted one after it, one column off what a view painted from the snapshot showed.
+        // Half a wide character shows as a blank, as a terminal erases it.
+        let source = fed(10, 2, "\x1b[4h文\x08j".as_bytes());
+        assert_eq!(source.visible_text(), " j\n");
+        let copy = fed(10, 2, source.snapshot(0).ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
+        // Cells inserted before one push its second half off the end of the row.
+        let source = fed(5, 2, "ab文\x1b[1G\x1b[2@".as_bytes());
+        assert_eq!(source.visible_text(), "  ab\n");
+        let copy = fed(5, 2, source.snapshot(0).ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
     }
 
     #[test]
