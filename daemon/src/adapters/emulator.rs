@@ -167,15 +167,19 @@ impl Emulator {
         if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) && last_column {
             // The program wrote the last column and the next character wraps. A cursor move
             // cannot express that, so write the last cell again: the view lands in the same
-            // pending-wrap state. (A resize can leave a wrap pending short of the last column,
-            // which no view can copy: there the cursor is only placed.)
-            let _ = write!(out, "\x1b[{line};{col}H");
-            push_cell(
-                &mut out,
-                &mut pen,
-                &grid[cursor.point.line],
-                cursor.point.column.0,
-            );
+            // pending-wrap state. A wide character is written again whole, from its first half.
+            // (A resize can leave a wrap pending short of the last column, which no view can
+            // copy: there the cursor is only placed.)
+            let row = &grid[cursor.point.line];
+            let mut at = cursor.point.column.0;
+            if at > 0
+                && row[Column(at)].flags.contains(Flags::WIDE_CHAR_SPACER)
+                && !unpaired(row, at)
+            {
+                at -= 1;
+            }
+            let _ = write!(out, "\x1b[{line};{}H", at + 1);
+            push_cell(&mut out, &mut pen, row, at);
         } else {
             let _ = write!(out, "\x1b[{line};{col}H");
         }
@@ -634,6 +638,20 @@ mod tests {
         let source = fed(5, 2, "ab文\x1b[1G\x1b[2@".as_bytes());
         assert_eq!(source.visible_text(), "  ab\n");
         let copy = fed(5, 2, source.snapshot(0).ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
+    }
+
+    #[test]
+    fn a_wrap_pending_after_a_wide_character_survives_the_repaint() {
+        // Found reading the repaint while fixing half_a_wide_character_shows_as_a_blank: the
+        // repaint recreated a pending wrap by writing the last cell again, but when that cell is
+        // the second half of a wide character it wrote nothing, so the view's next character
+        // overwrote the wide character instead of starting the next line.
+        let mut source = fed(4, 3, "ab界".as_bytes());
+        let mut copy = fed(4, 3, source.snapshot(0).ansi.as_bytes());
+        source.feed(b"x");
+        copy.feed(b"x");
+        assert_eq!(source.visible_text(), "ab界\nx\n");
         assert_eq!(copy.visible_text(), source.visible_text());
     }
 
