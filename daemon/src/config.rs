@@ -777,4 +777,72 @@ expected `.`, `]`"#]],
         assert_eq!(shell.idle_after_ms, 200);
         assert_eq!(shell.command, ["bash", "-i"]);
     }
+
+    #[test]
+    fn mutated_files_never_panic() {
+        // The stable stand-in for `cargo fuzz run config` (fuzz/): parsing and validating
+        // mutations of valid files gives a configuration or an error, nothing else.
+        use crate::mutate::{mutate, Rng};
+        let full = r#"
+[daemon]
+backend = "pty"
+snapshot_every = 1000
+stop_grace_ms = 3000
+cols = 120
+rows = 40
+scrollback = 5000
+
+[tmux]
+command = ["tmux", "-f", "/dev/null"]
+socket_name = "orch-x"
+
+[agents.shell]
+command = ["bash", "-i"]
+env = { A = "b", "C D" = "e" }
+cwd = "sub"
+idle_after_ms = 1500
+waiting_patterns = ["Proceed\\?", '(?m)^\s*\[y/N\]']
+ready_patterns = ["\\$ $"]
+restart = "on-failure"
+max_restarts = 3
+backend = "tmux"
+
+[agents.claude]
+hooks = "claude"
+
+[gates.test]
+command = ["cargo", "test"]
+timeout_s = 900
+
+[tasks]
+max_attempts = 3
+default_gates = ["test"]
+
+[retention]
+events = 100000
+output_log_bytes = 1048576
+output_log_days = 7
+"#;
+        let corpus: &[&[u8]] = &[
+            full.as_bytes(),
+            b"[daemon]\nbackend = \"tmux\"\n",
+            b"[agents.x]\ncommand = [\"a\"]\nwaiting_patterns = [\"(\"]\n",
+            b"",
+            b"[gates.a]\ncommand = ['x']\n[tasks]\ndefault_gates = ['a', 'b']\n",
+        ];
+        let mut rng = Rng::new(0xc0_f1);
+        let (mut ok, mut failed) = (0, 0);
+        for _ in 0..3_000 {
+            let base = *rng.pick(corpus);
+            let text = String::from_utf8_lossy(&mutate(&mut rng, base, corpus)).into_owned();
+            match Config::parse(&text, Path::new("/w/orch.toml")) {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    failed += 1;
+                    assert!(e.to_string().starts_with("/w/orch.toml:"), "{e}");
+                }
+            }
+        }
+        assert!(ok > 100 && failed > 1_000, "{ok} parsed, {failed} refused");
+    }
 }

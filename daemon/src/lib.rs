@@ -45,6 +45,11 @@ pub mod runtime;
 pub mod server;
 pub mod transport;
 
+/// Seeded input mutation for the fuzz-like tests, shared with `editor-protocol`'s (test-only).
+#[cfg(test)]
+#[path = "../../editor-protocol/src/mutate.rs"]
+mod mutate;
+
 /// This build's version, reported in `initialize` and checked by `orch lsp`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

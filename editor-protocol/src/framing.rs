@@ -343,4 +343,62 @@ mod tests {
         let e = d.next_frame().unwrap_err();
         assert!(e.to_string().len() < 200, "{e}");
     }
+
+    #[test]
+    fn mutated_streams_never_panic_and_stay_bounded() {
+        // The stable stand-in for `cargo fuzz run frame_decoder` (fuzz/): mutations of valid
+        // streams, cut into reads of random sizes, against decoders with various limits.
+        use crate::jsonrpc::EXCERPT_CHARS;
+        use crate::mutate::{mutate, reads, Rng};
+        let mut pipelined = encode(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#);
+        pipelined.extend(encode(b"{}"));
+        pipelined.extend(encode(&[b'x'; 300]));
+        let corpus: Vec<Vec<u8>> = vec![
+            encode(b"{}"),
+            pipelined,
+            b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}"
+                .to_vec(),
+            b"content-length:0\r\n\r\n".to_vec(),
+            header_of(MAX_HEADER_BYTES),
+        ];
+        let corpus: Vec<&[u8]> = corpus.iter().map(Vec::as_slice).collect();
+        let mut rng = Rng::new(0x5eed_f4a3);
+        let (mut frames, mut errors) = (0, 0);
+        for round in 0..20_000 {
+            let base = *rng.pick(&corpus);
+            let input = mutate(&mut rng, base, &corpus);
+            let max_body = 1usize << rng.below(20);
+            let mut d = FrameDecoder::new(max_body);
+            'stream: for read in reads(&mut rng, &input) {
+                d.push(read);
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(body)) => {
+                            frames += 1;
+                            assert!(body.len() <= max_body, "round {round}");
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            errors += 1;
+                            // At most EXCERPT_CHARS characters of input, each escaped to
+                            // at most 10 (`\u{10ffff}`).
+                            let len = e.to_string().len();
+                            assert!(len <= 10 * EXCERPT_CHARS + 64, "round {round}: {e}");
+                            break 'stream;
+                        }
+                    }
+                }
+                assert!(
+                    d.buffered() <= MAX_HEADER_BYTES + 4 + max_body + read.len(),
+                    "round {round}: {} bytes buffered",
+                    d.buffered()
+                );
+            }
+        }
+        // The mutations reach both sides.
+        assert!(
+            frames > 5_000 && errors > 2_000,
+            "{frames} frames, {errors} errors"
+        );
+    }
 }

@@ -595,4 +595,49 @@ mod tests {
             ])
         );
     }
+
+    #[test]
+    fn mutated_bodies_never_panic_and_errors_stay_short() {
+        // The stable stand-in for `cargo fuzz run jsonrpc` (fuzz/): what parses survives being
+        // written and parsed again; what does not is answered with a short error.
+        use crate::mutate::{mutate, Rng};
+        let corpus: &[&[u8]] = &[
+            br#"{"jsonrpc":"2.0","id":1,"method":"orch/status","params":{}}"#,
+            br#"{"jsonrpc":"2.0","id":"a-1","method":"orch/agent/get","params":{"id":"x"}}"#,
+            br#"{"jsonrpc":"2.0","method":"$/cancelRequest","params":{"id":3}}"#,
+            br#"{"jsonrpc":"2.0","id":4,"result":{"items":[1,2,{"k":null}]}}"#,
+            br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"m","data":{"kind":"x"}}}"#,
+            br#"{"jsonrpc":"2.0","id":null,"result":null}"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#,
+            br#"{"jsonrpc":"2.0","id":1.5,"method":"a","params":[1,"two",3.0]}"#,
+        ];
+        let mut rng = Rng::new(0x1d_c0de);
+        let (mut ok, mut failed) = (0, 0);
+        for round in 0..20_000 {
+            let base = *rng.pick(corpus);
+            let body = mutate(&mut rng, base, corpus);
+            match parse(&body) {
+                Ok(m) => {
+                    ok += 1;
+                    let again = parse(&m.to_bytes());
+                    assert_eq!(again.as_ref(), Ok(&m), "round {round}");
+                }
+                Err(f) => {
+                    failed += 1;
+                    let wire = Message::Response(Response {
+                        id: f.id.clone(),
+                        outcome: Err(f.error),
+                    })
+                    .to_bytes();
+                    let id = f.id.map_or(0, |id| serde_json::to_vec(&id).unwrap().len());
+                    assert!(
+                        wire.len() <= id + 1024,
+                        "round {round}: {} bytes",
+                        wire.len()
+                    );
+                }
+            }
+        }
+        assert!(ok > 300 && failed > 5_000, "{ok} parsed, {failed} refused");
+    }
 }

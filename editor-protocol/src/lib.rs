@@ -16,5 +16,8 @@ pub mod jsonrpc;
 pub mod methods;
 pub mod objects;
 
+#[cfg(test)]
+mod mutate;
+
 /// The protocol version announced in `initialize` (`experimental.orch.protocolVersion`).
 pub const PROTOCOL_VERSION: u32 = 1;

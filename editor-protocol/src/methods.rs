@@ -858,4 +858,122 @@ mod tests {
         );
         assert_eq!(method_of_command("orch.nope"), None);
     }
+
+    /// Valid params of every method, as a client would send them.
+    const VALID_PARAMS: &[&str] = &[
+        r#"{}"#,
+        r#"{"kind":"shell","command":["bash","-i"],"name":"n","cwd":"/tmp","env":{"K":"v"},"backend":"pty","sessionId":"s-1","cols":80,"rows":24}"#,
+        r#"{"state":"idle","sessionId":"s-1","limit":10,"cursor":"a-3"}"#,
+        r#"{"id":"a-1"}"#,
+        r#"{"id":"a-1","text":"hello","submit":true}"#,
+        r#"{"id":"a-1","force":true}"#,
+        r#"{"id":"t-1","scrollback":100}"#,
+        r#"{"command":["cat"],"cwd":"/","env":{},"backend":"tmux","cols":1,"rows":1}"#,
+        r#"{"limit":1000,"cursor":"t-1"}"#,
+        r#"{"id":"t-1","data":"\u001b[A\r"}"#,
+        r#"{"id":"t-1","cols":120,"rows":40}"#,
+        r#"{"name":"s"}"#,
+        r#"{"id":"s-1","stopAgents":true}"#,
+        r#"{"title":"t","prompt":"p","priority":"high","agentId":"a-1","gates":[{"name":"test","command":["cargo","test"],"timeoutS":60}],"maxAttempts":3}"#,
+        r#"{"state":"pending","agentId":"a-1","limit":5}"#,
+        r#"{"id":"k-1","agentId":"a-2"}"#,
+        r#"{"id":"k-1","summary":"done"}"#,
+        r#"{"id":"d-1","choice":"yes","reason":"why"}"#,
+        r#"{"kinds":["agent."],"subjects":["a-1"],"since":0}"#,
+        r#"{"subscriptionId":"sub-1"}"#,
+        r#"{"since":5,"kinds":[],"subjects":[],"limit":100,"cursor":"9"}"#,
+        r#"{"name":"retention"}"#,
+        r#"{"agentId":"a-1","terminalId":"t-1","event":{"hook_event_name":"Stop","tool_input":{"x":[1]}}}"#,
+    ];
+
+    /// A JSON value of a kind that breaks decoders: wrong types, extremes, huge and deep.
+    fn odd_value(rng: &mut crate::mutate::Rng) -> Value {
+        let huge = "h".repeat(1 + rng.below(20_000));
+        let deep = (0..rng.below(200)).fold(json!(1), |v, _| json!([v]));
+        match rng.below(14) {
+            0 => Value::Null,
+            1 => json!(true),
+            2 => json!(-1),
+            3 => json!(1.5),
+            4 => json!(u64::MAX),
+            5 => json!(i64::MIN),
+            6 => json!(""),
+            7 => json!(huge),
+            8 => json!([huge]),
+            9 => json!({ huge.clone(): huge }),
+            10 => deep,
+            11 => json!("a\u{0}b\n\u{1b}[31m"),
+            12 => json!({}),
+            _ => json!((0..rng.below(2000)).collect::<Vec<_>>()),
+        }
+    }
+
+    /// `v` with one node (or a new key) replaced by an odd value.
+    fn mutate_value(rng: &mut crate::mutate::Rng, v: &mut Value) {
+        match v {
+            Value::Object(map) if !map.is_empty() && !rng.one_in(4) => {
+                let key = map.keys().nth(rng.below(map.len())).unwrap().clone();
+                let child = map.get_mut(&key).unwrap();
+                if rng.one_in(2) {
+                    mutate_value(rng, child);
+                } else {
+                    *child = odd_value(rng);
+                }
+            }
+            Value::Array(items) if !items.is_empty() && !rng.one_in(4) => {
+                let i = rng.below(items.len());
+                mutate_value(rng, &mut items[i]);
+            }
+            Value::Object(map) => {
+                let key = (*rng.pick(&["id", "name", "command", "env", "gates", "x"])).to_string();
+                map.insert(key, odd_value(rng));
+            }
+            other => *other = odd_value(rng),
+        }
+    }
+
+    #[test]
+    fn mutated_params_of_every_method_never_panic_and_errors_stay_short() {
+        // The stable stand-in for `cargo fuzz run params` (fuzz/): every method's params
+        // decoder on mutated valid params, as JSON values and as bytes.
+        use crate::mutate::{mutate, Rng};
+        let corpus: Vec<&[u8]> = VALID_PARAMS.iter().map(|p| p.as_bytes()).collect();
+        let mut rng = Rng::new(0xfa_7a);
+        let (mut ok, mut failed) = (0, 0);
+        for round in 0..6_000 {
+            let base = *rng.pick(VALID_PARAMS);
+            let params = if rng.one_in(2) {
+                let mut v: Value = serde_json::from_str(base).unwrap();
+                mutate_value(&mut rng, &mut v);
+                v
+            } else {
+                match serde_json::from_slice(&mutate(&mut rng, base.as_bytes(), &corpus)) {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            };
+            for method in ALL {
+                match decode_params_of(method, params.clone()).unwrap() {
+                    Ok(()) => ok += 1,
+                    Err(e) => {
+                        failed += 1;
+                        assert!(
+                            e.field.chars().count() <= EXCERPT_CHARS + 1,
+                            "round {round} {method}: field {}",
+                            excerpt(&e.field)
+                        );
+                        assert!(
+                            e.message.chars().count() <= MAX_MESSAGE_CHARS + 1,
+                            "round {round} {method}: {}",
+                            excerpt(&e.message)
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            ok > 10_000 && failed > 10_000,
+            "{ok} decoded, {failed} refused"
+        );
+    }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alacritty_terminal::event::{Event, EventListener};
-use alacritty_terminal::grid::{Dimensions, Grid};
+use alacritty_terminal::grid::{Dimensions, Grid, Row};
 use alacritty_terminal::index::{Column, Line};
 use alacritty_terminal::term::cell::{Cell, Flags};
 use alacritty_terminal::term::{Config, Term, TermMode};
@@ -157,7 +157,7 @@ impl Emulator {
                 .find(|&c| !is_blank(&row[Column(c)]))
                 .map_or(0, |c| c + 1);
             for col in 0..end {
-                push_cell(&mut out, &mut pen, &row[Column(col)]);
+                push_cell(&mut out, &mut pen, row, col);
             }
         }
 
@@ -167,10 +167,19 @@ impl Emulator {
         if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) && last_column {
             // The program wrote the last column and the next character wraps. A cursor move
             // cannot express that, so write the last cell again: the view lands in the same
-            // pending-wrap state. (A resize can leave a wrap pending short of the last column,
-            // which no view can copy: there the cursor is only placed.)
-            let _ = write!(out, "\x1b[{line};{col}H");
-            push_cell(&mut out, &mut pen, &grid[cursor.point]);
+            // pending-wrap state. A wide character is written again whole, from its first half.
+            // (A resize can leave a wrap pending short of the last column, which no view can
+            // copy: there the cursor is only placed.)
+            let row = &grid[cursor.point.line];
+            let mut at = cursor.point.column.0;
+            if at > 0
+                && row[Column(at)].flags.contains(Flags::WIDE_CHAR_SPACER)
+                && !unpaired(row, at)
+            {
+                at -= 1;
+            }
+            let _ = write!(out, "\x1b[{line};{}H", at + 1);
+            push_cell(&mut out, &mut pen, row, at);
         } else {
             let _ = write!(out, "\x1b[{line};{col}H");
         }
@@ -225,7 +234,12 @@ fn push_modes(out: &mut String, mode: TermMode) {
 fn push_row_text(out: &mut String, grid: &Grid<Cell>, line: Line) {
     let start = out.len();
     let row = &grid[line];
-    for cell in (0..grid.columns()).map(|col| &row[Column(col)]) {
+    for col in 0..grid.columns() {
+        let cell = &row[Column(col)];
+        if unpaired(row, col) {
+            out.push(' ');
+            continue;
+        }
         if cell
             .flags
             .intersects(Flags::WIDE_CHAR_SPACER | Flags::LEADING_WIDE_CHAR_SPACER)
@@ -241,10 +255,27 @@ fn push_row_text(out: &mut String, grid: &Grid<Cell>, line: Line) {
     out.truncate(start + trimmed);
 }
 
-/// Append one cell to a repaint, switching attributes first when they differ from `pen`.
-fn push_cell(out: &mut String, pen: &mut Pen, cell: &Cell) {
+/// Whether the cell at `col` is half of a wide character without its other half. Alacritty
+/// leaves such halves when it inserts or deletes cells inside a wide character (insert mode,
+/// `CSI @`, `CSI P`): no terminal can draw one, and one erases them, so they show as blanks.
+fn unpaired(row: &Row<Cell>, col: usize) -> bool {
+    let flags = row[Column(col)].flags;
+    if flags.contains(Flags::WIDE_CHAR) {
+        col + 1 >= row.len() || !row[Column(col + 1)].flags.contains(Flags::WIDE_CHAR_SPACER)
+    } else if flags.contains(Flags::WIDE_CHAR_SPACER) {
+        col == 0 || !row[Column(col - 1)].flags.contains(Flags::WIDE_CHAR)
+    } else {
+        false
+    }
+}
+
+/// Append the cell at `col` of `row` to a repaint, switching attributes first when they differ
+/// from `pen`.
+fn push_cell(out: &mut String, pen: &mut Pen, row: &Row<Cell>, col: usize) {
+    let cell = &row[Column(col)];
+    let unpaired = unpaired(row, col);
     // The second half of a wide character: the view advances past it when it draws the first.
-    if cell.flags.contains(Flags::WIDE_CHAR_SPACER) {
+    if cell.flags.contains(Flags::WIDE_CHAR_SPACER) && !unpaired {
         return;
     }
     let want = Pen::of(cell);
@@ -252,7 +283,7 @@ fn push_cell(out: &mut String, pen: &mut Pen, cell: &Cell) {
         push_sgr(out, &want);
         *pen = want;
     }
-    if cell.flags.contains(Flags::LEADING_WIDE_CHAR_SPACER) {
+    if unpaired || cell.flags.contains(Flags::LEADING_WIDE_CHAR_SPACER) {
         out.push(' ');
         return;
     }
@@ -593,6 +624,38 @@ mod tests {
     }
 
     #[test]
+    fn half_a_wide_character_shows_as_a_blank() {
+        // Found by the emulator fuzz target: inserting a character (insert mode, or `CSI @`)
+        // on the second half of a wide character moves that half away from the first, and
+        // alacritty keeps both. The snapshot's text showed the character whole with the
+        // inserted one after it, one column off what a view painted from the snapshot showed.
+        // Half a wide character shows as a blank, as a terminal erases it.
+        let source = fed(10, 2, "\x1b[4h文\x08j".as_bytes());
+        assert_eq!(source.visible_text(), " j\n");
+        let copy = fed(10, 2, source.snapshot(0).ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
+        // Cells inserted before one push its second half off the end of the row.
+        let source = fed(5, 2, "ab文\x1b[1G\x1b[2@".as_bytes());
+        assert_eq!(source.visible_text(), "  ab\n");
+        let copy = fed(5, 2, source.snapshot(0).ansi.as_bytes());
+        assert_eq!(copy.visible_text(), source.visible_text());
+    }
+
+    #[test]
+    fn a_wrap_pending_after_a_wide_character_survives_the_repaint() {
+        // Found reading the repaint while fixing half_a_wide_character_shows_as_a_blank: the
+        // repaint recreated a pending wrap by writing the last cell again, but when that cell is
+        // the second half of a wide character it wrote nothing, so the view's next character
+        // overwrote the wide character instead of starting the next line.
+        let mut source = fed(4, 3, "ab界".as_bytes());
+        let mut copy = fed(4, 3, source.snapshot(0).ansi.as_bytes());
+        source.feed(b"x");
+        copy.feed(b"x");
+        assert_eq!(source.visible_text(), "ab界\nx\n");
+        assert_eq!(copy.visible_text(), source.visible_text());
+    }
+
+    #[test]
     fn cursor_position_report() {
         let mut emu = Emulator::new(80, 24, 0);
         assert_eq!(emu.feed(b"abc\r\nde\x1b[6n"), b"\x1b[2;3R");
@@ -681,5 +744,79 @@ mod tests {
         let snap = wide.snapshot(10);
         assert_eq!((snap.cols, snap.rows), (2, 3));
         assert_eq!(snap.lines, ["中", "文", "", ""]);
+    }
+
+    #[test]
+    fn mutated_output_never_panics_and_the_screen_keeps_its_size() {
+        // The stable stand-in for `cargo fuzz run emulator` (fuzz/): mutated program output,
+        // fed in pieces, with resizes between them. The screen keeps the size it was given,
+        // snapshots hold at most the history asked for, answers stay in proportion, and the
+        // snapshot's repaint shows a fresh view the same screen.
+        use crate::mutate::{mutate, reads, Rng};
+        let corpus: &[&[u8]] = &[
+            b"hello\r\nworld\x1b[2;3Hx\x1b[K\x1b[1;31mred\x1b[0m\x1b[38;5;200mp\x1b[48;2;1;2;3mq",
+            b"\x1b[?1049h\x1b[?2004h\x1b[6n\x1b[c\x1b[>c\x1b[5n\x1b[?25l\x1b[?1049l",
+            b"\x1b]0;title\x07\x1b]2;other\x1b\\\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\",
+            b"\x1b[3;10r\x1b[10B\x1bM\x1bD\x1b[5S\x1b[5T\x1b[4h\x1b[4l\x1b[2J\x1b[3J\x1bc",
+            "wide 🦀 中文 e\u{301} \u{200b}\ttab\x08\x08\x7f".as_bytes(),
+            b"\x1b(0lqk\x1b(B\x1b#8\x1b[?7l long line without wrap ................\x1b[?7h",
+            b"\x1bP$q\"p\x1b\\\x1b[?2026$p\x1b[18t\x1b[14t\x1b[?1h\x1b=",
+        ];
+        let mut rng = Rng::new(0xe_3a7);
+        for round in 0..1_500 {
+            let base = *rng.pick(corpus);
+            let input = mutate(&mut rng, base, corpus);
+            let (mut cols, mut rows) = (1 + rng.below(200) as u16, 1 + rng.below(60) as u16);
+            let history = rng.below(200);
+            let mut emu = Emulator::new(cols, rows, history);
+            let mut answers = 0;
+            let reads = reads(&mut rng, &input);
+            // A few resizes per round, however many reads: each reflows the whole history.
+            let resize_one_in = (reads.len() / 4).max(8);
+            for read in reads {
+                answers += emu.feed(read).len();
+                if rng.one_in(resize_one_in) {
+                    (cols, rows) = (1 + rng.below(200) as u16, 1 + rng.below(60) as u16);
+                    emu.resize(cols, rows);
+                }
+            }
+            assert!(
+                answers <= 64 * input.len() + 64,
+                "round {round}: {answers} bytes of answers"
+            );
+            // Fewer than MIN_COLS columns are emulated MIN_COLS wide.
+            let cols = cols.max(MIN_COLS);
+            let snap = emu.snapshot(history);
+            assert_eq!((snap.cols, snap.rows), (cols, rows), "round {round}");
+            assert!(
+                snap.lines.len() <= usize::from(rows) + history,
+                "round {round}: {} lines",
+                snap.lines.len()
+            );
+            assert!(
+                usize::from(snap.cursor_row) < usize::from(rows),
+                "round {round}"
+            );
+            assert!(
+                usize::from(snap.cursor_col) <= usize::from(cols),
+                "round {round}"
+            );
+            let text = emu.visible_text();
+            assert_eq!(text.split('\n').count(), usize::from(rows), "round {round}");
+            // A view painted from the snapshot shows the same screen.
+            let mut view = Emulator::new(cols, rows, 0);
+            view.feed(snap.ansi.as_bytes());
+            let again = view.snapshot(0);
+            assert_eq!(
+                view.visible_text(),
+                text,
+                "round {round}: the repaint differs"
+            );
+            assert_eq!(
+                (again.cursor_row, again.cursor_col, &again.title),
+                (snap.cursor_row, snap.cursor_col, &snap.title),
+                "round {round}: the repaint's cursor or title differs"
+            );
+        }
     }
 }

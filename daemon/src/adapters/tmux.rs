@@ -21,6 +21,11 @@
 //! commands and their parsers, `log.rs` the output log.
 
 mod command;
+// Public only to the fuzzer (`cargo fuzz` builds with `--cfg fuzzing`): the framing of untrusted
+// tmux output is fuzzed directly, without a tmux server.
+#[cfg(fuzzing)]
+pub mod control;
+#[cfg(not(fuzzing))]
 mod control;
 mod log;
 #[cfg(test)]

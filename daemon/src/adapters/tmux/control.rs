@@ -718,4 +718,59 @@ mod tests {
         assert_eq!(done.blocks, vec![block("z", false)]);
         assert!(r.queue.is_empty());
     }
+
+    #[test]
+    fn mutated_transcripts_never_panic() {
+        // The stable stand-in for `cargo fuzz run tmux_control` (fuzz/): the framing of mutated
+        // control-mode output. Decoded output never grows, a block holds only lines fed inside
+        // it, and a block closes only on its own guard.
+        use crate::mutate::{mutate, Rng};
+        let corpus: &[&[u8]] = &[
+            b"%begin 1700000000 12 0\n%end 1700000000 12 0\n%session-changed $0 ws\n",
+            b"%begin 1 5 1\n%1\t123\t@4\n%end 1 5 1\n%output %1 hello\\015\\012\n",
+            b"%begin 1 6 1\nparse error: syntax error\n%error 1 6 1\n",
+            b"%begin 1 7 1\n%end 1 6 1\n%output %2 \\033[31mred\\033[0m \xc3\xa9 \\134\n%end 1 7 1\n",
+            b"%window-add @3\n%layout-change @3 abcd,80x24,0,0,3\n%exit server exited\n",
+            b"%output %9\n%output  x\n%begin x y z\n%begin 1 2\n%end 1 2 3 4\n",
+        ];
+        let mut rng = Rng::new(0x7e_a5);
+        let (mut blocks, mut outputs) = (0, 0);
+        for round in 0..20_000 {
+            let base = *rng.pick(corpus);
+            let input = mutate(&mut rng, base, corpus);
+            let mut framer = Framer::default();
+            // Lines fed since the open block's `%begin`.
+            let mut inside: Option<usize> = None;
+            for line in input.split(|&b| b == b'\n') {
+                assert!(decode_output(line).len() <= line.len(), "round {round}");
+                let was_open = framer.open.is_some();
+                match framer.feed(line) {
+                    Event::Block { block, .. } => {
+                        blocks += 1;
+                        assert_eq!(Some(block.lines.len()), inside, "round {round}");
+                        assert!(
+                            matches!(parse_line(line), Line::End(_) | Line::Error(_)),
+                            "round {round}: a block closed by {line:?}"
+                        );
+                        inside = None;
+                    }
+                    event => {
+                        if let Event::Output { data, .. } = event {
+                            outputs += 1;
+                            assert!(!was_open && data.len() <= line.len(), "round {round}");
+                        }
+                        if was_open {
+                            *inside.as_mut().expect("counting") += 1;
+                        } else if framer.open.is_some() {
+                            inside = Some(0);
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            blocks > 2_000 && outputs > 2_000,
+            "{blocks} blocks, {outputs} outputs"
+        );
+    }
 }
