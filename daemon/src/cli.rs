@@ -305,6 +305,9 @@ pub fn main() -> i32 {
         // SAFETY: restoring the default disposition of a signal before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
+    if matches!(cli.command, Command::Serve { .. }) {
+        limit_malloc_arenas();
+    }
     let default_level = match cli.command {
         Command::Serve { .. } => "info",
         _ => "warn",
@@ -1481,5 +1484,17 @@ mod tests {
         .collect();
         expect![[r#"["-", "orch/w1 (3)", "orch/w2 (0, paused)"]"#]]
             .assert_eq(&format!("{cells:?}"));
+    }
+}
+
+/// The daemon lives long and its threads come and go (the runtime's, a reader per terminal,
+/// blocking work): glibc gives each thread an arena of its own and keeps what was freed in each,
+/// which was a third of the daemon's growth under 100,000 events (tests/e2e/events.rs). Two
+/// arenas serve two runtime workers; an explicit `MALLOC_ARENA_MAX` still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before the runtime starts any thread; mallopt only sets a limit.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
 }

@@ -126,7 +126,7 @@ fn first_run(agent: RealAgent, trust: &str) {
         "orch/decision/resolve",
         json!({ "id": d["id"], "choice": first }),
     );
-    b.prompt_reached_the_model_once("after-first-run-2c7d");
+    b.prompt_reached_the_model_once(&mut c, &id, "after-first-run-2c7d");
     wait_agent_state(&mut c, &id, "idle");
 }
 
@@ -215,11 +215,21 @@ timeout_s = 60
 
     /// Wait until the model got exactly one prompt with `marker` (and give a stray second one a
     /// moment to show up).
-    fn prompt_reached_the_model_once(&self, marker: &str) -> Value {
-        self.server
-            .wait_request(&format!("a prompt with {marker:?}"), LONG, |r| {
-                r["side"] != true && r["last_user_text"].as_str().unwrap_or("").contains(marker)
-            });
+    /// On a timeout, the failure shows agent `id`'s record and screen.
+    fn prompt_reached_the_model_once(&self, c: &mut Client, id: &str, marker: &str) -> Value {
+        let waited =
+            self.server
+                .try_wait_request(&format!("a prompt with {marker:?}"), LONG, |r| {
+                    r["side"] != true && r["last_user_text"].as_str().unwrap_or("").contains(marker)
+                });
+        if let Err(e) = waited {
+            let agent = c.call("orch/agent/get", json!({ "id": id }));
+            panic!(
+                "{}: {e}\nthe agent: {agent:?}\nits screen:\n{}",
+                self.agent.name(),
+                screen_text(c, id)
+            );
+        }
         std::thread::sleep(Duration::from_millis(1500));
         let got = self.prompts_with(marker);
         assert_eq!(
@@ -249,7 +259,7 @@ fn scenario(agent: RealAgent, backend: &str) {
     assert_eq!(a["backend"], backend, "{a}");
     let first_seq = last_seq(&mut c);
     send(&mut c, &id, "first-prompt-41c9 @slow(4)");
-    b.prompt_reached_the_model_once("first-prompt-41c9");
+    b.prompt_reached_the_model_once(&mut c, &id, "first-prompt-41c9");
     let states = wait_states(&mut c, &id, first_seq, &["busy", "idle"]);
     if agent == RealAgent::Claude {
         // Claude Code's hooks say what it does: the evidence names them.
@@ -275,7 +285,7 @@ fn scenario(agent: RealAgent, backend: &str) {
         &id,
         "multi-line-5d2e first line\nsecond line of it @reply(got both)",
     );
-    let req = b.prompt_reached_the_model_once("multi-line-5d2e");
+    let req = b.prompt_reached_the_model_once(&mut c, &id, "multi-line-5d2e");
     let text = req["last_user_text"].as_str().unwrap();
     assert!(text.contains("second line of it"), "{name}: {text:?}");
     wait_agent_state(&mut c, &id, "idle");

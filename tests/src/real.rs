@@ -138,19 +138,31 @@ impl ModelServer {
         &self,
         what: &str,
         timeout: Duration,
-        mut pred: impl FnMut(&Value) -> bool,
+        pred: impl FnMut(&Value) -> bool,
     ) -> Value {
+        self.try_wait_request(what, timeout, pred)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`ModelServer::wait_request`], with the failure returned so that the caller can add what
+    /// it knows (the agent's screen).
+    pub fn try_wait_request(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Value) -> bool,
+    ) -> Result<Value, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let reqs = self.requests();
             if let Some(r) = reqs.iter().find(|r| pred(r)) {
-                return r.clone();
+                return Ok(r.clone());
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "timed out after {timeout:?} waiting for {what}; the model server saw:\n{}",
                     summary(&reqs)
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
