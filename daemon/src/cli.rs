@@ -1385,6 +1385,18 @@ async fn attach(c: &mut Client, agent: &str, paths: &WorkspacePaths) -> anyhow::
     Ok(0)
 }
 
+/// The daemon lives long and its threads come and go (the runtime's, a reader per terminal,
+/// blocking work): glibc gives each thread an arena of its own and keeps what was freed in each,
+/// which was a third of the daemon's growth under 100,000 events (tests/e2e/events.rs). Two
+/// arenas serve two runtime workers; an explicit `MALLOC_ARENA_MAX` still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: called before the runtime starts any thread; mallopt only sets a limit.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use expect_test::{expect, Expect};
@@ -1484,17 +1496,5 @@ mod tests {
         .collect();
         expect![[r#"["-", "orch/w1 (3)", "orch/w2 (0, paused)"]"#]]
             .assert_eq(&format!("{cells:?}"));
-    }
-}
-
-/// The daemon lives long and its threads come and go (the runtime's, a reader per terminal,
-/// blocking work): glibc gives each thread an arena of its own and keeps what was freed in each,
-/// which was a third of the daemon's growth under 100,000 events (tests/e2e/events.rs). Two
-/// arenas serve two runtime workers; an explicit `MALLOC_ARENA_MAX` still wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: called before the runtime starts any thread; mallopt only sets a limit.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
 }
