@@ -37,8 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use editor_protocol::framing::{encode, FrameDecoder};
 use editor_protocol::methods::{
-    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, EventsSubscribe, Method, SessionClose,
-    SessionCreate, Status, EVENT_NOTIFICATION,
+    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, ConfigReload, EventsSubscribe, Method,
+    SessionClose, SessionCreate, Status, EVENT_NOTIFICATION,
 };
 use orch_tests::Daemon;
 use serde_json::{json, Value};
@@ -77,6 +77,10 @@ const HISTORY_OBJECTS: usize = 100_000;
 /// Pipelined `orch/session/create` requests per connection measured in the history rows: as many
 /// events in all as the history holds objects, so the run covers the snapshots it costs.
 const HISTORY_EVENTS_PER_CONNECTION: usize = HISTORY_OBJECTS / GROUP_CONNECTIONS;
+/// Events of history in the start-up row (the goal's million).
+const STARTUP_HISTORY_EVENTS: usize = 1_000_000;
+/// Start-ups timed per store.
+const STARTUP_RUNS: usize = 7;
 
 /// Bytes of coloured text that `cat` prints in the pty ingest rows.
 const PTY_INGEST_BYTES: usize = 50_000_000;
@@ -1777,37 +1781,38 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
             ],
         ],
     };
-    Ok(vec![Section {
-        title: "Appending with history".into(),
-        method: format!(
-            "{conns} connections each pipelining {per} `{create}` requests ({total} events, \
+    Ok(vec![
+        Section {
+            title: "Appending with history".into(),
+            method: format!(
+                "{conns} connections each pipelining {per} `{create}` requests ({total} events, \
              each durable before its answer), on a fresh daemon and on one that first created and \
              closed {objects} sessions ({fill} events, not timed), so its state holds {objects} \
              finished objects. As many events are appended as the history holds objects, so the \
              run pays for the snapshots it is due (a snapshot writes the whole state; the daemon \
              takes one at most once per as many events as the last one held objects). Defaults of \
              `orch.toml` otherwise (`snapshot_every` 1000). Store size from `orch/status`.",
-            conns = GROUP_CONNECTIONS,
-            per = count(per),
-            create = SessionCreate::METHOD,
-            objects = count(HISTORY_OBJECTS),
-            fill = count(2 * HISTORY_OBJECTS),
-        ),
-        table,
-        goals: vec![Goal {
-            goal: format!(
+                conns = GROUP_CONNECTIONS,
+                per = count(per),
+                create = SessionCreate::METHOD,
+                objects = count(HISTORY_OBJECTS),
+                fill = count(2 * HISTORY_OBJECTS),
+            ),
+            table,
+            goals: vec![Goal {
+                goal: format!(
                 "appending with {} finished objects in the store within 1.2x of an empty daemon",
                 count(HISTORY_OBJECTS)
             ),
-            measured: format!(
-                "{} vs {} events/s = {}",
-                per_s(history_rate),
-                per_s(empty_rate),
-                times(ratio)
-            ),
-            met: ratio <= 1.2,
-        }],
-        reading: vec![format!(
+                measured: format!(
+                    "{} vs {} events/s = {}",
+                    per_s(history_rate),
+                    per_s(empty_rate),
+                    times(ratio)
+                ),
+                met: ratio <= 1.2,
+            }],
+            reading: vec![format!(
             "With {} finished objects the daemon appends {} events/s against {} on an empty one \
              ({} the time per event).",
             count(HISTORY_OBJECTS),
@@ -1815,7 +1820,174 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
             per_s(empty_rate),
             times(ratio)
         )],
-    }])
+        },
+        startup_section()?,
+    ])
+}
+
+/// Start-up of a daemon killed with SIGKILL (the restart that must lose nothing), on an empty
+/// store and on one holding a million events, each against opening the same sled store alone.
+fn startup_section() -> Result<Section> {
+    eprintln!("perf:   start-up with an empty store");
+    let mut empty = Daemon::started(None);
+    let empty_runs = startup_runs(&mut empty)?;
+    drop(empty);
+    eprintln!(
+        "perf:   appending {} events for start-up with history",
+        count(STARTUP_HISTORY_EVENTS)
+    );
+    let mut full = Daemon::started(None);
+    let server = Server::Orch(full.socket());
+    pipelined_events(
+        &server,
+        STARTUP_HISTORY_EVENTS / GROUP_CONNECTIONS,
+        ConfigReload::METHOD,
+        |_, _| json!({}),
+    )?;
+    let size = store_bytes(&server)?;
+    let full_runs = startup_runs(&mut full)?;
+    drop(full);
+    let [(empty_daemon, empty_sled), (full_daemon, full_sled)] =
+        [empty_runs, full_runs].map(|(mut d, mut s)| (latency(&mut d).p50, latency(&mut s).p50));
+    let row = |what: String, daemon: Duration, sled: Duration| {
+        vec![
+            what,
+            ms(daemon),
+            ms(sled),
+            format!("{}", times(daemon.as_secs_f64() / sled.as_secs_f64())),
+        ]
+    };
+    let table = Table {
+        head: vec![
+            "store",
+            "orch serve to first answer (p50)",
+            "sled open alone (p50)",
+            "vs",
+        ],
+        rows: vec![
+            row("empty".into(), empty_daemon, empty_sled),
+            row(
+                format!("{} events ({})", count(STARTUP_HISTORY_EVENTS), mib(size)),
+                full_daemon,
+                full_sled,
+            ),
+        ],
+    };
+    Ok(Section {
+        title: "Start-up".into(),
+        method: format!(
+            "A daemon is killed with SIGKILL, then `orch serve` is started and timed until its first \
+             `orch/status` answer (connecting every millisecond, then `initialize` and \
+             `orch/status`); {runs} times each, p50. Before each start the bench opens the same \
+             sled store alone, as the daemon does (same mode and cache size) and reads its schema \
+             version, and times that. On an empty store and on one filled with {events} \
+             `{reload}` events by {conns} pipelining connections. Retention as shipped: the \
+             retention job, due at start and then hourly, keeps the last 100,000 events, so the \
+             first start opens the million and the later ones the store it compacted; each daemon \
+             runs 2 s after its answer before it is killed.",
+            runs = STARTUP_RUNS,
+            events = count(STARTUP_HISTORY_EVENTS),
+            reload = ConfigReload::METHOD,
+            conns = GROUP_CONNECTIONS,
+        ),
+        table,
+        goals: vec![
+            Goal {
+                goal: "start-up to the first answer with an empty store within 20 ms".into(),
+                measured: format!("{} (sled alone {})", ms(empty_daemon), ms(empty_sled)),
+                met: empty_daemon <= Duration::from_millis(20),
+            },
+            Goal {
+                goal: format!(
+                    "start-up to the first answer with {} events within 100 ms",
+                    count(STARTUP_HISTORY_EVENTS)
+                ),
+                measured: format!("{} (sled alone {})", ms(full_daemon), ms(full_sled)),
+                met: full_daemon <= Duration::from_millis(100),
+            },
+        ],
+        reading: vec![format!(
+            "orch answers {} after it starts on an empty store and {} on a million events; opening \
+             the sled store alone takes {} and {}: the rest is the daemon's own start (reading the \
+             snapshot and the events after it, binding the socket).",
+            ms(empty_daemon),
+            ms(full_daemon),
+            ms(empty_sled),
+            ms(full_sled)
+        )],
+    })
+}
+
+/// [`STARTUP_RUNS`] times: kill `d`'s daemon, open its sled store alone (timed), start `orch
+/// serve` and time it to its first `orch/status` answer. The daemon is left stopped.
+fn startup_runs(d: &mut Daemon) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let db = d
+        .state_dir
+        .path()
+        .join(workspace_state_name(d)?)
+        .join("store/db");
+    ensure!(db.is_dir(), "no sled store at {}", db.display());
+    d.kill9();
+    let (mut daemon, mut sled_alone) = (Vec::new(), Vec::new());
+    for _ in 0..STARTUP_RUNS {
+        flush_dirty_pages();
+        let t = Instant::now();
+        let store = sled::Config::new()
+            .path(&db)
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(16 << 20)
+            .open()
+            .with_context(|| format!("open {}", db.display()))?;
+        ensure!(
+            store.open_tree("meta")?.get("schema_version")?.is_some(),
+            "no schema version in {}",
+            db.display()
+        );
+        sled_alone.push(t.elapsed());
+        drop(store);
+        let t = Instant::now();
+        let mut child = d
+            .orch()
+            .arg("serve")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let answered = loop {
+            if let Ok(c) = Server::Orch(d.socket()).connect() {
+                let mut c = c;
+                let v = c.call(1, Status::METHOD, json!({}))?;
+                result_of(&v)?;
+                break t.elapsed();
+            }
+            if t.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                bail!("orch serve did not answer within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        daemon.push(answered);
+        // Its start-up jobs (retention among them) get to run, then SIGKILL as before.
+        std::thread::sleep(Duration::from_secs(2));
+        child.kill()?;
+        child.wait()?;
+    }
+    Ok((daemon, sled_alone))
+}
+
+/// The name of the directory `d`'s daemon keeps its state in, under its state directory.
+fn workspace_state_name(d: &Daemon) -> Result<String> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(d.state_dir.path())? {
+        let e = e?;
+        if e.path().join("store").is_dir() {
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!("expected one workspace state directory, found {names:?}"),
+    }
 }
 
 /// The store's size on disk from `orch/status`: measured after a sync at most once a second, so
