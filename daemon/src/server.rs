@@ -23,11 +23,13 @@ pub fn backends(paths: &WorkspacePaths, config: &Config) -> Vec<Arc<dyn Terminal
 
 /// Run the daemon for `paths.root`.
 pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
+    let began = std::time::Instant::now();
     let _lock = socket::acquire_lock(&paths)?;
     let config = Config::load(&paths.root)?;
     // The store holds agents' environments: the state directory is private.
     socket::prepare_private_dir(&paths.state_dir)?;
     let store = SledStore::open(&paths.state_dir.join("store"))?;
+    let store_opened = began.elapsed();
     let backends = backends(&paths, &config);
     let config_worktrees = config.worktrees.clone();
     let (rt, handle, rx, mut stop) = Runtime::start(
@@ -42,7 +44,14 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
         ))),
         Arc::new(crate::clock::SystemClock),
     )?;
-    tracing::info!(workspace = %paths.root.display(), pid = std::process::id(), version = crate::VERSION, "daemon started");
+    tracing::info!(
+        workspace = %paths.root.display(),
+        pid = std::process::id(),
+        version = crate::VERSION,
+        store_opened_ms = store_opened.as_millis() as u64,
+        state_loaded_ms = (began.elapsed() - store_opened).as_millis() as u64,
+        "daemon started"
+    );
     let runtime = tokio::spawn(rt.run(rx));
     // SIGTERM and SIGINT stop the daemon the same way `orch/daemon/stop` does.
     let h = handle.clone();
