@@ -493,8 +493,9 @@ pub trait EventStore: Send {
     fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError>;
     /// Save a snapshot of `state` as of `seq`.
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError>;
-    /// Drop events with `seq < before` that a snapshot already covers (retention).
-    fn compact(&mut self, before: u64) -> Result<u64, StoreError>;
+    /// Drop the oldest events with `seq < before` that a snapshot already covers (retention), at
+    /// most `at_most` of them; how many were dropped.
+    fn compact(&mut self, before: u64, at_most: usize) -> Result<u64, StoreError>;
     /// Bytes on disk, for `orch/status`.
     fn size_bytes(&self) -> u64;
     /// Where it lives, for `orch/status`.

@@ -432,6 +432,87 @@ fn restart_loads_from_snapshot() {
     );
 }
 
+/// Retention drops all but the newest `[retention] events` at start-up even when the backlog is
+/// several of the job's batches (it removes 2,000 per run, on the runtime task, and goes on at
+/// the next tick), and a replay from before what is kept is refused, naming the oldest kept.
+#[test]
+fn retention_drops_a_backlog_larger_than_a_batch() {
+    const KEEP: u64 = 1000;
+    const EVENTS: u64 = 24_000;
+    let mut d = Daemon::new(Some(&format!(
+        "[daemon]\nsnapshot_every = 100\n[retention]\nevents = {KEEP}\n"
+    )));
+    d.start();
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let socket = d.socket();
+            std::thread::spawn(move || {
+                let mut w = orch_tests::Client::socket(&socket);
+                w.initialize();
+                for _ in 0..EVENTS / 4 / 500 {
+                    let ids: Vec<i64> = (0..500)
+                        .map(|_| w.request("orch/config/reload", json!({})))
+                        .collect();
+                    for id in ids {
+                        let r = w.response(id);
+                        assert!(r.get("result").is_some(), "{r}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut c = d.client(Via::Socket);
+    let filled = c.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap();
+    assert!(filled >= EVENTS, "{filled}");
+    drop(c);
+    // The retention job is due at start (then hourly).
+    d.kill9();
+    d.start();
+    let mut c = d.client(Via::Socket);
+    // The oldest event kept, from the refusal of a replay from the start (1 while nothing was
+    // dropped: the replay is accepted).
+    let oldest = |c: &mut Client| -> u64 {
+        let Err(e) = c.call("orch/events/subscribe", json!({ "since": 0 })) else {
+            return 1;
+        };
+        assert_eq!(e["code"], -32003, "{e}");
+        let text = e.to_string();
+        let n = text
+            .split("the oldest event kept is ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no oldest event named in {text}"));
+        n.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    let kept_from = orch_tests::wait_for("retention to drop the backlog", WAIT, || {
+        let o = oldest(&mut c);
+        (o + KEEP >= filled).then_some(o)
+    });
+    let last = c.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap();
+    assert!(
+        last + 1 - kept_from >= KEEP,
+        "kept {} events (from {kept_from} to {last}), fewer than {KEEP}",
+        last + 1 - kept_from
+    );
+    // What is kept replays whole.
+    let r = c.ok("orch/events/subscribe", json!({ "since": kept_from - 1 }));
+    assert!(r.get("subscriptionId").is_some(), "{r}");
+    let jobs = c.ok("orch/jobs/list", json!({}));
+    let retention = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "retention")
+        .unwrap();
+    assert_eq!(retention["lastOk"], true, "{retention}");
+}
+
 /// A store written by a newer orch is refused with a clear message and left untouched.
 #[test]
 fn newer_store_is_refused() {

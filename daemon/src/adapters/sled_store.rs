@@ -80,6 +80,23 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
+    /// The seq of the newest snapshot, without building its state.
+    fn snapshot_seq(&self) -> Result<Option<u64>, StoreError> {
+        /// A snapshot record's seq; the rest is skipped.
+        #[derive(serde::Deserialize)]
+        struct SeqOnly {
+            seq: u64,
+        }
+        let Some(bytes) = self.meta.get("snapshot").map_err(io)? else {
+            return Ok(None);
+        };
+        let snap: SeqOnly = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            what: "snapshot".into(),
+            detail: e.to_string(),
+        })?;
+        Ok(Some(snap.seq))
+    }
+
     /// Open (or create) the store in `dir`, refusing a store written by a newer orch.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         create_private_dir(dir)?;
@@ -384,11 +401,16 @@ impl EventStore for SledStore {
         make_private(&self.path)
     }
 
-    fn compact(&mut self, before: u64) -> Result<u64, StoreError> {
-        let covered = self.load_snapshot()?.map(|(s, _)| s).unwrap_or(0);
+    fn compact(&mut self, before: u64, at_most: usize) -> Result<u64, StoreError> {
+        let covered = self.snapshot_seq()?.unwrap_or(0);
         let before = before.min(covered + 1);
         let mut removed = 0;
-        for k in self.events.range(..before.to_be_bytes()).keys() {
+        for k in self
+            .events
+            .range(..before.to_be_bytes())
+            .keys()
+            .take(at_most)
+        {
             self.events.remove(k.map_err(io)?).map_err(io)?;
             removed += 1;
         }
@@ -445,11 +467,14 @@ mod tests {
             ..State::default()
         };
         s.save_snapshot(8, &st).unwrap();
+        assert_eq!(s.compact(100, 3).unwrap(), 3, "at most as many as asked");
+        assert_eq!(s.read_since(0, 100).unwrap()[0].seq, 4, "the oldest first");
         assert_eq!(
-            s.compact(100).unwrap(),
-            8,
+            s.compact(100, 1000).unwrap(),
+            5,
             "only what the snapshot covers is dropped"
         );
+        assert_eq!(s.compact(100, 1000).unwrap(), 0);
         assert_eq!(s.read_since(0, 100).unwrap().len(), 2);
         assert_eq!(s.load_snapshot().unwrap().unwrap().0, 8);
     }
