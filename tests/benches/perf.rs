@@ -1884,9 +1884,10 @@ fn startup_section() -> Result<Section> {
              durable before it answers) and times that: sled recovers at open what was written since its last \
              open, so both start from the same bytes. On an empty store and on one filled with {events} \
              `{reload}` events by {conns} pipelining connections. Retention as shipped: the \
-             retention job, due at start and then hourly, keeps the last 100,000 events, so the \
-             first start opens the million and the later ones the store it compacted; each daemon \
-             runs 2 s after its answer before it is killed.",
+             retention job, due at start and then hourly, drops all but the last 100,000 events, \
+             2,000 per 50 ms tick; each daemon runs 2 s after its answer before it is killed, so \
+             the first start opens the million and each later one a store compacted a little \
+             further.",
             runs = STARTUP_RUNS,
             events = count(STARTUP_HISTORY_EVENTS),
             reload = ConfigReload::METHOD,
