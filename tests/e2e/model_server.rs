@@ -1102,6 +1102,23 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // Killing the server only hangs up its panes, and Gemini CLI outlives a hangup: each
+        // pane's process group (its program leads one) is killed first.
+        if let Ok(out) = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.name)
+            .args(["list-panes", "-a", "-F", "#{pane_pid}"])
+            .output()
+        {
+            for pid in String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+                .filter(|&p| p > 1)
+            {
+                // SAFETY: killpg has no memory-safety preconditions.
+                unsafe { libc::killpg(pid, libc::SIGKILL) };
+            }
+        }
         let _ = Command::new("tmux")
             .arg("-L")
             .arg(&self.name)
