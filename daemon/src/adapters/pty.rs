@@ -20,7 +20,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -43,10 +43,15 @@ const CHUNKS_AHEAD: usize = 16;
 /// Size at which the output log is rotated to `<log>.1`.
 #[cfg(test)]
 const LOG_LIMIT: u64 = 8 << 20;
-/// How long the exit report waits for the output the program left behind to be read and fed.
-/// Processes that inherited the terminal can keep it open for ever; the report must not wait
-/// for them.
+/// How long the exit report waits for the output the program left behind to be read and fed
+/// while none arrives. Processes that inherited the terminal can keep it open for ever; the
+/// report must not wait for them.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(300);
+/// Longest the exit report waits while output still arrives (a process left behind printing
+/// on): up to a megabyte can be queued for the emulator, and on a busy machine feeding it took
+/// longer than [`DRAIN_AFTER_EXIT`], so subscribers were closed before the program's last
+/// output reached them.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 /// Most input bytes queued for a program that does not read them, before writes are refused.
 const INPUT_LIMIT: usize = 4 << 20;
 /// `TERM` for programs whose spec does not set one: what the emulator understands.
@@ -123,6 +128,8 @@ struct Shared {
     finished: AtomicBool,
     /// Set by [`Terminal::close`]: the terminal refuses further operations and the reader stops.
     closed: AtomicBool,
+    /// Chunks the screen thread has taken in: the exit report waits on while this moves.
+    fed: AtomicU64,
 }
 
 impl PtyTerminal {
@@ -255,6 +262,7 @@ impl PtyTerminal {
             exited: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            fed: AtomicU64::new(0),
         });
 
         let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
@@ -512,6 +520,7 @@ fn screen_loop(
             Err(mpsc::TryRecvError::Disconnected) => break,
         };
         shared.take_output(&chunk, &mut log);
+        shared.fed.fetch_add(1, Ordering::SeqCst);
     }
     log.flush();
 }
@@ -584,8 +593,16 @@ fn wait_loop(shared: &Shared, pid: u32, drained: mpsc::Receiver<()>, reap: mpsc:
     };
     shared.exited.store(true, Ordering::SeqCst);
     // Returns as soon as the screen thread has taken in the last chunk (the sender drops), or
-    // after the cap.
-    let _ = drained.recv_timeout(DRAIN_AFTER_EXIT);
+    // once no output has been fed for DRAIN_AFTER_EXIT, or after DRAIN_LIMIT in all.
+    let since = std::time::Instant::now();
+    let mut fed = shared.fed.load(Ordering::SeqCst);
+    while let Err(mpsc::RecvTimeoutError::Timeout) = drained.recv_timeout(DRAIN_AFTER_EXIT) {
+        let now = shared.fed.load(Ordering::SeqCst);
+        if now == fed || since.elapsed() >= DRAIN_LIMIT {
+            break;
+        }
+        fed = now;
+    }
     // Subscribers are closed first, so that whoever hears of the exit finds every stream
     // complete.
     shared.finished.store(true, Ordering::SeqCst);
@@ -1171,6 +1188,45 @@ mod tests {
         wait_until("the leftover sleep to end", || {
             group_members(pid).is_empty()
         });
+    }
+
+    #[test]
+    fn output_a_leftover_child_prints_after_the_exit_reaches_subscribers() {
+        // The exit report waits while output still comes (it used to close subscribers 300 ms
+        // after the exit, losing whatever was printed or still queued for the emulator).
+        let mut run = start(&[
+            "bash",
+            "-c",
+            "trap '' HUP; (for i in $(seq 1 20); do echo tick-$i; sleep 0.05; done) & exit 0",
+        ]);
+        let sub = run.term.subscribe();
+        assert_eq!(run.wait_exit(), Some(0));
+        let mut got = String::new();
+        while let Some(chunk) = sub.try_take() {
+            match chunk {
+                OutputChunk::Data(d) => got.push_str(&d),
+                OutputChunk::Closed => break,
+                OutputChunk::Resync => panic!("resync"),
+            }
+        }
+        assert!(got.contains("tick-20"), "{got:?}");
+
+        // One that never stops printing holds the report back at most DRAIN_LIMIT.
+        let mut run = start(&[
+            "bash",
+            "-c",
+            "trap '' HUP; (while :; do echo more; sleep 0.05; done) & exit 4",
+        ]);
+        let pid = run.term.pid().unwrap();
+        let started = Instant::now();
+        assert_eq!(run.wait_exit(), Some(4));
+        let took = started.elapsed();
+        assert!(
+            took >= DRAIN_LIMIT && took < DRAIN_LIMIT + Duration::from_secs(3),
+            "{took:?}"
+        );
+        run.term.close().unwrap();
+        wait_until("the printer to end", || group_members(pid).is_empty());
     }
 
     #[test]
