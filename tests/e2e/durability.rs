@@ -443,24 +443,7 @@ fn retention_drops_a_backlog_larger_than_a_batch() {
         "[daemon]\nsnapshot_every = 100\n[retention]\nevents = {KEEP}\n"
     )));
     d.start();
-    let writers: Vec<_> = (0..4)
-        .map(|_| {
-            let socket = d.socket();
-            std::thread::spawn(move || {
-                let mut w = orch_tests::Client::socket(&socket);
-                w.initialize();
-                for _ in 0..EVENTS / 4 / 500 {
-                    let ids: Vec<i64> = (0..500)
-                        .map(|_| w.request("orch/config/reload", json!({})))
-                        .collect();
-                    for id in ids {
-                        let r = w.response(id);
-                        assert!(r.get("result").is_some(), "{r}");
-                    }
-                }
-            })
-        })
-        .collect();
+    let writers = crate::events::reload_writers(&d, EVENTS, 4);
     for w in writers {
         w.join().unwrap();
     }

@@ -268,25 +268,7 @@ fn events_read_while_sampling(
             max
         })
     };
-    let writers: Vec<_> = (0..writers)
-        .map(|_| {
-            let socket = d.socket();
-            std::thread::spawn(move || {
-                let mut w = orch_tests::Client::socket(&socket);
-                w.initialize();
-                // Pipelined in batches: many events in flight, a bounded backlog of replies.
-                for _ in 0..count / writers / 500 {
-                    let ids: Vec<i64> = (0..500)
-                        .map(|_| w.request("orch/config/reload", json!({})))
-                        .collect();
-                    for id in ids {
-                        let r = w.response(id);
-                        assert!(r.get("result").is_some(), "{r}");
-                    }
-                }
-            })
-        })
-        .collect();
+    let writers = reload_writers(d, count, writers);
     // The readers drain their sockets all along (a thread each); their events are checked here.
     for (via, c, sub) in readers.iter_mut() {
         let mut seqs = Vec::with_capacity(count as usize);
@@ -304,4 +286,32 @@ fn events_read_while_sampling(
     let elapsed = started.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     (elapsed, sampler.join().unwrap())
+}
+
+/// `writers` clients that make `count` `config.reloaded` events between them (`count` a
+/// multiple of 500 per writer), each pipelining its reloads 500 at a time: many events in
+/// flight, a bounded backlog of replies. Join them to wait for every reply.
+pub(crate) fn reload_writers(
+    d: &Daemon,
+    count: u64,
+    writers: u64,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..writers)
+        .map(|_| {
+            let socket = d.socket();
+            std::thread::spawn(move || {
+                let mut w = orch_tests::Client::socket(&socket);
+                w.initialize();
+                for _ in 0..count / writers / 500 {
+                    let ids: Vec<i64> = (0..500)
+                        .map(|_| w.request("orch/config/reload", json!({})))
+                        .collect();
+                    for id in ids {
+                        let r = w.response(id);
+                        assert!(r.get("result").is_some(), "{r}");
+                    }
+                }
+            })
+        })
+        .collect()
 }

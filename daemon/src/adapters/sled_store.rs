@@ -80,6 +80,19 @@ fn io(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl SledStore {
+    /// The newest snapshot record read as `T`: the whole [`Snapshot`], or only part of it.
+    fn read_snapshot<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.meta.get("snapshot").map_err(io)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                what: "snapshot".into(),
+                detail: e.to_string(),
+            })
+    }
+
     /// The seq of the newest snapshot, without building its state.
     fn snapshot_seq(&self) -> Result<Option<u64>, StoreError> {
         /// A snapshot record's seq; the rest is skipped.
@@ -87,14 +100,7 @@ impl SledStore {
         struct SeqOnly {
             seq: u64,
         }
-        let Some(bytes) = self.meta.get("snapshot").map_err(io)? else {
-            return Ok(None);
-        };
-        let snap: SeqOnly = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            what: "snapshot".into(),
-            detail: e.to_string(),
-        })?;
-        Ok(Some(snap.seq))
+        Ok(self.read_snapshot::<SeqOnly>()?.map(|s| s.seq))
     }
 
     /// Open (or create) the store in `dir`, refusing a store written by a newer orch.
@@ -376,14 +382,9 @@ impl EventStore for SledStore {
     }
 
     fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError> {
-        let Some(bytes) = self.meta.get("snapshot").map_err(io)? else {
-            return Ok(None);
-        };
-        let snap: Snapshot = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-            what: "snapshot".into(),
-            detail: e.to_string(),
-        })?;
-        Ok(Some((snap.seq, snap.state.into())))
+        Ok(self
+            .read_snapshot::<Snapshot>()?
+            .map(|snap| (snap.seq, snap.state.into())))
     }
 
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
