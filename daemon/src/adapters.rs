@@ -7,6 +7,7 @@
 pub mod acp;
 pub mod emulator;
 pub mod git;
+pub mod host;
 pub mod pty;
 pub mod sled_store;
 pub mod tmux;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::paths::WorkspacePaths;
-use crate::ports::TerminalBackend;
+use crate::ports::{RemoteHost, TerminalBackend};
 
 /// Variables that describe the terminal, multiplexer or editor the *daemon* was started from.
 /// A program in one of our terminals is not in that terminal: Claude Code told `TMUX` believes
@@ -92,4 +93,31 @@ pub fn tmux_attach_command(paths: &WorkspacePaths, config: &Config, handle: &str
 /// The tmux backend for this workspace.
 pub fn tmux_backend(paths: &WorkspacePaths, config: &Config) -> Option<Arc<dyn TerminalBackend>> {
     Some(Arc::new(tmux::TmuxBackend::new(tmux_config(paths, config))))
+}
+
+/// The tmux layout on host `name`: the workspace's session name, the host's socket, its tmux
+/// program behind its `ssh` argv.
+pub fn host_tmux_config(
+    paths: &WorkspacePaths,
+    config: &Config,
+    name: &str,
+) -> Option<tmux::TmuxConfig> {
+    let host = config.hosts.get(name)?;
+    let mut t = tmux_config(paths, config);
+    t.tmux = vec![host.tmux.clone()];
+    t.socket_name = host.socket();
+    t.ssh = host.ssh.clone();
+    Some(t)
+}
+
+/// The configured remote hosts, not yet connected.
+pub fn remote_hosts(paths: &WorkspacePaths, config: &Config) -> Vec<Arc<dyn RemoteHost>> {
+    config
+        .hosts
+        .keys()
+        .filter_map(|name| {
+            let t = host_tmux_config(paths, config, name)?;
+            Some(Arc::new(host::SshHost::new(name, t)) as Arc<dyn RemoteHost>)
+        })
+        .collect()
 }

@@ -202,6 +202,9 @@ struct SpawnArgs {
     /// Backend: pty or tmux.
     #[arg(long)]
     backend: Option<String>,
+    /// A host from orch.toml's [hosts.<name>]: run it in that machine's tmux, over SSH.
+    #[arg(long)]
+    host: Option<String>,
     /// Working directory.
     #[arg(long)]
     cwd: Option<String>,
@@ -591,11 +594,34 @@ fn print_status(s: &Value) {
             b["detail"].as_str().unwrap_or("")
         );
     }
+    for h in s["hosts"].as_array().into_iter().flatten() {
+        let mut line = format!(
+            "host       {} {}",
+            h["name"].as_str().unwrap_or(""),
+            h["state"].as_str().unwrap_or("")
+        );
+        if let Some(v) = h["tmuxVersion"].as_str() {
+            line.push_str(&format!(", tmux {v}"));
+        }
+        if let Some(rtt) = h["rttMs"].as_f64() {
+            line.push_str(&format!(", rtt {rtt:.1} ms"));
+        }
+        if let Some(d) = h["detail"].as_str() {
+            line.push_str(&format!(" ({d})"));
+        }
+        println!("{line}");
+    }
     println!(
         "store      {} ({} bytes)",
         s["store"]["path"].as_str().unwrap_or(""),
         s["store"]["sizeBytes"]
     );
+    if let Some(max) = s["limits"]["liveAgents"].as_u64() {
+        println!(
+            "limits     {} of {max} live terminals in use",
+            s["limits"]["liveAgentsNow"].as_u64().unwrap_or(0)
+        );
+    }
 }
 
 fn human_duration(secs: u64) -> String {
@@ -664,7 +690,10 @@ fn agent_rows(items: &[Value]) {
                     s(&a["name"]),
                     s(&a["kind"]),
                     s(&a["state"]),
-                    s(&a["backend"]),
+                    match a["host"].as_str() {
+                        Some(h) => format!("{}@{h}", s(&a["backend"])),
+                        None => s(&a["backend"]),
+                    },
                     s(&a["pid"]),
                     s(&a["taskId"]),
                 ];
@@ -717,7 +746,12 @@ async fn agent(c: &mut Client, cmd: AgentCmd, json_out: bool) -> anyhow::Result<
                 (Some(_), false) => bail!("give a kind or a command after --, not both"),
                 (None, true) => bail!("give a kind (`orch agent spawn shell`) or a command (`orch agent spawn -- python bot.py`)"),
             }
-            for (k, v) in [("name", a.name), ("backend", a.backend), ("cwd", a.cwd)] {
+            for (k, v) in [
+                ("name", a.name),
+                ("backend", a.backend),
+                ("host", a.host),
+                ("cwd", a.cwd),
+            ] {
                 if let Some(v) = v {
                     p[k] = json!(v);
                 }
@@ -1331,7 +1365,15 @@ async fn attach(c: &mut Client, agent: &str, paths: &WorkspacePaths) -> anyhow::
             .and_then(|t| t["handle"].as_str())
             .ok_or_else(|| anyhow!("agent {agent} has no live tmux window"))?;
         let config = crate::config::Config::load(&paths.root)?;
-        let argv = crate::adapters::tmux_attach_command(paths, &config, handle);
+        let argv = match a["host"].as_str() {
+            // On its host, through `ssh -t`.
+            Some(host) => crate::adapters::host_tmux_config(paths, &config, host)
+                .ok_or_else(|| {
+                    anyhow!("agent {agent} runs on host {host}, which orch.toml no longer names")
+                })?
+                .attach_argv(handle),
+            None => crate::adapters::tmux_attach_command(paths, &config, handle),
+        };
         let err = std::os::unix::process::CommandExt::exec(
             std::process::Command::new(&argv[0]).args(&argv[1..]),
         );

@@ -40,6 +40,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[tmux]`.
     pub tmux: TmuxConfig,
+    /// `[hosts.<name>]`: other machines whose tmux runs agents, reached over SSH.
+    pub hosts: BTreeMap<String, HostConfig>,
     /// `[agents.<kind>]`, built-ins merged in.
     pub agents: BTreeMap<String, AgentKind>,
     /// `[gates.<name>]`.
@@ -102,6 +104,90 @@ impl Default for TmuxConfig {
     }
 }
 
+/// `[hosts.<name>]`: a machine whose tmux runs agents, reached over SSH.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// The argv that reaches the host (`["ssh", "-p", "2222", "me@buildhost"]`); orch appends its
+    /// tmux command line and nothing else, so SSH's own configuration (keys, known_hosts,
+    /// ProxyJump, keep-alives) applies as is.
+    pub ssh: Vec<String>,
+    /// The remote workspace: agents' default working directory there (else the remote home);
+    /// a relative `cwd` at spawn is taken under it.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Environment for every agent on the host (the spawn's and kind's variables win).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The tmux program on the host.
+    #[serde(default = "default_remote_tmux")]
+    pub tmux: String,
+    /// The host's tmux socket name (`tmux -L`); empty means `orch-<local uid>`.
+    #[serde(default)]
+    pub socket_name: String,
+}
+
+fn default_remote_tmux() -> String {
+    "tmux".into()
+}
+
+impl HostConfig {
+    /// The local argv that runs shell line `line` on the host: the `ssh` argv, then the line
+    /// as one argument (SSH hands it to the remote user's shell).
+    pub fn run_line(&self, line: String) -> Vec<String> {
+        let mut argv = self.ssh.clone();
+        argv.push(line);
+        argv
+    }
+
+    /// The host's tmux socket name: the configured one, else `orch-<local uid>`.
+    pub fn socket(&self) -> String {
+        if self.socket_name.is_empty() {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            format!("orch-{}", unsafe { libc::getuid() })
+        } else {
+            self.socket_name.clone()
+        }
+    }
+}
+
+/// `s` as one word for a POSIX shell.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,%@+".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `argv` as one shell line that runs exactly it.
+pub fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A shell command that enters directory `dir` on a host: `~` and `~/...` are the remote home.
+pub fn shell_cd(dir: &str) -> String {
+    match dir {
+        "" | "~" => "cd".into(),
+        d if d.starts_with("~/") => format!("cd ~/{}", shell_quote(&d[2..])),
+        d => format!("cd -- {}", shell_quote(d)),
+    }
+}
+
+/// Whether `name` may name a host: 1-64 letters, digits, `-`, `_` or `.`.
+pub fn valid_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// `[agents.<kind>]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -143,6 +229,8 @@ pub struct AgentKind {
     pub max_restarts: u32,
     /// Backend override for this kind.
     pub backend: Option<String>,
+    /// Run agents of this kind on a configured host (`[hosts.<name>]`), in its tmux.
+    pub host: Option<String>,
     /// `"pty"` (a program in a terminal, the default) or `"acp"` (the Agent Client Protocol
     /// on its stdio).
     pub protocol: AgentProtocol,
@@ -175,6 +263,7 @@ impl Default for AgentKind {
             restart: RestartPolicy::Never,
             max_restarts: watch.max_restarts,
             backend: None,
+            host: None,
             protocol: AgentProtocol::Pty,
             acp_mode: None,
             acp_auth_method: None,
@@ -315,6 +404,8 @@ struct FileConfig {
     #[serde(default)]
     tmux: TmuxConfig,
     #[serde(default)]
+    hosts: BTreeMap<String, HostConfig>,
+    #[serde(default)]
     agents: BTreeMap<String, toml::Table>,
     #[serde(default)]
     gates: BTreeMap<String, GateConfig>,
@@ -418,6 +509,7 @@ impl Config {
             path: None,
             daemon: DaemonConfig::default(),
             tmux: TmuxConfig::default(),
+            hosts: BTreeMap::new(),
             agents: builtin_kinds(),
             gates: BTreeMap::new(),
             tasks: TasksConfig::default(),
@@ -485,6 +577,7 @@ impl Config {
             path: Some(path.to_path_buf()),
             daemon: parsed.daemon,
             tmux: parsed.tmux,
+            hosts: parsed.hosts,
             agents,
             gates: parsed.gates,
             tasks: parsed.tasks,
@@ -524,7 +617,65 @@ impl Config {
         if self.tmux.command.is_empty() {
             return Err(("tmux.command".into(), "must not be empty".into()));
         }
+        for (name, host) in &self.hosts {
+            if !valid_host_name(name) {
+                return Err((
+                    format!("hosts.{name}"),
+                    format!("{name:?}: a host name is 1-64 letters, digits, '-', '_' or '.'"),
+                ));
+            }
+            if host.ssh.first().is_none_or(|p| p.is_empty()) {
+                return Err((
+                    format!("hosts.{name}.ssh"),
+                    "must be a non-empty argv, such as [\"ssh\", \"me@buildhost\"]".into(),
+                ));
+            }
+            if let Some(bad) = host.ssh.iter().find(|a| a.contains('\0')) {
+                return Err((
+                    format!("hosts.{name}.ssh"),
+                    format!("{bad:?} holds a NUL byte"),
+                ));
+            }
+            if let Some(cwd) = &host.cwd {
+                if !(cwd.starts_with('/') || cwd == "~" || cwd.starts_with("~/"))
+                    || cwd.contains(['\0', '\n'])
+                {
+                    return Err((
+                        format!("hosts.{name}.cwd"),
+                        format!("{cwd:?} must be an absolute path on the host (or ~/...)"),
+                    ));
+                }
+            }
+            if host.tmux.is_empty() || host.tmux.contains(['\0', '\n']) {
+                return Err((
+                    format!("hosts.{name}.tmux"),
+                    format!("{:?} is not a program", host.tmux),
+                ));
+            }
+            for key in host.env.keys() {
+                if key.is_empty() || key.contains(['=', '\0']) {
+                    return Err((
+                        format!("hosts.{name}.env"),
+                        format!("{key:?} is not a variable name"),
+                    ));
+                }
+            }
+        }
         for (name, kind) in &self.agents {
+            if let Some(h) = &kind.host {
+                if !self.hosts.contains_key(h) {
+                    return Err((
+                        format!("agents.{name}.host"),
+                        format!("names host {h:?}, which has no [hosts.{h}] table"),
+                    ));
+                }
+                if kind.protocol == AgentProtocol::Acp {
+                    return Err((
+                        format!("agents.{name}.host"),
+                        "ACP agents run on this machine; remote hosts run agents in tmux".into(),
+                    ));
+                }
+            }
             if kind.command.is_empty() {
                 return Err((format!("agents.{name}.command"), "must not be empty".into()));
             }

@@ -164,6 +164,61 @@ pub trait TerminalBackend: Send + Sync {
     }
 }
 
+/// How a remote host's connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// The first connection is being made.
+    Connecting,
+    /// Connected: its agents can be driven.
+    Connected,
+    /// The connection failed or dropped; orch retries with backoff.
+    Unreachable,
+}
+
+impl HostState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Connecting => "connecting",
+            HostState::Connected => "connected",
+            HostState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// A remote host's connection, for `orch/status` and the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostStatus {
+    /// How it stands.
+    pub state: HostState,
+    /// The host's tmux version, once connected.
+    pub tmux_version: Option<String>,
+    /// The last round trip through the connection.
+    pub rtt_ms: Option<f64>,
+    /// Why it is unreachable (the SSH or tmux error), in words; empty otherwise.
+    pub detail: String,
+}
+
+/// Told when a host's connection changes state (connected, dropped). Called on the host's own
+/// watcher thread: implementations post and return.
+pub trait HostObserver: Send + Sync + 'static {
+    /// Host `name` is now as `status` says.
+    fn host_changed(&self, name: &str, status: HostStatus);
+}
+
+/// A remote host whose tmux runs agents (`[hosts.<name>]`): its terminal backend, and one
+/// connection kept up with reconnects.
+pub trait RemoteHost: Send + Sync {
+    /// The configured name.
+    fn name(&self) -> &str;
+    /// The terminal backend that runs programs there.
+    fn backend(&self) -> Arc<dyn TerminalBackend>;
+    /// How the connection stands now.
+    fn status(&self) -> HostStatus;
+    /// Start keeping the connection up, reporting each change of state to `observer`.
+    fn watch(&self, observer: Arc<dyn HostObserver>);
+}
+
 /// What an agent that speaks the Agent Client Protocol needs to start, beyond a terminal's spec
 /// (its screen is a drawing of the conversation, with the same log and subscriptions).
 #[derive(Debug, Clone)]

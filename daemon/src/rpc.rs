@@ -449,6 +449,21 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
             snapshot_seq: status.loaded.0,
             replayed: status.loaded.1,
         },
+        hosts: status
+            .hosts
+            .into_iter()
+            .map(|(name, h)| wire::HostInfo {
+                name,
+                state: h.state.as_str().into(),
+                tmux_version: h.tmux_version,
+                rtt_ms: h.rtt_ms,
+                detail: h.detail,
+            })
+            .collect(),
+        limits: wire::Limits {
+            live_agents: crate::runtime::agents::MAX_LIVE_TERMINALS as u64,
+            live_agents_now: status.live_agents as u64,
+        },
     })
 }
 
@@ -491,6 +506,7 @@ fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
             cwd: p.cwd,
             env: p.env.unwrap_or_default(),
             backend: p.backend,
+            host: p.host,
             session: p.session_id,
             cols: p.cols,
             rows: p.rows,

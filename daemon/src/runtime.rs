@@ -33,6 +33,7 @@
 pub mod agents;
 pub mod clients;
 pub mod conversations;
+pub mod hosts;
 pub mod screen;
 pub mod sessions;
 pub mod tasks;
@@ -104,6 +105,8 @@ pub enum Input {
     Timer(Timer),
     /// A gate run finished.
     GateDone(tasks::GateOutcome),
+    /// A remote host's connection changed state.
+    Host(String, crate::ports::HostStatus),
 }
 
 /// Delayed work, scheduled with [`Runtime::after`].
@@ -253,6 +256,15 @@ impl RuntimeHandle {
     }
 }
 
+/// Where programs run: this machine's terminal backends (`pty`, `tmux`) and the remote hosts
+/// (`[hosts.<name>]`) with their tmux.
+pub struct Backends {
+    /// By name.
+    pub local: Vec<Arc<dyn TerminalBackend>>,
+    /// By host.
+    pub hosts: Vec<Arc<dyn crate::ports::RemoteHost>>,
+}
+
 /// The single owner of the workspace's state.
 pub struct Runtime {
     /// Where everything lives.
@@ -265,6 +277,8 @@ pub struct Runtime {
     log: Log,
     /// Terminal backends by name.
     backends: BTreeMap<&'static str, Arc<dyn TerminalBackend>>,
+    /// Remote hosts by name (`[hosts.<name>]`), each with its tmux backend.
+    hosts: BTreeMap<String, Arc<dyn crate::ports::RemoteHost>>,
     /// How ACP agents run, when this daemon runs them.
     conversations: Option<Arc<dyn ConversationBackend>>,
     /// Agents' git worktrees, when this daemon makes them.
@@ -321,11 +335,15 @@ struct Log {
 
 impl Runtime {
     /// Open the state: snapshot plus the log's tail, then record the start and reconcile agents.
+    /// Programs run on this machine's terminal backends and on the remote hosts' tmux.
     pub fn start(
         paths: WorkspacePaths,
         config: Config,
         store: Box<dyn EventStore>,
-        backends: Vec<Arc<dyn TerminalBackend>>,
+        Backends {
+            local: backends,
+            hosts,
+        }: Backends,
         conversations: Option<Arc<dyn ConversationBackend>>,
         worktrees: Option<Arc<dyn Worktrees>>,
         clock: Arc<dyn Clock>,
@@ -383,6 +401,10 @@ impl Runtime {
                 loaded: (snap_seq, replayed),
             },
             backends: backends.into_iter().map(|b| (b.name(), b)).collect(),
+            hosts: hosts
+                .into_iter()
+                .map(|h| (h.name().to_owned(), h))
+                .collect(),
             conversations,
             worktrees,
             trees: worktrees::TreeState::default(),
@@ -412,6 +434,11 @@ impl Runtime {
         rt.reconcile_worktrees();
         rt.reconcile_tasks();
         rt.commit();
+        // Hosts connect in the background; their agents are adopted when they do.
+        let observer = rt.terminals.host_observer();
+        for host in rt.hosts.values() {
+            host.watch(observer.clone());
+        }
         let handle = RuntimeHandle {
             tx,
             next_conn: Arc::new(AtomicU64::new(1)),
@@ -485,6 +512,7 @@ impl Runtime {
             Input::Said(terminal, said) => self.on_said(&terminal, said),
             Input::Timer(t) => self.on_timer(t),
             Input::GateDone(outcome) => self.on_gate_done(outcome),
+            Input::Host(name, status) => self.on_host(&name, status),
         }
     }
 
@@ -956,6 +984,17 @@ impl Runtime {
             store_path: self.log.store.path(),
             store_bytes: self.log.store.size_bytes(),
             loaded: self.log.loaded,
+            hosts: self
+                .hosts
+                .iter()
+                .map(|(name, h)| (name.clone(), h.status()))
+                .collect(),
+            live_agents: self
+                .state
+                .agents
+                .values()
+                .filter(|a| a.state.is_live())
+                .count(),
         }
     }
 
@@ -1000,4 +1039,8 @@ pub struct Status {
     pub store_bytes: u64,
     /// The snapshot start-up loaded and the events it replayed.
     pub loaded: (u64, u64),
+    /// Each remote host and its connection.
+    pub hosts: Vec<(String, crate::ports::HostStatus)>,
+    /// Agents alive now (the limit is [`agents::MAX_LIVE_TERMINALS`]).
+    pub live_agents: usize,
 }

@@ -32,11 +32,15 @@ pub async fn serve(paths: WorkspacePaths, stdio: bool) -> anyhow::Result<()> {
     let store_opened = began.elapsed();
     let backends = backends(&paths, &config);
     let config_worktrees = config.worktrees.clone();
+    let config_hosts = config.clone();
     let (rt, handle, rx, mut stop) = Runtime::start(
         paths.clone(),
         config,
         Box::new(store),
-        backends,
+        crate::runtime::Backends {
+            local: backends,
+            hosts: crate::adapters::remote_hosts(&paths, &config_hosts),
+        },
         Some(Arc::new(crate::adapters::acp::AcpBackend)),
         Some(Arc::new(crate::adapters::git::GitWorktrees::open(
             &paths.root,

@@ -134,6 +134,10 @@ pub struct AgentSpawnParams {
     /// `"pty"` or `"tmux"`; default from the configuration.
     #[serde(default)]
     pub backend: Option<String>,
+    /// A configured remote host (`[hosts.<name>]`) whose tmux runs it; default the kind's,
+    /// else this machine.
+    #[serde(default)]
+    pub host: Option<String>,
     /// `"pty"` (a program in a terminal) or `"acp"` (the Agent Client Protocol on its stdio);
     /// default the kind's, else `"pty"`.
     #[serde(default)]

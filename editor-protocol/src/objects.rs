@@ -39,7 +39,11 @@ pub struct Agent {
     /// Its own git worktree, when it was spawned with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree: Option<WorktreeInfo>,
-    /// `starting | running | idle | busy | waiting | exited | failed | stopped | lost`.
+    /// The remote host whose tmux runs it (`[hosts.<name>]`); absent: this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `starting | running | idle | busy | waiting | exited | failed | stopped | lost |
+    /// exiting | unreachable`.
     pub state: String,
     /// Exit code once exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,6 +363,42 @@ pub struct Status {
     pub backends: Vec<BackendInfo>,
     /// The event store.
     pub store: StoreInfo,
+    /// Remote hosts (`[hosts.<name>]`) and their connections.
+    #[serde(default)]
+    pub hosts: Vec<HostInfo>,
+    /// Limits that apply to this daemon.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A remote host in `orch/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostInfo {
+    /// Its configured name.
+    pub name: String,
+    /// `connecting | connected | unreachable`.
+    pub state: String,
+    /// The host's tmux version, once connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmux_version: Option<String>,
+    /// The last round trip through the connection, while connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// Why it is unreachable (the SSH or tmux error).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// `orch/status` `limits`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Most agents alive at once (a spawn beyond it is refused with -32005).
+    pub live_agents: u64,
+    /// Agents alive now.
+    #[serde(default)]
+    pub live_agents_now: u64,
 }
 
 /// A scheduler job.

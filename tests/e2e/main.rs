@@ -11,6 +11,7 @@ mod cli;
 mod docs;
 mod durability;
 mod events;
+mod hosts;
 mod model_server;
 mod nvim;
 mod protocol;

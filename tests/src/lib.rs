@@ -6,6 +6,7 @@
 //! (`cargo build -p orch`), as the README's test command does.
 
 pub mod real;
+pub mod sshd;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;

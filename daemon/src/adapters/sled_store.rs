@@ -591,7 +591,7 @@ mod tests {
         let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         expect_test::expect![[r#"
             {
-              "seq": 40,
+              "seq": 41,
               "state": {
                 "agents": {
                   "a-2": {
@@ -606,6 +606,7 @@ mod tests {
                       "TOKEN": "s3cret"
                     },
                     "exitCode": null,
+                    "host": "buildhost",
                     "id": "a-2",
                     "kind": "claude",
                     "name": "claude-1",
@@ -654,6 +655,7 @@ mod tests {
                     "cwd": "/state/worktrees/gemini-acp-1",
                     "env": {},
                     "exitCode": null,
+                    "host": "buildhost",
                     "id": "a-9",
                     "kind": "gemini-acp",
                     "name": "gemini-acp-1",
@@ -768,7 +770,7 @@ mod tests {
                     "title": "claude-1 is waiting for an answer"
                   }
                 },
-                "lastSeq": 40,
+                "lastSeq": 41,
                 "nextId": 14,
                 "sessions": {
                   "s-1": {
@@ -907,7 +909,7 @@ mod tests {
             {"v":1,"seq":6,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.exited","data":{"id":"t-3","exitCode":0}}
             {"v":1,"seq":7,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.closed","data":{"id":"t-3"}}
             {"v":1,"seq":8,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.resized","data":{"id":"t-3","cols":100,"rows":30}}
-            {"v":1,"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","data":{"agent":{"id":"a-2","name":"claude-1","kind":"claude","command":["claude"],"cwd":"/w","env":{"TOKEN":"s3cret"},"sessionId":"s-1","terminalId":"t-3","backend":"pty","state":"starting","exitCode":null,"pid":42,"taskId":null,"restarts":0,"watch":{"idleAfterMs":1500,"waitingPatterns":["Proceed\\?"],"waitingOptions":[["Yes","1"]],"restart":"on-failure","maxRestarts":5,"readyPatterns":["> "],"busyPatterns":["esc to interrupt"],"hooks":"claude","interruptKeys":"\u001b","lookBack":14,"menuEnter":false},"cols":120,"rows":40,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"v":1,"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","data":{"agent":{"id":"a-2","name":"claude-1","kind":"claude","command":["claude"],"cwd":"/w","env":{"TOKEN":"s3cret"},"sessionId":"s-1","terminalId":"t-3","backend":"pty","host":"buildhost","state":"starting","exitCode":null,"pid":42,"taskId":null,"restarts":0,"watch":{"idleAfterMs":1500,"waitingPatterns":["Proceed\\?"],"waitingOptions":[["Yes","1"]],"restart":"on-failure","maxRestarts":5,"readyPatterns":["> "],"busyPatterns":["esc to interrupt"],"hooks":"claude","interruptKeys":"\u001b","lookBack":14,"menuEnter":false},"cols":120,"rows":40,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
             {"v":1,"seq":10,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","data":{"id":"a-2","state":"waiting","previous":"busy","evidence":"hook: PermissionRequest Bash"}}
             {"v":1,"seq":11,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","data":{"id":"a-2","state":"failed","previous":"busy","evidence":"exit 2","exitCode":2}}
             {"v":1,"seq":12,"time":"2026-11-28T00:00:00.000Z","kind":"agent.exited","data":{"id":"a-2","exitCode":null}}
@@ -926,19 +928,20 @@ mod tests {
             {"v":1,"seq":25,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-5","title":"claude-1 is waiting for an answer","detail":"Do you want to proceed?","options":["Yes","No"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"agent","id":"a-2","keys":[["Yes","1"],["No","3"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
             {"v":1,"seq":26,"time":"2026-11-28T00:00:00.000Z","kind":"decision.resolved","data":{"id":"d-5","choice":"Yes","reason":null,"at":"2026-11-28T00:00:02.000Z"}}
             {"v":1,"seq":27,"time":"2026-11-28T00:00:00.000Z","kind":"config.reloaded","data":{"path":"/w/orch.toml"}}
-            {"v":1,"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","data":{"name":"retention","error":"disk full"}}
-            {"v":1,"seq":29,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","data":{"agent":{"id":"a-9","name":"gemini-acp-1","kind":"gemini-acp","command":["gemini","--acp"],"cwd":"/w","env":{},"sessionId":"s-1","terminalId":"t-10","backend":"acp","acpSession":"sess-1","state":"starting","exitCode":null,"pid":42,"taskId":null,"restarts":0,"watch":{"idleAfterMs":1500,"waitingPatterns":[],"waitingOptions":[],"restart":"never","maxRestarts":5,"readyPatterns":[],"busyPatterns":[],"hooks":null,"interruptKeys":"\u001b","lookBack":3,"menuEnter":false,"protocol":"acp","acpMode":"default","acpAuthMethod":"gemini-api-key"},"cols":120,"rows":40,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
-            {"v":1,"seq":30,"time":"2026-11-28T00:00:00.000Z","kind":"agent.acpSession","data":{"id":"a-9","acpSessionId":"sess-1","origin":"loaded"}}
-            {"v":1,"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
-            {"v":1,"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","data":{"id":"a-9","toolCallId":"call-1","title":"touch x","toolKind":"execute","status":"pending"}}
-            {"v":1,"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","data":{"id":"a-9","entries":[{"content":"write the test","priority":"high","status":"in_progress"}]}}
-            {"v":1,"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-11","title":"gemini-acp-1 asks permission","detail":"touch x","options":["Allow","Reject"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"permission","id":"a-9","request":1,"options":[["Allow","proceed_once"],["Reject","cancel"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
-            {"v":1,"seq":35,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.created","data":{"id":"a-9","worktree":{"path":"/state/worktrees/gemini-acp-1","branch":"orch/gemini-acp-1","base":"main","baseCommit":"0123abcd","changes":0,"paused":false}}}
-            {"v":1,"seq":36,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.changed","data":{"id":"a-9","files":3}}
-            {"v":1,"seq":37,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.merged","data":{"id":"a-9","strategy":"squash","commit":"89abcdef","files":["src/lib.rs"]}}
-            {"v":1,"seq":38,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.removed","data":{"id":"a-9","branchKept":true}}
-            {"v":1,"seq":39,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-12","title":"Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?","detail":"2 commit(s) not in its base","options":["discard","keep"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"discard","id":"a-9"},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
-            {"v":1,"seq":40,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","data":{"task":{"id":"k-13","title":"fix","prompt":"make it pass","priority":"high","agentId":"a-9","state":"pending","attempts":0,"maxAttempts":3,"gates":[{"name":"test","command":["cargo","test"],"timeoutS":900}],"gateResults":[{"name":"test","attempt":2,"ok":false,"exitCode":101,"durationMs":5230,"outputTail":"1 failed"}],"decisionId":null,"summary":null,"runningGate":["test",1],"runningGatePgid":77,"merge":"squash","createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}"#]].assert_eq(&lines.join("\n"));
+            {"v":1,"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"host.state","data":{"name":"buildhost","state":"unreachable","detail":"the connection ended"}}
+            {"v":1,"seq":29,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","data":{"name":"retention","error":"disk full"}}
+            {"v":1,"seq":30,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","data":{"agent":{"id":"a-9","name":"gemini-acp-1","kind":"gemini-acp","command":["gemini","--acp"],"cwd":"/w","env":{},"sessionId":"s-1","terminalId":"t-10","backend":"acp","host":"buildhost","acpSession":"sess-1","state":"starting","exitCode":null,"pid":42,"taskId":null,"restarts":0,"watch":{"idleAfterMs":1500,"waitingPatterns":[],"waitingOptions":[],"restart":"never","maxRestarts":5,"readyPatterns":[],"busyPatterns":[],"hooks":null,"interruptKeys":"\u001b","lookBack":3,"menuEnter":false,"protocol":"acp","acpMode":"default","acpAuthMethod":"gemini-api-key"},"cols":120,"rows":40,"createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"v":1,"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.acpSession","data":{"id":"a-9","acpSessionId":"sess-1","origin":"loaded"}}
+            {"v":1,"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
+            {"v":1,"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","data":{"id":"a-9","toolCallId":"call-1","title":"touch x","toolKind":"execute","status":"pending"}}
+            {"v":1,"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","data":{"id":"a-9","entries":[{"content":"write the test","priority":"high","status":"in_progress"}]}}
+            {"v":1,"seq":35,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-11","title":"gemini-acp-1 asks permission","detail":"touch x","options":["Allow","Reject"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"permission","id":"a-9","request":1,"options":[["Allow","proceed_once"],["Reject","cancel"]]},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
+            {"v":1,"seq":36,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.created","data":{"id":"a-9","worktree":{"path":"/state/worktrees/gemini-acp-1","branch":"orch/gemini-acp-1","base":"main","baseCommit":"0123abcd","changes":0,"paused":false}}}
+            {"v":1,"seq":37,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.changed","data":{"id":"a-9","files":3}}
+            {"v":1,"seq":38,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.merged","data":{"id":"a-9","strategy":"squash","commit":"89abcdef","files":["src/lib.rs"]}}
+            {"v":1,"seq":39,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.removed","data":{"id":"a-9","branchKept":true}}
+            {"v":1,"seq":40,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","data":{"decision":{"id":"d-12","title":"Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?","detail":"2 commit(s) not in its base","options":["discard","keep"],"resolved":false,"choice":null,"reason":null,"source":{"kind":"discard","id":"a-9"},"createdAt":"2026-11-28T00:00:00.000Z","resolvedAt":null}}}
+            {"v":1,"seq":41,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","data":{"task":{"id":"k-13","title":"fix","prompt":"make it pass","priority":"high","agentId":"a-9","state":"pending","attempts":0,"maxAttempts":3,"gates":[{"name":"test","command":["cargo","test"],"timeoutS":900}],"gateResults":[{"name":"test","attempt":2,"ok":false,"exitCode":101,"durationMs":5230,"outputTail":"1 failed"}],"decisionId":null,"summary":null,"runningGate":["test",1],"runningGatePgid":77,"merge":"squash","createdAt":"2026-11-28T00:00:00.000Z","updatedAt":"2026-11-28T00:00:00.000Z"}}}"#]].assert_eq(&lines.join("\n"));
         // And back: each record reads as the event it was.
         for e in crate::core::event::samples() {
             let bytes = encode_event(&e).unwrap();

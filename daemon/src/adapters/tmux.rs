@@ -76,13 +76,16 @@ const MAX_SCROLLBACK: usize = 100_000;
 /// Where the tmux backend runs its programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TmuxConfig {
-    /// The command that runs tmux, before tmux's own arguments: `["tmux"]` by default; a prefix
-    /// such as `["ssh", "host", "tmux"]` is meant to reach a remote tmux later.
+    /// The command that runs tmux, before tmux's own arguments: `["tmux"]` by default; on a
+    /// remote host, the program on that host (`["tmux"]`).
     pub tmux: Vec<String>,
     /// The server's socket name (`tmux -L`): orch's own server, apart from the user's.
     pub socket_name: String,
     /// The session holding this workspace's windows, named after the workspace.
     pub session: String,
+    /// A remote host: the argv that reaches it (`["ssh", "me@buildhost"]`), to which the tmux
+    /// command goes as one shell line. Empty: tmux runs on this machine.
+    pub ssh: Vec<String>,
 }
 
 impl TmuxConfig {
@@ -94,29 +97,53 @@ impl TmuxConfig {
             tmux: vec!["tmux".into()],
             socket_name: format!("orch-{uid}"),
             session: session.into(),
+            ssh: Vec::new(),
         }
     }
 
-    /// The command that shows a person the window of pane `handle` (`tmux -L <socket>
-    /// attach-session -t %N` selects the pane's window).
-    pub fn attach_argv(&self, handle: &str) -> Vec<String> {
-        let mut argv = if self.tmux.is_empty() {
+    /// The argv that runs tmux with `args` (the socket is the caller's to give): the tmux
+    /// command then `args`, or on a remote host the `ssh` argv then that as one shell line.
+    pub fn argv(&self, args: impl IntoIterator<Item = String>) -> Vec<String> {
+        let mut tmux = if self.tmux.is_empty() {
             vec!["tmux".into()]
         } else {
             self.tmux.clone()
         };
-        argv.extend(["-L".into(), command::sanitize_name(&self.socket_name)]);
-        argv.extend(["attach-session".into(), "-t".into(), handle.into()]);
+        tmux.extend(args);
+        if self.ssh.is_empty() {
+            return tmux;
+        }
+        let mut argv = self.ssh.clone();
+        argv.push(crate::config::shell_line(&tmux));
         argv
     }
 
-    /// Whether tmux runs on this machine (the prefix's program is `tmux` itself), so that paths
-    /// can be checked and process groups signalled here.
+    /// The command that shows a person the window of pane `handle` (`tmux -L <socket>
+    /// attach-session -t %N` selects the pane's window); on a remote host through `ssh -t`.
+    pub fn attach_argv(&self, handle: &str) -> Vec<String> {
+        let mut argv = self.argv([
+            "-L".into(),
+            command::sanitize_name(&self.socket_name),
+            "attach-session".into(),
+            "-t".into(),
+            handle.into(),
+        ]);
+        if !self.ssh.is_empty() {
+            // tmux attach needs a terminal on the host.
+            argv.insert(1, "-t".into());
+        }
+        argv
+    }
+
+    /// Whether tmux runs on this machine (no host, and the prefix's program is `tmux` itself), so
+    /// that paths can be checked and process groups signalled here.
     pub fn is_local(&self) -> bool {
-        self.tmux
-            .first()
-            .and_then(|p| Path::new(p).file_name())
-            .is_some_and(|name| name == "tmux")
+        self.ssh.is_empty()
+            && self
+                .tmux
+                .first()
+                .and_then(|p| Path::new(p).file_name())
+                .is_some_and(|name| name == "tmux")
     }
 }
 
@@ -189,6 +216,43 @@ impl TmuxBackend {
         &self.config
     }
 
+    /// Connect now if not connected (starting tmux where none runs); the server's tmux version.
+    pub fn connect_now(&self) -> Result<String, BackendError> {
+        let server = self.server()?;
+        Ok(server.version.clone().unwrap_or_default())
+    }
+
+    /// Whether a connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.slot
+            .lock()
+            .unwrap()
+            .server
+            .as_ref()
+            .is_some_and(|s| !s.control.is_closed())
+    }
+
+    /// One round trip through the live connection, timed; `None` without one or when it failed
+    /// within `timeout`.
+    pub fn ping(&self, timeout: Duration) -> Option<Duration> {
+        let server = self.slot.lock().unwrap().server.clone()?;
+        let line = command::server_pid().line().ok()?;
+        let started = Instant::now();
+        server
+            .control
+            .request(&line, 1, None, timeout)
+            .ok()
+            .map(|_| started.elapsed())
+    }
+
+    /// End the connection (one that stopped answering): its terminals end as the router says.
+    pub fn disconnect(&self) {
+        let server = self.slot.lock().unwrap().server.take();
+        if let Some(server) = server {
+            server.control.kill();
+        }
+    }
+
     /// Panes in the workspace session that an orch daemon spawned, alive or not, for
     /// reconciliation after a restart. Starts no server: none running means no pane survived.
     pub fn surviving(&self) -> Result<Vec<SurvivingPane>, BackendError> {
@@ -230,11 +294,16 @@ impl TmuxBackend {
     /// Run one command in a tmux process of its own (no control client, so no server started);
     /// `None` when there is no server or no session.
     fn one_off<T>(&self, request: &Request<T>) -> Result<Option<T>, BackendError> {
-        let (program, prefix) = self.config.tmux.split_first().expect("non-empty prefix");
+        let mut args = vec![
+            "-u".to_string(),
+            "-L".into(),
+            self.config.socket_name.clone(),
+        ];
+        args.extend(request.argv());
+        let argv = self.config.argv(args);
+        let (program, rest) = argv.split_first().expect("non-empty argv");
         let output = Command::new(program)
-            .args(prefix)
-            .args(["-L", &self.config.socket_name])
-            .args(request.argv())
+            .args(rest)
             .env_remove("TMUX")
             .output()
             .map_err(|e| unavailable(format!("cannot run {program}: {e}")))?;
@@ -286,12 +355,15 @@ impl TmuxBackend {
     }
 
     fn connect(&self) -> Result<Arc<Server>, BackendError> {
-        let probe = self.probe();
-        if !probe.available {
-            return Err(unavailable(probe.detail));
+        let remote = !self.config.ssh.is_empty();
+        if !remote {
+            // (A host's tmux is known once connected: no second SSH connection to ask first.)
+            let probe = self.probe();
+            if !probe.available {
+                return Err(unavailable(probe.detail));
+            }
         }
-        let mut argv = self.config.tmux.clone();
-        argv.extend(command::control_argv(
+        let argv = self.config.argv(command::control_argv(
             &self.config.socket_name,
             &self.config.session,
         ));
@@ -299,17 +371,24 @@ impl TmuxBackend {
         let deadline = Instant::now() + CONNECT_DEADLINE;
         let mut delay = Duration::from_millis(10);
         loop {
-            let router = Arc::new(Router::default());
+            let router = Arc::new(Router {
+                remote,
+                ..Router::default()
+            });
             match ControlClient::start(&argv, &peer, router.clone(), REPLY_TIMEOUT) {
                 Ok((control, _)) => {
                     let mut server = Server {
                         control,
                         router,
                         pid: None,
+                        version: None,
                         local: self.config.is_local(),
                         buffers: AtomicU64::new(0),
                     };
-                    server.pid = server.run(&command::server_pid()).ok();
+                    if let Ok((pid, version)) = server.run(&command::server_pid_and_version()) {
+                        server.pid = Some(pid);
+                        server.version = Some(version);
+                    }
                     let server = Arc::new(server);
                     let weak = Arc::downgrade(&server);
                     thread::Builder::new()
@@ -323,7 +402,9 @@ impl TmuxBackend {
                     return Err(unavailable(format!("cannot run {program}: {detail}")));
                 }
                 // An old server on its way out drops new clients: try again until it is gone.
-                Err(e @ ControlError::Closed(_)) if Instant::now() + delay < deadline => {
+                Err(e @ ControlError::Closed(_))
+                    if !remote && Instant::now() + delay < deadline =>
+                {
                     tracing::debug!(socket = %peer, error = %e, "tmux client ended at start, retrying");
                     thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_millis(250));
@@ -334,11 +415,17 @@ impl TmuxBackend {
     }
 }
 
-/// Run `<prefix> -V` now: whether tmux can be used, and its version.
-fn probe_tmux(tmux: &[String]) -> BackendProbe {
+/// Run `tmux -V` now (on the host, for a remote one): whether tmux can be used, and its
+/// version.
+fn probe_tmux(config: &TmuxConfig) -> BackendProbe {
     {
-        let (program, prefix) = tmux.split_first().expect("non-empty prefix");
-        match Command::new(program).args(prefix).arg("-V").output() {
+        let argv = config.argv(["-V".to_string()]);
+        let (program, rest) = argv.split_first().expect("non-empty argv");
+        match Command::new(program)
+            .args(rest)
+            .stdin(std::process::Stdio::null())
+            .output()
+        {
             Err(e) => BackendProbe {
                 available: false,
                 detail: format!("cannot run {program}: {e}"),
@@ -379,15 +466,15 @@ impl TerminalBackend for TmuxBackend {
                 let stale = p.clone();
                 *probed = Some((std::time::Instant::now(), stale.clone()));
                 let cache = self.probed.clone();
-                let prefix = self.config.tmux.clone();
+                let config = self.config.clone();
                 std::thread::spawn(move || {
-                    let fresh = probe_tmux(&prefix);
+                    let fresh = probe_tmux(&config);
                     *cache.lock().unwrap() = Some((std::time::Instant::now(), fresh));
                 });
                 stale
             }
             None => {
-                let p = probe_tmux(&self.config.tmux);
+                let p = probe_tmux(&self.config);
                 *probed = Some((std::time::Instant::now(), p.clone()));
                 p
             }
@@ -665,6 +752,8 @@ struct Server {
     router: Arc<Router>,
     /// The server's process id, to wait for after it died.
     pid: Option<u32>,
+    /// The server's tmux version.
+    version: Option<String>,
     /// Whether the server runs on this machine (signals are sent directly).
     local: bool,
     /// Numbers paste buffers, so concurrent pastes never share one.
@@ -750,6 +839,10 @@ impl Server {
 struct Router {
     /// Terminals by pane id (`%N`).
     routes: Mutex<HashMap<String, Arc<Pane>>>,
+    /// The server is on a remote host: a connection that ends says nothing of the programs,
+    /// which run on; the host's watcher reports the host unreachable instead of each terminal
+    /// lost.
+    remote: bool,
 }
 
 impl Router {
@@ -782,6 +875,21 @@ impl ControlEvents for Router {
     }
 
     fn closed(&self, reason: &str) {
+        if self.remote {
+            let panes: Vec<Arc<Pane>> = self
+                .routes
+                .lock()
+                .unwrap()
+                .drain()
+                .map(|(_, p)| p)
+                .collect();
+            for pane in panes {
+                tracing::info!(id = %pane.id, %reason, "connection to the host's tmux ended");
+                pane.finished.store(true, Ordering::SeqCst);
+                pane.fanout.close();
+            }
+            return;
+        }
         let panes: Vec<Arc<Pane>> = self
             .routes
             .lock()

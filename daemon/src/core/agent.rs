@@ -28,11 +28,14 @@ pub enum AgentState {
     Lost,
     /// It said it is ending its session (a `SessionEnd` hook); its exit follows.
     Exiting,
+    /// It runs on a remote host that cannot be reached right now; it comes back when the host
+    /// does.
+    Unreachable,
 }
 
 impl AgentState {
     /// Every state, in protocol order.
-    pub const ALL: [AgentState; 10] = [
+    pub const ALL: [AgentState; 11] = [
         AgentState::Starting,
         AgentState::Running,
         AgentState::Idle,
@@ -43,6 +46,7 @@ impl AgentState {
         AgentState::Stopped,
         AgentState::Lost,
         AgentState::Exiting,
+        AgentState::Unreachable,
     ];
 
     /// The wire name.
@@ -58,6 +62,7 @@ impl AgentState {
             AgentState::Stopped => "stopped",
             AgentState::Lost => "lost",
             AgentState::Exiting => "exiting",
+            AgentState::Unreachable => "unreachable",
         }
     }
 
@@ -76,6 +81,7 @@ impl AgentState {
                 | AgentState::Busy
                 | AgentState::Waiting
                 | AgentState::Exiting
+                | AgentState::Unreachable
         )
     }
 
@@ -346,6 +352,8 @@ pub struct AgentRecord {
     pub terminal_id: String,
     /// `pty`, `tmux` or `acp`.
     pub backend: String,
+    /// The configured host (`[hosts.<name>]`) whose tmux runs it; `None`: this machine.
+    pub host: Option<String>,
     /// The ACP session of an ACP agent, once it has one: a restart continues it.
     pub acp_session: Option<String>,
     /// Its own git worktree, if it was spawned with one.

@@ -143,6 +143,12 @@ pub enum EventBody {
     ConfigReloaded { path: String },
     /// A scheduler job failed.
     JobFailed { name: String, error: String },
+    /// A remote host's connection changed state (`connected`, `unreachable`, ...), with why.
+    HostState {
+        name: String,
+        state: String,
+        detail: String,
+    },
 }
 
 impl EventBody {
@@ -182,6 +188,7 @@ impl EventBody {
             EventBody::DecisionRequested { .. } => "decision.requested",
             EventBody::DecisionResolved { .. } => "decision.resolved",
             EventBody::ConfigReloaded { .. } => "config.reloaded",
+            EventBody::HostState { .. } => "host.state",
             EventBody::JobFailed { .. } => "job.failed",
         }
     }
@@ -191,7 +198,7 @@ impl EventBody {
         match self {
             EventBody::DaemonStarted { .. } | EventBody::DaemonStopping { .. } => "daemon",
             EventBody::ConfigReloaded { .. } => "config",
-            EventBody::JobFailed { name, .. } => name,
+            EventBody::JobFailed { name, .. } | EventBody::HostState { name, .. } => name,
             EventBody::SessionCreated { session } => &session.id,
             EventBody::TerminalOpened { terminal } => &terminal.id,
             EventBody::AgentSpawned { agent } => &agent.id,
@@ -252,6 +259,7 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         session_id: "s-1".into(),
         terminal_id: "t-3".into(),
         backend: "pty".into(),
+        host: Some("buildhost".into()),
         state: AgentState::Starting,
         exit_code: None,
         pid: Some(42),
@@ -491,6 +499,11 @@ pub(crate) fn samples() -> Vec<StoredEvent> {
         EventBody::ConfigReloaded {
             path: "/w/orch.toml".into(),
         },
+        EventBody::HostState {
+            name: "buildhost".into(),
+            state: "unreachable".into(),
+            detail: "the connection ended".into(),
+        },
         EventBody::JobFailed {
             name: "retention".into(),
             error: "disk full".into(),
@@ -622,6 +635,7 @@ mod tests {
             decision.requested d-5
             decision.resolved d-5
             config.reloaded config
+            host.state buildhost
             job.failed retention
             agent.spawned a-9
             agent.acpSession a-9

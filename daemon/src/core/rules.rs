@@ -338,6 +338,7 @@ pub(crate) mod testing {
                     session_id: "s-1".into(),
                     terminal_id: terminal,
                     backend: "pty".into(),
+                    host: None,
                     acp_session: None,
                     worktree: None,
                     state: AgentState::Starting,

@@ -121,6 +121,7 @@ impl State {
             EventBody::DaemonStarted { .. }
             | EventBody::DaemonStopping { .. }
             | EventBody::ConfigReloaded { .. }
+            | EventBody::HostState { .. }
             | EventBody::JobFailed { .. }
             | EventBody::AgentRestarting { .. }
             | EventBody::AgentGaveUp { .. }
@@ -423,6 +424,7 @@ mod tests {
             session_id: "s-1".into(),
             terminal_id: "t-3".into(),
             backend: "pty".into(),
+            host: None,
             acp_session: None,
             worktree: None,
             state: AgentState::Starting,

@@ -23,6 +23,7 @@ pub fn agent(a: &AgentRecord) -> wire::Agent {
         session_id: a.session_id.clone(),
         terminal_id: a.terminal_id.clone(),
         backend: a.backend.clone(),
+        host: a.host.clone(),
         protocol: a.watch.protocol.as_str().into(),
         acp_session_id: a.acp_session.clone(),
         worktree: a.worktree.as_ref().map(|w| wire::WorktreeInfo {
@@ -296,6 +297,11 @@ pub fn event(e: &StoredEvent) -> wire::Event {
             at,
         } => json!({ "id": id, "choice": choice, "reason": reason, "at": at }),
         B::ConfigReloaded { path } => json!({ "path": path }),
+        B::HostState {
+            name,
+            state,
+            detail,
+        } => json!({ "name": name, "state": state, "detail": detail }),
         B::JobFailed { name, error } => json!({ "name": name, "error": error }),
     };
     wire::Event {
@@ -370,7 +376,7 @@ mod tests {
             {"seq":6,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.exited","subject":"t-3","data":{"exitCode":0,"id":"t-3"}}
             {"seq":7,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.closed","subject":"t-3","data":{"id":"t-3"}}
             {"seq":8,"time":"2026-11-28T00:00:00.000Z","kind":"terminal.resized","subject":"t-3","data":{"cols":100,"id":"t-3","rows":30}}
-            {"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-2","data":{"agent":{"backend":"pty","command":["claude"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","id":"a-2","kind":"claude","name":"claude-1","pid":42,"protocol":"pty","restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-3","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"seq":9,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-2","data":{"agent":{"backend":"pty","command":["claude"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","host":"buildhost","id":"a-2","kind":"claude","name":"claude-1","pid":42,"protocol":"pty","restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-3","updatedAt":"2026-11-28T00:00:00.000Z"}}}
             {"seq":10,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","subject":"a-2","data":{"evidence":"hook: PermissionRequest Bash","id":"a-2","previous":"busy","state":"waiting"}}
             {"seq":11,"time":"2026-11-28T00:00:00.000Z","kind":"agent.state","subject":"a-2","data":{"evidence":"exit 2","exitCode":2,"id":"a-2","previous":"busy","state":"failed"}}
             {"seq":12,"time":"2026-11-28T00:00:00.000Z","kind":"agent.exited","subject":"a-2","data":{"exitCode":null,"id":"a-2"}}
@@ -389,18 +395,19 @@ mod tests {
             {"seq":25,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-5","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"Do you want to proceed?","id":"d-5","options":["Yes","No"],"source":{"id":"a-2","kind":"agent"},"state":"pending","title":"claude-1 is waiting for an answer"}}}
             {"seq":26,"time":"2026-11-28T00:00:00.000Z","kind":"decision.resolved","subject":"d-5","data":{"at":"2026-11-28T00:00:02.000Z","choice":"Yes","id":"d-5","reason":null}}
             {"seq":27,"time":"2026-11-28T00:00:00.000Z","kind":"config.reloaded","subject":"config","data":{"path":"/w/orch.toml"}}
-            {"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","subject":"retention","data":{"error":"disk full","name":"retention"}}
-            {"seq":29,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-9","data":{"agent":{"acpSessionId":"sess-1","backend":"acp","command":["gemini","--acp"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","id":"a-9","kind":"gemini-acp","name":"gemini-acp-1","pid":42,"protocol":"acp","restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-10","updatedAt":"2026-11-28T00:00:00.000Z"}}}
-            {"seq":30,"time":"2026-11-28T00:00:00.000Z","kind":"agent.acpSession","subject":"a-9","data":{"acpSessionId":"sess-1","id":"a-9","origin":"loaded"}}
-            {"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","subject":"a-9","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
-            {"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","subject":"a-9","data":{"id":"a-9","kind":"execute","status":"pending","title":"touch x","toolCallId":"call-1"}}
-            {"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","subject":"a-9","data":{"entries":[{"content":"write the test","priority":"high","status":"in_progress"}],"id":"a-9"}}
-            {"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-11","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"touch x","id":"d-11","options":["Allow","Reject"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"gemini-acp-1 asks permission"}}}
-            {"seq":35,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.created","subject":"a-9","data":{"base":"main","baseCommit":"0123abcd","branch":"orch/gemini-acp-1","id":"a-9","path":"/state/worktrees/gemini-acp-1"}}
-            {"seq":36,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.changed","subject":"a-9","data":{"files":3,"id":"a-9"}}
-            {"seq":37,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.merged","subject":"a-9","data":{"commit":"89abcdef","files":["src/lib.rs"],"id":"a-9","strategy":"squash"}}
-            {"seq":38,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.removed","subject":"a-9","data":{"branchKept":true,"id":"a-9"}}
-            {"seq":39,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-12","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"2 commit(s) not in its base","id":"d-12","options":["discard","keep"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?"}}}
-            {"seq":40,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","subject":"k-13","data":{"task":{"agentId":"a-9","attempts":0,"createdAt":"2026-11-28T00:00:00.000Z","gateResults":[{"attempt":2,"durationMs":5230,"exitCode":101,"name":"test","ok":false,"outputTail":"1 failed"}],"gates":[{"command":["cargo","test"],"name":"test","timeoutS":900}],"id":"k-13","maxAttempts":3,"merge":"squash","priority":"high","prompt":"make it pass","state":"pending","title":"fix","updatedAt":"2026-11-28T00:00:00.000Z"}}}"#]].assert_eq(&lines.join("\n"));
+            {"seq":28,"time":"2026-11-28T00:00:00.000Z","kind":"host.state","subject":"buildhost","data":{"detail":"the connection ended","name":"buildhost","state":"unreachable"}}
+            {"seq":29,"time":"2026-11-28T00:00:00.000Z","kind":"job.failed","subject":"retention","data":{"error":"disk full","name":"retention"}}
+            {"seq":30,"time":"2026-11-28T00:00:00.000Z","kind":"agent.spawned","subject":"a-9","data":{"agent":{"acpSessionId":"sess-1","backend":"acp","command":["gemini","--acp"],"createdAt":"2026-11-28T00:00:00.000Z","cwd":"/w","host":"buildhost","id":"a-9","kind":"gemini-acp","name":"gemini-acp-1","pid":42,"protocol":"acp","restarts":0,"sessionId":"s-1","state":"starting","terminalId":"t-10","updatedAt":"2026-11-28T00:00:00.000Z"}}}
+            {"seq":31,"time":"2026-11-28T00:00:00.000Z","kind":"agent.acpSession","subject":"a-9","data":{"acpSessionId":"sess-1","id":"a-9","origin":"loaded"}}
+            {"seq":32,"time":"2026-11-28T00:00:00.000Z","kind":"agent.message","subject":"a-9","data":{"id":"a-9","role":"agent","text":"Done: all tests pass."}}
+            {"seq":33,"time":"2026-11-28T00:00:00.000Z","kind":"agent.toolCall","subject":"a-9","data":{"id":"a-9","kind":"execute","status":"pending","title":"touch x","toolCallId":"call-1"}}
+            {"seq":34,"time":"2026-11-28T00:00:00.000Z","kind":"agent.plan","subject":"a-9","data":{"entries":[{"content":"write the test","priority":"high","status":"in_progress"}],"id":"a-9"}}
+            {"seq":35,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-11","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"touch x","id":"d-11","options":["Allow","Reject"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"gemini-acp-1 asks permission"}}}
+            {"seq":36,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.created","subject":"a-9","data":{"base":"main","baseCommit":"0123abcd","branch":"orch/gemini-acp-1","id":"a-9","path":"/state/worktrees/gemini-acp-1"}}
+            {"seq":37,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.changed","subject":"a-9","data":{"files":3,"id":"a-9"}}
+            {"seq":38,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.merged","subject":"a-9","data":{"commit":"89abcdef","files":["src/lib.rs"],"id":"a-9","strategy":"squash"}}
+            {"seq":39,"time":"2026-11-28T00:00:00.000Z","kind":"worktree.removed","subject":"a-9","data":{"branchKept":true,"id":"a-9"}}
+            {"seq":40,"time":"2026-11-28T00:00:00.000Z","kind":"decision.requested","subject":"d-12","data":{"decision":{"createdAt":"2026-11-28T00:00:00.000Z","detail":"2 commit(s) not in its base","id":"d-12","options":["discard","keep"],"source":{"id":"a-9","kind":"agent"},"state":"pending","title":"Discard gemini-acp-1's unmerged work on orch/gemini-acp-1?"}}}
+            {"seq":41,"time":"2026-11-28T00:00:00.000Z","kind":"task.created","subject":"k-13","data":{"task":{"agentId":"a-9","attempts":0,"createdAt":"2026-11-28T00:00:00.000Z","gateResults":[{"attempt":2,"durationMs":5230,"exitCode":101,"name":"test","ok":false,"outputTail":"1 failed"}],"gates":[{"command":["cargo","test"],"name":"test","timeoutS":900}],"id":"k-13","maxAttempts":3,"merge":"squash","priority":"high","prompt":"make it pass","state":"pending","title":"fix","updatedAt":"2026-11-28T00:00:00.000Z"}}}"#]].assert_eq(&lines.join("\n"));
     }
 }

@@ -41,6 +41,8 @@ pub struct SpawnArgs {
     pub env: BTreeMap<String, String>,
     /// Backend name.
     pub backend: Option<String>,
+    /// A configured remote host whose tmux runs it.
+    pub host: Option<String>,
     /// How orch talks to it (else the kind's).
     pub protocol: Option<AgentProtocol>,
     /// A worktree of its own (`Some(None)`: none, whatever the kind says), else the kind's
@@ -73,6 +75,7 @@ pub struct Prepared {
     env: BTreeMap<String, String>,
     session_id: String,
     backend_name: String,
+    host: Option<String>,
     watch: crate::core::agent::Watch,
     cols: u16,
     rows: u16,
@@ -157,7 +160,7 @@ impl Runtime {
         spec: TerminalSpec,
     ) -> Result<TerminalRecord, OpError> {
         if agent.watch.protocol != AgentProtocol::Acp {
-            let backend = self.backend(&agent.backend, "backend")?;
+            let backend = self.agent_backend(agent)?;
             return Ok(self
                 .start_terminal(&backend, spec, Some(agent.id.clone()))?
                 .1);
@@ -238,7 +241,7 @@ impl Runtime {
     }
 
     #[allow(clippy::too_many_arguments)] // one place builds specs; a builder would only rename these
-    fn spec(
+    pub(super) fn spec(
         &self,
         id: &str,
         name: &str,
@@ -451,12 +454,62 @@ impl Runtime {
                     .expect("unbounded")
             }
         };
-        let cwd = self.resolve_cwd(args.cwd.as_deref().or(kind.cwd.as_deref()), "cwd")?;
         let mut watch = kind.watch();
         if let Some(p) = args.protocol {
             watch.protocol = p;
         }
-        let backend_name = if watch.protocol == AgentProtocol::Acp {
+        let host = match (&args.host, &kind.host) {
+            (Some(h), _) if h.is_empty() => None,
+            (Some(h), _) => Some(h.clone()),
+            (None, h) => h.clone(),
+        };
+        let host_config =
+            match &host {
+                Some(h) => {
+                    self.host(h, "host")?;
+                    Some(
+                        self.config.hosts.get(h).cloned().unwrap_or_else(|| {
+                            unreachable!("hosts are made from the configuration")
+                        }),
+                    )
+                }
+                None => None,
+            };
+        let cwd = match &host_config {
+            // A path on the host: nothing here to check it against.
+            Some(hc) => PathBuf::from(
+                super::hosts::host_cwd(
+                    args.cwd.as_deref().or(kind.cwd.as_deref()),
+                    hc.cwd.as_deref(),
+                )
+                .map_err(|e| OpError::invalid("cwd", e))?,
+            ),
+            None => self.resolve_cwd(args.cwd.as_deref().or(kind.cwd.as_deref()), "cwd")?,
+        };
+        let backend_name = if let Some(h) = &host {
+            if watch.protocol == AgentProtocol::Acp {
+                return Err(OpError::invalid(
+                    "host",
+                    "ACP agents run on this machine; remote hosts run agents in tmux",
+                ));
+            }
+            if let Some(b) = args.backend.as_ref().filter(|b| b.as_str() != "tmux") {
+                return Err(OpError::invalid(
+                    "backend",
+                    format!("{b:?}: agents on host {h} run in its tmux; leave backend out"),
+                ));
+            }
+            if args.worktree.as_ref().is_some_and(|w| w.is_some())
+                || (args.worktree.is_none() && kind.worktree)
+            {
+                return Err(OpError::invalid(
+                    "worktree",
+                    format!("worktrees are made in this workspace's repository, not on host {h}"),
+                ));
+            }
+            self.connected_host(h, "host")?;
+            "tmux".to_string()
+        } else if watch.protocol == AgentProtocol::Acp {
             // An ACP agent speaks on its stdio: it has no terminal backend of its own.
             if let Some(b) = args.backend.as_ref().filter(|b| b.as_str() != "acp") {
                 return Err(OpError::invalid(
@@ -483,7 +536,8 @@ impl Runtime {
         {
             Regex::new(p).map_err(|e| OpError::invalid("kind", format!("pattern {p:?}: {e}")))?;
         }
-        let mut env = kind.env.clone();
+        let mut env = host_config.map(|h| h.env).unwrap_or_default();
+        env.extend(kind.env.clone());
         env.extend(args.env.clone());
         let worktree = match &args.worktree {
             Some(w) => w.clone(),
@@ -498,6 +552,7 @@ impl Runtime {
             env,
             session_id,
             backend_name,
+            host,
             watch,
             cols,
             rows,
@@ -519,6 +574,7 @@ impl Runtime {
             env,
             session_id,
             backend_name,
+            host,
             watch,
             cols,
             rows,
@@ -546,6 +602,7 @@ impl Runtime {
             session_id,
             terminal_id: terminal_id.clone(),
             backend: backend_name,
+            host,
             acp_session: None,
             worktree: worktree.clone(),
             state: AgentState::Starting,
@@ -737,7 +794,7 @@ impl Runtime {
             });
         }
         if agent.watch.protocol != AgentProtocol::Acp {
-            self.backend(&agent.backend, "backend")?;
+            self.agent_backend(&agent)?;
         }
         self.dismiss_wait_decision(id, "the agent was restarted");
         self.drop_typing(id, "the agent was restarted");
@@ -926,6 +983,10 @@ impl Runtime {
             .cloned()
             .collect();
         for agent in live {
+            if agent.host.is_some() {
+                // Adopted when its host connects (see `hosts`), which may take a while.
+                continue;
+            }
             let handle = self
                 .state
                 .terminals
@@ -997,22 +1058,11 @@ impl Runtime {
                     b => format!("daemon restarted: its {b} terminal is gone"),
                 },
             };
-            if self
-                .state
-                .terminals
-                .get(&agent.terminal_id)
-                .is_some_and(|t| t.alive)
-            {
-                self.emit(EventBody::TerminalExited {
-                    id: agent.terminal_id.clone(),
-                    exit_code: None,
-                });
-            }
-            self.set_agent_state(&agent.id, AgentState::Lost, evidence.clone(), None);
-            self.dismiss_wait_decision(&agent.id, "the agent was lost with the previous daemon");
-            self.drop_typing(&agent.id, "the agent was lost");
-            self.task_agent_ended(&agent.id, None);
-            self.after_end(&agent.id, AgentState::Lost, evidence);
+            self.end_lost(
+                &agent,
+                evidence,
+                "the agent was lost with the previous daemon",
+            );
         }
         // Standalone terminals of a dead daemon are gone too.
         let dead: Vec<String> = self
@@ -1028,6 +1078,27 @@ impl Runtime {
                 exit_code: None,
             });
         }
+    }
+
+    /// An agent whose program orch cannot reach any more ends `lost`: its terminal, question,
+    /// typing and task settle as at an exit, then its restart policy applies.
+    pub(super) fn end_lost(&mut self, agent: &AgentRecord, evidence: Evidence, why: &str) {
+        if self
+            .state
+            .terminals
+            .get(&agent.terminal_id)
+            .is_some_and(|t| t.alive)
+        {
+            self.emit(EventBody::TerminalExited {
+                id: agent.terminal_id.clone(),
+                exit_code: None,
+            });
+        }
+        self.set_agent_state(&agent.id, AgentState::Lost, evidence.clone(), None);
+        self.dismiss_wait_decision(&agent.id, why);
+        self.drop_typing(&agent.id, "the agent was lost");
+        self.task_agent_ended(&agent.id, None);
+        self.after_end(&agent.id, AgentState::Lost, evidence);
     }
 
     /// Free an ended terminal's resources, keeping its last screen (see [`super::terminals`]);
@@ -1120,10 +1191,22 @@ impl Runtime {
             _ => Err(OpError::Conflict {
                 kind: "terminal",
                 id: id.into(),
-                state: if rec.closed { "closed" } else { "exited" }.into(),
+                state: self
+                    .away(rec)
+                    .unwrap_or_else(|| if rec.closed { "closed" } else { "exited" }.into()),
                 what: what.into(),
             }),
         }
+    }
+
+    /// Why a live terminal of an agent on a host is not here now (its host is unreachable, or
+    /// not connected yet since the daemon started), in words; `None` for any other terminal.
+    fn away(&self, rec: &TerminalRecord) -> Option<String> {
+        let agent = self.state.agents.get(rec.agent_id.as_deref()?)?;
+        let host = agent.host.as_deref()?;
+        (rec.alive && agent.state.is_live()).then(|| {
+            format!("unreachable (on host {host}, which cannot be reached now; it comes back with the host)")
+        })
     }
 
     /// A terminal's screen with `scrollback` lines of history: live, or the last one of an
@@ -1144,10 +1227,13 @@ impl Runtime {
             return Err(OpError::Conflict {
                 kind: "terminal",
                 id: id.into(),
-                state: if rec.closed {
-                    "closed".into()
-                } else {
-                    "gone (its process did not survive a daemon restart; see its output log)".into()
+                state: match self.away(rec) {
+                    Some(why) => why,
+                    None if rec.closed => "closed".into(),
+                    None => {
+                        "gone (its process did not survive a daemon restart; see its output log)"
+                            .into()
+                    }
                 },
                 what: "no screen".into(),
             });

@@ -330,12 +330,18 @@ impl Runtime {
             return;
         };
         let attempt = t.attempts.max(1);
-        let cwd = t
-            .agent_id
-            .as_ref()
-            .and_then(|a| self.state.agents.get(a))
-            .map(|a| PathBuf::from(&a.cwd))
-            .unwrap_or_else(|| self.paths.root.clone());
+        let agent = t.agent_id.as_ref().and_then(|a| self.state.agents.get(a));
+        // A remote agent's gate runs on its host, in its directory there, over SSH.
+        let host = agent.and_then(|a| Some((a, self.config.hosts.get(a.host.as_deref()?)?)));
+        let (argv, cwd) = match host {
+            Some((a, h)) => (remote_gate_argv(h, &a.cwd, &gate), self.paths.root.clone()),
+            None => (
+                gate.command.clone(),
+                agent
+                    .map(|a| PathBuf::from(&a.cwd))
+                    .unwrap_or_else(|| self.paths.root.clone()),
+            ),
+        };
         let log = self
             .paths
             .state_dir
@@ -343,7 +349,7 @@ impl Runtime {
             .join(format!("{id}-{attempt}-{}.log", sanitize(&gate.name)));
         let task = id.to_string();
         // Spawning is synchronous and quick; only the waiting happens off the loop.
-        let spawned = spawn_gate(&gate, &cwd);
+        let spawned = spawn_gate(&argv, &cwd);
         let pgid = spawned.as_ref().ok().and_then(|c| c.id());
         self.emit(EventBody::TaskGateStarted {
             id: id.into(),
@@ -676,10 +682,34 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
+/// The local argv that runs `gate` on host `host` in directory `dir` there: one shell line over
+/// SSH. The host's `timeout` ends it at the gate's timeout even when the connection is gone
+/// (killing the local `ssh` at the timeout does not reach the remote program).
+pub fn remote_gate_argv(
+    host: &crate::config::HostConfig,
+    dir: &str,
+    gate: &GateSpec,
+) -> Vec<String> {
+    use crate::config::{shell_cd, shell_line};
+    let mut run = vec![
+        "timeout".to_string(),
+        "-k".into(),
+        "5".into(),
+        gate.timeout_s.to_string(),
+    ];
+    if !host.env.is_empty() {
+        run.splice(0..0, ["env".to_string()]);
+        let vars = host.env.iter().map(|(k, v)| format!("{k}={v}"));
+        run.splice(1..1, vars);
+    }
+    run.extend(gate.command.iter().cloned());
+    host.run_line(format!("{} && exec {}", shell_cd(dir), shell_line(&run)))
+}
+
 /// Start a gate: argv without a shell, in its own process group (so a timeout kills the tree).
-fn spawn_gate(gate: &GateSpec, cwd: &std::path::Path) -> std::io::Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(&gate.command[0]);
-    cmd.args(&gate.command[1..])
+fn spawn_gate(argv: &[String], cwd: &std::path::Path) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -75,6 +75,12 @@ impl TerminalObserver for Observer {
     }
 }
 
+impl crate::ports::HostObserver for Observer {
+    fn host_changed(&self, name: &str, status: crate::ports::HostStatus) {
+        let _ = self.tx.send(Input::Host(name.to_string(), status));
+    }
+}
+
 impl ConversationObserver for Observer {
     fn said(&self, id: &str, said: Said) {
         let _ = self.tx.send(Input::Said(id.to_string(), said));
@@ -147,6 +153,11 @@ impl Terminals {
 
     /// What backends report to.
     pub fn observer(&self) -> Arc<dyn TerminalObserver> {
+        self.observer.clone()
+    }
+
+    /// What remote hosts report to.
+    pub fn host_observer(&self) -> Arc<dyn crate::ports::HostObserver> {
         self.observer.clone()
     }
 

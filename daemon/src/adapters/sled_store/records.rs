@@ -168,6 +168,12 @@ pub enum BodyV1 {
     },
     #[serde(rename = "config.reloaded")]
     ConfigReloaded { path: String },
+    #[serde(rename = "host.state")]
+    HostState {
+        name: String,
+        state: String,
+        detail: String,
+    },
     #[serde(rename = "job.failed")]
     JobFailed { name: String, error: String },
 }
@@ -185,6 +191,9 @@ pub struct AgentV1 {
     pub session_id: String,
     pub terminal_id: String,
     pub backend: String,
+    /// Came later in version 1; absent for agents on this machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Came later in version 1; absent for agents without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acp_session: Option<String>,
@@ -628,6 +637,15 @@ impl From<&EventBody> for BodyV1 {
                 at,
             },
             E::ConfigReloaded { path } => BodyV1::ConfigReloaded { path },
+            E::HostState {
+                name,
+                state,
+                detail,
+            } => BodyV1::HostState {
+                name,
+                state,
+                detail,
+            },
             E::JobFailed { name, error } => BodyV1::JobFailed { name, error },
         }
     }
@@ -645,6 +663,7 @@ impl From<&AgentRecord> for AgentV1 {
             session_id,
             terminal_id,
             backend,
+            host,
             acp_session,
             worktree,
             state,
@@ -668,6 +687,7 @@ impl From<&AgentRecord> for AgentV1 {
             session_id,
             terminal_id,
             backend,
+            host,
             acp_session,
             worktree: worktree.map(Into::into),
             state,
@@ -1114,6 +1134,15 @@ impl From<BodyV1> for EventBody {
                 at,
             },
             BodyV1::ConfigReloaded { path } => E::ConfigReloaded { path },
+            BodyV1::HostState {
+                name,
+                state,
+                detail,
+            } => E::HostState {
+                name,
+                state,
+                detail,
+            },
             BodyV1::JobFailed { name, error } => E::JobFailed { name, error },
         }
     }
@@ -1131,6 +1160,7 @@ impl From<AgentV1> for AgentRecord {
             session_id,
             terminal_id,
             backend,
+            host,
             acp_session,
             worktree,
             state,
@@ -1154,6 +1184,7 @@ impl From<AgentV1> for AgentRecord {
             session_id,
             terminal_id,
             backend,
+            host,
             acp_session,
             worktree: worktree.map(Into::into),
             state,

@@ -38,7 +38,8 @@ pub const EXIT_MARKER: &str = "orch-exited:";
 /// the program printed. The script survives SIGINT, SIGQUIT and SIGTERM meant for its program,
 /// which gets them with default handlers.
 const START_SCRIPT: &str = "id=$1\n\
-    if cd -- \"$2\"; then\n\
+    case $2 in \"~\") d=$HOME ;; \"~/\"*) d=$HOME/${2#\"~/\"} ;; *) d=$2 ;; esac\n\
+    if cd -- \"$d\"; then\n\
     shift 2\n\
     trap : INT QUIT TERM\n\
     \"$@\"\n\
@@ -316,6 +317,9 @@ fn session_target(session: &str) -> String {
 /// (`ssh host tmux`) can pass them through a shell unchanged.
 pub fn control_argv(socket: &str, session: &str) -> Vec<String> {
     [
+        // UTF-8 whatever the locale (an SSH login often has none): without it tmux prints the
+        // tabs of our formats, and any non-ASCII text, as `_`.
+        "-u",
         "-L",
         socket,
         "-C",
@@ -474,6 +478,19 @@ pub fn server_pid() -> Request<u32> {
     )
 }
 
+/// The server's process id and version, in one round trip (on connecting to a host).
+pub fn server_pid_and_version() -> Request<(u32, String)> {
+    Request::new(
+        vec![Cmd::new("display-message").args(["-p", "#{pid} #{version}"])],
+        |blocks| {
+            let line = blocks[0].lines.first().map_or("", String::as_str);
+            let (pid, version) = line.split_once(' ').unwrap_or((line, ""));
+            let pid = pid.parse().map_err(|_| format!("not a pid: {line:?}"))?;
+            Ok((pid, version.to_owned()))
+        },
+    )
+}
+
 /// Indexes of the windows of a session.
 pub fn window_indexes(session: &str) -> Request<Vec<u32>> {
     Request::new(
@@ -540,9 +557,11 @@ pub fn new_window(w: &NewWindow<'_>) -> Request<NewPane> {
         .args(["-d", "-P", "-F", NEW_PANE_FORMAT, "-t"])
         .arg(&target)
         .arg("-n")
-        .arg(escape_format(w.name))
-        .arg("-c")
-        .arg(escape_format(w.cwd));
+        .arg(escape_format(w.name));
+    if !w.cwd.starts_with('~') {
+        // `~` (a host's home) is the start script's to resolve: tmux does not expand it.
+        new = new.arg("-c").arg(escape_format(w.cwd));
+    }
     for (key, value) in w.env {
         new = new.arg("-e").arg(format!("{key}={value}"));
     }
@@ -814,7 +833,7 @@ mod tests {
             history: 5000,
             terminal_id: "t-1",
         };
-        expect![[r##"set-option -t =ws: history-limit 5000 ; new-window -d -P -F "#{pane_id}\011#{pane_pid}\011#{window_id}" -t =ws:4 -n "agent ##{host}" -c "/tmp/a b" -e "K=v; \$x" -- /bin/sh -c "id=\$1\nif cd -- \"\$2\"; then\nshift 2\ntrap : INT QUIT TERM\n\"\$@\"\ns=\$?\ntrap - INT QUIT TERM\nelse s=126; fi\nprintf '\\033]2;orch-exited:%s:%s\\033\\\\' \"\$id\" \"\$s\"\nsleep 2\nexit \"\$s\"" orch t-1 "/tmp/a b" printf "%s\n" "a'b" ; set-option -w -t =ws:4 remain-on-exit on ; set-option -w -t =ws:4 @orch_id t-1 ; set-option -w -t =ws:4 window-size manual ; resize-window -t =ws:4 -x 80 -y 24"##]]
+        expect![[r##"set-option -t =ws: history-limit 5000 ; new-window -d -P -F "#{pane_id}\011#{pane_pid}\011#{window_id}" -t =ws:4 -n "agent ##{host}" -c "/tmp/a b" -e "K=v; \$x" -- /bin/sh -c "id=\$1\ncase \$2 in \"\~\") d=\$HOME ;; \"\~/\"*) d=\$HOME/\${2#\"\~/\"} ;; *) d=\$2 ;; esac\nif cd -- \"\$d\"; then\nshift 2\ntrap : INT QUIT TERM\n\"\$@\"\ns=\$?\ntrap - INT QUIT TERM\nelse s=126; fi\nprintf '\\033]2;orch-exited:%s:%s\\033\\\\' \"\$id\" \"\$s\"\nsleep 2\nexit \"\$s\"" orch t-1 "/tmp/a b" printf "%s\n" "a'b" ; set-option -w -t =ws:4 remain-on-exit on ; set-option -w -t =ws:4 @orch_id t-1 ; set-option -w -t =ws:4 window-size manual ; resize-window -t =ws:4 -x 80 -y 24"##]]
             .assert_eq(&new_window(&w).line().unwrap());
         let sends = send_bytes("%3", b"a;\n");
         expect![["send-keys -H -t %3 61 3b 0a"]].assert_eq(&sends[0].line().unwrap());

@@ -442,6 +442,12 @@ impl ControlClient {
         wait(rx, timeout, &self.shared)
     }
 
+    /// End the client's process (a connection that stopped answering): the reader sees the end
+    /// and closes the client as if the server had gone.
+    pub fn kill(&self) {
+        let _ = self.child.lock().unwrap().kill();
+    }
+
     /// Whether the client ended (its server may be gone).
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)

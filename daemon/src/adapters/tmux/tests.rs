@@ -38,6 +38,7 @@ impl Isolated {
             tmux: vec!["tmux".into(), "-f".into(), "/dev/null".into()],
             socket_name: self.socket.clone(),
             session: "ws".into(),
+            ssh: Vec::new(),
         }
     }
 
@@ -675,6 +676,39 @@ fn attach_command_names_the_socket_and_pane() {
     };
     assert!(!remote.is_local());
     assert_eq!(remote.attach_argv("%3")[..3], ["ssh", "box", "tmux"]);
+    // A host: the ssh argv, a terminal for tmux there (-t), and tmux's words as one shell line
+    // (quoted where a shell would read them otherwise).
+    let host = TmuxConfig {
+        ssh: vec!["ssh".into(), "-p".into(), "2222".into(), "me@box".into()],
+        session: "my ws".into(),
+        ..TmuxConfig::new("ws")
+    };
+    assert!(!host.is_local());
+    assert_eq!(
+        host.attach_argv("%3"),
+        [
+            "ssh",
+            "-t",
+            "-p",
+            "2222",
+            "me@box",
+            &format!("tmux -L {} attach-session -t %3", host.socket_name)
+        ]
+    );
+    assert_eq!(
+        host.argv([
+            "display-message".into(),
+            "-p".into(),
+            "#{pid}\t$HOME's".into()
+        ]),
+        [
+            "ssh",
+            "-p",
+            "2222",
+            "me@box",
+            "tmux display-message -p '#{pid}\t$HOME'\\''s'"
+        ]
+    );
 }
 
 #[test]

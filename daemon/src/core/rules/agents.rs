@@ -156,16 +156,17 @@ mod tests {
             rows.push(format!("{:>8} -> {}", from.as_str(), to.join(" ")));
         }
         expect![[r#"
-            starting -> running idle busy waiting exited failed stopped lost exiting
-             running -> idle busy waiting exited failed stopped lost exiting
-                idle -> running busy waiting exited failed stopped lost exiting
-                busy -> running idle waiting exited failed stopped lost exiting
-             waiting -> running idle busy exited failed stopped lost exiting
+            starting -> running idle busy waiting exited failed stopped lost exiting unreachable
+             running -> idle busy waiting exited failed stopped lost exiting unreachable
+                idle -> running busy waiting exited failed stopped lost exiting unreachable
+                busy -> running idle waiting exited failed stopped lost exiting unreachable
+             waiting -> running idle busy exited failed stopped lost exiting unreachable
               exited -> starting failed
               failed -> starting
              stopped -> starting failed
                 lost -> starting failed
-             exiting -> running idle busy waiting exited failed stopped lost"#]]
+             exiting -> running idle busy waiting exited failed stopped lost unreachable
+            unreachable -> running idle busy waiting exited failed stopped lost exiting"#]]
         .assert_eq(&rows.join("\n"));
     }
 

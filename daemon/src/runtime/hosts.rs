@@ -1,0 +1,222 @@
+//! Remote hosts on the runtime: which backend an agent's terminal lives on, what a host's
+//! connection changing means for its agents (`unreachable` while it is down, adopted again by
+//! pane id when it is back), and the checks of a spawn onto a host.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::watching::WatchState;
+use super::{OpError, Runtime};
+use crate::core::agent::{AgentRecord, AgentState, Evidence};
+use crate::core::event::EventBody;
+use crate::core::task::DecisionSource;
+use crate::ports::{HostState, HostStatus, RemoteHost, TerminalBackend};
+
+/// An agent on a host whose connection is down, or not yet adopted after a daemon start: its
+/// program is believed to run there, with no live terminal here.
+pub fn awaits_host(agent: &AgentRecord, host: &str, live_here: bool) -> bool {
+    agent.host.as_deref() == Some(host) && agent.state.is_live() && !live_here
+}
+
+/// The working directory of an agent on a host: `cwd` as given when absolute (or `~...`), else
+/// under the host's `cwd` (or its home).
+pub fn host_cwd(given: Option<&str>, host_cwd: Option<&str>) -> Result<String, String> {
+    let base = host_cwd.unwrap_or("~");
+    match given {
+        None => Ok(base.to_owned()),
+        Some(c) if c.contains(['\0', '\n']) || c.is_empty() => Err(format!("{c:?} is not a path")),
+        Some(c) if c.starts_with('/') || c == "~" || c.starts_with("~/") => Ok(c.to_owned()),
+        Some(c) => Ok(format!("{}/{c}", base.trim_end_matches('/'))),
+    }
+}
+
+impl Runtime {
+    /// The host called `name`, or the error naming `field`.
+    pub(super) fn host(&self, name: &str, field: &str) -> Result<Arc<dyn RemoteHost>, OpError> {
+        self.hosts.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.hosts.keys().map(String::as_str).collect();
+            OpError::invalid(
+                field,
+                format!(
+                    "unknown host {name:?}; configured hosts: {}",
+                    if known.is_empty() {
+                        "none (add a [hosts.<name>] table to orch.toml)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })
+    }
+
+    /// A host's backend when its connection is up; else why not.
+    pub(super) fn connected_host(
+        &self,
+        name: &str,
+        field: &str,
+    ) -> Result<Arc<dyn TerminalBackend>, OpError> {
+        let host = self.host(name, field)?;
+        let status = host.status();
+        if status.state != HostState::Connected {
+            return Err(OpError::BackendUnavailable {
+                backend: "tmux".into(),
+                detail: format!(
+                    "host {name} is {}{}",
+                    status.state.as_str(),
+                    if status.detail.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", status.detail)
+                    }
+                ),
+            });
+        }
+        Ok(host.backend())
+    }
+
+    /// The backend an agent's terminal lives on: its host's, else its backend's.
+    pub(super) fn agent_backend(
+        &self,
+        agent: &AgentRecord,
+    ) -> Result<Arc<dyn TerminalBackend>, OpError> {
+        match &agent.host {
+            Some(h) => self.connected_host(h, "host"),
+            None => self.backend(&agent.backend, "backend"),
+        }
+    }
+
+    /// A host's connection changed: record it; a host that went away makes its agents
+    /// `unreachable`, one that came back gets them adopted again.
+    pub(super) fn on_host(&mut self, name: &str, status: HostStatus) {
+        self.emit(EventBody::HostState {
+            name: name.into(),
+            state: status.state.as_str().into(),
+            detail: status.detail.clone(),
+        });
+        let waiting: Vec<AgentRecord> = self
+            .state
+            .agents
+            .values()
+            .filter(|a| awaits_host(a, name, self.terminals.contains_key(&a.terminal_id)))
+            .cloned()
+            .collect();
+        match status.state {
+            HostState::Connected => {
+                for agent in waiting {
+                    self.readopt(name, &agent);
+                }
+            }
+            HostState::Unreachable => {
+                let on_host: Vec<AgentRecord> = self
+                    .state
+                    .agents
+                    .values()
+                    .filter(|a| a.host.as_deref() == Some(name) && a.state.is_live())
+                    .cloned()
+                    .collect();
+                for agent in on_host {
+                    // The program runs on over there: let go of the terminal without closing
+                    // its window.
+                    self.terminals.remove(&agent.terminal_id);
+                    self.terminals.activity().forget(&agent.terminal_id);
+                    self.clients.forget_terminal(&agent.terminal_id);
+                    self.drop_typing(&agent.id, "its host is unreachable");
+                    if agent.state != AgentState::Unreachable {
+                        let evidence = Evidence::Daemon {
+                            what: format!("host {name}: {}", status.detail),
+                        };
+                        self.set_agent_state(&agent.id, AgentState::Unreachable, evidence, None);
+                    }
+                }
+            }
+            HostState::Connecting => {}
+        }
+    }
+
+    /// Take over a host agent's pane again (after its host came back, or after a daemon start);
+    /// a pane that is gone makes the agent lost.
+    fn readopt(&mut self, host: &str, agent: &AgentRecord) {
+        let handle = self
+            .state
+            .terminals
+            .get(&agent.terminal_id)
+            .and_then(|t| t.handle.clone());
+        let Ok(backend) = self.connected_host(host, "host") else {
+            return;
+        };
+        let spec = self.spec(
+            &agent.terminal_id,
+            &agent.name,
+            agent.command.clone(),
+            PathBuf::from(&agent.cwd),
+            Vec::new(),
+            agent.cols,
+            agent.rows,
+        );
+        let adopted = match handle {
+            Some(handle) => backend
+                .adopt(spec, &handle, self.terminals.observer())
+                .map_err(|e| e.to_string()),
+            None => Err("it has no tmux pane".into()),
+        };
+        match adopted {
+            Ok(term) => {
+                self.terminals
+                    .insert(agent.terminal_id.clone(), term.clone());
+                self.emit(EventBody::AgentAdopted {
+                    id: agent.id.clone(),
+                    pid: term.pid(),
+                });
+                let mut ws = WatchState::new(&agent.watch);
+                // A question asked before the connection dropped is still this agent's.
+                ws.adopt_question(
+                    self.state
+                        .decisions
+                        .values()
+                        .find(|d| {
+                            !d.resolved
+                                && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id)
+                        })
+                        .map(|d| d.id.clone()),
+                );
+                self.watch.insert(agent.id.clone(), ws);
+                if agent.state == AgentState::Unreachable {
+                    self.set_agent_state(
+                        &agent.id,
+                        AgentState::Running,
+                        Evidence::Daemon {
+                            what: format!("host {host}: reconnected, its pane adopted"),
+                        },
+                        None,
+                    );
+                }
+            }
+            Err(why) => {
+                tracing::info!(agent = %agent.id, %host, "cannot adopt: {why}");
+                let evidence = Evidence::Daemon {
+                    what: format!("host {host}: its tmux pane is gone ({why})"),
+                };
+                self.end_lost(agent, evidence, "its pane on the host is gone");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_cwd_is_under_the_hosts_workspace() {
+        assert_eq!(host_cwd(None, Some("/srv/w")).unwrap(), "/srv/w");
+        assert_eq!(host_cwd(None, None).unwrap(), "~");
+        assert_eq!(
+            host_cwd(Some("sub"), Some("/srv/w/")).unwrap(),
+            "/srv/w/sub"
+        );
+        assert_eq!(host_cwd(Some("sub"), None).unwrap(), "~/sub");
+        assert_eq!(host_cwd(Some("/abs"), Some("/srv")).unwrap(), "/abs");
+        assert_eq!(host_cwd(Some("~/x"), Some("/srv")).unwrap(), "~/x");
+        assert!(host_cwd(Some("a\nb"), None).is_err());
+    }
+}

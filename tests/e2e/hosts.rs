@@ -1,0 +1,384 @@
+//! Agents on another machine: a `[hosts.<name>]` entry reaching a real OpenSSH server on
+//! loopback (its own keys, a random port), whose tmux runs the agents. The "remote" machine is
+//! this one seen through SSH: what runs there carries `SSH_CONNECTION`, which is how the tests
+//! tell it ran on the host and not beside the daemon.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use orch_tests::sshd::Sshd;
+use orch_tests::{
+    ci, pending_decision_for, require_tool, wait_agent, wait_for, wait_screen, wait_task, Daemon,
+    Via, WAIT,
+};
+use serde_json::{json, Value};
+
+/// The host's own tmux server (`tmux -L <unique>` on the "remote" machine), killed at the end.
+struct HostTmux {
+    socket: String,
+}
+
+impl HostTmux {
+    fn new() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Self {
+            socket: format!(
+                "orch-e2e-host-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+
+    fn windows(&self) -> Vec<String> {
+        let out = Command::new("tmux")
+            .args([
+                "-L",
+                &self.socket,
+                "list-windows",
+                "-a",
+                "-F",
+                "#{window_name}",
+            ])
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for HostTmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// Whether the test can run: sshd and tmux installed (with CI=true, a missing one fails).
+fn tools() -> bool {
+    if !require_tool("tmux", &["-V"]) {
+        return false;
+    }
+    if !Sshd::available() {
+        assert!(
+            !ci(),
+            "the OpenSSH server (/usr/sbin/sshd, Debian's openssh-server) is required when CI=true"
+        );
+        eprintln!("skipping: sshd is not installed");
+        return false;
+    }
+    true
+}
+
+/// orch.toml with host `lab` on `sshd`, its workspace `remote_dir`, and the test's kinds.
+fn config(sshd: &Sshd, tmux: &HostTmux, remote_dir: &std::path::Path) -> String {
+    let ssh: Vec<String> = sshd.ssh_argv().iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        r#"
+[hosts.lab]
+ssh = [{}]
+cwd = "{}"
+socket_name = "{}"
+env = {{ LAB_GREETING = "hello from the lab" }}
+
+[agents.shell]
+command = ["bash", "--norc", "--noprofile", "-i"]
+idle_after_ms = 400
+
+[agents.asker]
+command = ["bash", "-c", "printf 'Deploy? [y/N] '; read a; echo deployed=$a; sleep 1"]
+waiting_patterns = ["Deploy\\?"]
+idle_after_ms = 400
+host = "lab"
+
+[agents.ticker]
+command = ["sh", "-c", "i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.1; done"]
+host = "lab"
+
+[gates.on-host]
+command = ["sh", "-c", "echo via=${{SSH_CONNECTION:-none}} dir=$(pwd) greeting=$LAB_GREETING; test -f marker"]
+timeout_s = 60
+"#,
+        ssh.join(", "),
+        remote_dir.display(),
+        tmux.socket
+    )
+}
+
+fn host_entry(c: &mut orch_tests::Client, name: &str) -> Value {
+    let st = c.ok("orch/status", json!({}));
+    st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .unwrap_or_else(|| panic!("status lists no host {name}: {st}"))
+        .clone()
+}
+
+fn wait_host(c: &mut orch_tests::Client, name: &str, state: &str, within: Duration) -> Value {
+    wait_for(&format!("host {name} {state}"), within, || {
+        let h = host_entry(c, name);
+        (h["state"] == state).then_some(h)
+    })
+}
+
+/// The agent's screen with `scrollback` lines of history, as text.
+fn history(c: &mut orch_tests::Client, terminal: &Value, scrollback: u64) -> String {
+    let s = c.ok(
+        "orch/terminal/screen",
+        json!({ "id": terminal, "scrollback": scrollback }),
+    );
+    s["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The ticks on a screen, in order.
+fn ticks(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("tick")?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn an_agent_on_a_host_is_driven_over_ssh() {
+    if !tools() {
+        return;
+    }
+    let sshd = Sshd::start();
+    let tmux = HostTmux::new();
+    let remote = tempfile::tempdir().unwrap();
+    std::fs::write(remote.path().join("marker"), "").unwrap();
+    let d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
+    let mut c = d.client(Via::Socket);
+    let h = wait_host(&mut c, "lab", "connected", WAIT);
+    assert!(
+        h["tmuxVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with('3')),
+        "{h}"
+    );
+    assert!(h["rttMs"].as_f64().is_some(), "{h}");
+
+    // Spawn, send, screen: the shell runs in the host's tmux, in the host's workspace, with the
+    // host's environment, behind SSH.
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "host": "lab", "name": "remote-sh" }),
+    );
+    assert_eq!(a["host"], "lab");
+    assert_eq!(a["backend"], "tmux");
+    assert_eq!(a["cwd"], remote.path().display().to_string());
+    let id = a["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &id, "idle", |a| a["state"] == "idle");
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": id, "text": "echo \"[$((6*7))] $(pwd) $LAB_GREETING via ${SSH_CONNECTION:-none}\"" }),
+    );
+    let screen = wait_screen(&mut c, &id, "[42]");
+    let port = format!("127.0.0.1 {}", sshd.port);
+    let line = screen.lines().find(|l| l.starts_with("[42]")).unwrap_or("");
+    assert!(
+        line.contains(&remote.path().display().to_string()),
+        "{screen}"
+    );
+    assert!(line.contains("hello from the lab"), "{screen}");
+    assert!(
+        line.contains(&port),
+        "not run through the host's sshd: {screen}"
+    );
+    assert!(
+        tmux.windows().contains(&"remote-sh".to_string()),
+        "{:?}",
+        tmux.windows()
+    );
+
+    // `~` is the home directory on the host.
+    let home = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": ["sh", "-c", "echo \"home=$(pwd)\"; sleep 30"], "host": "lab", "cwd": "~" }),
+    );
+    let home_id = home["id"].as_str().unwrap();
+    let remote_home = std::env::var("HOME").unwrap_or_default();
+    wait_screen(&mut c, home_id, &format!("home={remote_home}"));
+    c.ok("orch/agent/stop", json!({ "id": home_id, "force": true }));
+
+    // A task's prompt lands in the remote agent; its gate runs on the host, over SSH.
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "remote", "prompt": "echo TASK-$((40+2))", "agentId": id, "gates": ["on-host"], "maxAttempts": 1 }),
+    );
+    wait_screen(&mut c, &id, "TASK-42");
+    c.ok(
+        "orch/task/complete",
+        json!({ "id": t["id"], "summary": "done on the lab" }),
+    );
+    let done = wait_task(&mut c, t["id"].as_str().unwrap(), "done");
+    let tail = done["gateResults"][0]["outputTail"].as_str().unwrap_or("");
+    assert!(tail.contains(&port), "gate did not run over SSH: {done}");
+    assert!(
+        tail.contains(&format!("dir={}", remote.path().display())),
+        "{done}"
+    );
+    assert!(tail.contains("greeting=hello from the lab"), "{done}");
+
+    // A waiting pattern on the host's screen becomes a decision; the answer is typed there.
+    let asker = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
+    assert_eq!(asker["host"], "lab", "the kind's host");
+    let asker_id = asker["id"].as_str().unwrap();
+    wait_agent(&mut c, asker_id, "waiting", |a| a["state"] == "waiting");
+    let dec = pending_decision_for(&mut c, asker_id);
+    let mut other = d.client(Via::Socket);
+    other.ok(
+        "orch/decision/resolve",
+        json!({ "id": dec["id"], "choice": "approve" }),
+    );
+    wait_screen(&mut c, asker_id, "deployed=y");
+    let ended = wait_agent(&mut c, asker_id, "exit", |a| a["state"] == "exited");
+    assert_eq!(ended["exitCode"], 0);
+
+    // Stop: the window on the host goes.
+    c.ok("orch/agent/stop", json!({ "id": id }));
+    wait_agent(&mut c, &id, "stopped", |a| a["state"] == "stopped");
+    wait_for("the window to close on the host", WAIT, || {
+        (!tmux.windows().contains(&"remote-sh".to_string())).then_some(())
+    });
+
+    // Bad input names the field and the value.
+    let e = c.err(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "host": "nowhere" }),
+        -32602,
+    );
+    assert!(e["message"].as_str().unwrap().contains("host"), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("nowhere"), "{e}");
+    let e = c.err(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "host": "lab", "backend": "pty" }),
+        -32602,
+    );
+    assert!(e["message"].as_str().unwrap().contains("backend"), "{e}");
+}
+
+#[test]
+fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
+    if !tools() {
+        return;
+    }
+    let mut sshd = Sshd::start();
+    let tmux = HostTmux::new();
+    let remote = tempfile::tempdir().unwrap();
+    let mut d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
+    let mut c = d.client(Via::Socket);
+    wait_host(&mut c, "lab", "connected", WAIT);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "ticker", "name": "ticker" }),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    let term = a["terminalId"].clone();
+    wait_screen(&mut c, &id, "tick5");
+
+    // The host goes away mid-output: the agent is unreachable, not lost.
+    let printed_before = ticks(&history(&mut c, &term, 5000)).last().copied();
+    sshd.stop();
+    let gone = wait_agent(&mut c, &id, "unreachable", |a| a["state"] == "unreachable");
+    assert!(gone["pid"].is_number() || gone["pid"].is_null());
+    let h = host_entry(&mut c, "lab");
+    assert_eq!(h["state"], "unreachable", "{h}");
+    let e = c.err("orch/agent/send", json!({ "id": id, "text": "x" }), -32003);
+    assert!(
+        e["message"].as_str().unwrap().contains("unreachable"),
+        "{e}"
+    );
+    let e = c.err(
+        "orch/terminal/screen",
+        json!({ "id": term, "scrollback": 10 }),
+        -32003,
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("unreachable"),
+        "{e}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Back: re-adopted by pane id, and what it printed meanwhile is in tmux's history.
+    sshd.start_again();
+    wait_host(&mut c, "lab", "connected", Duration::from_secs(40));
+    let back = wait_agent(&mut c, &id, "live again", |a| {
+        a["state"] != "unreachable" && a["state"] != "starting"
+    });
+    assert!(
+        ["running", "busy", "idle"].contains(&back["state"].as_str().unwrap()),
+        "{back}"
+    );
+    let seen = wait_for("ticks printed while the host was away", WAIT, || {
+        let t = ticks(&history(&mut c, &term, 5000));
+        (t.len() > 30).then_some(t)
+    });
+    let first = seen[0];
+    assert_eq!(
+        seen,
+        (first..first + seen.len() as u64).collect::<Vec<_>>(),
+        "a gap in the ticks (before the drop the last was {printed_before:?})"
+    );
+    assert!(
+        seen.last().copied() > printed_before.map(|n| n + 10),
+        "no output from the outage: {printed_before:?} then {seen:?}"
+    );
+    let events = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["host.state"], "subjects": ["lab"] }),
+    );
+    let states: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["data"]["state"].as_str())
+        .collect();
+    assert!(
+        states.ends_with(&["connected", "unreachable", "connected"]),
+        "{states:?}"
+    );
+
+    // A daemon killed outright: the next one adopts the agent on the host again.
+    let adopted = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.adopted"], "subjects": [id] }),
+    );
+    drop(c);
+    d.kill9();
+    d.start();
+    let mut c = d.client(Via::Socket);
+    wait_host(&mut c, "lab", "connected", WAIT);
+    wait_for("the agent adopted after the restart", WAIT, || {
+        let ev = c.ok(
+            "orch/events/query",
+            json!({ "kinds": ["agent.adopted"], "subjects": [id] }),
+        );
+        (ev["items"].as_array().unwrap().len() > adopted["items"].as_array().unwrap().len())
+            .then_some(())
+    });
+    let a = c.ok("orch/agent/get", json!({ "id": id }));
+    assert!(a["state"] != "lost" && a["state"] != "unreachable", "{a}");
+    let before = ticks(&history(&mut c, &term, 5000))
+        .last()
+        .copied()
+        .unwrap();
+    wait_for("new ticks after the restart", WAIT, || {
+        let t = ticks(&history(&mut c, &term, 5000));
+        (t.last().copied().unwrap() > before + 5).then_some(())
+    });
+    c.ok("orch/agent/stop", json!({ "id": id, "force": true }));
+    wait_agent(&mut c, &id, "stopped", |a| a["state"] == "stopped");
+    let _ = sshd.log();
+}
