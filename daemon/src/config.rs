@@ -652,11 +652,17 @@ impl Config {
                     format!("{:?} is not a program", host.tmux),
                 ));
             }
-            for key in host.env.keys() {
-                if key.is_empty() || key.contains(['=', '\0']) {
+            for (key, value) in &host.env {
+                if key.is_empty() || key.contains(['=', '\0', '\n']) {
                     return Err((
                         format!("hosts.{name}.env"),
                         format!("{key:?} is not a variable name"),
+                    ));
+                }
+                if value.contains(['\0', '\n']) {
+                    return Err((
+                        format!("hosts.{name}.env"),
+                        format!("the value of {key} holds a NUL or a newline"),
                     ));
                 }
             }
@@ -865,6 +871,76 @@ mod tests {
             Err(e) => e.to_string(),
         };
         want.assert_eq(&got);
+    }
+
+    #[test]
+    fn hosts_are_checked() {
+        check(
+            "[hosts.lab]\nssh = [\"ssh\", \"me@lab\"]\ncwd = \"/srv/w\"\n[agents.far]\ncommand = [\"x\"]\nhost = \"lab\"\n",
+            expect![[
+                r#"ok backend=pty kinds=["aider", "claude", "claude-acp", "codex", "far", "gemini", "gemini-acp", "shell"]"#
+            ]],
+        );
+        check(
+            "[hosts.lab]\nssh = []\n",
+            expect![[r#"/w/orch.toml:2: hosts.lab.ssh: must be a non-empty argv, such as ["ssh", "me@buildhost"]"#]],
+        );
+        check(
+            "[hosts.lab]\nssh = [\"ssh\", \"lab\"]\ncwd = \"rel/dir\"\n",
+            expect![[
+                r#"/w/orch.toml:3: hosts.lab.cwd: "rel/dir" must be an absolute path on the host (or ~/...)"#
+            ]],
+        );
+        check(
+            "[hosts.\"a b\"]\nssh = [\"ssh\", \"lab\"]\n",
+            expect![[
+                r#"/w/orch.toml:0: hosts.a b: "a b": a host name is 1-64 letters, digits, '-', '_' or '.'"#
+            ]],
+        );
+        check(
+            "[hosts.lab]\nssh = [\"ssh\", \"lab\"]\nenv = { K = \"a\\nb\" }\n",
+            expect![[r#"/w/orch.toml:3: hosts.lab.env: the value of K holds a NUL or a newline"#]],
+        );
+        check(
+            "[agents.far]\ncommand = [\"x\"]\nhost = \"nowhere\"\n",
+            expect![[
+                r#"/w/orch.toml:3: agents.far.host: names host "nowhere", which has no [hosts.nowhere] table"#
+            ]],
+        );
+        check(
+            "[hosts.lab]\nssh = [\"ssh\", \"lab\"]\nport = 22\n",
+            expect![[
+                r#"/w/orch.toml:3: hosts.lab.port: unknown field `port`, expected one of `ssh`, `cwd`, `env`, `tmux`, `socket_name`"#
+            ]],
+        );
+    }
+
+    #[test]
+    fn shell_words_survive_a_remote_shell() {
+        assert_eq!(shell_quote("plain-word_1.2/x=y"), "plain-word_1.2/x=y");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's $HOME ~"), "'it'\\''s $HOME ~'");
+        assert_eq!(
+            shell_line(&["printf".into(), "<%s>\n".into(), "~root".into()]),
+            "printf '<%s>\n' '~root'"
+        );
+        assert_eq!(shell_cd("~"), "cd");
+        assert_eq!(shell_cd("~/w s"), "cd ~/'w s'");
+        assert_eq!(shell_cd("/srv/w"), "cd -- /srv/w");
+        // What a real shell makes of a quoted line: the words as given.
+        let words = ["a b", "it's", "$(touch /tmp/x)", "~", "`id`", "\\", "*"];
+        let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s\\n' {}", shell_line(&argv)))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            words
+        );
     }
 
     #[test]

@@ -287,6 +287,11 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
     let id = a["id"].as_str().unwrap().to_string();
     let term = a["terminalId"].clone();
     wait_screen(&mut c, &id, "tick5");
+    // And one asking a question when the host goes.
+    let asker = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
+    let asker_id = asker["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &asker_id, "waiting", |a| a["state"] == "waiting");
+    let question = pending_decision_for(&mut c, &asker_id);
 
     // The host goes away mid-output: the agent is unreachable, not lost.
     let printed_before = ticks(&history(&mut c, &term, 5000)).last().copied();
@@ -321,6 +326,22 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
         ["running", "busy", "idle"].contains(&back["state"].as_str().unwrap()),
         "{back}"
     );
+    // The question asked before the drop is still the one pending, and its answer lands.
+    wait_agent(&mut c, &asker_id, "waiting again", |a| a["state"] == "waiting");
+    let pending = c.ok("orch/decision/list", json!({ "state": "pending" }));
+    let mine: Vec<&Value> = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["source"]["id"] == json!(asker_id))
+        .collect();
+    assert_eq!(mine.len(), 1, "{pending}");
+    assert_eq!(mine[0]["id"], question["id"]);
+    c.ok(
+        "orch/decision/resolve",
+        json!({ "id": question["id"], "choice": "approve" }),
+    );
+    wait_screen(&mut c, &asker_id, "deployed=y");
     let seen = wait_for("ticks printed while the host was away", WAIT, || {
         let t = ticks(&history(&mut c, &term, 5000));
         (t.len() > 30).then_some(t)

@@ -463,18 +463,18 @@ impl Runtime {
             (Some(h), _) => Some(h.clone()),
             (None, h) => h.clone(),
         };
-        let host_config =
-            match &host {
-                Some(h) => {
-                    self.host(h, "host")?;
-                    Some(
-                        self.config.hosts.get(h).cloned().unwrap_or_else(|| {
-                            unreachable!("hosts are made from the configuration")
-                        }),
+        let host_config = match &host {
+            Some(h) => {
+                self.host(h, "host")?;
+                Some(self.config.hosts.get(h).cloned().ok_or_else(|| {
+                    OpError::invalid(
+                        "host",
+                        format!("{h:?} is no longer in orch.toml (hosts are read when the daemon starts)"),
                     )
-                }
-                None => None,
-            };
+                })?)
+            }
+            None => None,
+        };
         let cwd = match &host_config {
             // A path on the host: nothing here to check it against.
             Some(hc) => PathBuf::from(

@@ -332,15 +332,20 @@ impl Runtime {
         let attempt = t.attempts.max(1);
         let agent = t.agent_id.as_ref().and_then(|a| self.state.agents.get(a));
         // A remote agent's gate runs on its host, in its directory there, over SSH.
-        let host = agent.and_then(|a| Some((a, self.config.hosts.get(a.host.as_deref()?)?)));
-        let (argv, cwd) = match host {
-            Some((a, h)) => (remote_gate_argv(h, &a.cwd, &gate), self.paths.root.clone()),
-            None => (
-                gate.command.clone(),
-                agent
+        let launch = match agent.and_then(|a| Some((a, a.host.as_deref()?))) {
+            Some((a, host)) => match self.config.hosts.get(host) {
+                Some(h) => Ok(remote_gate(h, &a.cwd, &gate)),
+                None => Err(format!(
+                    "its agent runs on host {host}, which orch.toml no longer names"
+                )),
+            },
+            None => Ok(GateLaunch {
+                argv: gate.command.clone(),
+                cwd: agent
                     .map(|a| PathBuf::from(&a.cwd))
                     .unwrap_or_else(|| self.paths.root.clone()),
-            ),
+                stdin: None,
+            }),
         };
         let log = self
             .paths
@@ -349,7 +354,9 @@ impl Runtime {
             .join(format!("{id}-{attempt}-{}.log", sanitize(&gate.name)));
         let task = id.to_string();
         // Spawning is synchronous and quick; only the waiting happens off the loop.
-        let spawned = spawn_gate(&argv, &cwd);
+        let spawned = launch.and_then(|l| {
+            spawn_gate(l).map_err(|e| format!("cannot start {:?}: {e}", gate.command[0]))
+        });
         let pgid = spawned.as_ref().ok().and_then(|c| c.id());
         self.emit(EventBody::TaskGateStarted {
             id: id.into(),
@@ -375,7 +382,7 @@ impl Runtime {
                     ok: false,
                     exit_code: None,
                     duration_ms: 0,
-                    output_tail: format!("cannot start {:?}: {e}", gate.command[0]),
+                    output_tail: e,
                 };
                 let _ = self
                     .tx
@@ -682,14 +689,22 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// The local argv that runs `gate` on host `host` in directory `dir` there: one shell line over
+/// How a gate's process starts.
+#[derive(Debug, PartialEq)]
+pub struct GateLaunch {
+    /// The local argv.
+    pub argv: Vec<String>,
+    /// The local working directory.
+    pub cwd: PathBuf,
+    /// What its stdin gets (then closed); `None`: nothing.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// The gate `gate` of an agent on host `host`, in directory `dir` there: one shell line over
 /// SSH. The host's `timeout` ends it at the gate's timeout even when the connection is gone
-/// (killing the local `ssh` at the timeout does not reach the remote program).
-pub fn remote_gate_argv(
-    host: &crate::config::HostConfig,
-    dir: &str,
-    gate: &GateSpec,
-) -> Vec<String> {
+/// (killing the local `ssh` at the timeout does not reach the remote program). The host's
+/// environment goes through stdin, one `NAME=value` a line, never on a command line.
+pub fn remote_gate(host: &crate::config::HostConfig, dir: &str, gate: &GateSpec) -> GateLaunch {
     use crate::config::{shell_cd, shell_line};
     let mut run = vec![
         "timeout".to_string(),
@@ -697,26 +712,51 @@ pub fn remote_gate_argv(
         "5".into(),
         gate.timeout_s.to_string(),
     ];
-    if !host.env.is_empty() {
-        run.splice(0..0, ["env".to_string()]);
-        let vars = host.env.iter().map(|(k, v)| format!("{k}={v}"));
-        run.splice(1..1, vars);
-    }
     run.extend(gate.command.iter().cloned());
-    host.run_line(format!("{} && exec {}", shell_cd(dir), shell_line(&run)))
+    let mut line = shell_cd(dir);
+    let mut stdin = None;
+    if !host.env.is_empty() {
+        line.push_str(" && while IFS= read -r kv && [ -n \"$kv\" ]; do export \"$kv\"; done");
+        let mut vars = String::new();
+        for (k, v) in &host.env {
+            vars.push_str(&format!("{k}={v}\n"));
+        }
+        vars.push('\n');
+        stdin = Some(vars.into_bytes());
+    }
+    line.push_str(&format!(" && exec {} </dev/null", shell_line(&run)));
+    GateLaunch {
+        argv: host.run_line(line),
+        cwd: std::env::temp_dir(),
+        stdin,
+    }
 }
 
 /// Start a gate: argv without a shell, in its own process group (so a timeout kills the tree).
-fn spawn_gate(argv: &[String], cwd: &std::path::Path) -> std::io::Result<tokio::process::Child> {
+fn spawn_gate(launch: GateLaunch) -> std::io::Result<tokio::process::Child> {
+    let GateLaunch { argv, cwd, stdin } = launch;
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(cwd)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    cmd.spawn()
+    let mut child = cmd.spawn()?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A few hundred bytes at most (the host's variables), written off the loop; the pipe
+        // closes after them.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = pipe.write_all(&bytes).await;
+        });
+    }
+    Ok(child)
 }
 
 /// Wait for a started gate: output to a log (tail kept), killed with its group at the timeout.
@@ -839,4 +879,49 @@ fn tail(out: &[u8]) -> String {
     let text = String::from_utf8_lossy(&out[start..]).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_gate_runs_over_ssh_with_its_environment_on_stdin() {
+        let host = crate::config::HostConfig {
+            ssh: vec!["ssh".into(), "lab".into()],
+            cwd: Some("/srv/w".into()),
+            env: [("TOKEN".to_string(), "s3cret".to_string())].into(),
+            tmux: "tmux".into(),
+            socket_name: String::new(),
+        };
+        let gate = GateSpec {
+            name: "test".into(),
+            command: vec!["cargo".into(), "test".into(), "a b".into()],
+            timeout_s: 90,
+        };
+        let launch = remote_gate(&host, "/srv/w/sub dir", &gate);
+        assert_eq!(launch.argv[..2], ["ssh", "lab"]);
+        assert_eq!(
+            launch.argv[2],
+            "cd -- '/srv/w/sub dir' && while IFS= read -r kv && [ -n \"$kv\" ]; do export \"$kv\"; done && exec timeout -k 5 90 cargo test 'a b' </dev/null"
+        );
+        assert!(
+            !launch.argv.iter().any(|a| a.contains("s3cret")),
+            "a secret on the command line"
+        );
+        assert_eq!(launch.stdin.as_deref(), Some(&b"TOKEN=s3cret\n\n"[..]));
+        let plain = remote_gate(
+            &crate::config::HostConfig {
+                env: Default::default(),
+                ..host
+            },
+            "~",
+            &gate,
+        );
+        assert_eq!(
+            plain.argv[2],
+            "cd && exec timeout -k 5 90 cargo test 'a b' </dev/null"
+        );
+        assert_eq!(plain.stdin, None);
+    }
 }
