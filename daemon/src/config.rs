@@ -883,7 +883,9 @@ mod tests {
         );
         check(
             "[hosts.lab]\nssh = []\n",
-            expect![[r#"/w/orch.toml:2: hosts.lab.ssh: must be a non-empty argv, such as ["ssh", "me@buildhost"]"#]],
+            expect![[
+                r#"/w/orch.toml:2: hosts.lab.ssh: must be a non-empty argv, such as ["ssh", "me@buildhost"]"#
+            ]],
         );
         check(
             "[hosts.lab]\nssh = [\"ssh\", \"lab\"]\ncwd = \"rel/dir\"\n",

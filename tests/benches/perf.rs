@@ -143,6 +143,10 @@ const GROUPS: &[Group] = &[
         run: tmux_group,
     },
     Group {
+        name: "hosts",
+        run: hosts_group,
+    },
+    Group {
         name: "agents",
         run: agents_group,
     },
@@ -2691,11 +2695,47 @@ fn tmux_group(env: &Env) -> Result<Vec<Section>> {
         .cloned()
         .ok_or_else(|| anyhow!("no pane in the raw session"))?;
     flush_dirty_pages();
-    let latency = tmux_latency_section(&socket, &mut raw, &raw_pane, &version)?;
-    let ingest = tmux_ingest_section(&socket, &mut raw, &raw_pane, &text, env)?;
+    let target = TmuxTarget::local();
+    let latency = tmux_latency_section(&socket, &mut raw, &raw_pane, &version, &target)?;
+    let ingest = tmux_ingest_section(&socket, &mut raw, &raw_pane, &text, env, &target)?;
     drop(raw);
     drop(daemon);
     Ok(vec![latency, ingest])
+}
+
+/// Where the tmux rows' agents run, and how the rows name it: this machine's tmux, or a remote
+/// host's through SSH (the hosts group).
+struct TmuxTarget {
+    /// Added to the spawn params: `backend: "tmux"`, or `host: "<name>"`.
+    spawn: Value,
+    /// The sections' titles start with this.
+    title: &'static str,
+    /// How the orch side is set up, in words.
+    orch_setup: &'static str,
+    /// How the raw client is started, in words.
+    raw_setup: &'static str,
+    /// Goals the rows check: the orch/raw ratio bound for command latency, if any.
+    latency_bound: Option<f64>,
+}
+
+impl TmuxTarget {
+    fn local() -> Self {
+        Self {
+            spawn: json!({ "backend": "tmux" }),
+            title: "tmux",
+            orch_setup: "a fresh daemon whose `orch.toml` names an isolated tmux server (`[tmux] socket_name`, a \
+                         unique name, killed at the end), agents spawned with `backend: \"tmux\"`",
+            raw_setup: "a control-mode client started by the bench (`tmux -L <another isolated server> -C \
+                        attach`)",
+            latency_bound: None,
+        }
+    }
+
+    fn spawn(&self, command: Value) -> Value {
+        let mut p = self.spawn.clone();
+        p["command"] = command;
+        p
+    }
 }
 
 /// The session of the raw control-mode client's server.
@@ -2706,6 +2746,7 @@ fn tmux_latency_section(
     raw: &mut ControlMode,
     raw_pane: &str,
     version: &str,
+    target: &TmuxTarget,
 ) -> Result<Section> {
     eprintln!(
         "perf:   tmux command latency: {TMUX_RTT_WARMUP} warm-up + {TMUX_RTT_SAMPLES} round trips per path"
@@ -2714,11 +2755,7 @@ fn tmux_latency_section(
 
     let server = Server::Orch(socket.to_path_buf());
     let mut c = server.connect()?;
-    let agent = c.call(
-        -2,
-        "orch/agent/spawn",
-        json!({ "command": ["cat"], "backend": "tmux" }),
-    )?;
+    let agent = c.call(-2, "orch/agent/spawn", target.spawn(json!(["cat"])))?;
     let agent = result_of(&agent)?;
     let (agent_id, terminal) = (
         agent["id"].as_str().unwrap_or_default().to_string(),
@@ -2830,15 +2867,27 @@ fn tmux_latency_section(
         ratio_row("**`orch/agent/send` / raw**", send_l),
         ratio_row("**`orch/terminal/write` / raw**", write_l),
     ];
+    let goals = match target.latency_bound {
+        None => Vec::new(),
+        Some(bound) => [("`orch/agent/send`", send_l), ("`orch/terminal/write`", write_l)]
+            .into_iter()
+            .map(|(what, l)| {
+                let r = l.p50.as_secs_f64() / raw_l.p50.as_secs_f64();
+                Goal {
+                    goal: format!("{what} to a remote tmux agent within {bound}x of a raw `ssh host tmux -C` client (p50)"),
+                    measured: format!("{} vs {} = {}", us(l.p50), us(raw_l.p50), times(r)),
+                    met: r <= bound,
+                }
+            })
+            .collect(),
+    };
     Ok(Section {
-        title: "tmux command latency".into(),
+        title: format!("{} command latency", target.title),
         method: format!(
-            "{version}. orch: a fresh daemon whose `orch.toml` names an isolated tmux server (`[tmux] socket_name`, \
-             a unique name, killed at the end), one `cat` agent spawned with `backend: \"tmux\"`; a sample is one \
+            "{version}. orch: {orch}, one `cat` agent; a sample is one \
              framed request written and its response read on one connection. `orch/agent/send` types text as a \
              paste (`set-buffer`, then `paste-buffer`, two control-mode commands); `orch/terminal/write` sends the \
-             bytes as one `send-keys -H`. Raw: a control-mode client started by the bench (`tmux -L <another \
-             isolated server> -C attach`) on a session whose window runs `cat`; a sample is writing the line \
+             bytes as one `send-keys -H`. Raw: {raw} on a session whose window runs `cat`; a sample is writing the line \
              `send-keys -t <pane> -H 61` and reading until the `%end` of its reply (the echo's `%output` lines \
              read on the way are skipped). After a `sync`, {w} warm-up round trips per path, then {n} per path in \
              {b} alternating blocks. Checked after timing: every orch response is a result, and the agent's screen \
@@ -2846,16 +2895,19 @@ fn tmux_latency_section(
             w = TMUX_RTT_WARMUP,
             n = count(TMUX_RTT_SAMPLES),
             b = TMUX_RTT_BLOCKS,
+            orch = target.orch_setup,
+            raw = target.raw_setup,
         ),
         table: Table {
             head: vec!["path", "round trips", "p50", "p99", "mean"],
             rows,
         },
-        goals: Vec::new(),
+        goals,
         reading: vec![format!(
-            "tmux commands: `orch/agent/send` takes {} at the median (p99 {}) against {} for one `send-keys` \
+            "{} commands: `orch/agent/send` takes {} at the median (p99 {}) against {} for one `send-keys` \
              from a raw control-mode client ({}); `orch/terminal/write`, one `send-keys` through orch, takes {} \
              ({}). The difference is the daemon's request path plus its control client's hand-offs.",
+            target.title,
             us(send_l.p50),
             us(send_l.p99),
             us(raw_l.p50),
@@ -2875,6 +2927,7 @@ fn tmux_ingest_section(
     raw_pane: &str,
     text: &TextFile,
     env: &Env,
+    target: &TmuxTarget,
 ) -> Result<Section> {
     let expected = text.pty_bytes();
     eprintln!(
@@ -2904,7 +2957,7 @@ fn tmux_ingest_section(
                 let (took, agent) = orch_ingest(
                     &mut events,
                     next_id,
-                    json!({ "command": ["cat", text.path], "backend": "tmux" }),
+                    target.spawn(json!(["cat", text.path])),
                 )?;
                 agents.push(agent);
                 took
@@ -2941,11 +2994,11 @@ fn tmux_ingest_section(
     let (raw_r, orch_r) = (raw_v.rate(expected), orch_v.rate(expected));
     let gap = orch_v.spread().0.saturating_sub(raw_v.spread().0);
     Ok(Section {
-        title: "tmux output ingest".into(),
+        title: format!("{} output ingest", target.title),
         method: format!(
             "The program is `cat` of a generated file like the pty group's, {bytes} bytes ({out} bytes of pty \
-             output), in a 120x40 window with 10,000 lines of history. orch: `orch/agent/spawn` of `cat FILE` with \
-             `backend: \"tmux\"` on the group's daemon (its start script runs `cat`, then sets an exit marker \
+             output), in a 120x40 window with 10,000 lines of history. orch: `orch/agent/spawn` of `cat FILE` \
+             on {orch} (its start script runs `cat`, then sets an exit marker \
              as the pane title and holds the pane), no output subscriber; timed from the spawn request to the \
              `agent.state` → `exited` event, as in the pty group. orch learns of the exit from that marker \
              in `%output` (a pane listing every 200 ms is the fallback). Raw: the bench's control-mode client writes `new-window` running `sh -c 'cat FILE; printf \
@@ -2960,6 +3013,7 @@ fn tmux_ingest_section(
             bytes = count(text.bytes as usize),
             out = count(expected as usize),
             runs = TMUX_INGEST_RUNS,
+            orch = target.orch_setup,
         ),
         table: Table {
             head: vec![
@@ -2986,9 +3040,10 @@ fn tmux_ingest_section(
         },
         goals: Vec::new(),
         reading: vec![format!(
-            "tmux ingest: tmux itself delivers {raw_r:.1} MB/s to a minimal control-mode client; orch's tmux \
+            "{} ingest: tmux itself delivers {raw_r:.1} MB/s to a minimal control-mode client; orch's tmux \
              agent reaches {orch_r:.1} MB/s to its exit event ({}), {} later at the median (the exit is read \
              from the start script's marker in `%output`).",
+            target.title,
             times(orch_r / raw_r),
             ms(gap),
         )],
@@ -3182,8 +3237,25 @@ struct ControlMode {
 
 impl ControlMode {
     fn attach(server: &TmuxServer, session: &str) -> Result<Self> {
-        let mut child = std::process::Command::new("tmux")
-            .args(["-L", &server.name, "-C", "attach-session", "-t", session])
+        Self::start(
+            [
+                "tmux",
+                "-L",
+                &server.name,
+                "-C",
+                "attach-session",
+                "-t",
+                session,
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+    }
+
+    /// A control-mode client whose process is `argv` (`ssh ... 'tmux -C attach ...'`).
+    fn start(argv: Vec<String>) -> Result<Self> {
+        let mut child = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
             .env_remove("TMUX")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -3572,6 +3644,91 @@ fn flush_dirty_pages() {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group: hosts (a remote host's tmux over SSH against a raw control-mode client over the same SSH)
+
+/// The hosts group: the tmux rows again, with the agents on a remote host reached through a real
+/// OpenSSH server on loopback (the test kit's), against a raw control-mode client that runs
+/// `ssh ... 'tmux -C attach'` through the same server. Skipped, and said so, without sshd or tmux.
+fn hosts_group(env: &Env) -> Result<Vec<Section>> {
+    use orch_tests::sshd::Sshd;
+    let version = std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let (Some(version), true) = (version, Sshd::available()) else {
+        eprintln!("perf:   tmux or sshd is not installed: the hosts group is skipped");
+        return Ok(vec![Section {
+            title: "remote host (tmux over SSH)".into(),
+            method: "Skipped in this run: tmux or the OpenSSH server (`/usr/sbin/sshd`) is not installed.".into(),
+            table: Table {
+                head: vec!["measurement", "result"],
+                rows: vec![vec!["every remote-host row".into(), "skipped: no tmux or sshd".into()]],
+            },
+            goals: Vec::new(),
+            reading: vec!["The remote-host rows were skipped: tmux or sshd is not installed.".into()],
+        }]);
+    };
+    let sshd = Sshd::start();
+    let text = env.text(TMUX_INGEST_BYTES)?;
+    let orch_server = TmuxServer::new("host-orch");
+    let raw_server = TmuxServer::new("host-raw");
+    raw_server.start_session(RAW_SESSION)?;
+    let mut argv = sshd.ssh_argv();
+    argv.push(format!(
+        "tmux -L {} -C attach-session -t {RAW_SESSION}",
+        raw_server.name
+    ));
+    let mut raw = ControlMode::start(argv)?;
+    let ssh: Vec<String> = sshd.ssh_argv().iter().map(|a| format!("{a:?}")).collect();
+    let daemon = Daemon::started(Some(&format!(
+        "[hosts.lab]\nssh = [{}]\nsocket_name = \"{}\"\n",
+        ssh.join(", "),
+        orch_server.name
+    )));
+    let socket = daemon.socket();
+    // The host connects in the background: wait for it.
+    let mut c = Server::Orch(socket.clone()).connect()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.call(-1, "orch/status", json!({}))?;
+        let h = &result_of(&st)?["hosts"][0];
+        if h["state"] == "connected" {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "host lab never connected: {h}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+    let raw_pane = raw
+        .command(&format!(
+            "list-panes -t ={RAW_SESSION}:0 -F \"#{{pane_id}}\""
+        ))?
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("no pane in the raw session"))?;
+    let target = TmuxTarget {
+        spawn: json!({ "host": "lab" }),
+        title: "Remote host (tmux over SSH)",
+        orch_setup: "a fresh daemon whose `orch.toml` has a `[hosts.lab]` reaching the test kit's OpenSSH \
+                     server on a loopback port (keys of its own; the \"host\" is this machine through SSH) and \
+                     naming an isolated tmux server there, agents spawned with `host: \"lab\"`: one SSH \
+                     connection carries the daemon's control-mode client",
+        raw_setup: "a control-mode client started by the bench through the same sshd (`ssh ... 'tmux -L \
+                    <another isolated server> -C attach'`)",
+        latency_bound: Some(1.5),
+    };
+    flush_dirty_pages();
+    let latency = tmux_latency_section(&socket, &mut raw, &raw_pane, &version, &target)?;
+    let ingest = tmux_ingest_section(&socket, &mut raw, &raw_pane, &text, env, &target)?;
+    drop(raw);
+    drop(daemon);
+    drop(sshd);
+    Ok(vec![latency, ingest])
 }
 
 // ---------------------------------------------------------------------------------------------

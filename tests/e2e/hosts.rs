@@ -327,7 +327,9 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
         "{back}"
     );
     // The question asked before the drop is still the one pending, and its answer lands.
-    wait_agent(&mut c, &asker_id, "waiting again", |a| a["state"] == "waiting");
+    wait_agent(&mut c, &asker_id, "waiting again", |a| {
+        a["state"] == "waiting"
+    });
     let pending = c.ok("orch/decision/list", json!({ "state": "pending" }));
     let mine: Vec<&Value> = pending["items"]
         .as_array()

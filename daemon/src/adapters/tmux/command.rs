@@ -656,9 +656,8 @@ pub fn send_bytes(pane: &str, data: &[u8]) -> Vec<Request<()>> {
 /// `paste-buffer -p` adds bracketed-paste markers only if the program asked for them, `-r` keeps
 /// newlines as they are, and `-d` deletes the buffer.
 pub fn paste(pane: &str, buffer: &str, text: &str) -> Vec<Request<()>> {
-    let mut out = Vec::new();
+    let mut sets = Vec::new();
     let mut rest = text;
-    let mut first = true;
     while !rest.is_empty() {
         let mut cut = rest.len().min(PASTE_CHUNK);
         while !rest.is_char_boundary(cut) {
@@ -666,18 +665,23 @@ pub fn paste(pane: &str, buffer: &str, text: &str) -> Vec<Request<()>> {
         }
         let (chunk, tail) = rest.split_at(cut);
         let mut cmd = Cmd::new("set-buffer");
-        if !first {
+        if !sets.is_empty() {
             cmd = cmd.arg("-a");
         }
-        cmd = cmd.args(["-b", buffer]).arg("--").arg(chunk);
-        out.push(Request::new(vec![cmd], |_| Ok(())));
+        sets.push(cmd.args(["-b", buffer]).arg("--").arg(chunk));
         rest = tail;
-        first = false;
     }
-    if !out.is_empty() {
-        let paste = Cmd::new("paste-buffer").args(["-p", "-r", "-d", "-b", buffer, "-t", pane]);
-        out.push(Request::new(vec![paste], |_| Ok(())));
-    }
+    let Some(last) = sets.pop() else {
+        return Vec::new();
+    };
+    let paste = Cmd::new("paste-buffer").args(["-p", "-r", "-d", "-b", buffer, "-t", pane]);
+    let mut out: Vec<Request<()>> = sets
+        .into_iter()
+        .map(|cmd| Request::new(vec![cmd], |_| Ok(())))
+        .collect();
+    // The last chunk and the paste share a line: tmux runs them back to back and answers both
+    // in one write, one round trip for a short text (which matters most over SSH).
+    out.push(Request::new(vec![last, paste], |_| Ok(())));
     out
 }
 
@@ -840,12 +844,11 @@ mod tests {
         assert_eq!(send_bytes("%3", &[0u8; SEND_CHUNK + 1]).len(), 2);
         let pastes = paste("%3", "orch-1", "x\ny");
         let lines: Vec<String> = pastes.iter().map(|r| r.line().unwrap()).collect();
-        expect![[r##"
+        expect![[r#"
             [
-                "set-buffer -b orch-1 -- \"x\\ny\"",
-                "paste-buffer -p -r -d -b orch-1 -t %3",
+                "set-buffer -b orch-1 -- \"x\\ny\" ; paste-buffer -p -r -d -b orch-1 -t %3",
             ]
-        "##]]
+        "#]]
         .assert_debug_eq(&lines);
         expect![[r##"capture-pane -p -J -t %3 -S -100 -e ; capture-pane -p -J -t %3 -S -100 ; display-message -p -t %3 "#{cursor_x}\011#{cursor_y}\011#{pane_width}\011#{pane_height}\011#{host}\011#{pane_title}""##]]
             .assert_eq(&capture("%3", 100).line().unwrap());
