@@ -932,14 +932,18 @@ impl Runtime {
         }
         self.release_terminal(&agent.terminal_id);
         self.stopping.remove(id);
-        self.set_agent_state(
-            id,
-            AgentState::Stopped,
-            Evidence::Daemon {
-                what: "daemon stopped (SIGKILL after grace period)".into(),
-            },
-            None,
-        );
+        let (state, what) = match (agent.state, &agent.host) {
+            // Nothing reached it: say so rather than call it stopped.
+            (AgentState::Unreachable, Some(host)) => (
+                AgentState::Lost,
+                format!("daemon stopped while host {host} was unreachable: it may still run there"),
+            ),
+            _ => (
+                AgentState::Stopped,
+                "daemon stopped (SIGKILL after grace period)".into(),
+            ),
+        };
+        self.set_agent_state(id, state, Evidence::Daemon { what }, None);
         self.dismiss_wait_decision(id, "the daemon stopped");
         self.drop_typing(id, "the daemon stopped");
         self.task_agent_ended(id, None);
