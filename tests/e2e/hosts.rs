@@ -202,6 +202,23 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
         tmux.windows()
     );
 
+    // Its output reaches subscribers as a local agent's does.
+    let mut watcher = d.client(Via::Socket);
+    watcher.ok("orch/terminal/subscribe", json!({ "id": a["terminalId"] }));
+    c.ok("orch/agent/send", json!({ "id": id, "text": "echo out-$((1+1))" }));
+    let mut seen = String::new();
+    while !seen.contains("out-2") {
+        let n = watcher.notification("orch/terminal/output", WAIT, |p| p["id"] == a["terminalId"]);
+        seen.push_str(n["data"].as_str().unwrap_or(""));
+    }
+
+    // `orch status` shows the host.
+    let (code, out, err) = d.run(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.starts_with("host")).unwrap_or("");
+    assert!(line.contains("lab connected, tmux 3"), "{out}");
+    assert!(line.contains("rtt"), "{out}");
+
     // `~` is the home directory on the host.
     let home = c.ok(
         "orch/agent/spawn",
@@ -245,6 +262,14 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
     wait_screen(&mut c, asker_id, "deployed=y");
     let ended = wait_agent(&mut c, asker_id, "exit", |a| a["state"] == "exited");
     assert_eq!(ended["exitCode"], 0);
+
+    // Restart: a new terminal, on the host again.
+    let again = c.ok("orch/agent/restart", json!({ "id": id }));
+    assert_eq!(again["host"], "lab");
+    assert_ne!(again["terminalId"], a["terminalId"]);
+    wait_agent(&mut c, &id, "idle after the restart", |a| a["state"] == "idle");
+    c.ok("orch/agent/send", json!({ "id": id, "text": "echo again=${SSH_CONNECTION:+ssh}" }));
+    wait_screen(&mut c, &id, "again=ssh");
 
     // Stop: the window on the host goes.
     c.ok("orch/agent/stop", json!({ "id": id }));

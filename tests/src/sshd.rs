@@ -1,6 +1,10 @@
 //! A real OpenSSH server on a random loopback port, for remote-host tests and benches: its own
 //! generated host key and user key, `authorized_keys` and `known_hosts` in a temporary
-//! directory; the person running the tests logs in as themselves. [`Sshd::stop`] ends the
+//! directory; the person running the tests logs in as themselves. Sessions get `SHLVL=1`, so a
+//! bash login shell does not read `~/.bashrc` (bash reads it for SSH commands only at level 1):
+//! the tests must not depend on what a machine's start-up files do, and killing connections (as
+//! [`Sshd::stop`] does) in the middle of one that takes a lock (pyenv's `rehash` does) would
+//! leave every later login waiting for that lock. [`Sshd::stop`] ends the
 //! listener and every connection it serves (a host going away); [`Sshd::start_again`] brings it
 //! back on the same port with the same keys.
 
@@ -74,7 +78,7 @@ impl Sshd {
                  AuthorizedKeysFile {d}/authorized_keys\nPidFile {d}/sshd.pid\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
                  StrictModes no\nPermitRootLogin prohibit-password\nLogLevel VERBOSE\n\
-                 MaxStartups 100\nMaxSessions 100\n"
+                 MaxStartups 100\nMaxSessions 100\nSetEnv SHLVL=1\n"
             ),
         );
         // SAFETY: geteuid has no preconditions.

@@ -57,6 +57,10 @@ const NAME: &str = "tmux";
 /// How long a command may take before the caller gets an error.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a host's first answer may take: an SSH login runs the user's shell start-up files,
+/// which can be slow (a client killed half way through them may leave their locks behind).
+const REMOTE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long to keep retrying to start a client while an old server is still going away.
 const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -375,7 +379,12 @@ impl TmuxBackend {
                 remote,
                 ..Router::default()
             });
-            match ControlClient::start(&argv, &peer, router.clone(), REPLY_TIMEOUT) {
+            let first_answer = if remote {
+                REMOTE_START_TIMEOUT
+            } else {
+                REPLY_TIMEOUT
+            };
+            match ControlClient::start(&argv, &peer, router.clone(), first_answer) {
                 Ok((control, _)) => {
                     let mut server = Server {
                         control,
