@@ -377,6 +377,64 @@ fn pty_agents_are_lost_after_a_daemon_kill_and_their_log_survives() {
     assert!(e["message"].as_str().unwrap().contains("log"), "{e}");
 }
 
+#[test]
+fn a_pty_agent_that_ignores_the_hangup_is_ended_by_the_next_daemon() {
+    // Like Gemini CLI: it survives the SIGHUP its terminal's end sends when the daemon dies, and
+    // so does the child it started (in its process group, which outlives the leader).
+    let mut d = Daemon::started(None);
+    let mut c = d.client(Via::Socket);
+    let a = orch_tests::spawn(
+        &mut c,
+        &[
+            "sh",
+            "-c",
+            "trap '' HUP; sh -c 'trap \"\" HUP; echo child=$$; exec sleep 1000' & echo ready; wait",
+        ],
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    let leader = a["pid"].as_i64().unwrap() as i32;
+    let screen = wait_screen(&mut c, &id, "ready");
+    let screen = if screen.contains("child=") {
+        screen
+    } else {
+        wait_screen(&mut c, &id, "child=")
+    };
+    let child: i32 = screen
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("child="))
+        .and_then(|n| n.parse().ok())
+        .expect("the child's pid on the screen");
+    drop(c);
+    d.kill9();
+    // SAFETY: signal 0 only checks that the processes exist.
+    let alive = |pid: i32| unsafe { libc::kill(pid, 0) } == 0 && !orch_tests::is_zombie(pid);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        alive(leader) && alive(child),
+        "the agent should have survived the hangup (leader {leader}: {}, child {child}: {})",
+        alive(leader),
+        alive(child)
+    );
+    d.start();
+    let mut c = d.client(Via::Socket);
+    wait_for("the orphaned agent ended", WAIT, || {
+        (!alive(leader) && !alive(child)).then_some(())
+    });
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [id] }),
+    );
+    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["data"]["state"], "lost", "{last}");
+    assert!(
+        last["data"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("orch ended the processes it left running"),
+        "{last}"
+    );
+}
+
 fn find_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();

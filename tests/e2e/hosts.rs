@@ -205,7 +205,10 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
     // Its output reaches subscribers as a local agent's does.
     let mut watcher = d.client(Via::Socket);
     watcher.ok("orch/terminal/subscribe", json!({ "id": a["terminalId"] }));
-    c.ok("orch/agent/send", json!({ "id": id, "text": "echo out-$((1+1))" }));
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": id, "text": "echo out-$((1+1))" }),
+    );
     let mut seen = String::new();
     while !seen.contains("out-2") {
         let n = watcher.notification("orch/terminal/output", WAIT, |p| p["id"] == a["terminalId"]);
@@ -267,8 +270,13 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
     let again = c.ok("orch/agent/restart", json!({ "id": id }));
     assert_eq!(again["host"], "lab");
     assert_ne!(again["terminalId"], a["terminalId"]);
-    wait_agent(&mut c, &id, "idle after the restart", |a| a["state"] == "idle");
-    c.ok("orch/agent/send", json!({ "id": id, "text": "echo again=${SSH_CONNECTION:+ssh}" }));
+    wait_agent(&mut c, &id, "idle after the restart", |a| {
+        a["state"] == "idle"
+    });
+    c.ok(
+        "orch/agent/send",
+        json!({ "id": id, "text": "echo again=${SSH_CONNECTION:+ssh}" }),
+    );
     wait_screen(&mut c, &id, "again=ssh");
 
     // Stop: the window on the host goes.

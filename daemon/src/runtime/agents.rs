@@ -1037,31 +1037,31 @@ impl Runtime {
                 self.watch.insert(agent.id.clone(), ws);
                 continue;
             }
-            if agent.backend == "acp" {
-                // An ACP agent may outlive its daemon (it is not in a terminal that closes):
-                // end what is left of it before it is restarted.
+            let mut ended = false;
+            if matches!(agent.backend.as_str(), "acp" | "pty") {
+                // An ACP agent may outlive its daemon (it is not in a terminal that closes), and
+                // so may a pty agent that ignores the hangup its terminal's end sends (Gemini CLI
+                // does): end what is left of it before it is restarted.
                 if let Some(pid) = self
                     .state
                     .terminals
                     .get(&agent.terminal_id)
                     .and_then(|t| t.pid)
                 {
-                    super::conversations::end_orphaned_agent(
+                    ended = super::conversations::end_orphaned_agent(
                         pid,
                         &agent.terminal_id,
                         &self.paths.socket,
                     );
                 }
             }
-            let evidence = Evidence::Daemon {
-                what: match agent.backend.as_str() {
-                    "pty" => "daemon restarted: its pty died with the previous daemon".to_string(),
-                    "acp" => {
-                        "daemon restarted: its ACP agent died with the previous daemon".to_string()
-                    }
-                    b => format!("daemon restarted: its {b} terminal is gone"),
-                },
+            let what = match agent.backend.as_str() {
+                "pty" if ended => "daemon restarted: its pty died with the previous daemon (orch ended the processes it left running)".to_string(),
+                "pty" => "daemon restarted: its pty died with the previous daemon".to_string(),
+                "acp" => "daemon restarted: its ACP agent died with the previous daemon".to_string(),
+                b => format!("daemon restarted: its {b} terminal is gone"),
             };
+            let evidence = Evidence::Daemon { what };
             self.end_lost(
                 &agent,
                 evidence,

@@ -265,23 +265,53 @@ impl Runtime {
     }
 }
 
-/// End the process group of an ACP agent a previous daemon left running, if `pid` is still that
-/// agent: its environment names its terminal and this workspace's socket (pids are reused).
-pub(super) fn end_orphaned_agent(pid: u32, terminal: &str, socket: &std::path::Path) {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return;
+/// End the process group `pgid` of an agent a previous daemon left running (an ACP agent, or a
+/// pty agent that survived its terminal's hangup), if it is still that agent's: one of its
+/// processes has an environment naming the agent's terminal and this workspace's socket (pids are
+/// reused). The group leader may be gone while a child it started lives on, so every process of
+/// the group is looked at. Returns whether a group was ended.
+pub(super) fn end_orphaned_agent(pgid: u32, terminal: &str, socket: &std::path::Path) -> bool {
+    let marks = [
+        format!("ORCH_TERMINAL_ID={terminal}"),
+        format!("ORCH_SOCKET={}", socket.display()),
+    ];
+    let ours = |pid: u32| {
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            return false;
+        };
+        marks
+            .iter()
+            .all(|m| environ.split(|b| *b == 0).any(|v| v == m.as_bytes()))
     };
-    let has = |var: String| environ.split(|b| *b == 0).any(|v| v == var.as_bytes());
-    if has(format!("ORCH_TERMINAL_ID={terminal}"))
-        && has(format!("ORCH_SOCKET={}", socket.display()))
-    {
+    let found = std::iter::once(pgid).chain(group_members(pgid)).any(ours);
+    if found {
         tracing::info!(
-            pid,
+            pgid,
             terminal,
-            "ending the ACP agent the previous daemon left running"
+            "ending the agent the previous daemon left running"
         );
-        // SAFETY: killpg of a group whose leader we just identified as the agent (it runs in
-        // a session of its own, so its group is its pid).
-        unsafe { libc::killpg(pid as i32, libc::SIGKILL) };
+        // SAFETY: killpg of a group one of whose processes we just identified as the agent's.
+        unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
     }
+    found
+}
+
+/// The processes of process group `pgid` (Linux: from `/proc`).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // state ppid pgrp: after the command name's last `)`.
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
 }
