@@ -326,6 +326,11 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
     wait_agent(&mut c, &asker_id, "waiting", |a| a["state"] == "waiting");
     let question = pending_decision_for(&mut c, &asker_id);
 
+    // A client follows its output.
+    let mut follower = d.client(Via::Socket);
+    follower.ok("orch/terminal/subscribe", json!({ "id": term }));
+    follower.notification("orch/terminal/output", WAIT, |p| p["id"] == term);
+
     // The host goes away mid-output: the agent is unreachable, not lost.
     let printed_before = ticks(&history(&mut c, &term, 5000)).last().copied();
     sshd.stop();
@@ -359,6 +364,24 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
         ["running", "busy", "idle"].contains(&back["state"].as_str().unwrap()),
         "{back}"
     );
+    // The follower follows it again: output printed after the return reaches it.
+    let resumed_at = ticks(&history(&mut c, &term, 5000))
+        .last()
+        .copied()
+        .unwrap();
+    let mut got = String::new();
+    let fresh = loop {
+        let n = follower.notification("orch/terminal/output", WAIT, |p| p["id"] == term);
+        got.push_str(n["data"].as_str().unwrap_or(""));
+        if let Some(t) = ticks(&got.replace('\r', ""))
+            .into_iter()
+            .find(|&t| t > resumed_at)
+        {
+            break t;
+        }
+    };
+    assert!(fresh > resumed_at);
+
     // The question asked before the drop is still the one pending, and its answer lands.
     wait_agent(&mut c, &asker_id, "waiting again", |a| {
         a["state"] == "waiting"

@@ -56,6 +56,9 @@ pub struct Clients {
     offer_after_commit: Vec<ConnId>,
     /// (connection, task) pairs whose progress began.
     progressing: HashSet<(ConnId, String)>,
+    /// Connections that followed a terminal now out of reach (its host is unreachable), by
+    /// terminal: they follow it again when it is back.
+    parked: HashMap<String, Vec<ConnId>>,
 }
 
 /// Filter shared by subscriptions and queries.
@@ -295,8 +298,34 @@ impl Clients {
         Some(sub)
     }
 
+    /// A terminal went out of reach for a while: its followers stop following it and are kept
+    /// to follow it again ([`Clients::unpark`]).
+    pub fn park_followers(&mut self, terminal: &str) {
+        let mut parked = Vec::new();
+        for (conn, c) in &mut self.conns {
+            if let Some((_, follow)) = c.followed.remove(terminal) {
+                follow.stop();
+                parked.push(*conn);
+            }
+        }
+        if !parked.is_empty() {
+            self.parked
+                .entry(terminal.to_string())
+                .or_default()
+                .extend(parked);
+        }
+    }
+
+    /// The connections still open that followed `terminal` when it went out of reach.
+    pub fn unpark(&mut self, terminal: &str) -> Vec<ConnId> {
+        let mut conns = self.parked.remove(terminal).unwrap_or_default();
+        conns.retain(|c| self.conns.contains_key(c));
+        conns
+    }
+
     /// A terminal was released: every client stops following it.
     pub fn forget_terminal(&mut self, terminal: &str) {
+        self.parked.remove(terminal);
         for c in self.conns.values_mut() {
             if let Some((_, follow)) = c.followed.remove(terminal) {
                 follow.stop();

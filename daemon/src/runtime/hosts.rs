@@ -119,7 +119,7 @@ impl Runtime {
                     // its window.
                     self.terminals.remove(&agent.terminal_id);
                     self.terminals.activity().forget(&agent.terminal_id);
-                    self.clients.forget_terminal(&agent.terminal_id);
+                    self.clients.park_followers(&agent.terminal_id);
                     self.drop_typing(&agent.id, "its host is unreachable");
                     if agent.state != AgentState::Unreachable {
                         let evidence = Evidence::Daemon {
@@ -163,6 +163,13 @@ impl Runtime {
             Ok(term) => {
                 self.terminals
                     .insert(agent.terminal_id.clone(), term.clone());
+                // Whoever followed its output follows it again (what it printed meanwhile is in
+                // the screen's history).
+                for conn in self.clients.unpark(&agent.terminal_id) {
+                    if let Err(e) = self.follow_terminal(conn, &agent.terminal_id) {
+                        tracing::debug!(terminal = %agent.terminal_id, "cannot follow again: {e}");
+                    }
+                }
                 self.emit(EventBody::AgentAdopted {
                     id: agent.id.clone(),
                     pid: term.pid(),

@@ -562,6 +562,16 @@ impl Runtime {
             .agents
             .values()
             .filter(|a| a.state.is_live())
+            // A remote agent's terminal comes and goes with its host's connection, which the
+            // host's watcher reports: it is looked at here only while the host is connected.
+            .filter(|a| {
+                a.host.as_ref().is_none_or(|h| {
+                    self.hosts
+                        .get(h)
+                        .is_some_and(|h| h.status().state == crate::ports::HostState::Connected)
+                        && self.terminals.contains_key(&a.terminal_id)
+                })
+            })
             .map(|a| (a.id.clone(), a.terminal_id.clone()))
             .collect();
         for (agent, tid) in live {
@@ -588,7 +598,7 @@ impl Runtime {
                     .state
                     .agents
                     .values()
-                    .any(|a| a.state.is_live() && a.backend == b.name())
+                    .any(|a| a.state.is_live() && a.host.is_none() && a.backend == b.name())
             {
                 problems.push(format!("backend {} unavailable: {}", b.name(), p.detail));
             }
