@@ -116,7 +116,8 @@ M.options = vim.deepcopy(defaults)
 M.setup_called = false
 
 local LAYOUTS = { "split", "vsplit", "tab", "float", "current" }
-local STATES = { "starting", "running", "idle", "busy", "waiting", "exited", "failed", "stopped", "lost" }
+local STATES =
+  { "starting", "running", "idle", "busy", "waiting", "exiting", "unreachable", "exited", "failed", "stopped", "lost" }
 
 -- A spec is { check = fn(v) -> bool, desc = "what is expected" } or { fields = { name = spec } }
 -- for nested tables, or { map = spec } for tables of arbitrary string keys.

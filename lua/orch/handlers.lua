@@ -167,6 +167,8 @@ function M.notify_event(conn, ev)
       end
     elseif data.state == "lost" then
       say("lost", ("%s was lost%s"):format(name, why))
+    elseif data.state == "unreachable" then
+      say("lost", ("%s is unreachable%s"):format(name, why))
     end
   elseif ev.kind == "task.state" then
     local task = conn.state.tasks[ev.subject]

@@ -17,10 +17,11 @@ export type AgentState =
     | "failed"
     | "stopped"
     | "lost"
+    | "exiting"
     | "unreachable";
 
 /** States in which an agent's process runs. */
-export const LIVE_STATES: ReadonlySet<string> = new Set(["starting", "running", "idle", "busy", "waiting"]);
+export const LIVE_STATES: ReadonlySet<string> = new Set(["starting", "running", "idle", "busy", "waiting", "exiting", "unreachable"]);
 
 export interface Agent {
     id: string;
@@ -31,6 +32,8 @@ export interface Agent {
     sessionId: string;
     terminalId: string;
     backend: string;
+    /** The remote host (`[hosts.<name>]`) whose tmux runs it; absent: the daemon's machine. */
+    host?: string;
     state: AgentState;
     exitCode?: number;
     pid?: number;

@@ -7,7 +7,7 @@ import * as vscode from "vscode";
 import { Ctx } from "./ctx";
 import * as lsp_ext from "./lsp_ext";
 
-const ORDER = ["waiting", "busy", "running", "starting", "idle", "failed", "lost", "exited", "stopped"];
+const ORDER = ["waiting", "unreachable", "busy", "running", "starting", "idle", "failed", "lost", "exited", "stopped"];
 
 export class StatusItem implements vscode.Disposable {
     readonly item: vscode.StatusBarItem;

@@ -17,6 +17,7 @@ const STATE_ICONS: Record<string, [string, string?]> = {
     stopped: ["debug-stop"],
     lost: ["warning", "charts.orange"],
     unreachable: ["debug-disconnect", "charts.orange"],
+    exiting: ["sign-out"],
 };
 
 function stateIcon(state: string): vscode.ThemeIcon {
