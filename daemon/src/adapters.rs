@@ -104,10 +104,39 @@ pub fn host_tmux_config(
 ) -> Option<tmux::TmuxConfig> {
     let host = config.hosts.get(name)?;
     let mut t = tmux_config(paths, config);
+    // Several machines may drive the same host account: the session names this one too.
+    let dir = t
+        .session
+        .rsplit_once('-')
+        .map_or(t.session.as_str(), |(d, _)| d)
+        .to_owned();
+    let here = local_host_name();
+    let hash = crate::paths::fnv1a(
+        [
+            here.as_bytes(),
+            b"\0",
+            paths.root.as_os_str().as_encoded_bytes(),
+        ]
+        .concat()
+        .as_slice(),
+    );
+    t.session = format!("{dir}-{:06x}", hash & 0xff_ffff);
     t.tmux = vec![host.tmux.clone()];
     t.socket_name = host.socket();
     t.ssh = host.ssh.clone();
     Some(t)
+}
+
+/// This machine's name (`gethostname`), or `localhost`.
+fn local_host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(name) if ok && !name.is_empty() => name.to_owned(),
+        _ => "localhost".into(),
+    }
 }
 
 /// The configured remote hosts, not yet connected.

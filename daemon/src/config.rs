@@ -653,10 +653,15 @@ impl Config {
                 ));
             }
             for (key, value) in &host.env {
-                if key.is_empty() || key.contains(['=', '\0', '\n']) {
+                let shell_name = key
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !shell_name {
                     return Err((
                         format!("hosts.{name}.env"),
-                        format!("{key:?} is not a variable name"),
+                        format!("{key:?} is not a variable name (letters, digits and _, not first a digit)"),
                     ));
                 }
                 if value.contains(['\0', '\n']) {

@@ -34,6 +34,10 @@ pub enum BackendError {
     /// The terminal is gone (process exited and the terminal was closed, pane vanished).
     #[error("terminal {id} is gone")]
     Gone { id: String },
+    /// Adopting: the terminal's program ended while no one watched it, with this exit code
+    /// when it left one.
+    #[error("the program of terminal {id} ended while no one watched it")]
+    Ended { id: String, exit_code: Option<i32> },
     /// Anything else, with words.
     #[error("{0}")]
     Other(String),

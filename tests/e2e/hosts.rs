@@ -228,7 +228,18 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
         json!({ "command": ["sh", "-c", "echo \"home=$(pwd)\"; sleep 30"], "host": "lab", "cwd": "~" }),
     );
     let home_id = home["id"].as_str().unwrap();
-    let remote_home = std::env::var("HOME").unwrap_or_default();
+    let remote_home = String::from_utf8(
+        Command::new(&sshd.ssh_argv()[0])
+            .args(&sshd.ssh_argv()[1..])
+            .arg("echo $HOME")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    assert!(remote_home.starts_with('/'), "{remote_home:?}");
     wait_screen(&mut c, home_id, &format!("home={remote_home}"));
     c.ok("orch/agent/stop", json!({ "id": home_id, "force": true }));
 
@@ -333,9 +344,18 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
 
     // The host goes away mid-output: the agent is unreachable, not lost.
     let printed_before = ticks(&history(&mut c, &term, 5000)).last().copied();
+    // And one that ends while the host is away.
+    let quitter = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": ["sh", "-c", "sleep 1; exit 3"], "host": "lab" }),
+    );
+    let quitter = quitter["id"].as_str().unwrap().to_string();
     sshd.stop();
     let gone = wait_agent(&mut c, &id, "unreachable", |a| a["state"] == "unreachable");
-    assert!(gone["pid"].is_number() || gone["pid"].is_null());
+    assert!(
+        gone["pid"].is_number(),
+        "it still runs, with its pid: {gone}"
+    );
     let h = host_entry(&mut c, "lab");
     assert_eq!(h["state"], "unreachable", "{h}");
     let e = c.err("orch/agent/send", json!({ "id": id, "text": "x" }), -32003);
@@ -348,6 +368,21 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
         json!({ "id": term, "scrollback": 10 }),
         -32003,
     );
+    assert!(
+        e["message"].as_str().unwrap().contains("unreachable"),
+        "{e}"
+    );
+    // Nothing reaches it now: an answer or a restart would be lost, and are refused.
+    let e = c.err(
+        "orch/decision/resolve",
+        json!({ "id": question["id"], "choice": "approve" }),
+        -32003,
+    );
+    assert!(
+        e["message"].as_str().unwrap().contains("unreachable"),
+        "{e}"
+    );
+    let e = c.err("orch/agent/restart", json!({ "id": id }), -32003);
     assert!(
         e["message"].as_str().unwrap().contains("unreachable"),
         "{e}"
@@ -381,6 +416,21 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
         }
     };
     assert!(fresh > resumed_at);
+
+    // The one that ended meanwhile is reported with its exit status.
+    let ended = wait_agent(&mut c, &quitter, "ended", |a| a["state"] == "failed");
+    assert_eq!(ended["exitCode"], 3, "{ended}");
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [quitter] }),
+    );
+    let path: Vec<&str> = ev["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["data"]["state"].as_str())
+        .collect();
+    assert!(path.ends_with(&["unreachable", "failed"]), "{path:?}");
 
     // The question asked before the drop is still the one pending, and its answer lands.
     wait_agent(&mut c, &asker_id, "waiting again", |a| {

@@ -204,6 +204,9 @@ fn watch_connection(host: &Weak<Inner>) -> String {
         match inner.backend.ping(PING_TIMEOUT) {
             Some(rtt) => inner.status.lock().unwrap().rtt_ms = Some(ms(rtt)),
             None if !inner.backend.is_connected() => return "the connection ended".into(),
+            // A ping queued behind a long answer (a big screen over a slow link) is late, not
+            // lost, while tmux is still sending.
+            None if inner.backend.quiet_for().is_some_and(|q| q < PING_TIMEOUT) => continue,
             None => {
                 inner.backend.disconnect();
                 return format!("no answer within {} s", PING_TIMEOUT.as_secs());

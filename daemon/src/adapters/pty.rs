@@ -130,6 +130,9 @@ struct Shared {
     closed: AtomicBool,
     /// Chunks the screen thread has taken in: the exit report waits on while this moves.
     fed: AtomicU64,
+    /// Chunks the reader has read (and sent, or is sending, to the screen thread): while more
+    /// were read than fed, output is on its way and the exit report waits for it.
+    read: AtomicU64,
 }
 
 impl PtyTerminal {
@@ -263,6 +266,7 @@ impl PtyTerminal {
             finished: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             fed: AtomicU64::new(0),
+            read: AtomicU64::new(0),
         });
 
         let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
@@ -487,9 +491,13 @@ fn read_loop(shared: &Shared, wake: File, chunks: mpsc::SyncSender<Vec<u8>>) {
             continue;
         }
         let (filled, more) = read_available(shared, &mut buf);
-        // A send fails only when the screen thread is gone, and then nobody needs output.
-        if filled > 0 && chunks.send(buf[..filled].to_vec()).is_err() {
-            break;
+        if filled > 0 {
+            // Counted before the send, which may wait for room: the chunk is on its way.
+            shared.read.fetch_add(1, Ordering::SeqCst);
+            // A send fails only when the screen thread is gone, and then nobody needs output.
+            if chunks.send(buf[..filled].to_vec()).is_err() {
+                break;
+            }
         }
         if !more {
             break;
@@ -593,15 +601,23 @@ fn wait_loop(shared: &Shared, pid: u32, drained: mpsc::Receiver<()>, reap: mpsc:
     };
     shared.exited.store(true, Ordering::SeqCst);
     // Returns as soon as the screen thread has taken in the last chunk (the sender drops), or
-    // once no output has been fed for DRAIN_AFTER_EXIT, or after DRAIN_LIMIT in all.
+    // once nothing was read or fed for DRAIN_AFTER_EXIT with every chunk read also fed (a slow
+    // emulator on a busy machine is still draining, not done), or after DRAIN_LIMIT in all.
     let since = std::time::Instant::now();
-    let mut fed = shared.fed.load(Ordering::SeqCst);
+    let progress = || {
+        (
+            shared.read.load(Ordering::SeqCst),
+            shared.fed.load(Ordering::SeqCst),
+        )
+    };
+    let mut last = progress();
     while let Err(mpsc::RecvTimeoutError::Timeout) = drained.recv_timeout(DRAIN_AFTER_EXIT) {
-        let now = shared.fed.load(Ordering::SeqCst);
-        if now == fed || since.elapsed() >= DRAIN_LIMIT {
+        let now = progress();
+        let (read, fed) = now;
+        if (now == last && read <= fed) || since.elapsed() >= DRAIN_LIMIT {
             break;
         }
-        fed = now;
+        last = now;
     }
     // Subscribers are closed first, so that whoever hears of the exit finds every stream
     // complete.
@@ -894,10 +910,13 @@ mod tests {
     struct Recorder {
         /// Where each callback is sent.
         calls: mpsc::Sender<Call>,
+        /// How long each output callback takes (a busy machine's slow screen thread).
+        slow: Duration,
     }
 
     impl TerminalObserver for Recorder {
         fn output(&self, _id: &str) {
+            std::thread::sleep(self.slow);
             let _ = self.calls.send(Call::Output);
         }
 
@@ -942,9 +961,19 @@ mod tests {
         Result<Arc<dyn Terminal>, BackendError>,
         mpsc::Receiver<Call>,
     ) {
+        try_start_slow(spec, Duration::ZERO)
+    }
+
+    fn try_start_slow(
+        spec: TerminalSpec,
+        slow: Duration,
+    ) -> (
+        Result<Arc<dyn Terminal>, BackendError>,
+        mpsc::Receiver<Call>,
+    ) {
         let (tx, rx) = mpsc::channel();
         (
-            PtyBackend::new().spawn(spec, Arc::new(Recorder { calls: tx })),
+            PtyBackend::new().spawn(spec, Arc::new(Recorder { calls: tx, slow })),
             rx,
         )
     }
@@ -1227,6 +1256,51 @@ mod tests {
         );
         run.term.close().unwrap();
         wait_until("the printer to end", || group_members(pid).is_empty());
+    }
+
+    #[test]
+    fn output_queued_behind_a_slow_screen_thread_reaches_subscribers() {
+        // On a busy machine the screen thread may take longer than DRAIN_AFTER_EXIT over one
+        // chunk while more wait behind it: the exit report used to close subscribers then, and
+        // the bench's pty group caught the tail of 50 MB missing (28 KB).
+        let dir = tempfile::tempdir().unwrap();
+        let (term, calls) = try_start_slow(
+            spec(
+                dir.path(),
+                &[
+                    "sh",
+                    "-c",
+                    "for i in 1 2 3 4 5 6 7; do echo line-$i; sleep 0.02; done; echo THE-END",
+                ],
+            ),
+            DRAIN_AFTER_EXIT + Duration::from_millis(100),
+        );
+        let term = term.unwrap();
+        let sub = term.subscribe();
+        let mut run = Run {
+            term,
+            calls,
+            exit: None,
+            dir,
+        };
+        assert_eq!(run.wait_exit(), Some(0));
+        let mut got = String::new();
+        while let Some(chunk) = sub.try_take() {
+            match chunk {
+                OutputChunk::Data(d) => got.push_str(&d),
+                OutputChunk::Closed => break,
+                OutputChunk::Resync => panic!("resync"),
+            }
+        }
+        assert!(
+            got.contains("THE-END"),
+            "{} bytes, ending {:?}",
+            got.len(),
+            &got[got.len().saturating_sub(40)..]
+        );
+        for i in 1..=7 {
+            assert!(got.contains(&format!("line-{i}")), "{got:?}");
+        }
     }
 
     #[test]

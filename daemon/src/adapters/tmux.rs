@@ -222,7 +222,7 @@ impl TmuxBackend {
 
     /// Connect now if not connected (starting tmux where none runs); the server's tmux version.
     pub fn connect_now(&self) -> Result<String, BackendError> {
-        let server = self.server()?;
+        let server = self.server_or_connect(true)?;
         Ok(server.version.clone().unwrap_or_default())
     }
 
@@ -247,6 +247,12 @@ impl TmuxBackend {
             .request(&line, 1, None, timeout)
             .ok()
             .map(|_| started.elapsed())
+    }
+
+    /// How long since the live connection last carried anything from tmux; `None` without one.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        let server = self.slot.lock().unwrap().server.clone()?;
+        Some(server.control.quiet_for())
     }
 
     /// End the connection (one that stopped answering): its terminals end as the router says.
@@ -338,8 +344,14 @@ impl TmuxBackend {
             .map_err(|e| BackendError::Other(e.to_string()))
     }
 
-    /// The live server connection, connecting (and starting tmux) if there is none.
+    /// The live server connection, connecting (and starting tmux) if there is none. A remote
+    /// host's connection is made only by its watcher ([`TmuxBackend::connect_now`]), which
+    /// reports the outage and the return: a call from anywhere else fails at once without one.
     fn server(&self) -> Result<Arc<Server>, BackendError> {
+        self.server_or_connect(self.config.ssh.is_empty())
+    }
+
+    fn server_or_connect(&self, connect: bool) -> Result<Arc<Server>, BackendError> {
         let mut slot = self.slot.lock().unwrap();
         if let Some(server) = &slot.server {
             if !server.control.is_closed() {
@@ -352,6 +364,9 @@ impl TmuxBackend {
             // `kill-server` returns before the server is gone: a client started now could reach
             // the dying server and be dropped, so wait for its process to end first.
             wait_for_exit(pid, SERVER_EXIT_WAIT);
+        }
+        if !connect {
+            return Err(unavailable("not connected to the host".into()));
         }
         let server = self.connect()?;
         slot.server = Some(server.clone());
@@ -602,9 +617,10 @@ impl TerminalBackend for TmuxBackend {
                 }
             }
         });
+        // A connection that fails now says nothing of the pane: not `Gone`.
         let blocks = server
             .raw(&request, Some(hook))
-            .map_err(|e| e.into_backend(Some(&spec.id)))?;
+            .map_err(|e| e.into_backend(None))?;
         let info = request
             .finish(&blocks)
             .map_err(|e| match e.is_missing_target() {
@@ -621,10 +637,20 @@ impl TerminalBackend for TmuxBackend {
                 info.session, self.config.session
             )));
         }
-        if info.ending(&spec.id) != Ending::Running {
-            // Its program ended while no daemon watched; the window has nothing more to give.
-            let _ = server.run(&command::kill_window(&info.window_id));
-            return Err(gone());
+        match info.ending(&spec.id) {
+            Ending::Running => {}
+            ending => {
+                // Its program ended while no daemon watched; the window has nothing more to
+                // give.
+                let _ = server.run(&command::kill_window(&info.window_id));
+                return Err(match ending {
+                    Ending::Ended(exit_code) => BackendError::Ended {
+                        id: spec.id.clone(),
+                        exit_code,
+                    },
+                    _ => gone(),
+                });
+            }
         }
         let _ = server.run(&command::keep_on_exit(&info.window_id));
         tracing::info!(id = %spec.id, pane = %info.pane_id, "tmux pane adopted");

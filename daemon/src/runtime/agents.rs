@@ -292,7 +292,7 @@ impl Runtime {
     /// The argv an agent's process runs: its command, plus what its kind's hooks need.
     fn program_argv(&self, agent: &AgentRecord) -> Result<Vec<String>, OpError> {
         let mut argv = agent.command.clone();
-        if agent.watch.hooks == Some(HookDialect::Claude) {
+        if agent.watch.hooks == Some(HookDialect::Claude) && agent.host.is_none() {
             // Claude Code takes extra settings for one run: orch's hooks go there, never into
             // the user's ~/.claude or the project's .claude/.
             let path = self.write_hook_settings(agent)?;
@@ -508,6 +508,9 @@ impl Runtime {
                 ));
             }
             self.connected_host(h, "host")?;
+            // Its hooks would call this machine's `orch` through a socket the host does not
+            // have: its state comes from its screen there.
+            watch.hooks = None;
             "tmux".to_string()
         } else if watch.protocol == AgentProtocol::Acp {
             // An ACP agent speaks on its stdio: it has no terminal backend of its own.
@@ -751,6 +754,15 @@ impl Runtime {
     /// `orch/agent/restart`: a new process in a new terminal, now.
     pub fn restart_agent(&mut self, id: &str) -> Result<AgentRecord, OpError> {
         let agent = self.agent_ref(id)?.clone();
+        if agent.state == AgentState::Unreachable {
+            // Its program runs on out of reach: a second one would run beside it.
+            return Err(OpError::Conflict {
+                kind: "agent",
+                id: agent.id.clone(),
+                state: "unreachable".into(),
+                what: "cannot restart it until its host is back".into(),
+            });
+        }
         if let Some(old) = self.terminals.remove(&agent.terminal_id) {
             // The old terminal's exit is ignored: the agent no longer points at it.
             let _ = old.close();

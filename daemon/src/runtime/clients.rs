@@ -293,6 +293,9 @@ impl Clients {
 
     /// Stop following a terminal on `conn`; its subscriber, to drop from the terminal.
     pub fn unfollow(&mut self, conn: ConnId, terminal: &str) -> Option<Arc<OutputSubscriber>> {
+        if let Some(parked) = self.parked.get_mut(terminal) {
+            parked.retain(|c| *c != conn);
+        }
         let (sub, follow) = self.conns.get_mut(&conn)?.followed.remove(terminal)?;
         follow.stop();
         Some(sub)

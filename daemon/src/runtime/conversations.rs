@@ -284,16 +284,16 @@ pub(super) fn end_orphaned_agent(pgid: u32, terminal: &str, socket: &std::path::
             .all(|m| environ.split(|b| *b == 0).any(|v| v == m.as_bytes()))
     };
     let found = std::iter::once(pgid).chain(group_members(pgid)).any(ours);
-    if found {
-        tracing::info!(
-            pgid,
-            terminal,
-            "ending the agent the previous daemon left running"
-        );
-        // SAFETY: killpg of a group one of whose processes we just identified as the agent's.
-        unsafe { libc::killpg(pgid as i32, libc::SIGKILL) };
+    if !found {
+        return false;
     }
-    found
+    tracing::info!(
+        pgid,
+        terminal,
+        "ending the agent the previous daemon left running"
+    );
+    // SAFETY: killpg of a group one of whose processes we just identified as the agent's.
+    unsafe { libc::killpg(pgid as i32, libc::SIGKILL) == 0 }
 }
 
 /// The processes of process group `pgid` (Linux: from `/proc`).

@@ -10,7 +10,7 @@ use super::{OpError, Runtime};
 use crate::core::agent::{AgentRecord, AgentState, Evidence};
 use crate::core::event::EventBody;
 use crate::core::task::DecisionSource;
-use crate::ports::{HostState, HostStatus, RemoteHost, TerminalBackend};
+use crate::ports::{BackendError, HostState, HostStatus, RemoteHost, TerminalBackend};
 
 /// An agent on a host whose connection is down, or not yet adopted after a daemon start: its
 /// program is believed to run there, with no live terminal here.
@@ -121,6 +121,17 @@ impl Runtime {
                     self.terminals.activity().forget(&agent.terminal_id);
                     self.clients.park_followers(&agent.terminal_id);
                     self.drop_typing(&agent.id, "its host is unreachable");
+                    // A stop under way cannot reach it now: whoever waits for it hears so.
+                    if self.stopping.remove(&agent.id) {
+                        for (waiter, _) in self.waiters.remove(&agent.id).unwrap_or_default() {
+                            self.hold(waiter(Err(OpError::Conflict {
+                                kind: "agent",
+                                id: agent.id.clone(),
+                                state: "unreachable".into(),
+                                what: format!("its host {name} went out of reach while it was being stopped; stop it again when the host is back"),
+                            })));
+                        }
+                    }
                     if agent.state != AgentState::Unreachable {
                         let evidence = Evidence::Daemon {
                             what: format!("host {name}: {}", status.detail),
@@ -154,10 +165,10 @@ impl Runtime {
             agent.rows,
         );
         let adopted = match handle {
-            Some(handle) => backend
-                .adopt(spec, &handle, self.terminals.observer())
-                .map_err(|e| e.to_string()),
-            None => Err("it has no tmux pane".into()),
+            Some(handle) => backend.adopt(spec, &handle, self.terminals.observer()),
+            None => Err(BackendError::Gone {
+                id: agent.terminal_id.clone(),
+            }),
         };
         match adopted {
             Ok(term) => {
@@ -198,12 +209,32 @@ impl Runtime {
                     );
                 }
             }
-            Err(why) => {
+            // It ended while the host was out of reach: its exit, as if seen.
+            Err(BackendError::Ended { exit_code, .. }) => {
+                tracing::info!(agent = %agent.id, %host, ?exit_code, "ended while unreachable");
+                self.on_exit(&agent.terminal_id, exit_code, None);
+            }
+            Err(why @ BackendError::Gone { .. }) => {
                 tracing::info!(agent = %agent.id, %host, "cannot adopt: {why}");
                 let evidence = Evidence::Daemon {
-                    what: format!("host {host}: its tmux pane is gone ({why})"),
+                    what: format!("host {host}: its tmux pane is gone"),
                 };
                 self.end_lost(agent, evidence, "its pane on the host is gone");
+            }
+            // The connection failed again, or tmux did not answer: nothing is known of the
+            // pane. The agent waits for the host's next return.
+            Err(why) => {
+                tracing::info!(agent = %agent.id, %host, "cannot adopt now: {why}");
+                if agent.state != AgentState::Unreachable {
+                    self.set_agent_state(
+                        &agent.id,
+                        AgentState::Unreachable,
+                        Evidence::Daemon {
+                            what: format!("host {host}: {why}"),
+                        },
+                        None,
+                    );
+                }
             }
         }
     }

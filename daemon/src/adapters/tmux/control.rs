@@ -260,6 +260,10 @@ struct Shared {
     events: Arc<dyn ControlEvents>,
     /// Names the server in logs (its socket name).
     peer: String,
+    /// When the last line arrived, in milliseconds since `started`.
+    last_line_ms: std::sync::atomic::AtomicU64,
+    /// When the client started.
+    started: std::time::Instant,
 }
 
 impl Shared {
@@ -334,6 +338,8 @@ impl ControlClient {
             stderr: Mutex::new(String::new()),
             events,
             peer: peer.to_owned(),
+            last_line_ms: std::sync::atomic::AtomicU64::new(0),
+            started: std::time::Instant::now(),
         });
         let s = shared.clone();
         thread::Builder::new()
@@ -448,6 +454,12 @@ impl ControlClient {
         let _ = self.child.lock().unwrap().kill();
     }
 
+    /// How long since tmux last sent a line (a reply, output, a notification).
+    pub fn quiet_for(&self) -> Duration {
+        let last = Duration::from_millis(self.shared.last_line_ms.load(Ordering::Relaxed));
+        self.shared.started.elapsed().saturating_sub(last)
+    }
+
     /// Whether the client ended (its server may be gone).
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::SeqCst)
@@ -495,6 +507,10 @@ fn read_loop(stdout: impl Read, shared: &Shared) {
         if raw.last() == Some(&b'\n') {
             raw.pop();
         }
+        shared.last_line_ms.store(
+            shared.started.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
         match framer.feed(&raw) {
             Event::Block { block, flags } => {
                 tracing::trace!(peer = %shared.peer, dir = "<-", ?block, flags, "tmux");

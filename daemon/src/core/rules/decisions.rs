@@ -3,6 +3,7 @@
 //! cancel), and dismissal of questions that became moot.
 
 use super::{tasks, Draft, Effect, Refusal};
+use crate::core::agent::AgentState;
 use crate::core::event::EventBody;
 use crate::core::task::{DecisionRecord, DecisionSource};
 
@@ -34,6 +35,21 @@ pub fn resolve(
             state: format!("resolved (choice {})", dec.choice.unwrap_or_default()),
             what: "cannot resolve again".into(),
         });
+    }
+    if let DecisionSource::Agent { id: agent, .. } = &dec.source {
+        // Its keys could not be typed: the answer would be lost while the question stays.
+        if d.state()
+            .agents
+            .get(agent)
+            .is_some_and(|a| a.state == AgentState::Unreachable)
+        {
+            return Err(Refusal::Conflict {
+                kind: "decision",
+                id: dec.id,
+                state: format!("asked by agent {agent}, which is unreachable"),
+                what: "cannot answer it until its host is back".into(),
+            });
+        }
     }
     if !dec.options.iter().any(|o| o == choice) {
         return Err(Refusal::invalid(
