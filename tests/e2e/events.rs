@@ -238,7 +238,11 @@ fn a_subscriber_that_stops_reading_is_dropped_and_others_see_every_event() {
         baseline / 1024,
         max_rss / 1024
     );
-    assert!(grew_mib < 64, "the daemon grew by {grew_mib} MiB");
+    // Alone this run grows the daemon by about 50 MiB (sled's cache, the event cache, the
+    // readers' backlogs); under the whole suite on two cores the readers fall further behind and
+    // their queues (which they do drain) held up to 69 MiB. Two stuck clients that were never
+    // dropped would hold every event they were sent besides, 30-50 MB each for 100,000 events.
+    assert!(grew_mib < 96, "the daemon grew by {grew_mib} MiB");
 
     for (_, c, _) in &mut readers {
         c.ok("orch/status", json!({}));

@@ -21,7 +21,7 @@ H.run(function()
     { { win = { attach = { layout = "side" } } }, "orch: option 'win.attach.layout' must be one of split, vsplit, tab, float, current, got string \"side\"" },
     { { reconnect = { initial_ms = -1 } }, "orch: option 'reconnect.initial_ms' must be a non-negative integer, got number" },
     { { notify = { levels = { waiting = "loud" } } }, "orch: option 'notify.levels.waiting' must be a vim.log.levels value or false, got string \"loud\"" },
-    { { statusline = { states = { "busy", "sleepy" } } }, "orch: option 'statusline.states' must be a list of agent states (starting, running, idle, busy, waiting, exited, failed, stopped, lost), got a list with string \"sleepy\" at [2]" },
+    { { statusline = { states = { "busy", "sleepy" } } }, "orch: option 'statusline.states' must be a list of agent states (starting, running, idle, busy, waiting, exiting, unreachable, exited, failed, stopped, lost), got a list with string \"sleepy\" at [2]" },
     { { cmd = {} }, "orch: option 'cmd' must be a list of strings, got an empty list" },
     { "fast", "orch: setup() takes a table of options, got string \"fast\"" },
   }
