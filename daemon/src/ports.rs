@@ -166,6 +166,17 @@ pub trait TerminalBackend: Send + Sync {
             what: "adopting terminals",
         })
     }
+    /// Terminals of this workspace found on the backend that outlived their daemon: `(handle,
+    /// terminal id)`, for [`TerminalBackend::close_leftover`]. None on backends whose
+    /// terminals die with the daemon.
+    fn leftovers(&self) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(Vec::new())
+    }
+    /// Close a leftover terminal by its handle (its program is ended with it).
+    fn close_leftover(&self, handle: &str) -> Result<(), BackendError> {
+        let _ = handle;
+        Ok(())
+    }
 }
 
 /// How a remote host's connection stands.

@@ -511,3 +511,62 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
     wait_agent(&mut c, &id, "stopped", |a| a["state"] == "stopped");
     let _ = sshd.log();
 }
+
+#[test]
+fn windows_left_by_a_daemon_stopped_during_an_outage_are_closed_when_the_host_is_back() {
+    if !tools() {
+        return;
+    }
+    let mut sshd = Sshd::start();
+    let tmux = HostTmux::new();
+    let remote = tempfile::tempdir().unwrap();
+    let mut d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
+    let mut c = d.client(Via::Socket);
+    wait_host(&mut c, "lab", "connected", WAIT);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "command": ["sleep", "1000"], "host": "lab", "name": "left-behind" }),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &id, "running", |a| a["state"] == "running");
+    sshd.stop();
+    wait_agent(&mut c, &id, "unreachable", |a| a["state"] == "unreachable");
+    // The daemon stops while the host is away: nothing can reach the agent, which is lost, not
+    // stopped, and its window stays on the host.
+    let pid = d.pid();
+    c.ok("orch/daemon/stop", json!({}));
+    wait_for("the daemon to stop", WAIT, || {
+        // SAFETY: signal 0 only checks existence.
+        let alive = unsafe { libc::kill(pid, 0) } == 0 && !orch_tests::is_zombie(pid);
+        (!alive).then_some(())
+    });
+    if let Some(mut child) = d.child.take() {
+        let _ = child.wait();
+    }
+    assert!(
+        tmux.windows().contains(&"left-behind".to_string()),
+        "{:?}",
+        tmux.windows()
+    );
+    sshd.start_again();
+    d.start();
+    let mut c = d.client(Via::Socket);
+    let a = c.ok("orch/agent/get", json!({ "id": id }));
+    assert_eq!(a["state"], "lost", "{a}");
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [id] }),
+    );
+    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["data"]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("may still run there"),
+        "{last}"
+    );
+    wait_host(&mut c, "lab", "connected", Duration::from_secs(40));
+    wait_for("the left-behind window to close on the host", WAIT, || {
+        (!tmux.windows().contains(&"left-behind".to_string())).then_some(())
+    });
+}

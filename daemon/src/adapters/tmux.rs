@@ -413,6 +413,14 @@ impl TmuxBackend {
                         server.pid = Some(pid);
                         server.version = Some(version);
                     }
+                    if remote {
+                        // A host's tmux is checked here, where its version is first known.
+                        let version = server.version.clone().unwrap_or_default();
+                        if let Err(why) = command::check_version(&format!("tmux {version}")) {
+                            server.control.kill();
+                            return Err(unavailable(format!("the host's {why}")));
+                        }
+                    }
                     let server = Arc::new(server);
                     let weak = Arc::downgrade(&server);
                     thread::Builder::new()
@@ -585,6 +593,21 @@ impl TerminalBackend for TmuxBackend {
         }
     }
 
+    fn leftovers(&self) -> Result<Vec<(String, String)>, BackendError> {
+        Ok(self
+            .surviving()?
+            .into_iter()
+            .map(|p| (p.handle, p.terminal_id))
+            .collect())
+    }
+
+    fn close_leftover(&self, handle: &str) -> Result<(), BackendError> {
+        // A pane id names its window too.
+        self.connected()?
+            .run(&command::kill_window(handle))
+            .map_err(|e| e.into_backend(None))
+    }
+
     fn adopt(
         &self,
         spec: TerminalSpec,
@@ -661,6 +684,19 @@ impl TerminalBackend for TmuxBackend {
             window_id: info.window_id,
             pid: info.pid,
         }))
+    }
+}
+
+impl TmuxBackend {
+    /// The live connection, without connecting (a remote host's watcher owns that).
+    fn connected(&self) -> Result<Arc<Server>, BackendError> {
+        self.slot
+            .lock()
+            .unwrap()
+            .server
+            .clone()
+            .filter(|s| !s.control.is_closed())
+            .ok_or_else(|| unavailable("not connected".into()))
     }
 }
 

@@ -18,6 +18,22 @@ pub fn awaits_host(agent: &AgentRecord, host: &str, live_here: bool) -> bool {
     agent.host.as_deref() == Some(host) && agent.state.is_live() && !live_here
 }
 
+/// Whether a window found on a host for terminal `terminal` has nothing left to do: the terminal
+/// is not live here and its agent (if any) is not waiting to be adopted.
+pub fn stale_terminal(state: &crate::core::state::State, terminal: &str, live_here: bool) -> bool {
+    if live_here {
+        return false;
+    }
+    match state.terminals.get(terminal) {
+        // Not of this workspace's record (a store that was reset): not ours to judge.
+        None => false,
+        Some(t) => match t.agent_id.as_ref().and_then(|a| state.agents.get(a)) {
+            Some(agent) => !agent.state.is_live() || agent.terminal_id != terminal,
+            None => !t.alive,
+        },
+    }
+}
+
 /// The working directory of an agent on a host: `cwd` as given when absolute (or `~...`), else
 /// under the host's `cwd` (or its home).
 pub fn host_cwd(given: Option<&str>, host_cwd: Option<&str>) -> Result<String, String> {
@@ -105,6 +121,7 @@ impl Runtime {
                 for agent in waiting {
                     self.readopt(name, &agent);
                 }
+                self.close_leftovers(name);
             }
             HostState::Unreachable => {
                 let on_host: Vec<AgentRecord> = self
@@ -141,6 +158,34 @@ impl Runtime {
                 }
             }
             HostState::Connecting => {}
+        }
+    }
+
+    /// Close the windows on host `name` whose agents are no longer live here (a daemon stopped
+    /// while the host was unreachable could not reach them; their programs ran on).
+    fn close_leftovers(&mut self, name: &str) {
+        let Ok(backend) = self.connected_host(name, "host") else {
+            return;
+        };
+        let leftovers = match backend.leftovers() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(host = %name, "cannot list the host's windows: {e}");
+                return;
+            }
+        };
+        for (handle, terminal) in leftovers {
+            if !stale_terminal(
+                &self.state,
+                &terminal,
+                self.terminals.contains_key(&terminal),
+            ) {
+                continue;
+            }
+            tracing::info!(host = %name, %terminal, %handle, "closing a window whose agent ended");
+            if let Err(e) = backend.close_leftover(&handle) {
+                tracing::warn!(host = %name, %terminal, "cannot close its window: {e}");
+            }
         }
     }
 
