@@ -570,3 +570,51 @@ fn windows_left_by_a_daemon_stopped_during_an_outage_are_closed_when_the_host_is
         (!tmux.windows().contains(&"left-behind".to_string())).then_some(())
     });
 }
+
+#[test]
+fn a_gate_due_while_its_host_is_away_runs_when_the_host_is_back() {
+    if !tools() {
+        return;
+    }
+    let mut sshd = Sshd::start();
+    let tmux = HostTmux::new();
+    let remote = tempfile::tempdir().unwrap();
+    std::fs::write(remote.path().join("marker"), "").unwrap();
+    let d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
+    let mut c = d.client(Via::Socket);
+    wait_host(&mut c, "lab", "connected", WAIT);
+    let a = c.ok(
+        "orch/agent/spawn",
+        json!({ "kind": "shell", "host": "lab" }),
+    );
+    let id = a["id"].as_str().unwrap().to_string();
+    wait_agent(&mut c, &id, "idle", |a| a["state"] == "idle");
+    let t = c.ok(
+        "orch/task/create",
+        json!({ "title": "t", "prompt": "echo working", "agentId": id, "gates": ["on-host"], "maxAttempts": 1 }),
+    );
+    let task = t["id"].as_str().unwrap().to_string();
+    wait_screen(&mut c, &id, "working");
+    sshd.stop();
+    wait_agent(&mut c, &id, "unreachable", |a| a["state"] == "unreachable");
+    // Done while the host is away: the gate waits for it instead of failing on SSH (which,
+    // with one attempt allowed, would fail the task).
+    c.ok("orch/task/complete", json!({ "id": task }));
+    std::thread::sleep(Duration::from_millis(1500));
+    let waiting = c.ok("orch/task/get", json!({ "id": task }));
+    assert_eq!(waiting["state"], "verifying", "{waiting}");
+    assert!(
+        waiting["gateResults"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{waiting}"
+    );
+    sshd.start_again();
+    let done = wait_task(&mut c, &task, "done");
+    assert_eq!(done["attempts"], 1, "{done}");
+    let tail = done["gateResults"][0]["outputTail"].as_str().unwrap_or("");
+    assert!(
+        tail.contains(&format!("127.0.0.1 {}", sshd.port)),
+        "the gate ran over SSH: {done}"
+    );
+}

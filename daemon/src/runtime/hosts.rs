@@ -122,6 +122,17 @@ impl Runtime {
                     self.readopt(name, &agent);
                 }
                 self.close_leftovers(name);
+                // Gates that waited for the host run now, if their task still waits for them.
+                for (task, index) in self.work.deferred_gates.remove(name).unwrap_or_default() {
+                    let verifying = self
+                        .state
+                        .tasks
+                        .get(&task)
+                        .is_some_and(|t| t.state == crate::core::task::TaskState::Verifying);
+                    if verifying {
+                        self.run_gate(&task, index);
+                    }
+                }
             }
             HostState::Unreachable => {
                 let on_host: Vec<AgentRecord> = self

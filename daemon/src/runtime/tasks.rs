@@ -65,6 +65,9 @@ pub struct WorkState {
     pub silent_exits: std::collections::HashSet<String>,
     /// The retention job stopped at [`RETENTION_BATCH`] events and goes on at the next tick.
     pub retention_backlog: bool,
+    /// Gates of remote agents whose host is out of reach, by host: `(task, gate index)`, run
+    /// when it is back rather than failing on the SSH error and using up an attempt.
+    pub deferred_gates: HashMap<String, Vec<(String, usize)>>,
 }
 
 impl Default for WorkState {
@@ -79,6 +82,7 @@ impl Default for WorkState {
         };
         Self {
             gate_pids: HashMap::new(),
+            deferred_gates: HashMap::new(),
             silent_exits: Default::default(),
             prompted: HashMap::new(),
             retention_backlog: false,
@@ -331,6 +335,19 @@ impl Runtime {
         };
         let attempt = t.attempts.max(1);
         let agent = t.agent_id.as_ref().and_then(|a| self.state.agents.get(a));
+        if let Some(host) = agent.and_then(|a| a.host.as_deref()).filter(|h| {
+            self.hosts
+                .get(*h)
+                .is_some_and(|h| h.status().state != crate::ports::HostState::Connected)
+        }) {
+            tracing::info!(task = %id, gate = %gate.name, %host, "gate waits for its host");
+            self.work
+                .deferred_gates
+                .entry(host.to_owned())
+                .or_default()
+                .push((id.to_owned(), index));
+            return;
+        }
         // A remote agent's gate runs on its host, in its directory there, over SSH.
         let launch = match agent.and_then(|a| Some((a, a.host.as_deref()?))) {
             Some((a, host)) => match self.config.hosts.get(host) {
