@@ -25,6 +25,9 @@ use records::{EventV1, StateV1};
 /// sled's page cache. With sled's default, 1 GiB, the daemon grew with its log towards a
 /// gigabyte (22 MiB more after 100,000 events than with this cap); orch reads the log only to
 /// replay it and page through it, which the operating system's file cache serves as well.
+/// How long opening waits for sled's file lock to be let go (see [`SledStore::open`]).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 const CACHE_BYTES: u64 = 16 << 20;
 
 /// Schema version this build writes. Bump with a migration in [`SledStore::open`].
@@ -130,17 +133,32 @@ impl SledStore {
         // sled would make these with the umask's modes; made first, they are private from the
         // start, and so is everything sled puts in them before `make_private` sees it.
         create_private_dir(&db_path.join("blobs"))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&db_path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| {
-                StoreError::Io(format!(
-                    "cannot open sled database at {}: {e}",
-                    db_path.display()
-                ))
-            })?;
+            .cache_capacity(CACHE_BYTES);
+        // The same process reopening a store it just closed may find sled's file lock still
+        // held for a moment by the old handle's background flusher: wait for it (a lock another
+        // process holds stays held, and is reported after the wait).
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                // sled reports it as an `Other` error with the words below.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(StoreError::Io(format!(
+                        "cannot open sled database at {}: {e}",
+                        db_path.display()
+                    )))
+                }
+            }
+        };
         let events = db.open_tree("events").map_err(io)?;
         let meta = db.open_tree("meta").map_err(io)?;
         let stored = match meta.get("schema_version").map_err(io)? {

@@ -931,17 +931,7 @@ impl Runtime {
         if let Some(t) = self.terminals.get(&agent.terminal_id) {
             let _ = t.signal(true);
         }
-        if self
-            .state
-            .terminals
-            .get(&agent.terminal_id)
-            .is_some_and(|t| t.alive)
-        {
-            self.emit(EventBody::TerminalExited {
-                id: agent.terminal_id.clone(),
-                exit_code: None,
-            });
-        }
+        self.terminal_gone(&agent.terminal_id);
         self.release_terminal(&agent.terminal_id);
         self.stopping.remove(id);
         let (state, what) = match (agent.state, &agent.host) {
@@ -1011,16 +1001,7 @@ impl Runtime {
             let backend = self.backends.get(agent.backend.as_str()).cloned();
             let adopted = match (handle, backend) {
                 (Some(handle), Some(b)) => {
-                    let spec = self.spec(
-                        &agent.terminal_id,
-                        &agent.name,
-                        agent.command.clone(),
-                        PathBuf::from(&agent.cwd),
-                        Vec::new(),
-                        agent.cols,
-                        agent.rows,
-                    );
-                    match b.adopt(spec, &handle, self.terminals.observer()) {
+                    match b.adopt(self.adopt_spec(&agent), &handle, self.terminals.observer()) {
                         Ok(t) => Some(t),
                         Err(e) => {
                             tracing::info!(agent = %agent.id, "cannot adopt {handle}: {e}");
@@ -1031,22 +1012,7 @@ impl Runtime {
                 _ => None,
             };
             if let Some(term) = adopted {
-                self.terminals
-                    .insert(agent.terminal_id.clone(), term.clone());
-                self.emit(EventBody::AgentAdopted {
-                    id: agent.id.clone(),
-                    pid: term.pid(),
-                });
-                let mut ws = WatchState::new(&agent.watch);
-                // A question asked before the restart is still this agent's question.
-                ws.adopt_question(
-                    self.state
-                        .decisions
-                        .values()
-                        .find(|d| !d.resolved && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id))
-                        .map(|d| d.id.clone()),
-                );
-                self.watch.insert(agent.id.clone(), ws);
+                self.take_over(&agent, term);
                 continue;
             }
             let mut ended = false;
@@ -1099,22 +1065,59 @@ impl Runtime {
     /// An agent whose program orch cannot reach any more ends `lost`: its terminal, question,
     /// typing and task settle as at an exit, then its restart policy applies.
     pub(super) fn end_lost(&mut self, agent: &AgentRecord, evidence: Evidence, why: &str) {
-        if self
-            .state
-            .terminals
-            .get(&agent.terminal_id)
-            .is_some_and(|t| t.alive)
-        {
-            self.emit(EventBody::TerminalExited {
-                id: agent.terminal_id.clone(),
-                exit_code: None,
-            });
-        }
+        self.terminal_gone(&agent.terminal_id);
         self.set_agent_state(&agent.id, AgentState::Lost, evidence.clone(), None);
         self.dismiss_wait_decision(&agent.id, why);
         self.drop_typing(&agent.id, "the agent was lost");
         self.task_agent_ended(&agent.id, None);
         self.after_end(&agent.id, AgentState::Lost, evidence);
+    }
+
+    /// A terminal recorded as running ended without an exit status: record that it did.
+    fn terminal_gone(&mut self, terminal: &str) {
+        if self.state.terminals.get(terminal).is_some_and(|t| t.alive) {
+            self.emit(EventBody::TerminalExited {
+                id: terminal.into(),
+                exit_code: None,
+            });
+        }
+    }
+
+    /// The spec that finds an agent's surviving terminal again (tmux, after a daemon start or
+    /// its host's return).
+    pub(super) fn adopt_spec(&self, agent: &AgentRecord) -> TerminalSpec {
+        self.spec(
+            &agent.terminal_id,
+            &agent.name,
+            agent.command.clone(),
+            PathBuf::from(&agent.cwd),
+            Vec::new(),
+            agent.cols,
+            agent.rows,
+        )
+    }
+
+    /// An agent's surviving terminal, adopted: live again, watched afresh, with a question it
+    /// was asking before still its own.
+    pub(super) fn take_over(&mut self, agent: &AgentRecord, term: Arc<dyn Terminal>) {
+        self.terminals
+            .insert(agent.terminal_id.clone(), term.clone());
+        self.emit(EventBody::AgentAdopted {
+            id: agent.id.clone(),
+            pid: term.pid(),
+        });
+        let mut ws = WatchState::new(&agent.watch);
+        ws.adopt_question(
+            self.state
+                .decisions
+                .values()
+                .find(|d| {
+                    !d.resolved
+                        && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id)
+                })
+                .map(|d| d.id.clone()),
+        );
+        self.watch.insert(agent.id.clone(), ws);
     }
 
     /// Free an ended terminal's resources, keeping its last screen (see [`super::terminals`]);

@@ -2,14 +2,11 @@
 //! connection changing means for its agents (`unreachable` while it is down, adopted again by
 //! pane id when it is back), and the checks of a spawn onto a host.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::watching::WatchState;
 use super::{OpError, Runtime};
 use crate::core::agent::{AgentRecord, AgentState, Evidence};
 use crate::core::event::EventBody;
-use crate::core::task::DecisionSource;
 use crate::ports::{BackendError, HostState, HostStatus, RemoteHost, TerminalBackend};
 
 /// An agent on a host whose connection is down, or not yet adopted after a daemon start: its
@@ -211,15 +208,7 @@ impl Runtime {
         let Ok(backend) = self.connected_host(host, "host") else {
             return;
         };
-        let spec = self.spec(
-            &agent.terminal_id,
-            &agent.name,
-            agent.command.clone(),
-            PathBuf::from(&agent.cwd),
-            Vec::new(),
-            agent.cols,
-            agent.rows,
-        );
+        let spec = self.adopt_spec(agent);
         let adopted = match handle {
             Some(handle) => backend.adopt(spec, &handle, self.terminals.observer()),
             None => Err(BackendError::Gone {
@@ -228,8 +217,7 @@ impl Runtime {
         };
         match adopted {
             Ok(term) => {
-                self.terminals
-                    .insert(agent.terminal_id.clone(), term.clone());
+                self.take_over(agent, term);
                 // Whoever followed its output follows it again (what it printed meanwhile is in
                 // the screen's history).
                 for conn in self.clients.unpark(&agent.terminal_id) {
@@ -237,23 +225,6 @@ impl Runtime {
                         tracing::debug!(terminal = %agent.terminal_id, "cannot follow again: {e}");
                     }
                 }
-                self.emit(EventBody::AgentAdopted {
-                    id: agent.id.clone(),
-                    pid: term.pid(),
-                });
-                let mut ws = WatchState::new(&agent.watch);
-                // A question asked before the connection dropped is still this agent's.
-                ws.adopt_question(
-                    self.state
-                        .decisions
-                        .values()
-                        .find(|d| {
-                            !d.resolved
-                                && matches!(&d.source, DecisionSource::Agent { id, .. } if *id == agent.id)
-                        })
-                        .map(|d| d.id.clone()),
-                );
-                self.watch.insert(agent.id.clone(), ws);
                 if agent.state == AgentState::Unreachable {
                     self.set_agent_state(
                         &agent.id,
