@@ -418,8 +418,10 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     call.params::<m::Status>()?;
     let state = rt.state();
     let mut by_state = BTreeMap::new();
+    let mut live = 0u64;
     for a in state.agents.values() {
         *by_state.entry(a.state.as_str().to_string()).or_insert(0u64) += 1;
+        live += u64::from(a.state.is_live());
     }
     let status = rt.status();
     ok(wire::Status {
@@ -462,7 +464,7 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
             .collect(),
         limits: wire::Limits {
             live_agents: crate::runtime::agents::MAX_LIVE_TERMINALS as u64,
-            live_agents_now: status.live_agents as u64,
+            live_agents_now: live,
         },
     })
 }

@@ -989,12 +989,6 @@ impl Runtime {
                 .iter()
                 .map(|(name, h)| (name.clone(), h.status()))
                 .collect(),
-            live_agents: self
-                .state
-                .agents
-                .values()
-                .filter(|a| a.state.is_live())
-                .count(),
         }
     }
 
@@ -1041,6 +1035,4 @@ pub struct Status {
     pub loaded: (u64, u64),
     /// Each remote host and its connection.
     pub hosts: Vec<(String, crate::ports::HostStatus)>,
-    /// Agents alive now (the limit is [`agents::MAX_LIVE_TERMINALS`]).
-    pub live_agents: usize,
 }

@@ -2657,12 +2657,7 @@ impl OrchEcho {
 /// The tmux group: `orch/agent/send` against a raw control-mode command, and ingest through
 /// tmux against a raw control-mode client. Skipped, and said so, when tmux is not installed.
 fn tmux_group(env: &Env) -> Result<Vec<Section>> {
-    let version = std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let version = tmux_version();
     let Some(version) = version else {
         eprintln!("perf:   tmux is not installed: the tmux group is skipped");
         return Ok(vec![Section {
@@ -2687,13 +2682,7 @@ fn tmux_group(env: &Env) -> Result<Vec<Section>> {
         orch_server.name
     )));
     let socket = daemon.socket();
-    let raw_pane = raw
-        .command(&format!(
-            "list-panes -t ={RAW_SESSION}:0 -F \"#{{pane_id}}\""
-        ))?
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow!("no pane in the raw session"))?;
+    let raw_pane = raw_first_pane(&mut raw)?;
     flush_dirty_pages();
     let target = TmuxTarget::local();
     let latency = tmux_latency_section(&socket, &mut raw, &raw_pane, &version, &target)?;
@@ -2736,6 +2725,26 @@ impl TmuxTarget {
         p["command"] = command;
         p
     }
+}
+
+/// `tmux -V`, when tmux runs here.
+fn tmux_version() -> Option<String> {
+    std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// The pane of the raw session's first window (where its `cat` runs).
+fn raw_first_pane(raw: &mut ControlMode) -> Result<String> {
+    raw.command(&format!(
+        "list-panes -t ={RAW_SESSION}:0 -F \"#{{pane_id}}\""
+    ))?
+    .first()
+    .cloned()
+    .ok_or_else(|| anyhow!("no pane in the raw session"))
 }
 
 /// The session of the raw control-mode client's server.
@@ -3654,12 +3663,7 @@ fn ms(d: Duration) -> String {
 /// `ssh ... 'tmux -C attach'` through the same server. Skipped, and said so, without sshd or tmux.
 fn hosts_group(env: &Env) -> Result<Vec<Section>> {
     use orch_tests::sshd::Sshd;
-    let version = std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let version = tmux_version();
     let (Some(version), true) = (version, Sshd::available()) else {
         eprintln!("perf:   tmux or sshd is not installed: the hosts group is skipped");
         return Ok(vec![Section {
@@ -3704,13 +3708,7 @@ fn hosts_group(env: &Env) -> Result<Vec<Section>> {
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(c);
-    let raw_pane = raw
-        .command(&format!(
-            "list-panes -t ={RAW_SESSION}:0 -F \"#{{pane_id}}\""
-        ))?
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow!("no pane in the raw session"))?;
+    let raw_pane = raw_first_pane(&mut raw)?;
     let target = TmuxTarget {
         spawn: json!({ "host": "lab" }),
         title: "Remote host (tmux over SSH)",

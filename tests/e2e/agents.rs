@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use orch_tests::{wait_agent, wait_for, wait_screen, Client, Daemon, Via, BOTH, WAIT};
+use orch_tests::{
+    agent_states, wait_agent, wait_for, wait_screen, Client, Daemon, Via, BOTH, WAIT,
+};
 use serde_json::{json, Value};
 
 const CONFIG: &str = r#"
@@ -356,11 +358,7 @@ fn pty_agents_are_lost_after_a_daemon_kill_and_their_log_survives() {
     let mut c = d.client(Via::Socket);
     let lost = c.ok("orch/agent/get", json!({ "id": id }));
     assert_eq!(lost["state"], "lost", "{lost}");
-    let ev = c.ok(
-        "orch/events/query",
-        json!({ "kinds": ["agent.state"], "subjects": [id] }),
-    );
-    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    let last = agent_states(&mut c, &id).pop().unwrap();
     assert!(
         last["data"]["evidence"]
             .as_str()
@@ -420,11 +418,7 @@ fn a_pty_agent_that_ignores_the_hangup_is_ended_by_the_next_daemon() {
     wait_for("the orphaned agent ended", WAIT, || {
         (!alive(leader) && !alive(child)).then_some(())
     });
-    let ev = c.ok(
-        "orch/events/query",
-        json!({ "kinds": ["agent.state"], "subjects": [id] }),
-    );
-    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    let last = agent_states(&mut c, &id).pop().unwrap();
     assert_eq!(last["data"]["state"], "lost", "{last}");
     assert!(
         last["data"]["evidence"]

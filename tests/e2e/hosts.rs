@@ -4,59 +4,14 @@
 //! tell it ran on the host and not beside the daemon.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use orch_tests::sshd::Sshd;
 use orch_tests::{
-    ci, pending_decision_for, require_tool, wait_agent, wait_for, wait_screen, wait_task, Daemon,
-    Via, WAIT,
+    agent_states, ci, pending_decision_for, require_tool, wait_agent, wait_for, wait_screen,
+    wait_task, Daemon, IsolatedTmux, Via, WAIT,
 };
 use serde_json::{json, Value};
-
-/// The host's own tmux server (`tmux -L <unique>` on the "remote" machine), killed at the end.
-struct HostTmux {
-    socket: String,
-}
-
-impl HostTmux {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Self {
-            socket: format!(
-                "orch-e2e-host-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
-        }
-    }
-
-    fn windows(&self) -> Vec<String> {
-        let out = Command::new("tmux")
-            .args([
-                "-L",
-                &self.socket,
-                "list-windows",
-                "-a",
-                "-F",
-                "#{window_name}",
-            ])
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-}
-
-impl Drop for HostTmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
 
 /// Whether the test can run: sshd and tmux installed (with CI=true, a missing one fails).
 fn tools() -> bool {
@@ -74,8 +29,43 @@ fn tools() -> bool {
     true
 }
 
+/// A test's remote host: the sshd, the host's tmux server, its workspace (with a `marker` file),
+/// and a daemon whose `lab` host reaches them, connected, with a client. Fields drop in reverse
+/// order of a destructuring `let`: daemon first, sshd last.
+struct Lab {
+    sshd: Sshd,
+    tmux: IsolatedTmux,
+    remote: tempfile::TempDir,
+    d: Daemon,
+    c: orch_tests::Client,
+    /// The host's `orch/status` entry once connected.
+    connected: Value,
+}
+
+/// A connected [`Lab`]; `None` when sshd or tmux is missing (and CI is not set).
+fn lab() -> Option<Lab> {
+    if !tools() {
+        return None;
+    }
+    let sshd = Sshd::start();
+    let tmux = IsolatedTmux::new("e2e-host");
+    let remote = tempfile::tempdir().unwrap();
+    std::fs::write(remote.path().join("marker"), "").unwrap();
+    let d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
+    let mut c = d.client(Via::Socket);
+    let connected = wait_host(&mut c, "lab", "connected", WAIT);
+    Some(Lab {
+        sshd,
+        tmux,
+        remote,
+        d,
+        c,
+        connected,
+    })
+}
+
 /// orch.toml with host `lab` on `sshd`, its workspace `remote_dir`, and the test's kinds.
-fn config(sshd: &Sshd, tmux: &HostTmux, remote_dir: &std::path::Path) -> String {
+fn config(sshd: &Sshd, tmux: &IsolatedTmux, remote_dir: &std::path::Path) -> String {
     let ssh: Vec<String> = sshd.ssh_argv().iter().map(|a| format!("{a:?}")).collect();
     format!(
         r#"
@@ -105,7 +95,7 @@ timeout_s = 60
 "#,
         ssh.join(", "),
         remote_dir.display(),
-        tmux.socket
+        tmux.name
     )
 }
 
@@ -151,16 +141,17 @@ fn ticks(text: &str) -> Vec<u64> {
 
 #[test]
 fn an_agent_on_a_host_is_driven_over_ssh() {
-    if !tools() {
+    let Some(Lab {
+        sshd,
+        tmux,
+        remote,
+        d,
+        mut c,
+        connected: h,
+    }) = lab()
+    else {
         return;
-    }
-    let sshd = Sshd::start();
-    let tmux = HostTmux::new();
-    let remote = tempfile::tempdir().unwrap();
-    std::fs::write(remote.path().join("marker"), "").unwrap();
-    let d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
-    let mut c = d.client(Via::Socket);
-    let h = wait_host(&mut c, "lab", "connected", WAIT);
+    };
     assert!(
         h["tmuxVersion"]
             .as_str()
@@ -197,9 +188,9 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
         "not run through the host's sshd: {screen}"
     );
     assert!(
-        tmux.windows().contains(&"remote-sh".to_string()),
+        tmux.window_names().contains(&"remote-sh".to_string()),
         "{:?}",
-        tmux.windows()
+        tmux.window_names()
     );
 
     // Its output reaches subscribers as a local agent's does.
@@ -294,7 +285,7 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
     c.ok("orch/agent/stop", json!({ "id": id }));
     wait_agent(&mut c, &id, "stopped", |a| a["state"] == "stopped");
     wait_for("the window to close on the host", WAIT, || {
-        (!tmux.windows().contains(&"remote-sh".to_string())).then_some(())
+        (!tmux.window_names().contains(&"remote-sh".to_string())).then_some(())
     });
 
     // Bad input names the field and the value.
@@ -315,15 +306,17 @@ fn an_agent_on_a_host_is_driven_over_ssh() {
 
 #[test]
 fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
-    if !tools() {
+    let Some(Lab {
+        mut sshd,
+        tmux: _tmux,
+        remote: _remote,
+        mut d,
+        mut c,
+        connected: _,
+    }) = lab()
+    else {
         return;
-    }
-    let mut sshd = Sshd::start();
-    let tmux = HostTmux::new();
-    let remote = tempfile::tempdir().unwrap();
-    let mut d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
-    let mut c = d.client(Via::Socket);
-    wait_host(&mut c, "lab", "connected", WAIT);
+    };
     let a = c.ok(
         "orch/agent/spawn",
         json!({ "kind": "ticker", "name": "ticker" }),
@@ -420,13 +413,8 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
     // The one that ended meanwhile is reported with its exit status.
     let ended = wait_agent(&mut c, &quitter, "ended", |a| a["state"] == "failed");
     assert_eq!(ended["exitCode"], 3, "{ended}");
-    let ev = c.ok(
-        "orch/events/query",
-        json!({ "kinds": ["agent.state"], "subjects": [quitter] }),
-    );
-    let path: Vec<&str> = ev["items"]
-        .as_array()
-        .unwrap()
+    let states = agent_states(&mut c, &quitter);
+    let path: Vec<&str> = states
         .iter()
         .filter_map(|e| e["data"]["state"].as_str())
         .collect();
@@ -514,15 +502,17 @@ fn a_host_that_drops_is_unreachable_then_its_agents_come_back() {
 
 #[test]
 fn windows_left_by_a_daemon_stopped_during_an_outage_are_closed_when_the_host_is_back() {
-    if !tools() {
+    let Some(Lab {
+        mut sshd,
+        tmux,
+        remote: _remote,
+        mut d,
+        mut c,
+        connected: _,
+    }) = lab()
+    else {
         return;
-    }
-    let mut sshd = Sshd::start();
-    let tmux = HostTmux::new();
-    let remote = tempfile::tempdir().unwrap();
-    let mut d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
-    let mut c = d.client(Via::Socket);
-    wait_host(&mut c, "lab", "connected", WAIT);
+    };
     let a = c.ok(
         "orch/agent/spawn",
         json!({ "command": ["sleep", "1000"], "host": "lab", "name": "left-behind" }),
@@ -544,20 +534,16 @@ fn windows_left_by_a_daemon_stopped_during_an_outage_are_closed_when_the_host_is
         let _ = child.wait();
     }
     assert!(
-        tmux.windows().contains(&"left-behind".to_string()),
+        tmux.window_names().contains(&"left-behind".to_string()),
         "{:?}",
-        tmux.windows()
+        tmux.window_names()
     );
     sshd.start_again();
     d.start();
     let mut c = d.client(Via::Socket);
     let a = c.ok("orch/agent/get", json!({ "id": id }));
     assert_eq!(a["state"], "lost", "{a}");
-    let ev = c.ok(
-        "orch/events/query",
-        json!({ "kinds": ["agent.state"], "subjects": [id] }),
-    );
-    let last = ev["items"].as_array().unwrap().last().unwrap().clone();
+    let last = agent_states(&mut c, &id).pop().unwrap();
     assert!(
         last["data"]["evidence"]
             .as_str()
@@ -567,22 +553,23 @@ fn windows_left_by_a_daemon_stopped_during_an_outage_are_closed_when_the_host_is
     );
     wait_host(&mut c, "lab", "connected", Duration::from_secs(40));
     wait_for("the left-behind window to close on the host", WAIT, || {
-        (!tmux.windows().contains(&"left-behind".to_string())).then_some(())
+        (!tmux.window_names().contains(&"left-behind".to_string())).then_some(())
     });
 }
 
 #[test]
 fn a_gate_due_while_its_host_is_away_runs_when_the_host_is_back() {
-    if !tools() {
+    let Some(Lab {
+        mut sshd,
+        tmux: _tmux,
+        remote: _remote,
+        d: _d,
+        mut c,
+        connected: _,
+    }) = lab()
+    else {
         return;
-    }
-    let mut sshd = Sshd::start();
-    let tmux = HostTmux::new();
-    let remote = tempfile::tempdir().unwrap();
-    std::fs::write(remote.path().join("marker"), "").unwrap();
-    let d = Daemon::started(Some(&config(&sshd, &tmux, remote.path())));
-    let mut c = d.client(Via::Socket);
-    wait_host(&mut c, "lab", "connected", WAIT);
+    };
     let a = c.ok(
         "orch/agent/spawn",
         json!({ "kind": "shell", "host": "lab" }),

@@ -1,63 +1,18 @@
 //! The tmux backend: agents in windows of orch's own tmux server (an isolated server per test,
 //! `tmux -L <unique>`), surviving the daemon, injection-proof input, and a dying server.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
-
-use orch_tests::{require_tool, wait_agent, wait_for, wait_screen, Daemon, Via, BOTH, WAIT};
+use orch_tests::{
+    require_tool, wait_agent, wait_for, wait_screen, Daemon, IsolatedTmux as Server, Via, BOTH,
+    WAIT,
+};
 use serde_json::{json, Value};
 
-/// An isolated tmux server, killed (with its socket file) when the test ends, even on failure.
-struct Server {
-    /// `tmux -L` socket name.
-    name: String,
-}
-
-impl Server {
-    fn new() -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Self {
-            name: format!(
-                "orch-e2e-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
-        }
-    }
-
-    fn tmux(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    }
-
-    fn window_names(&self) -> Vec<String> {
-        self.tmux(&["list-windows", "-a", "-F", "#{window_name}"])
-            .1
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-
-    fn config(&self, extra: &str) -> String {
-        format!(
-            "[daemon]\nbackend = \"tmux\"\n\n[tmux]\nsocket_name = \"{}\"\n\n[agents.shell]\ncommand = [\"bash\", \"--norc\", \"--noprofile\", \"-i\"]\nidle_after_ms = 400\n{extra}",
-            self.name
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
+/// orch.toml for a daemon on tmux server `server`, with a quiet shell kind and `extra`.
+fn config(server: &Server, extra: &str) -> String {
+    format!(
+        "[daemon]\nbackend = \"tmux\"\n\n[tmux]\nsocket_name = \"{}\"\n\n[agents.shell]\ncommand = [\"bash\", \"--norc\", \"--noprofile\", \"-i\"]\nidle_after_ms = 400\n{extra}",
+        server.name
+    )
 }
 
 /// The tmux entry of an `orch/status` result's backends.
@@ -87,8 +42,8 @@ fn bash_on_tmux_is_a_window_and_answers() {
     if !require_tool("tmux", &["-V"]) {
         return;
     }
-    let server = Server::new();
-    let d = Daemon::started(Some(&server.config("")));
+    let server = Server::new("e2e");
+    let d = Daemon::started(Some(&config(&server, "")));
     for via in BOTH {
         let mut c = d.client(via);
         let st = c.ok("orch/status", json!({}));
@@ -142,8 +97,8 @@ fn injection_payload_arrives_verbatim_and_runs_nothing() {
     if !require_tool("tmux", &["-V"]) {
         return;
     }
-    let server = Server::new();
-    let d = Daemon::started(Some(&server.config("")));
+    let server = Server::new("e2e");
+    let d = Daemon::started(Some(&config(&server, "")));
     let mut c = d.client(Via::Socket);
     let a = c.ok(
         "orch/agent/spawn",
@@ -179,8 +134,8 @@ fn argv_is_never_interpreted_on_tmux() {
     if !require_tool("tmux", &["-V"]) {
         return;
     }
-    let server = Server::new();
-    let d = Daemon::started(Some(&server.config("")));
+    let server = Server::new("e2e");
+    let d = Daemon::started(Some(&config(&server, "")));
     let mut c = d.client(Via::Socket);
     let words = ["~root", "~", "a~b", "~/x", "$HOME", "#{pane_id}"];
     let mut command = vec!["printf", "<%s>\n"];
@@ -204,8 +159,8 @@ fn agents_survive_a_daemon_kill_and_are_adopted() {
     if !require_tool("tmux", &["-V"]) {
         return;
     }
-    let server = Server::new();
-    let mut d = Daemon::started(Some(&server.config("")));
+    let server = Server::new("e2e");
+    let mut d = Daemon::started(Some(&config(&server, "")));
     let mut c = d.client(Via::Socket);
     let a = c.ok(
         "orch/agent/spawn",
@@ -245,8 +200,8 @@ fn a_dead_tmux_server_makes_agents_lost_and_the_daemon_carries_on() {
     if !require_tool("tmux", &["-V"]) {
         return;
     }
-    let server = Server::new();
-    let d = Daemon::started(Some(&server.config("")));
+    let server = Server::new("e2e");
+    let d = Daemon::started(Some(&config(&server, "")));
     let mut c = d.client(Via::Socket);
     let a = c.ok("orch/agent/spawn", json!({ "kind": "shell" }));
     let b = c.ok("orch/agent/spawn", json!({ "command": ["sleep", "1000"] }));
@@ -291,9 +246,9 @@ fn waiting_patterns_work_on_tmux() {
     if !require_tool("tmux", &["-V"]) {
         return;
     }
-    let server = Server::new();
+    let server = Server::new("e2e");
     let extra = "\n[agents.asker]\ncommand = [\"bash\", \"-c\", \"printf 'Proceed? [y/N] '; read a; echo got=$a; sleep 2\"]\nwaiting_patterns = [\"Proceed\\\\?\"]\nidle_after_ms = 400\n";
-    let d = Daemon::started(Some(&server.config(extra)));
+    let d = Daemon::started(Some(&config(&server, extra)));
     let mut c = d.client(Via::Socket);
     let a = c.ok("orch/agent/spawn", json!({ "kind": "asker" }));
     let id = a["id"].as_str().unwrap();

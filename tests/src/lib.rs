@@ -630,3 +630,62 @@ pub fn wait_task(c: &mut Client, id: &str, state: &str) -> Value {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An isolated tmux server (`tmux -L <unique name>`), killed (with its socket file's server)
+/// when dropped, even when the test fails.
+pub struct IsolatedTmux {
+    /// `tmux -L` socket name.
+    pub name: String,
+}
+
+impl IsolatedTmux {
+    /// A server name unique to this test process and call; `tag` says whose it is.
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        Self {
+            name: format!(
+                "orch-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        }
+    }
+
+    /// `tmux -L <name> args...`: whether it succeeded, and its stdout.
+    pub fn tmux(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// The names of the server's windows, in every session.
+    pub fn window_names(&self) -> Vec<String> {
+        self.tmux(&["list-windows", "-a", "-F", "#{window_name}"])
+            .1
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for IsolatedTmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+    }
+}
+
+/// The `agent.state` events of agent `id`, oldest first.
+pub fn agent_states(c: &mut Client, id: &str) -> Vec<Value> {
+    let ev = c.ok(
+        "orch/events/query",
+        json!({ "kinds": ["agent.state"], "subjects": [id] }),
+    );
+    ev["items"].as_array().cloned().unwrap_or_default()
+}

@@ -100,6 +100,10 @@ impl RemoteHost for SshHost {
 }
 
 impl Inner {
+    fn status(&self) -> HostStatus {
+        self.status.lock().unwrap().clone()
+    }
+
     /// Record `status`; tell the observer when the state changed.
     fn set(&self, status: HostStatus, observer: &dyn HostObserver) {
         let changed = {
@@ -176,12 +180,6 @@ fn keep_connected(host: Weak<Inner>, observer: Arc<dyn HostObserver>) {
                 }
             }
         }
-    }
-}
-
-impl Inner {
-    fn status(&self) -> HostStatus {
-        self.status.lock().unwrap().clone()
     }
 }
 

@@ -978,9 +978,27 @@ mod tests {
         )
     }
 
+    /// Everything a subscription holds, up to its end (a resync fails the test).
+    fn taken_until_closed(sub: &OutputSubscriber) -> String {
+        let mut got = String::new();
+        while let Some(chunk) = sub.try_take() {
+            match chunk {
+                OutputChunk::Data(d) => got.push_str(&d),
+                OutputChunk::Closed => break,
+                OutputChunk::Resync => panic!("resync"),
+            }
+        }
+        got
+    }
+
     fn start(command: &[&str]) -> Run {
+        start_slow(command, Duration::ZERO)
+    }
+
+    /// As [`start`], with an observer whose output callback takes `slow`.
+    fn start_slow(command: &[&str], slow: Duration) -> Run {
         let dir = tempfile::tempdir().unwrap();
-        let (term, calls) = try_start(spec(dir.path(), command));
+        let (term, calls) = try_start_slow(spec(dir.path(), command), slow);
         let term = term.unwrap_or_else(|err| panic!("spawn {command:?}: {err}"));
         Run {
             term,
@@ -1230,14 +1248,7 @@ mod tests {
         ]);
         let sub = run.term.subscribe();
         assert_eq!(run.wait_exit(), Some(0));
-        let mut got = String::new();
-        while let Some(chunk) = sub.try_take() {
-            match chunk {
-                OutputChunk::Data(d) => got.push_str(&d),
-                OutputChunk::Closed => break,
-                OutputChunk::Resync => panic!("resync"),
-            }
-        }
+        let got = taken_until_closed(&sub);
         assert!(got.contains("tick-20"), "{got:?}");
 
         // One that never stops printing holds the report back at most DRAIN_LIMIT.
@@ -1263,35 +1274,17 @@ mod tests {
         // On a busy machine the screen thread may take longer than DRAIN_AFTER_EXIT over one
         // chunk while more wait behind it: the exit report used to close subscribers then, and
         // the bench's pty group caught the tail of 50 MB missing (28 KB).
-        let dir = tempfile::tempdir().unwrap();
-        let (term, calls) = try_start_slow(
-            spec(
-                dir.path(),
-                &[
-                    "sh",
-                    "-c",
-                    "for i in 1 2 3 4 5 6 7; do echo line-$i; sleep 0.02; done; echo THE-END",
-                ],
-            ),
+        let mut run = start_slow(
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3 4 5 6 7; do echo line-$i; sleep 0.02; done; echo THE-END",
+            ],
             DRAIN_AFTER_EXIT + Duration::from_millis(100),
         );
-        let term = term.unwrap();
-        let sub = term.subscribe();
-        let mut run = Run {
-            term,
-            calls,
-            exit: None,
-            dir,
-        };
+        let sub = run.term.subscribe();
         assert_eq!(run.wait_exit(), Some(0));
-        let mut got = String::new();
-        while let Some(chunk) = sub.try_take() {
-            match chunk {
-                OutputChunk::Data(d) => got.push_str(&d),
-                OutputChunk::Closed => break,
-                OutputChunk::Resync => panic!("resync"),
-            }
-        }
+        let got = taken_until_closed(&sub);
         assert!(
             got.contains("THE-END"),
             "{} bytes, ending {:?}",

@@ -228,18 +228,24 @@ impl TmuxBackend {
 
     /// Whether a connection is up.
     pub fn is_connected(&self) -> bool {
+        self.connected().is_ok()
+    }
+
+    /// The live connection, without connecting (a remote host's watcher owns that).
+    fn connected(&self) -> Result<Arc<Server>, BackendError> {
         self.slot
             .lock()
             .unwrap()
             .server
-            .as_ref()
-            .is_some_and(|s| !s.control.is_closed())
+            .clone()
+            .filter(|s| !s.control.is_closed())
+            .ok_or_else(|| unavailable("not connected".into()))
     }
 
     /// One round trip through the live connection, timed; `None` without one or when it failed
     /// within `timeout`.
     pub fn ping(&self, timeout: Duration) -> Option<Duration> {
-        let server = self.slot.lock().unwrap().server.clone()?;
+        let server = self.connected().ok()?;
         let line = command::server_pid().line().ok()?;
         let started = Instant::now();
         server
@@ -251,7 +257,7 @@ impl TmuxBackend {
 
     /// How long since the live connection last carried anything from tmux; `None` without one.
     pub fn quiet_for(&self) -> Option<Duration> {
-        let server = self.slot.lock().unwrap().server.clone()?;
+        let server = self.connected().ok()?;
         Some(server.control.quiet_for())
     }
 
@@ -267,13 +273,7 @@ impl TmuxBackend {
     /// reconciliation after a restart. Starts no server: none running means no pane survived.
     pub fn surviving(&self) -> Result<Vec<SurvivingPane>, BackendError> {
         let request = command::list_panes(Some(&self.config.session));
-        let connected = self
-            .slot
-            .lock()
-            .unwrap()
-            .server
-            .clone()
-            .filter(|s| !s.control.is_closed());
+        let connected = self.connected().ok();
         let panes = match connected {
             Some(server) => server.run(&request).map_err(|e| e.into_backend(None))?,
             None => match self.one_off(&request)? {
@@ -687,19 +687,6 @@ impl TerminalBackend for TmuxBackend {
     }
 }
 
-impl TmuxBackend {
-    /// The live connection, without connecting (a remote host's watcher owns that).
-    fn connected(&self) -> Result<Arc<Server>, BackendError> {
-        self.slot
-            .lock()
-            .unwrap()
-            .server
-            .clone()
-            .filter(|s| !s.control.is_closed())
-            .ok_or_else(|| unavailable("not connected".into()))
-    }
-}
-
 /// Whether a pane found by id is the live pane of terminal `id` in our session.
 fn adoptable(info: &command::PaneInfo, id: &str, session: &str) -> bool {
     info.ending(id) == Ending::Running
@@ -946,21 +933,6 @@ impl ControlEvents for Router {
     }
 
     fn closed(&self, reason: &str) {
-        if self.remote {
-            let panes: Vec<Arc<Pane>> = self
-                .routes
-                .lock()
-                .unwrap()
-                .drain()
-                .map(|(_, p)| p)
-                .collect();
-            for pane in panes {
-                tracing::info!(id = %pane.id, %reason, "connection to the host's tmux ended");
-                pane.finished.store(true, Ordering::SeqCst);
-                pane.fanout.close();
-            }
-            return;
-        }
         let panes: Vec<Arc<Pane>> = self
             .routes
             .lock()
@@ -969,8 +941,14 @@ impl ControlEvents for Router {
             .map(|(_, p)| p)
             .collect();
         for pane in panes {
-            tracing::warn!(id = %pane.id, %reason, "tmux server gone, terminal lost");
-            pane.lose(reason);
+            if self.remote {
+                tracing::info!(id = %pane.id, %reason, "connection to the host's tmux ended");
+                pane.finished.store(true, Ordering::SeqCst);
+                pane.fanout.close();
+            } else {
+                tracing::warn!(id = %pane.id, %reason, "tmux server gone, terminal lost");
+                pane.lose(reason);
+            }
         }
     }
 }

@@ -311,7 +311,10 @@ impl Runtime {
             .map_err(|e| OpError::Internal(format!("cannot find orch's own binary: {e}")))?;
         let dir = self.paths.state_dir.join("agents").join(&agent.id);
         let path = dir.join("claude-settings.json");
-        let settings = claude_settings(&format!("{} hook", shell_quote(&exe.to_string_lossy())));
+        let settings = claude_settings(&format!(
+            "{} hook",
+            crate::config::shell_quote(&exe.to_string_lossy())
+        ));
         let write = || -> std::io::Result<()> {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -1319,11 +1322,6 @@ impl Runtime {
                 id: id.into(),
             })
     }
-}
-
-/// `s` as one word for `/bin/sh` (hook commands run through a shell).
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// Claude Code settings whose command hooks run `command` for each event orch reads (the event's

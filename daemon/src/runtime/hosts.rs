@@ -106,15 +106,15 @@ impl Runtime {
             state: status.state.as_str().into(),
             detail: status.detail.clone(),
         });
-        let waiting: Vec<AgentRecord> = self
-            .state
-            .agents
-            .values()
-            .filter(|a| awaits_host(a, name, self.terminals.contains_key(&a.terminal_id)))
-            .cloned()
-            .collect();
         match status.state {
             HostState::Connected => {
+                let waiting: Vec<AgentRecord> = self
+                    .state
+                    .agents
+                    .values()
+                    .filter(|a| awaits_host(a, name, self.terminals.contains_key(&a.terminal_id)))
+                    .cloned()
+                    .collect();
                 for agent in waiting {
                     self.readopt(name, &agent);
                 }
