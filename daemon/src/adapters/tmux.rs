@@ -11,7 +11,7 @@
 //! `%output`, after every byte the program printed, keeps it out of the output and reports the
 //! exit at once. A thread that lists the panes every 200 ms while a terminal runs is the
 //! fallback: it reads the marker from the pane title, or tmux's own status when there is no
-//! marker (a marker split across two notifications, a killed start script), and reports a pane
+//! marker (a killed start script), and reports a pane
 //! that vanished (windows keep their dead pane, so the screen can still be read). A dead server
 //! ends every terminal on it as lost, and the next spawn starts a new server after the old one
 //! is gone.
@@ -969,6 +969,9 @@ struct Pane {
     unsettled: AtomicU32,
     /// The start of the exit marker the start script prints, kept out of the output.
     marker: String,
+    /// The start of a marker that `%output` split (it may go on in the next notification),
+    /// held back until it is complete or shown not to be one.
+    held: Mutex<Vec<u8>>,
 }
 
 impl Pane {
@@ -981,11 +984,16 @@ impl Pane {
             finished: AtomicBool::new(false),
             unsettled: AtomicU32::new(0),
             marker: command::marker_prefix(&spec.id),
+            held: Mutex::new(Vec::new()),
         }
     }
 
     fn output(&self, data: &[u8]) {
-        let (data, status) = strip_marker(data, self.marker.as_bytes());
+        let (data, status) = {
+            let mut held = self.held.lock().unwrap();
+            let (data, status) = strip_marker(&mut held, data, self.marker.as_bytes());
+            (data.into_owned(), status)
+        };
         if !data.is_empty() {
             self.fanout.publish(&data);
             self.log.lock().unwrap().append(&data);
@@ -1016,16 +1024,45 @@ impl Pane {
     }
 }
 
+/// Most bytes of a marker held back (its prefix, an exit status, the terminator): more is not
+/// a marker of ours and goes on as output.
+const MARKER_TAIL: usize = 16;
+
 /// `data` without the start script's exit marker (`ESC ] 2 ; orch-exited:<id>:<n> ESC \`), which
-/// is ours, not the program's, and the status it carries. A marker split across two chunks
-/// passes through (it only sets a title) and the pane listing reports the exit instead.
-fn strip_marker<'a>(data: &'a [u8], prefix: &[u8]) -> (std::borrow::Cow<'a, [u8]>, Option<i32>) {
+/// is ours, not the program's, and the status it carries. tmux may split the marker across two
+/// `%output` notifications: a chunk that ends inside one (or inside its prefix) keeps that end in
+/// `held`, which the next chunk continues.
+fn strip_marker<'a>(
+    held: &mut Vec<u8>,
+    data: &'a [u8],
+    prefix: &[u8],
+) -> (std::borrow::Cow<'a, [u8]>, Option<i32>) {
+    let joined;
+    let data: std::borrow::Cow<'a, [u8]> = if held.is_empty() {
+        data.into()
+    } else {
+        joined = [std::mem::take(held).as_slice(), data].concat();
+        joined.into()
+    };
     let Some(start) = data.windows(prefix.len()).position(|w| w == prefix) else {
-        return (data.into(), None);
+        // A chunk ending with the marker's first bytes: hold them for the next one.
+        let keep = (1..prefix.len().min(data.len() + 1))
+            .rev()
+            .find(|&k| data.ends_with(&prefix[..k]))
+            .unwrap_or(0);
+        if keep == 0 {
+            return (data, None);
+        }
+        held.extend_from_slice(&data[data.len() - keep..]);
+        return (data[..data.len() - keep].to_vec().into(), None);
     };
     let rest = &data[start + prefix.len()..];
     let Some(end) = rest.windows(2).position(|w| w == b"\x1b\\") else {
-        return (data.into(), None);
+        if rest.len() <= MARKER_TAIL {
+            held.extend_from_slice(&data[start..]);
+            return (data[..start].to_vec().into(), None);
+        }
+        return (data, None);
     };
     let status = std::str::from_utf8(&rest[..end])
         .ok()

@@ -809,21 +809,49 @@ fn heavy_output_reaches_the_log_complete() {
 #[test]
 fn exit_markers_are_kept_out_of_the_output() {
     let prefix = command::marker_prefix("t-1");
-    let strip = |data: &[u8]| strip_marker(data, prefix.as_bytes()).0.into_owned();
+    let strip = |data: &[u8]| {
+        strip_marker(&mut Vec::new(), data, prefix.as_bytes())
+            .0
+            .into_owned()
+    };
     assert_eq!(
-        strip_marker(b"bye\x1b]2;orch-exited:t-1:3\x1b\\", prefix.as_bytes()).1,
+        strip_marker(
+            &mut Vec::new(),
+            b"bye\x1b]2;orch-exited:t-1:3\x1b\\",
+            prefix.as_bytes()
+        )
+        .1,
         Some(3)
     );
-    assert_eq!(strip_marker(b"plain", prefix.as_bytes()).1, None);
+    assert_eq!(
+        strip_marker(&mut Vec::new(), b"plain", prefix.as_bytes()).1,
+        None
+    );
     assert_eq!(strip(b"bye\r\n\x1b]2;orch-exited:t-1:0\x1b\\"), b"bye\r\n");
     assert_eq!(strip(b"a\x1b]2;orch-exited:t-1:3\x1b\\b"), b"ab");
     assert_eq!(
         strip(b"\x1b]2;orch-exited:t-2:3\x1b\\"),
         b"\x1b]2;orch-exited:t-2:3\x1b\\"
     );
-    assert_eq!(
-        strip(b"\x1b]2;orch-exited:t-1:3"),
-        b"\x1b]2;orch-exited:t-1:3"
-    );
     assert_eq!(strip(b"plain"), b"plain");
+    // Split across notifications, anywhere: held back, then taken out whole.
+    let marker = b"line\r\n\x1b]2;orch-exited:t-1:3\x1b\\";
+    for cut in 1..marker.len() {
+        let mut held = Vec::new();
+        let (a, s1) = strip_marker(&mut held, &marker[..cut], prefix.as_bytes());
+        let (b, s2) = strip_marker(&mut held, &marker[cut..], prefix.as_bytes());
+        assert_eq!([a, b].concat(), b"line\r\n", "cut at {cut}");
+        assert_eq!((s1, s2), (None, Some(3)), "cut at {cut}");
+        assert!(held.is_empty());
+    }
+    // What only looked like the start of one goes on as output with the next chunk.
+    let mut held = Vec::new();
+    let (a, _) = strip_marker(&mut held, b"x\x1b]2;orc", prefix.as_bytes());
+    let (b, _) = strip_marker(&mut held, b"hid title\x07", prefix.as_bytes());
+    assert_eq!([a, b].concat(), b"x\x1b]2;orchid title\x07");
+    // A marker-shaped sequence too long to be ours is not held.
+    assert_eq!(
+        strip(b"\x1b]2;orch-exited:t-1:3333333333333333333333"),
+        b"\x1b]2;orch-exited:t-1:3333333333333333333333"
+    );
 }
