@@ -7,7 +7,10 @@
 //! sequence for a fresh view. It knows nothing of ptys, processes, threads or the wire: bytes in,
 //! replies and snapshots out.
 
+mod asleep;
+
 use std::fmt::Write as _;
+use std::mem;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +23,8 @@ use alacritty_terminal::vte::ansi::{Color, NamedColor, Processor, Timeout};
 
 use crate::ports::ScreenSnapshot;
 
+use asleep::Asleep;
+
 /// One terminal's screen state, fed with the program's output.
 pub struct Emulator {
     /// Grids (primary with scrollback, alternate), cursor and modes.
@@ -28,6 +33,10 @@ pub struct Emulator {
     parser: Processor<NoSync>,
     /// Replies and title captured from the terminal's events, shared with its listener.
     captured: Arc<Mutex<Captured>>,
+    /// Lines of history kept, as configured.
+    scrollback: usize,
+    /// The screen while it sleeps (see [`Emulator::sleep`]); `term` then holds tiny grids.
+    asleep: Option<Asleep>,
 }
 
 impl Emulator {
@@ -52,13 +61,78 @@ impl Emulator {
             term,
             parser: Processor::new(),
             captured,
+            scrollback,
+            asleep: None,
         }
+    }
+
+    /// Put the screen away small while the program is quiet: the primary grid's cells are
+    /// encoded (about a byte per character instead of 24 bytes per cell, see [`asleep`]) and
+    /// the alternate grid, which holds nothing outside the alternate screen, is dropped. Every
+    /// other method wakes it as needed, exactly as it was; `feed` leaves it awake, the others
+    /// put it back to sleep. Returns whether it sleeps: a program on the alternate screen
+    /// keeps both grids live (the primary one cannot be reached and given back without
+    /// disturbing it), and so does a display scrolled back into history (never done here).
+    pub fn sleep(&mut self) -> bool {
+        if self.asleep.is_some() {
+            return true;
+        }
+        if self.term.mode().contains(TermMode::ALT_SCREEN) || self.term.grid().display_offset() != 0
+        {
+            return false;
+        }
+        let primary = mem::replace(self.term.grid_mut(), tiny_grid());
+        // The alternate grid is reachable only by switching to it. Entering resets it and
+        // copies the (tiny) cursor to it, which changes nothing that lasts: its content is
+        // cleared at every entry anyway. Leaving switches back; no mode changes in all.
+        self.term.swap_alt();
+        let alternate = mem::replace(self.term.grid_mut(), tiny_grid());
+        self.term.swap_alt();
+        self.asleep = Some(Asleep::of(&primary, alternate.saved_cursor));
+        true
+    }
+
+    /// Whether the screen is asleep (see [`Emulator::sleep`]).
+    pub fn is_asleep(&self) -> bool {
+        self.asleep.is_some()
+    }
+
+    /// Bytes the sleeping screen's encoding holds, `None` when awake.
+    pub fn asleep_bytes(&self) -> Option<usize> {
+        self.asleep.as_ref().map(Asleep::heap_bytes)
+    }
+
+    /// Bring the screen back as [`Emulator::sleep`] found it.
+    fn wake(&mut self) {
+        let Some(asleep) = self.asleep.take() else {
+            return;
+        };
+        let (lines, columns) = asleep.size();
+        // The alternate grid again at full size, as `Term::new` makes it, with its saved cursor.
+        self.term.swap_alt();
+        let mut alternate = Grid::new(lines, columns, 0);
+        alternate.saved_cursor = asleep.alternate_saved_cursor.clone();
+        *self.term.grid_mut() = alternate;
+        self.term.swap_alt();
+        *self.term.grid_mut() = asleep.grid(self.scrollback);
+    }
+
+    /// Run `f` on the awake screen, and put it back to sleep after if it was asleep.
+    fn awake<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let was_asleep = self.asleep.is_some();
+        self.wake();
+        let result = f(self);
+        if was_asleep {
+            self.sleep();
+        }
+        result
     }
 
     /// Apply output from the program. Returns the bytes the terminal answers with (cursor
     /// position reports, device attributes, mode reports), which the caller must write back to
     /// the program: TUIs wait for them.
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.wake();
         self.parser.advance(&mut self.term, bytes);
         std::mem::take(&mut self.captured.lock().unwrap().replies)
     }
@@ -66,6 +140,10 @@ impl Emulator {
     /// Change the size (raised as in [`Emulator::new`]); the primary screen reflows wrapped
     /// lines.
     pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.awake(|emulator| emulator.resize_awake(cols, rows));
+    }
+
+    fn resize_awake(&mut self, cols: u16, rows: u16) {
         self.term.resize(Size::new(cols, rows));
         // The alternate screen is not reflowed: a narrower one cuts its rows, and a wide
         // character that lost its second half would stay in the last column, where no terminal
@@ -86,7 +164,11 @@ impl Emulator {
     }
 
     /// The visible lines, right-trimmed, joined by `\n`: what pattern matching looks at.
-    pub fn visible_text(&self) -> String {
+    pub fn visible_text(&mut self) -> String {
+        self.awake(|emulator| emulator.visible_text_awake())
+    }
+
+    fn visible_text_awake(&self) -> String {
         let grid = self.term.grid();
         let mut text = String::new();
         for line in 0..grid.screen_lines() {
@@ -100,7 +182,11 @@ impl Emulator {
 
     /// The screen with up to `scrollback` lines of history above it, and a sequence that
     /// repaints the visible part into a view of the same size.
-    pub fn snapshot(&self, scrollback: usize) -> ScreenSnapshot {
+    pub fn snapshot(&mut self, scrollback: usize) -> ScreenSnapshot {
+        self.awake(|emulator| emulator.snapshot_awake(scrollback))
+    }
+
+    fn snapshot_awake(&self, scrollback: usize) -> ScreenSnapshot {
         let grid = self.term.grid();
         let history = scrollback.min(grid.history_size()) as i32;
         let lines = (-history..grid.screen_lines() as i32)
@@ -457,6 +543,11 @@ impl Timeout for NoSync {
     }
 }
 
+/// What stands in for a grid while the screen sleeps.
+fn tiny_grid() -> Grid<Cell> {
+    Grid::new(1, usize::from(MIN_COLS), 0)
+}
+
 /// Fewest columns emulated. Alacritty cannot place a wide character in one column: writing one
 /// indexes past the row (a panic), and a resize to one column with one on the screen reflows
 /// without end, allocating until the process is killed. A terminal asked to be narrower (its pty
@@ -506,7 +597,7 @@ mod tests {
 
     #[test]
     fn text_and_cursor() {
-        let emu = fed(20, 4, b"hello\r\nworld  \x1b[2;3H");
+        let mut emu = fed(20, 4, b"hello\r\nworld  \x1b[2;3H");
         assert_eq!(emu.visible_text(), "hello\nworld\n\n");
         let snap = emu.snapshot(0);
         assert_eq!(snap.lines, ["hello", "world", "", ""]);
@@ -518,7 +609,7 @@ mod tests {
 
     #[test]
     fn scrollback_comes_before_the_screen() {
-        let emu = fed(10, 2, b"one\r\ntwo\r\nthree\r\nfour");
+        let mut emu = fed(10, 2, b"one\r\ntwo\r\nthree\r\nfour");
         assert_eq!(emu.snapshot(0).lines, ["three", "four"]);
         assert_eq!(emu.snapshot(1).lines, ["two", "three", "four"]);
         assert_eq!(emu.snapshot(99).lines, ["one", "two", "three", "four"]);
@@ -526,7 +617,7 @@ mod tests {
 
     #[test]
     fn colours_and_attributes_are_in_the_repaint() {
-        let emu = fed(
+        let mut emu = fed(
             40,
             2,
             b"\x1b[1;31mred\x1b[0m plain \x1b[38;2;1;2;3;48;5;200mrgb\x1b[0m",
@@ -539,14 +630,14 @@ mod tests {
 
     #[test]
     fn repaint_reproduces_the_screen() {
-        let source = fed(
+        let mut source = fed(
             12,
             4,
             "\x1b]2;the title\x07\x1b[44m  blue \x1b[0m\r\nwide 界 é\r\n\x1b[7minv\x1b[0m\ttab\x1b[?25l\x1b[?2004h\x1b[3;2H\x1b[32m"
                 .as_bytes(),
         );
         let snap = source.snapshot(0);
-        let copy = fed(12, 4, snap.ansi.as_bytes());
+        let mut copy = fed(12, 4, snap.ansi.as_bytes());
         let copied = copy.snapshot(0);
         assert_eq!(copied.lines, snap.lines);
         assert_eq!(
@@ -578,7 +669,7 @@ mod tests {
 
     #[test]
     fn pending_wrap_survives_the_repaint() {
-        let source = fed(5, 3, b"abcde");
+        let mut source = fed(5, 3, b"abcde");
         let mut copy = fed(5, 3, source.snapshot(0).ansi.as_bytes());
         copy.feed(b"f");
         assert_eq!(copy.snapshot(0).lines, ["abcde", "f", ""]);
@@ -594,7 +685,7 @@ mod tests {
         source.feed(b"abc");
         source.resize(3, 1);
         let snap = source.snapshot(0);
-        let copy = fed(3, 1, snap.ansi.as_bytes());
+        let mut copy = fed(3, 1, snap.ansi.as_bytes());
         let copied = copy.snapshot(0);
         assert_eq!(
             (copied.cursor_row, copied.cursor_col),
@@ -614,7 +705,7 @@ mod tests {
         source.resize(3, 2);
         let snap = source.snapshot(0);
         assert_eq!(snap.lines, ["ab", ""]);
-        let copy = fed(3, 2, snap.ansi.as_bytes());
+        let mut copy = fed(3, 2, snap.ansi.as_bytes());
         assert_eq!(copy.visible_text(), source.visible_text());
         // The primary screen reflows instead: the character moves to the next line whole.
         let mut primary = Emulator::new(4, 2, 10);
@@ -630,14 +721,14 @@ mod tests {
         // alacritty keeps both. The snapshot's text showed the character whole with the
         // inserted one after it, one column off what a view painted from the snapshot showed.
         // Half a wide character shows as a blank, as a terminal erases it.
-        let source = fed(10, 2, "\x1b[4h文\x08j".as_bytes());
+        let mut source = fed(10, 2, "\x1b[4h文\x08j".as_bytes());
         assert_eq!(source.visible_text(), " j\n");
-        let copy = fed(10, 2, source.snapshot(0).ansi.as_bytes());
+        let mut copy = fed(10, 2, source.snapshot(0).ansi.as_bytes());
         assert_eq!(copy.visible_text(), source.visible_text());
         // Cells inserted before one push its second half off the end of the row.
-        let source = fed(5, 2, "ab文\x1b[1G\x1b[2@".as_bytes());
+        let mut source = fed(5, 2, "ab文\x1b[1G\x1b[2@".as_bytes());
         assert_eq!(source.visible_text(), "  ab\n");
-        let copy = fed(5, 2, source.snapshot(0).ansi.as_bytes());
+        let mut copy = fed(5, 2, source.snapshot(0).ansi.as_bytes());
         assert_eq!(copy.visible_text(), source.visible_text());
     }
 
@@ -704,7 +795,7 @@ mod tests {
 
     #[test]
     fn synchronized_updates_apply_at_once() {
-        let emu = fed(20, 2, b"\x1b[?2026hhalf a frame");
+        let mut emu = fed(20, 2, b"\x1b[?2026hhalf a frame");
         assert_eq!(emu.snapshot(0).lines[0], "half a frame");
     }
 
@@ -818,5 +909,174 @@ mod tests {
                 "round {round}: the repaint's cursor or title differs"
             );
         }
+    }
+
+    /// Everything a sleep must keep: every cell of history and screen, both cursors, the modes,
+    /// and what a client sees (lines, repaint).
+    fn whole_state(emu: &mut Emulator) -> String {
+        let snap = emu.snapshot(usize::MAX);
+        emu.wake();
+        let grid = emu.term.grid();
+        let mut out = format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+            emu.term.mode(),
+            grid.cursor,
+            grid.saved_cursor,
+            snap.lines,
+            snap.ansi
+        );
+        for line in -(grid.history_size() as i32)..grid.screen_lines() as i32 {
+            let row = &grid[Line(line)];
+            for col in 0..grid.columns() {
+                let cell = &row[Column(col)];
+                if *cell == Cell::default() {
+                    out.push('.');
+                } else {
+                    let _ = write!(out, "{cell:?}");
+                }
+            }
+            out.push('\n');
+        }
+        // Hyperlinks without an id get one from a process-wide counter: two emulators fed the
+        // same link differ there, asleep or not.
+        let mut normalized = String::with_capacity(out.len());
+        for (i, part) in out.split("_alacritty").enumerate() {
+            if i > 0 {
+                normalized.push_str("#_alacritty");
+            }
+            normalized.push_str(part.trim_end_matches(|c: char| c.is_ascii_digit()));
+        }
+        normalized
+    }
+
+    /// The first line where two states differ, for a readable failure.
+    fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
+        a.lines()
+            .zip(b.lines())
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+            .map(|(i, (x, y))| {
+                (
+                    i,
+                    x.chars().take(3000).collect(),
+                    y.chars().take(3000).collect(),
+                )
+            })
+            .or_else(|| {
+                (a.len() != b.len()).then(|| (usize::MAX, a.len().to_string(), b.len().to_string()))
+            })
+    }
+
+    #[test]
+    fn a_sleeping_screen_wakes_as_it_was_and_goes_on_the_same() {
+        let mut output = String::new();
+        for i in 0..300 {
+            let _ = write!(
+                output,
+                "\x1b[3{}mline {i}\x1b[0m plain \x1b[1;4;48;2;10;20;{}mbold\x1b[0m\r\n",
+                i % 8,
+                i % 256
+            );
+        }
+        output.push_str(
+            "wide 🦀 中文 e\u{301} \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\ \x1b[4:3m\x1b[58;5;9mcurly\x1b[0m",
+        );
+        // A saved cursor, a scroll region, a pen with colours, a wrap pending at the last column.
+        output.push_str("\x1b[5;7H\x1b7\x1b[3;20r\x1b[31;44m\x1b[40;1H");
+        output.push_str(&"x".repeat(120));
+        let output = output.into_bytes();
+        let mut awake = Emulator::new(120, 40, 1000);
+        let mut slept = Emulator::new(120, 40, 1000);
+        awake.feed(&output);
+        slept.feed(&output);
+        let before = whole_state(&mut awake);
+        assert!(slept.sleep());
+        assert!(slept.is_asleep());
+        let bytes = slept.asleep_bytes().unwrap();
+        assert!(bytes < 40_000, "{bytes} bytes asleep for 300 lines");
+        // Reading wakes it for the answer and leaves it asleep.
+        assert_eq!(slept.visible_text(), awake.visible_text());
+        assert!(slept.is_asleep());
+        assert_eq!(first_difference(&whole_state(&mut slept), &before), None);
+        // The same output after it lands the same: scroll region, saved cursor, pending wrap.
+        for emu in [&mut awake, &mut slept] {
+            emu.feed(b"y\x1b8z\x1b[20;1H\n\n\n\x1b[0mnext\x1b[?1049hon alt\x1b[?1049lback");
+        }
+        assert!(!slept.is_asleep());
+        let (asleep, never) = (whole_state(&mut slept), whole_state(&mut awake));
+        assert_eq!(first_difference(&asleep, &never), None);
+        // A resize while asleep reflows as it would awake.
+        assert!(slept.sleep());
+        slept.resize(50, 10);
+        awake.resize(50, 10);
+        assert!(slept.is_asleep());
+        let (asleep, never) = (whole_state(&mut slept), whole_state(&mut awake));
+        assert_eq!(first_difference(&asleep, &never), None);
+    }
+
+    #[test]
+    fn a_blank_screen_asleep_costs_a_byte_a_row() {
+        let mut emu = Emulator::new(120, 40, 10_000);
+        assert!(emu.sleep());
+        assert_eq!(
+            emu.asleep_bytes(),
+            Some(40 + std::mem::size_of::<Cell>() * 0)
+        );
+        // On the alternate screen both grids stay live.
+        let mut alt = fed(120, 40, b"\x1b[?1049hfull screen");
+        assert!(!alt.sleep());
+        assert_eq!(alt.visible_text().lines().next(), Some("full screen"));
+    }
+
+    #[test]
+    fn mutated_output_is_the_same_whether_the_screen_slept_between_reads() {
+        // Two emulators fed the same mutated output and resizes; one sleeps after every read
+        // (when it can). Every cell, cursor, mode and the snapshot must agree at the end.
+        use crate::mutate::{mutate, reads, Rng};
+        let corpus: &[&[u8]] = &[
+            b"hello\r\nworld\x1b[2;3Hx\x1b[K\x1b[1;31mred\x1b[0m\x1b[38;5;200mp\x1b[48;2;1;2;3mq\r\n\r\n\r\n",
+            b"\x1b[?1049h\x1b[?2004h\x1b7\x1b[5;5H\x1b8\x1b[6n\x1b[?25l\x1b[?1049l\x1b[?1047h\x1b[?1047l",
+            b"\x1b]0;title\x07\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\x1b[4:3m\x1b[58:2::1:2:3mu\r\n",
+            b"\x1b[3;10r\x1b[10B\x1bM\x1bD\x1b[5S\x1b[5T\x1b[4h\x1b[4l\x1b[2J\x1b[3J\x1bc\x1b[r",
+            "wide 🦀 中文 e\u{301} \u{200b}\ttab\x08\x08\x7f\r\n".as_bytes(),
+            b"\x1b(0lqk\x1b(B\x1b#8\x1b[?7l long line without wrap ................\x1b[?7h",
+            b"\x1b7\x1b[?6h\x1b[2;4r\x1b[H\x1b[Lab\x1b[?6l\x1b8\x1b[20S\x1b[44m\x1b[2K\n\n\n\n",
+        ];
+        let mut rng = Rng::new(0x5_1ee9);
+        let mut slept_once = 0;
+        for round in 0..300 {
+            let base = *rng.pick(corpus);
+            let input = mutate(&mut rng, base, corpus);
+            let (cols, rows) = (1 + rng.below(100) as u16, 1 + rng.below(30) as u16);
+            let history = rng.below(50);
+            let mut awake = Emulator::new(cols, rows, history);
+            let mut sleepy = Emulator::new(cols, rows, history);
+            let reads = reads(&mut rng, &input);
+            let resize_one_in = (reads.len() / 4).max(8);
+            for read in reads {
+                assert_eq!(
+                    awake.feed(read),
+                    sleepy.feed(read),
+                    "round {round}: replies"
+                );
+                // Not after every read: each wake rebuilds the whole grid.
+                if rng.one_in(4) && sleepy.sleep() {
+                    slept_once += 1;
+                }
+                if rng.one_in(resize_one_in) {
+                    let (cols, rows) = (1 + rng.below(100) as u16, 1 + rng.below(30) as u16);
+                    awake.resize(cols, rows);
+                    sleepy.resize(cols, rows);
+                }
+            }
+            let (asleep, awake) = (whole_state(&mut sleepy), whole_state(&mut awake));
+            assert_eq!(
+                first_difference(&asleep, &awake),
+                None,
+                "round {round}: input {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+        assert!(slept_once > 300, "slept only {slept_once} times");
     }
 }

@@ -854,7 +854,7 @@ mod tests {
         }
 
         /// History and screen, with the cursor drawn as `▏`.
-        fn text(&self, history: usize) -> String {
+        fn text(&mut self, history: usize) -> String {
             let snap = self.emulator.snapshot(history);
             let offset = snap.lines.len() - usize::from(snap.rows);
             let mut lines = snap.lines.clone();
@@ -872,7 +872,7 @@ mod tests {
             lines.join("\n")
         }
 
-        fn check(&self, expect: Expect) {
+        fn check(&mut self, expect: Expect) {
             expect.assert_eq(&self.text(100));
         }
     }
