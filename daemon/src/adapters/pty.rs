@@ -1,29 +1,34 @@
 //! The built-in terminal backend: each program runs on its own pseudo-terminal, with a headless
 //! emulator holding its screen, an output log on disk and a fan-out to subscribers.
 //!
-//! Per terminal there are three threads. The reader owns all I/O on the pty master: it reads
+//! A quiet terminal keeps one thread, the reader, which owns all I/O on the pty master: it reads
 //! output as soon as it arrives (a pty buffers only about 17 KB, so a reader that waits makes the
-//! program wait) and hands it on through a short bounded queue; it also writes queued input, so
-//! that neither a client nor a program that stops reading its input can block anyone. The screen
-//! thread takes each chunk in order: feeds the emulator and queues its replies, appends to the
-//! log, publishes to subscribers, tells the observer. Parsing is the costly step, and on its own
-//! thread it runs while the program goes on printing rather than after. The waiter learns how
-//! the program ended, reports it, and reaps it when the terminal closes. Programs start without a
+//! program wait) and hands it on through a short bounded queue; it writes queued input, so that
+//! neither a client nor a program that stops reading its input can block anyone; and it watches
+//! the program's end through a pidfd. While output flows a screen worker takes each chunk in
+//! order: feeds the emulator and queues its replies, appends to the log, publishes to
+//! subscribers, tells the observer. Parsing is the costly step, and on its own thread it runs
+//! while the program goes on printing rather than after. The reader starts the worker when
+//! output arrives; after [`SCREEN_IDLE`] without any the worker ends, and the screen sleeps
+//! small (see [`Emulator::sleep`]) with the log's buffer given back. When the program ends, a
+//! short-lived thread waits for its last output to be taken in and reports the exit; the
+//! program is reaped once it has ended and the terminal is closed. Programs start without a
 //! shell, as session leaders, so their process group id is their pid and a stop reaches the whole
 //! tree. Nothing here knows the runtime, the wire or agents: it implements the terminal ports and
 //! speaks through [`TerminalObserver`].
 
+use std::collections::VecDeque;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portable_pty::{native_pty_system, CommandBuilder, MasterPty, PtySize};
 
@@ -36,10 +41,18 @@ use crate::ports::{
 
 /// Most bytes read from the pty at once.
 const READ_CHUNK: usize = 64 * 1024;
-/// Chunks queued between the reader and the screen thread: with [`READ_CHUNK`], at most 1 MiB
+/// Chunks queued between the reader and the screen worker: with [`READ_CHUNK`], at most 1 MiB
 /// of output read ahead of the screen. When full, the reader waits for the emulator (never for a
 /// client) and the program waits for the reader.
 const CHUNKS_AHEAD: usize = 16;
+/// How long the screen worker waits for more output before it ends and the screen sleeps. Long
+/// enough that a program printing now and then (a spinner, a clock) keeps its worker; the next
+/// output after it starts one again (a thread start and a screen wake, well under a
+/// millisecond for a screen without much history).
+#[cfg(not(test))]
+const SCREEN_IDLE: Duration = Duration::from_secs(10);
+#[cfg(test)]
+const SCREEN_IDLE: Duration = Duration::from_millis(300);
 /// Size at which the output log is rotated to `<log>.1`.
 #[cfg(test)]
 const LOG_LIMIT: u64 = 8 << 20;
@@ -100,14 +113,14 @@ struct PtyTerminal {
     shared: Arc<Shared>,
     /// The pty master, kept for resizing; taken and dropped on close.
     master: Mutex<Option<Box<dyn MasterPty + Send>>>,
-    /// Held until close; dropping it lets the waiter reap the program, which frees its pid.
-    reap: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// State shared between a terminal's handle and its threads.
 struct Shared {
     /// The runtime's terminal id, passed to the observer.
     id: String,
+    /// The program's pid (and process group id).
+    pid: u32,
     /// The screen; locked only for one feed, resize or snapshot at a time.
     emulator: Mutex<Emulator>,
     /// A duplicate of the pty master, non-blocking, for reading output and writing input.
@@ -128,11 +141,47 @@ struct Shared {
     finished: AtomicBool,
     /// Set by [`Terminal::close`]: the terminal refuses further operations and the reader stops.
     closed: AtomicBool,
-    /// Chunks the screen thread has taken in: the exit report waits on while this moves.
-    fed: AtomicU64,
-    /// Chunks the reader has read (and sent, or is sending, to the screen thread): while more
-    /// were read than fed, output is on its way and the exit report waits for it.
-    read: AtomicU64,
+    /// Output read and not yet taken in by the screen, and who takes it.
+    backlog: Mutex<Backlog>,
+    /// Signalled whenever the backlog changes: a chunk queued or taken in, the reader ended, a
+    /// worker gone. The worker, the reader (for room) and the exit report wait on it.
+    backlog_changed: Condvar,
+    /// The output log, written by the screen worker.
+    log: Mutex<OutputLog>,
+    /// Whether the program has ended and the terminal is closed: both, and it is reaped.
+    reaping: Mutex<Reaping>,
+}
+
+/// The queue between the reader and the screen worker.
+#[derive(Default)]
+struct Backlog {
+    /// Chunks in the order read.
+    chunks: VecDeque<Vec<u8>>,
+    /// A screen worker runs (or is starting); the reader starts one when none does.
+    working: bool,
+    /// The reader reads no more (end of file, or the terminal closed).
+    ended: bool,
+    /// Chunks queued since the start.
+    read: u64,
+    /// Chunks taken in since the start: while fewer than `read`, output is on its way and the
+    /// exit report waits for it.
+    fed: u64,
+}
+
+/// The two conditions for reaping the program.
+///
+/// Reaping late is what makes signalling the group safe: until then the program is a zombie
+/// that keeps its pid, and so its process group id, from being reused. A signal sent to the
+/// group after the program exited (to stop what it left running) cannot reach a stranger's
+/// process group that happens to get the same number.
+#[derive(Default)]
+struct Reaping {
+    /// The program has ended (it is a zombie until reaped).
+    ended: bool,
+    /// The terminal is closed.
+    closed: bool,
+    /// Reaped already.
+    reaped: bool,
 }
 
 impl PtyTerminal {
@@ -236,7 +285,7 @@ impl PtyTerminal {
         // `wait_loop`), so the handle goes.
         drop(child);
 
-        let setup = || -> io::Result<(File, File, File)> {
+        let setup = || -> io::Result<(File, File, File, File)> {
             let fd = master
                 .as_raw_fd()
                 .ok_or_else(|| io::Error::other("pty master has no fd"))?;
@@ -244,9 +293,15 @@ impl PtyTerminal {
             let io = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()?;
             set_nonblocking(&io)?;
             let (wake_rx, wake_tx) = pipe()?;
-            Ok((File::from(io), File::from(wake_rx), File::from(wake_tx)))
+            let ended = program_end_fd(pid, &spec.id)?;
+            Ok((
+                File::from(io),
+                File::from(wake_rx),
+                File::from(wake_tx),
+                ended,
+            ))
         };
-        let (io, wake_rx, wake_tx) = match setup() {
+        let (io, wake_rx, wake_tx, ended) = match setup() {
             Ok(fds) => fds,
             Err(err) => {
                 reap_after_failure(pid);
@@ -254,9 +309,13 @@ impl PtyTerminal {
             }
         };
 
+        let mut emulator = Emulator::new(spec.cols, spec.rows, spec.scrollback);
+        // Blank until the program prints: asleep, it costs a byte a row.
+        emulator.sleep();
         let shared = Arc::new(Shared {
             id: spec.id.clone(),
-            emulator: Mutex::new(Emulator::new(spec.cols, spec.rows, spec.scrollback)),
+            pid,
+            emulator: Mutex::new(emulator),
             io,
             input: Mutex::new(Vec::new()),
             wake: wake_tx,
@@ -265,32 +324,15 @@ impl PtyTerminal {
             exited: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            fed: AtomicU64::new(0),
-            read: AtomicU64::new(0),
+            backlog: Mutex::new(Backlog::default()),
+            backlog_changed: Condvar::new(),
+            log: Mutex::new(log),
+            reaping: Mutex::new(Reaping::default()),
         });
 
-        let (chunks_tx, chunks_rx) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_AHEAD);
-        // The screen thread holds `drained_tx` until it has taken in the last chunk; the waiter
-        // learns that from the channel disconnecting, without any message being sent.
-        let (drained_tx, drained_rx) = mpsc::channel::<()>();
-        // Likewise this handle holds `reap_tx` until it closes, and then the waiter reaps.
-        let (reap_tx, reap_rx) = mpsc::channel::<()>();
-        let started = start_thread("read", &spec.id, &shared, move |shared| {
-            read_loop(shared, wake_rx, chunks_tx)
-        })
-        .and_then(|()| {
-            start_thread("screen", &spec.id, &shared, move |shared| {
-                screen_loop(shared, chunks_rx, log, drained_tx)
-            })
-        })
-        .and_then(|()| {
-            start_thread("wait", &spec.id, &shared, move |shared| {
-                wait_loop(shared, pid, drained_rx, reap_rx)
-            })
-        });
-        if let Err(err) = started {
-            // Killing the program ends the threads already started: the reader meets end of
-            // file, and the rest follow it.
+        if let Err(err) = start_thread("read", &spec.id, &shared, move |shared| {
+            read_loop(shared, wake_rx, ended)
+        }) {
             reap_after_failure(pid);
             return Err(spawn_error(err));
         }
@@ -301,7 +343,6 @@ impl PtyTerminal {
             pid,
             shared,
             master: Mutex::new(Some(master)),
-            reap: Mutex::new(Some(reap_tx)),
         })
     }
 
@@ -426,10 +467,10 @@ impl Terminal for PtyTerminal {
         // would otherwise hold the pty and keep writing to nobody.
         let killed = kill_group(self.pid, libc::SIGKILL);
         self.shared.wake_reader();
-        self.reap.lock().unwrap().take();
         self.master.lock().unwrap().take();
         self.shared.finished.store(true, Ordering::SeqCst);
         self.shared.fanout.close();
+        self.shared.reap_when(|reaping| reaping.closed = true);
         killed.map_err(|err| {
             BackendError::Other(format!(
                 "cannot kill process group {} of terminal {}: {err}",
@@ -449,15 +490,18 @@ impl Drop for PtyTerminal {
 }
 
 /// The reader thread: everything the program prints comes in here and goes on to the screen
-/// thread, and queued input goes out from here when the pty was full. Ends at end of file
-/// (every holder of the slave closed it) or when the terminal is closed.
-fn read_loop(shared: &Shared, wake: File, chunks: mpsc::SyncSender<Vec<u8>>) {
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        let want_write = !shared.input.lock().unwrap().is_empty();
+/// worker, and queued input goes out from here when the pty was full. It also watches for the
+/// program's end (`ended`, a pidfd) and starts the exit report. Ends once the program has ended
+/// and the pty is at end of file (every holder of the slave closed it) or the terminal closed.
+fn read_loop(shared: &Arc<Shared>, wake: File, ended: File) {
+    let mut reading = true;
+    let mut running = true;
+    while running || (reading && !shared.closed.load(Ordering::SeqCst)) {
+        let want_write = reading && !shared.input.lock().unwrap().is_empty();
         let mut fds = [
             libc::pollfd {
-                fd: shared.io.as_raw_fd(),
+                // A negative fd is left out of the poll.
+                fd: if reading { shared.io.as_raw_fd() } else { -1 },
                 events: libc::POLLIN | if want_write { libc::POLLOUT } else { 0 },
                 revents: 0,
             },
@@ -466,19 +510,32 @@ fn read_loop(shared: &Shared, wake: File, chunks: mpsc::SyncSender<Vec<u8>>) {
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: if running { ended.as_raw_fd() } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
         if let Err(err) = poll(&mut fds, -1) {
             tracing::warn!(terminal = %shared.id, "polling the pty failed: {err}");
             break;
         }
-        let [pty, wake_fd] = fds;
+        let [pty, wake_fd, end_fd] = fds;
         if wake_fd.revents & libc::POLLIN != 0 {
             let mut sink = [0u8; 64];
             // Drained only to reset readiness; the bytes carry no meaning.
             let _ = (&wake).read(&mut sink);
         }
-        if shared.closed.load(Ordering::SeqCst) {
-            break;
+        if end_fd.revents != 0 {
+            running = false;
+            shared.program_ended();
+        }
+        if reading && shared.closed.load(Ordering::SeqCst) {
+            reading = false;
+            shared.end_backlog();
+        }
+        if !reading {
+            continue;
         }
         if pty.revents & libc::POLLOUT != 0 {
             let mut input = shared.input.lock().unwrap();
@@ -490,70 +547,95 @@ fn read_loop(shared: &Shared, wake: File, chunks: mpsc::SyncSender<Vec<u8>>) {
         if pty.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) == 0 {
             continue;
         }
-        let (filled, more) = read_available(shared, &mut buf);
-        if filled > 0 {
-            // Counted before the send, which may wait for room: the chunk is on its way.
-            shared.read.fetch_add(1, Ordering::SeqCst);
-            // A send fails only when the screen thread is gone, and then nobody needs output.
-            if chunks.send(buf[..filled].to_vec()).is_err() {
-                break;
-            }
+        let (chunk, more) = read_available(shared);
+        if !chunk.is_empty() {
+            shared.queue_output(chunk);
         }
         if !more {
-            break;
+            reading = false;
+            shared.end_backlog();
         }
     }
 }
 
-/// The screen thread: each chunk, in order, through the emulator, the log, the subscribers and
-/// the observer. Ends after the last chunk once the reader has ended.
-fn screen_loop(
-    shared: &Shared,
-    chunks: mpsc::Receiver<Vec<u8>>,
-    mut log: OutputLog,
-    _drained: mpsc::Sender<()>,
-) {
-    loop {
-        let chunk = match chunks.try_recv() {
-            Ok(chunk) => chunk,
-            Err(mpsc::TryRecvError::Empty) => {
-                // Nothing is waiting: put the log on disk now, so that a burst of small chunks
-                // costs one write and what was printed is on disk as soon as the program pauses.
-                log.flush();
-                match chunks.recv() {
-                    Ok(chunk) => chunk,
-                    Err(mpsc::RecvError) => break,
-                }
-            }
-            Err(mpsc::TryRecvError::Disconnected) => break,
-        };
-        shared.take_output(&chunk, &mut log);
-        shared.fed.fetch_add(1, Ordering::SeqCst);
-    }
-    log.flush();
-}
-
-/// Read what the pty has now, up to a full buffer: a pty hands out at most about 4 KiB per
+/// Read what the pty has now, up to [`READ_CHUNK`]: a pty hands out at most about 4 KiB per
 /// read, and taking all there is at once empties the pty sooner and makes one emulator feed,
-/// one publish and one observer call of several reads. Returns the bytes read and whether more
-/// may come (false at end of file).
-fn read_available(shared: &Shared, buf: &mut [u8]) -> (usize, bool) {
+/// one publish and one observer call of several reads. The buffer is the chunk itself, trimmed
+/// when small: nothing is held between outputs. Returns the bytes read and whether more may
+/// come (false at end of file).
+fn read_available(shared: &Shared) -> (Vec<u8>, bool) {
+    let mut buf = vec![0u8; READ_CHUNK];
     let mut filled = 0;
+    let mut more = true;
     while filled < buf.len() {
         match (&shared.io).read(&mut buf[filled..]) {
-            Ok(0) => return (filled, false),
+            Ok(0) => {
+                more = false;
+                break;
+            }
             Ok(n) => filled += n,
             Err(err) if err.kind() == ErrorKind::WouldBlock => break,
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             // EIO is how Linux reports that every holder of the slave has closed it.
-            Err(err) if err.raw_os_error() == Some(libc::EIO) => return (filled, false),
+            Err(err) if err.raw_os_error() == Some(libc::EIO) => {
+                more = false;
+                break;
+            }
             Err(err) => {
                 tracing::warn!(terminal = %shared.id, "reading the pty failed: {err}");
-                return (filled, false);
+                more = false;
+                break;
             }
         }
     }
-    (filled, true)
+    buf.truncate(filled);
+    if filled < READ_CHUNK / 4 {
+        buf.shrink_to_fit();
+    }
+    (buf, more)
+}
+
+/// The screen worker: each chunk, in order, through the emulator, the log, the subscribers and
+/// the observer. Ends when no chunk came for `idle` (at once for a zero `idle`), or after the
+/// last one once the reader has ended; the screen then sleeps and the log gives back its buffer.
+fn screen_work(shared: &Shared, idle: Duration) {
+    let mut backlog = shared.backlog.lock().unwrap();
+    loop {
+        if let Some(chunk) = backlog.chunks.pop_front() {
+            // Room for the reader.
+            shared.backlog_changed.notify_all();
+            drop(backlog);
+            shared.take_output(&chunk);
+            backlog = shared.backlog.lock().unwrap();
+            backlog.fed += 1;
+            shared.backlog_changed.notify_all();
+            continue;
+        }
+        // Nothing is waiting: put the log on disk now, so that a burst of small chunks costs one
+        // write and what was printed is on disk as soon as the program pauses.
+        drop(backlog);
+        shared.log.lock().unwrap().flush();
+        backlog = shared.backlog.lock().unwrap();
+        if !backlog.chunks.is_empty() {
+            continue;
+        }
+        if backlog.ended || idle.is_zero() {
+            break;
+        }
+        let (guard, wait) = shared.backlog_changed.wait_timeout(backlog, idle).unwrap();
+        backlog = guard;
+        if wait.timed_out() && backlog.chunks.is_empty() {
+            break;
+        }
+    }
+    backlog.working = false;
+    shared.backlog_changed.notify_all();
+    drop(backlog);
+    // A worker started after this one may already be feeding: sleeping and feeding both hold
+    // the emulator's lock, and either order leaves the same screen.
+    shared.emulator.lock().unwrap().sleep();
+    shared.log.lock().unwrap().release();
+    give_back_memory();
 }
 
 impl Shared {
@@ -563,9 +645,40 @@ impl Shared {
         let _ = (&self.wake).write(&[1]);
     }
 
+    /// Queue a chunk for the screen, waiting while [`CHUNKS_AHEAD`] are queued, and start a
+    /// worker when none runs.
+    fn queue_output(self: &Arc<Self>, chunk: Vec<u8>) {
+        let mut backlog = self.backlog.lock().unwrap();
+        while backlog.chunks.len() >= CHUNKS_AHEAD && backlog.working {
+            backlog = self.backlog_changed.wait(backlog).unwrap();
+        }
+        backlog.chunks.push_back(chunk);
+        backlog.read += 1;
+        self.backlog_changed.notify_all();
+        if backlog.working {
+            return;
+        }
+        backlog.working = true;
+        drop(backlog);
+        if let Err(err) = start_thread("screen", &self.id, self, |shared| {
+            screen_work(shared, SCREEN_IDLE)
+        }) {
+            // No thread to be had: take the output in here, late rather than never.
+            tracing::warn!(terminal = %self.id, "{err}; taking output in on the reader");
+            screen_work(self, Duration::ZERO);
+        }
+    }
+
+    /// The reader reads no more: a worker ends after the last chunk, and the exit report knows
+    /// that nothing more is on its way.
+    fn end_backlog(&self) {
+        self.backlog.lock().unwrap().ended = true;
+        self.backlog_changed.notify_all();
+    }
+
     /// One chunk of output: screen first (so that the observer and subscribers never see output
     /// the screen has not), then log, subscribers and observer.
-    fn take_output(&self, data: &[u8], log: &mut OutputLog) {
+    fn take_output(&self, data: &[u8]) {
         let replies = self.emulator.lock().unwrap().feed(data);
         if !replies.is_empty() {
             let mut input = self.input.lock().unwrap();
@@ -578,55 +691,151 @@ impl Shared {
                 self.wake_reader();
             }
         }
-        log.write(data);
+        self.log.lock().unwrap().write(data);
         self.fanout.publish(data);
         self.observer.output(&self.id);
     }
+
+    /// The program has ended (the reader saw its pidfd): learn how, and report it from a
+    /// thread of its own, which waits for the output still on its way.
+    fn program_ended(self: &Arc<Self>) {
+        let code = match wait_without_reaping(self.pid) {
+            Ok(code) => code,
+            Err(err) => {
+                tracing::warn!(terminal = %self.id, pid = self.pid, "learning how the program ended failed: {err}");
+                None
+            }
+        };
+        self.exited.store(true, Ordering::SeqCst);
+        if let Err(err) = start_thread("exit", &self.id, self, move |shared| {
+            shared.report_exit(code)
+        }) {
+            // The reader must not wait for the drain (it is the one reading); report now.
+            tracing::warn!(terminal = %self.id, "{err}; reporting the exit at once");
+            self.close_and_report(code);
+        }
+    }
+
+    /// Let the output drain, close the subscribers, report the exit; then the program may be
+    /// reaped once the terminal closes.
+    fn report_exit(&self, code: Option<i32>) {
+        // Returns as soon as the reader has ended and every chunk it read was taken in, or once
+        // nothing was read or fed for DRAIN_AFTER_EXIT with every chunk read also fed (a slow
+        // emulator on a busy machine is still draining, not done), or after DRAIN_LIMIT in all.
+        let since = Instant::now();
+        let mut backlog = self.backlog.lock().unwrap();
+        let mut last = (backlog.read, backlog.fed);
+        let mut moved = Instant::now();
+        loop {
+            let now = (backlog.read, backlog.fed);
+            if backlog.ended && backlog.fed == backlog.read {
+                break;
+            }
+            if now != last {
+                (last, moved) = (now, Instant::now());
+            } else if now.0 <= now.1 && moved.elapsed() >= DRAIN_AFTER_EXIT {
+                break;
+            }
+            if since.elapsed() >= DRAIN_LIMIT {
+                break;
+            }
+            backlog = wait_a_little(&self.backlog_changed, backlog);
+        }
+        drop(backlog);
+        self.close_and_report(code);
+    }
+
+    /// Subscribers are closed first, so that whoever hears of the exit finds every stream
+    /// complete; then the program is reaped if the terminal is closed already.
+    fn close_and_report(&self, code: Option<i32>) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.fanout.close();
+        self.observer.exited(&self.id, code);
+        self.reap_when(|reaping| reaping.ended = true);
+    }
+
+    /// Record one condition for reaping; reap once both hold.
+    fn reap_when(&self, record: impl FnOnce(&mut Reaping)) {
+        let mut reaping = self.reaping.lock().unwrap();
+        record(&mut reaping);
+        if reaping.ended && reaping.closed && !reaping.reaped {
+            reaping.reaped = true;
+            // A zombie by now: this returns at once.
+            reap_now(self.pid);
+        }
+    }
 }
 
-/// The waiter thread: learn how the program ended, let the output drain, close the
-/// subscribers, report the exit; then, once the terminal is closed, reap the program.
-///
-/// Reaping late is what makes signalling the group safe: until then the program is a zombie
-/// that keeps its pid, and so its process group id, from being reused. A signal sent to the
-/// group after the program exited (to stop what it left running) cannot reach a stranger's
-/// process group that happens to get the same number.
-fn wait_loop(shared: &Shared, pid: u32, drained: mpsc::Receiver<()>, reap: mpsc::Receiver<()>) {
-    let code = match wait_without_reaping(pid) {
-        Ok(code) => code,
-        Err(err) => {
-            tracing::warn!(terminal = %shared.id, pid, "waiting for the program failed: {err}");
-            None
+/// Hand the memory a screen freed as it went to sleep back to the system. glibc keeps what is
+/// freed in its arenas for reuse and returns only what is at an arena's top, so the megabytes
+/// of a large screen's grid stayed resident after it slept (6 MB per terminal that had printed
+/// 2,000 lines); `malloc_trim` gives back every whole free page of every arena. It walks them
+/// all holding their locks (1-2 ms with 256 terminals), so trims are spaced by [`TRIM_SPACING`]:
+/// a worker that comes too soon waits for its turn, and one that finds a trim already waiting
+/// leaves its memory to that one, which runs after its frees.
+fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        /// When the last trim ran, and whether a worker waits to run the next.
+        static TRIMS: Mutex<(Option<Instant>, bool)> = Mutex::new((None, false));
+        let mut trims = TRIMS.lock().unwrap();
+        if trims.1 {
+            return;
         }
-    };
-    shared.exited.store(true, Ordering::SeqCst);
-    // Returns as soon as the screen thread has taken in the last chunk (the sender drops), or
-    // once nothing was read or fed for DRAIN_AFTER_EXIT with every chunk read also fed (a slow
-    // emulator on a busy machine is still draining, not done), or after DRAIN_LIMIT in all.
-    let since = std::time::Instant::now();
-    let progress = || {
-        (
-            shared.read.load(Ordering::SeqCst),
-            shared.fed.load(Ordering::SeqCst),
-        )
-    };
-    let mut last = progress();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = drained.recv_timeout(DRAIN_AFTER_EXIT) {
-        let now = progress();
-        let (read, fed) = now;
-        if (now == last && read <= fed) || since.elapsed() >= DRAIN_LIMIT {
-            break;
+        if let Some(due) = trims.0.map(|last| last + TRIM_SPACING) {
+            let now = Instant::now();
+            if due > now {
+                trims.1 = true;
+                drop(trims);
+                thread::sleep(due - now);
+                trims = TRIMS.lock().unwrap();
+                trims.1 = false;
+            }
         }
-        last = now;
+        trims.0 = Some(Instant::now());
+        drop(trims);
+        // SAFETY: malloc_trim only releases free memory; it may be called from any thread.
+        unsafe { libc::malloc_trim(0) };
     }
-    // Subscribers are closed first, so that whoever hears of the exit finds every stream
-    // complete.
-    shared.finished.store(true, Ordering::SeqCst);
-    shared.fanout.close();
-    shared.observer.exited(&shared.id, code);
-    // Returns when the terminal is closed or dropped.
-    let _ = reap.recv();
-    reap_now(pid);
+}
+
+/// Least time between two [`give_back_memory`] trims.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_SPACING: Duration = Duration::from_secs(1);
+
+/// Wait on `changed` for at most 50 ms: long enough not to spin, short enough to notice time
+/// limits without a notification.
+fn wait_a_little<'a>(changed: &Condvar, guard: MutexGuard<'a, Backlog>) -> MutexGuard<'a, Backlog> {
+    changed
+        .wait_timeout(guard, Duration::from_millis(50))
+        .unwrap()
+        .0
+}
+
+/// An fd that becomes readable when program `pid` ends: its pidfd (Linux 5.3 and later), or
+/// on an older kernel the read end of a pipe that a thread writes to once `waitid` returns
+/// (a thread per program there, as before pidfds).
+fn program_end_fd(pid: u32, id: &str) -> io::Result<File> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: the syscall returned a new descriptor that nobody else owns.
+        return Ok(File::from(unsafe {
+            OwnedFd::from_raw_fd(fd as libc::c_int)
+        }));
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(err);
+    }
+    let (rx, tx) = pipe()?;
+    thread::Builder::new()
+        .name(format!("pty-wait-{id}"))
+        .spawn(move || {
+            let _ = wait_without_reaping(pid);
+            let _ = File::from(tx).write(&[1]);
+        })?;
+    Ok(File::from(rx))
 }
 
 /// Block until process `pid` has ended, leaving it unreaped; its exit code, or `None` when a
@@ -670,7 +879,7 @@ fn start_thread(
     job: &str,
     id: &str,
     shared: &Arc<Shared>,
-    body: impl FnOnce(&Shared) + Send + 'static,
+    body: impl FnOnce(&Arc<Shared>) + Send + 'static,
 ) -> Result<(), String> {
     let shared = shared.clone();
     thread::Builder::new()
@@ -822,9 +1031,12 @@ fn open_log(path: &Path) -> io::Result<File> {
 pub(super) struct OutputLog {
     /// Where the log lives.
     path: PathBuf,
-    /// The open log, buffered so that many small chunks make one write; `None` after a write
-    /// failed, so that a full disk costs one warning, not one per chunk.
-    file: Option<BufWriter<File>>,
+    /// The open log; `None` after a write failed, so that a full disk costs one warning, not
+    /// one per chunk.
+    file: Option<File>,
+    /// Output not yet written, so that many small chunks make one write; given back when the
+    /// terminal is quiet (see [`OutputLog::release`]).
+    buf: Vec<u8>,
     /// Bytes in the current file, to know when to rotate.
     len: u64,
     /// Bytes in the current file before it is rotated.
@@ -840,7 +1052,8 @@ impl OutputLog {
         let len = file.metadata()?.len();
         Ok(Self {
             path: path.to_path_buf(),
-            file: Some(BufWriter::with_capacity(READ_CHUNK, file)),
+            file: Some(file),
+            buf: Vec::new(),
             len,
             limit: limit.max(READ_CHUNK as u64),
         })
@@ -852,33 +1065,55 @@ impl OutputLog {
                 self.fail("rotating", err);
             }
         }
-        let Some(file) = self.file.as_mut() else {
+        if self.file.is_none() {
             return;
-        };
-        match file.write_all(data) {
-            Ok(()) => self.len += data.len() as u64,
-            Err(err) => self.fail("writing", err),
         }
+        if self.buf.len() + data.len() > READ_CHUNK {
+            self.flush();
+        }
+        if data.len() >= READ_CHUNK {
+            let written = match self.file.as_mut() {
+                Some(file) => file.write_all(data),
+                None => return,
+            };
+            match written {
+                Ok(()) => self.len += data.len() as u64,
+                Err(err) => self.fail("writing", err),
+            }
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        self.len += data.len() as u64;
     }
 
     pub(super) fn flush(&mut self) {
-        if let Some(file) = self.file.as_mut() {
-            if let Err(err) = file.flush() {
-                self.fail("writing", err);
-            }
+        if self.buf.is_empty() {
+            return;
         }
+        let written = match self.file.as_mut() {
+            Some(file) => file.write_all(&self.buf),
+            None => Ok(()),
+        };
+        self.buf.clear();
+        if let Err(err) = written {
+            self.fail("writing", err);
+        }
+    }
+
+    /// Write what is buffered and give the buffer's memory back: the terminal is quiet.
+    pub(super) fn release(&mut self) {
+        self.flush();
+        self.buf = Vec::new();
     }
 
     /// Move the current log to `<path>.1`, replacing the previous one, and start a new file.
     fn rotate(&mut self) -> io::Result<()> {
-        if let Some(mut file) = self.file.take() {
-            file.flush()?;
-        }
+        self.flush();
+        self.file = None;
         let mut old = self.path.as_os_str().to_owned();
         old.push(".1");
         fs::rename(&self.path, PathBuf::from(old))?;
-        let file = open_log(&self.path)?;
-        self.file = Some(BufWriter::with_capacity(READ_CHUNK, file));
+        self.file = Some(open_log(&self.path)?);
         self.len = 0;
         Ok(())
     }
@@ -889,12 +1124,19 @@ impl OutputLog {
     }
 }
 
+impl Drop for OutputLog {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
 
     use super::*;
     use crate::fanout::OutputChunk;
+    use std::sync::mpsc;
 
     /// How long any condition in these tests may take before the test fails.
     const PATIENCE: Duration = Duration::from_secs(30);
@@ -1417,6 +1659,83 @@ mod tests {
             Err(BackendError::Gone { .. })
         ));
         assert!(run.term.screen(0).is_ok());
+    }
+
+    /// Threads of this process whose name ends with `-<id>` (`pty-read-q1`, ...).
+    fn threads_of(id: &str) -> Vec<String> {
+        let suffix = format!("-{id}");
+        fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|task| fs::read_to_string(task.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_string())
+            .filter(|name| name.ends_with(&suffix))
+            .collect()
+    }
+
+    #[test]
+    fn a_quiet_terminal_keeps_only_its_reader_and_its_screen_sleeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = spec(dir.path(), &["sh", "-c", "seq 300; echo ready; exec cat"]);
+        // An id of its own: the threads are found by name, and other tests use `t-1`.
+        spec.id = "q1".to_string();
+        let (tx, calls) = mpsc::channel();
+        let term = PtyTerminal::spawn(
+            spec,
+            Arc::new(Recorder {
+                calls: tx,
+                slow: Duration::ZERO,
+            }),
+        )
+        .unwrap();
+        let screen = |term: &PtyTerminal| term.screen(0).unwrap().lines.join("\n");
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = Instant::now() + PATIENCE;
+            while !done() {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                let _ = calls.recv_timeout(Duration::from_millis(20));
+            }
+        };
+        wait_for("ready", &|| screen(&term).contains("ready"));
+        // Quiet for SCREEN_IDLE: the worker is gone and the screen (300 lines of history)
+        // sleeps small; the reader alone watches the pty and the program.
+        wait_for("the screen worker to end", &|| {
+            threads_of("q1") == ["pty-read-q1"]
+        });
+        let asleep = term.shared.emulator.lock().unwrap().asleep_bytes();
+        assert!(
+            asleep.is_some_and(|bytes| bytes < 4_000),
+            "screen asleep in {asleep:?} bytes"
+        );
+        assert!(screen(&term).contains("ready"));
+        assert!(term.shared.emulator.lock().unwrap().is_asleep());
+        // Output again: a worker takes it in, the screen wakes with its history, and sleeps
+        // again once quiet.
+        term.write(b"hello\r").unwrap();
+        wait_for("the echo", &|| screen(&term).matches("hello").count() == 2);
+        let snap = term.screen(usize::MAX).unwrap();
+        assert_eq!(snap.lines[0], "1", "history kept: {:?}", &snap.lines[..3]);
+        wait_for("the screen to sleep again", &|| {
+            term.shared.emulator.lock().unwrap().is_asleep() && threads_of("q1") == ["pty-read-q1"]
+        });
+        // The program's end is seen without a thread waiting for it, and once closed, no
+        // thread is left.
+        let pid = term.pid;
+        term.signal(false).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match calls.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Call::Exited(code)) => {
+                    assert_eq!(code, None, "killed by SIGTERM");
+                    break;
+                }
+                Ok(Call::Output) => {}
+                Err(_) => panic!("no exit reported"),
+            }
+        }
+        term.close().unwrap();
+        wait_for("every thread to end", &|| threads_of("q1").is_empty());
+        assert!(!PathBuf::from(format!("/proc/{pid}")).exists(), "reaped");
     }
 
     #[test]
