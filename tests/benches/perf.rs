@@ -139,6 +139,10 @@ const GROUPS: &[Group] = &[
         run: pty_group,
     },
     Group {
+        name: "footprint",
+        run: footprint_group,
+    },
+    Group {
         name: "tmux",
         run: tmux_group,
     },
@@ -2044,6 +2048,217 @@ fn pty_group(env: &Env) -> Result<Vec<Section>> {
     let echo = pty_echo_section(&socket)?;
     let ingest = pty_ingest_section(&socket, &text)?;
     Ok(vec![ingest, echo])
+}
+
+/// Idle agents spawned per footprint variant: the live-terminal limit (`orch/status`
+/// `limits.liveAgents`), checked against the daemon's own number in the run.
+const FOOTPRINT_AGENTS: usize = 256;
+/// Lines each agent of the "printed" variant prints before it goes quiet.
+const FOOTPRINT_LINES: usize = 2_000;
+/// How long agents are left quiet before the daemon is measured: past the 10 s after which a
+/// pty terminal's screen worker ends and its screen sleeps, with time for the memory trims.
+const FOOTPRINT_QUIET: Duration = Duration::from_secs(14);
+
+/// The daemon's resident memory (KiB) and thread count, from `/proc/<pid>/status`.
+fn rss_and_threads(pid: i32) -> Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("Threads:")?))
+}
+
+/// One footprint variant: a fresh daemon measured before its agents, with them just started
+/// (their screens awake), and after they have been quiet for [`FOOTPRINT_QUIET`].
+struct Footprint {
+    /// What the agents run.
+    what: String,
+    /// (KiB, threads) before any agent, right after the last spawn's output was on every
+    /// screen, and after the quiet time.
+    before: (u64, u64),
+    busy: (u64, u64),
+    quiet: (u64, u64),
+}
+
+impl Footprint {
+    fn per_agent_kib(after: (u64, u64), before: (u64, u64)) -> f64 {
+        (after.0 as f64 - before.0 as f64) / FOOTPRINT_AGENTS as f64
+    }
+
+    fn per_agent_threads(after: (u64, u64), before: (u64, u64)) -> f64 {
+        (after.1 as f64 - before.1 as f64) / FOOTPRINT_AGENTS as f64
+    }
+}
+
+fn footprint_group(_env: &Env) -> Result<Vec<Section>> {
+    let silent = footprint_run("sleep 600 (prints nothing)", &["sleep", "600"], None)?;
+    let script = format!("seq {FOOTPRINT_LINES}; exec sleep 600");
+    let printed = footprint_run(
+        &format!("`sh -c 'seq {FOOTPRINT_LINES}; exec sleep 600'` (a screen and {FOOTPRINT_LINES} lines of history)"),
+        &["sh", "-c", &script],
+        Some(&FOOTPRINT_LINES.to_string()),
+    )?;
+    let mut rows = Vec::new();
+    for f in [&silent, &printed] {
+        for (moment, at) in [("started", f.busy), ("quiet 14 s", f.quiet)] {
+            rows.push(vec![
+                f.what.clone(),
+                moment.into(),
+                format!("{} KiB / {}", count(f.before.0 as usize), f.before.1),
+                format!("{} KiB / {}", count(at.0 as usize), at.1),
+                format!("{:.1} KiB", Footprint::per_agent_kib(at, f.before)),
+                format!("{:.2}", Footprint::per_agent_threads(at, f.before)),
+            ]);
+        }
+    }
+    let worst_kib = [&silent, &printed]
+        .iter()
+        .map(|f| Footprint::per_agent_kib(f.quiet, f.before))
+        .fold(f64::MIN, f64::max);
+    let worst_threads = [&silent, &printed]
+        .iter()
+        .map(|f| Footprint::per_agent_threads(f.quiet, f.before))
+        .fold(f64::MIN, f64::max);
+    let goals = vec![
+        Goal {
+            goal: format!(
+                "an idle agent costs the daemon at most 128 KiB, at the live-agent limit ({FOOTPRINT_AGENTS} agents)"
+            ),
+            measured: format!(
+                "{:.1} KiB (prints nothing), {:.1} KiB (printed {FOOTPRINT_LINES} lines)",
+                Footprint::per_agent_kib(silent.quiet, silent.before),
+                Footprint::per_agent_kib(printed.quiet, printed.before)
+            ),
+            met: worst_kib <= 128.0,
+        },
+        Goal {
+            goal: "at most one daemon thread per idle agent".into(),
+            measured: format!(
+                "{:.2} and {:.2} threads per agent",
+                Footprint::per_agent_threads(silent.quiet, silent.before),
+                Footprint::per_agent_threads(printed.quiet, printed.before)
+            ),
+            met: worst_threads <= 1.0,
+        },
+    ];
+    let reading = vec![format!(
+        "Right after printing {FOOTPRINT_LINES} lines an agent's screen is awake: alacritty's grids ({:.0} KiB per \
+         agent here, most of it the 24 bytes per cell of the history and the thousand rows alacritty allocates at \
+         the first scroll). Quiet for 10 s, the screen worker ends and the screen sleeps encoded (about a byte per \
+         character): {:.1} KiB per agent, {:.2} threads (the reader, which also watches the program's end).",
+        Footprint::per_agent_kib(printed.busy, printed.before),
+        Footprint::per_agent_kib(printed.quiet, printed.before),
+        Footprint::per_agent_threads(printed.quiet, printed.before),
+    )];
+    Ok(vec![Section {
+        title: "Idle agents".into(),
+        method: format!(
+            "Per variant a fresh daemon (release build) is measured from `/proc/<pid>/status` (VmRSS, Threads) \
+             before any agent, then {FOOTPRINT_AGENTS} pty agents (the live limit `orch/status` reports) are spawned \
+             on 120x40 terminals with 10,000 lines of scrollback (the defaults) and measured once every one's \
+             output is on its screen, and again after {} s without output. Per agent: the difference from the \
+             daemon before them, divided by {FOOTPRINT_AGENTS}. The baseline is the same daemon with no agent.",
+            FOOTPRINT_QUIET.as_secs()
+        ),
+        table: Table {
+            head: vec![
+                "agents run",
+                "when",
+                "daemon before (RSS / threads)",
+                "daemon with the agents",
+                "memory per agent",
+                "threads per agent",
+            ],
+            rows,
+        },
+        goals,
+        reading,
+    }])
+}
+
+/// Spawn [`FOOTPRINT_AGENTS`] pty agents running `argv` on a fresh daemon and measure it (see
+/// [`Footprint`]); `shows`, when given, is waited for on each agent's screen.
+fn footprint_run(what: &str, argv: &[&str], shows: Option<&str>) -> Result<Footprint> {
+    eprintln!("perf:   footprint: {FOOTPRINT_AGENTS} agents running {what}");
+    let daemon = Daemon::started(None);
+    let mut c = orch_conn(&daemon.socket())?;
+    let status = result_of(&c.call(1, "orch/status", json!({}))?)?.clone();
+    let limit = status["limits"]["liveAgents"].as_u64().unwrap_or(0) as usize;
+    ensure!(
+        limit == FOOTPRINT_AGENTS,
+        "the daemon's live limit is {limit}, the bench measures at {FOOTPRINT_AGENTS}"
+    );
+    // Settled: the daemon has answered and its runtime threads exist.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_and_threads(daemon.pid())?;
+    let mut agents = Vec::new();
+    for i in 0..FOOTPRINT_AGENTS {
+        let agent = result_of(&c.call(
+            10 + i as i64,
+            "orch/agent/spawn",
+            json!({ "command": argv, "backend": "pty" }),
+        )?)?
+        .clone();
+        agents.push(agent["id"].as_str().unwrap_or_default().to_string());
+    }
+    if let Some(needle) = shows {
+        for (i, id) in agents.iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let screen = result_of(&c.call(
+                    1_000 + i as i64,
+                    "orch/agent/screen",
+                    json!({ "id": id }),
+                )?)?
+                .clone();
+                let lines = screen["lines"].as_array().cloned().unwrap_or_default();
+                if lines.iter().any(|l| l.as_str() == Some(needle)) {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "agent {id} never showed {needle}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    let busy = rss_and_threads(daemon.pid())?;
+    std::thread::sleep(FOOTPRINT_QUIET);
+    let quiet = rss_and_threads(daemon.pid())?;
+    // Checked after: the sleeping screens still answer with what the agents printed.
+    if let Some(needle) = shows {
+        let screen = result_of(&c.call(
+            5_000,
+            "orch/agent/screen",
+            json!({ "id": agents[0], "scrollback": FOOTPRINT_LINES }),
+        )?)?
+        .clone();
+        let lines: Vec<&str> = screen["lines"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        ensure!(
+            lines.first() == Some(&"1") && lines.contains(&needle),
+            "a quiet agent's screen lost its history: starts {:?}",
+            &lines[..lines.len().min(3)]
+        );
+    }
+    eprintln!(
+        "perf:     before {} KiB / {} threads, started {} KiB / {}, quiet {} KiB / {}",
+        before.0, before.1, busy.0, busy.1, quiet.0, quiet.1
+    );
+    Ok(Footprint {
+        what: what.to_string(),
+        before,
+        busy,
+        quiet,
+    })
 }
 
 /// One variant of an ingest measurement: its runs' times, for the median and range.

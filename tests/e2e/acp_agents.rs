@@ -352,6 +352,14 @@ fn scenario(agent: AcpAgent) {
         "{name}: the gate's failure never reached the model"
     );
 
+    // The agent's turn ends first: a tool call still under way could run `orch task complete`
+    // after the kill below, and that command starts a daemon of its own when none answers (the
+    // restart then found the workspace taken: seen once under the full suite).
+    wait_for(&format!("{name} to end its turn"), LONG, || {
+        let a = c.ok("orch/agent/get", json!({ "id": id }));
+        (a["state"] == "idle").then_some(())
+    });
+
     // The daemon dies; the next one finds the agent lost, ends what the old process left and
     // restarts it (its policy is on-failure); the new process continues the session where the
     // agent can.
