@@ -109,7 +109,8 @@ pub use proto::{
 
 use crate::adapters::emulator::Emulator;
 use crate::adapters::pty::{
-    flush_input, kill_group, pipe, poll, reap_now, set_nonblocking, wait_without_reaping, OutputLog,
+    flush_input, give_back_memory, kill_group, pipe, poll, program_end_fd, reap_now, reap_when,
+    set_nonblocking, wait_without_reaping, OutputLog, Reaping, SCREEN_IDLE,
 };
 use crate::fanout::{OutputFanout, OutputSubscriber};
 use crate::ports::{BackendError, ScreenSnapshot, Terminal, TerminalObserver, TerminalSpec};
@@ -325,8 +326,6 @@ pub trait AcpObserver: TerminalObserver {
 pub struct AcpAgent {
     /// What the agent's threads share with this handle.
     shared: Arc<Shared>,
-    /// Held until close; dropping it lets the waiter reap the process.
-    reap: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 /// State shared between an agent's handle and its threads.
@@ -355,6 +354,8 @@ struct Shared {
     finished: AtomicBool,
     /// Set by close: the agent refuses further calls and its I/O thread stops.
     closed: AtomicBool,
+    /// Whether the process has ended and the agent is closed: both, and it is reaped.
+    reaping: Mutex<Reaping>,
 }
 
 /// The protocol's state, under the first lock.
@@ -450,22 +451,24 @@ impl AcpAgent {
         })();
         // The handle would reap the process; the waiter does that itself, late.
         drop(child);
-        let setup = || -> std::io::Result<(File, File, File, File, File)> {
+        let setup = || -> std::io::Result<(File, File, File, File, File, File)> {
             let (stdin, stdout, stderr) =
                 pipes.ok_or_else(|| std::io::Error::other("a pipe is missing"))?;
             for fd in [&stdin, &stdout, &stderr] {
                 set_nonblocking(fd)?;
             }
             let (wake_rx, wake_tx) = pipe()?;
+            let ended = program_end_fd(pid, &t.id)?;
             Ok((
                 File::from(stdin),
                 File::from(stdout),
                 File::from(stderr),
                 File::from(wake_rx),
                 File::from(wake_tx),
+                ended,
             ))
         };
-        let (stdin, stdout, stderr, wake_rx, wake_tx) = match setup() {
+        let (stdin, stdout, stderr, wake_rx, wake_tx, ended) = match setup() {
             Ok(files) => files,
             Err(err) => {
                 let _ = kill_group(pid, libc::SIGKILL);
@@ -511,11 +514,10 @@ impl AcpAgent {
             exited: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            reaping: Mutex::new(Reaping::default()),
         });
         shared.settle(shared.lock(), Vec::new(), false);
 
-        let (drained_tx, drained_rx) = mpsc::channel::<()>();
-        let (reap_tx, reap_rx) = mpsc::channel::<()>();
         let timeout = spec.handshake_timeout;
         let started = start_thread("io", &t.id, &shared, move |shared| {
             io_loop(
@@ -524,17 +526,12 @@ impl AcpAgent {
                     stdout,
                     stderr,
                     wake: wake_rx,
+                    ended,
                     stderr_log,
                     confinement,
                     timeout,
                 },
-                drained_tx,
             )
-        })
-        .and_then(|()| {
-            start_thread("wait", &t.id, &shared, move |shared| {
-                wait_loop(shared, drained_rx, reap_rx)
-            })
         });
         if let Err(err) = started {
             shared.closed.store(true, Ordering::SeqCst);
@@ -544,10 +541,7 @@ impl AcpAgent {
             return Err(spawn_error(err));
         }
         tracing::debug!(agent = %t.id, pid, program = %program, "acp agent started");
-        Ok(Arc::new(Self {
-            shared,
-            reap: Mutex::new(Some(reap_tx)),
-        }))
+        Ok(Arc::new(Self { shared }))
     }
 
     fn check_open(&self) -> Result<(), AcpError> {
@@ -823,9 +817,9 @@ impl Terminal for AcpAgent {
         }
         let killed = kill_group(self.shared.pid, libc::SIGKILL);
         self.shared.wake_io();
-        self.reap.lock().unwrap_or_else(|p| p.into_inner()).take();
         self.shared.finished.store(true, Ordering::SeqCst);
         self.shared.fanout.close();
+        reap_when(&self.shared.reaping, self.shared.pid, |r| r.closed = true);
         killed.map_err(|err| {
             BackendError::Other(format!(
                 "cannot kill process group {} of agent {}: {err}",
@@ -860,6 +854,8 @@ struct Io {
     stderr: File,
     /// Read end of the wake-up pipe.
     wake: File,
+    /// Readable once the process has ended (its pidfd).
+    ended: File,
     stderr_log: OutputLog,
     confinement: fs::Confinement,
     timeout: Duration,
@@ -872,12 +868,19 @@ enum Item {
     TooLong(usize),
 }
 
-/// The I/O thread: reads stdout (messages) and stderr (log), writes what waits for stdin,
-/// times the handshake. Ends when both outputs are closed or the agent is closed.
-fn io_loop(shared: &Shared, mut io: Io, _drained: mpsc::Sender<()>) {
+/// The I/O thread, the agent's only one while it runs: reads stdout (messages) and stderr
+/// (log), writes what waits for stdin, times the handshake, and watches for the process's end
+/// (its pidfd), reported from a short-lived thread once the output is read. Ends when the
+/// process has ended and both outputs are closed or the agent is closed.
+fn io_loop(shared: &Arc<Shared>, mut io: Io) {
     let mut splitter = LineSplitter::new(LINE_LIMIT);
     let mut buf = vec![0u8; READ_CHUNK];
     let (mut out_open, mut err_open) = (true, true);
+    let mut running = true;
+    // Held until both outputs are closed: the exit report waits for that (or a moment).
+    let (drained_tx, drained_rx) = mpsc::channel::<()>();
+    let (mut drained_tx, mut drained_rx) = (Some(drained_tx), Some(drained_rx));
+    let mut reading = true;
     // (handshake step, when it times out, what it waits for)
     let mut deadline: Option<(u64, Instant, &'static str)> = None;
     use std::os::fd::AsRawFd;
@@ -891,10 +894,19 @@ fn io_loop(shared: &Shared, mut io: Io, _drained: mpsc::Sender<()>) {
             (Some((step, _)), Some(d)) if d.0 == step => Some(d),
             (Some((step, what)), _) => Some((step, Instant::now() + io.timeout, what)),
         };
-        let timeout_ms = deadline.map_or(-1, |(_, at, _)| {
-            let left = at.saturating_duration_since(Instant::now());
-            i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX)
-        });
+        // An awake view is put to sleep after SCREEN_IDLE without anything to do, as a quiet
+        // pty terminal's screen is.
+        let idle_at =
+            (!shared.lock_view().emulator.is_asleep()).then(|| Instant::now() + SCREEN_IDLE);
+        let timeout_ms = deadline
+            .map(|(_, at, _)| at)
+            .into_iter()
+            .chain(idle_at)
+            .min()
+            .map_or(-1, |at| {
+                let left = at.saturating_duration_since(Instant::now());
+                i32::try_from(left.as_millis() + 1).unwrap_or(i32::MAX)
+            });
         let mut fds = Vec::with_capacity(4);
         let mut tags = Vec::with_capacity(4);
         let mut add = |fd: i32, events: i16, tag: u8| {
@@ -906,21 +918,53 @@ fn io_loop(shared: &Shared, mut io: Io, _drained: mpsc::Sender<()>) {
             tags.push(tag);
         };
         add(io.wake.as_raw_fd(), libc::POLLIN, b'w');
-        if out_open {
+        if running {
+            add(io.ended.as_raw_fd(), libc::POLLIN, b'x');
+        }
+        if reading && out_open {
             add(io.stdout.as_raw_fd(), libc::POLLIN, b'o');
         }
-        if err_open {
+        if reading && err_open {
             add(io.stderr.as_raw_fd(), libc::POLLIN, b'e');
         }
-        if want_write {
+        if reading && want_write {
             add(shared.stdin.as_raw_fd(), libc::POLLOUT, b'i');
         }
-        if let Err(err) = poll(&mut fds, timeout_ms) {
-            tracing::warn!(agent = %shared.id, "polling the agent's pipes failed: {err}");
-            break;
+        let timeout_ms = if reading { timeout_ms } else { -1 };
+        let ready = match poll(&mut fds, timeout_ms) {
+            Ok(ready) => ready,
+            Err(err) => {
+                tracing::warn!(agent = %shared.id, "polling the agent's pipes failed: {err}");
+                break;
+            }
+        };
+        if ready == 0 && reading && idle_at.is_some_and(|at| Instant::now() >= at) {
+            let mut view = shared.lock_view();
+            let asleep = view.emulator.sleep();
+            view.log.release();
+            drop(view);
+            if asleep {
+                give_back_memory();
+            }
         }
-        if shared.closed.load(Ordering::SeqCst) {
-            break;
+        if reading && shared.closed.load(Ordering::SeqCst) {
+            reading = false;
+            drained_tx.take();
+        }
+        if let Some(at) = fds
+            .iter()
+            .zip(&tags)
+            .position(|(fd, tag)| *tag == b'x' && fd.revents != 0)
+        {
+            fds[at].revents = 0;
+            running = false;
+            shared.process_ended(drained_rx.take());
+        }
+        if !reading {
+            if !running {
+                break;
+            }
+            continue;
         }
         if let Some((_, at, what)) = deadline {
             if Instant::now() >= at {
@@ -968,7 +1012,14 @@ fn io_loop(shared: &Shared, mut io: Io, _drained: mpsc::Sender<()>) {
             }
         }
         if !out_open && !err_open {
-            break;
+            io.stderr_log.flush();
+            shared.lock_view().log.flush();
+            reading = false;
+            drained_tx.take();
+            if !running {
+                break;
+            }
+            continue;
         }
         if !want_write {
             // Quiet for now: put the logs on disk.
@@ -1090,38 +1141,52 @@ fn serve_file(confinement: &fs::Confinement, id: &Value, method: &str, params: &
     }
 }
 
-/// The waiter thread: how the process ended, reported once its output is read; then, once the
-/// agent is closed, the reaping. Late reaping keeps the pid (and so the process group id) from
-/// being reused while orch may still signal the group.
-fn wait_loop(shared: &Shared, drained: mpsc::Receiver<()>, reap: mpsc::Receiver<()>) {
-    let code = match wait_without_reaping(shared.pid) {
-        Ok(code) => code,
-        Err(err) => {
-            tracing::warn!(agent = %shared.id, "waiting for the agent failed: {err}");
-            None
+impl Shared {
+    /// The process has ended (the I/O thread saw its pidfd): learn how, and report it from a
+    /// thread of its own once the output is read (`drained` disconnects) or after
+    /// [`DRAIN_AFTER_EXIT`]; the process is reaped once the agent is closed as well.
+    fn process_ended(self: &Arc<Self>, drained: Option<mpsc::Receiver<()>>) {
+        let code = match wait_without_reaping(self.pid) {
+            Ok(code) => code,
+            Err(err) => {
+                tracing::warn!(agent = %self.id, "learning how the agent ended failed: {err}");
+                None
+            }
+        };
+        self.exited.store(true, Ordering::SeqCst);
+        let report = move |shared: &Shared| {
+            if let Some(drained) = drained {
+                let _ = drained.recv_timeout(DRAIN_AFTER_EXIT);
+            }
+            shared.report_exit(code);
+        };
+        if let Err(err) = start_thread("exit", &self.id, self, move |shared| report(shared)) {
+            // The I/O thread must not wait for its own drain: report at once.
+            tracing::warn!(agent = %self.id, "{err}; reporting the exit now");
+            self.report_exit(code);
         }
-    };
-    shared.exited.store(true, Ordering::SeqCst);
-    let _ = drained.recv_timeout(DRAIN_AFTER_EXIT);
-    let words = shared.stderr_words();
-    {
-        let mut core = shared.lock();
-        core.client.exited(code, &words);
-        shared.settle(core, Vec::new(), false);
-        shared.lock_view().log.flush();
     }
-    shared.finished.store(true, Ordering::SeqCst);
-    shared.fanout.close();
-    shared.observer.exited(&shared.id, code);
-    let _ = reap.recv();
-    reap_now(shared.pid);
+
+    fn report_exit(&self, code: Option<i32>) {
+        let words = self.stderr_words();
+        {
+            let mut core = self.lock();
+            core.client.exited(code, &words);
+            self.settle(core, Vec::new(), false);
+            self.lock_view().log.flush();
+        }
+        self.finished.store(true, Ordering::SeqCst);
+        self.fanout.close();
+        self.observer.exited(&self.id, code);
+        reap_when(&self.reaping, self.pid, |r| r.ended = true);
+    }
 }
 
 fn start_thread(
     job: &str,
     id: &str,
     shared: &Arc<Shared>,
-    body: impl FnOnce(&Shared) + Send + 'static,
+    body: impl FnOnce(&Arc<Shared>) + Send + 'static,
 ) -> Result<(), String> {
     let shared = shared.clone();
     thread::Builder::new()

@@ -50,9 +50,9 @@ const CHUNKS_AHEAD: usize = 16;
 /// output after it starts one again (a thread start and a screen wake, well under a
 /// millisecond for a screen without much history).
 #[cfg(not(test))]
-const SCREEN_IDLE: Duration = Duration::from_secs(10);
+pub(super) const SCREEN_IDLE: Duration = Duration::from_secs(10);
 #[cfg(test)]
-const SCREEN_IDLE: Duration = Duration::from_millis(300);
+pub(super) const SCREEN_IDLE: Duration = Duration::from_millis(300);
 /// Size at which the output log is rotated to `<log>.1`.
 #[cfg(test)]
 const LOG_LIMIT: u64 = 8 << 20;
@@ -175,11 +175,11 @@ struct Backlog {
 /// group after the program exited (to stop what it left running) cannot reach a stranger's
 /// process group that happens to get the same number.
 #[derive(Default)]
-struct Reaping {
+pub(super) struct Reaping {
     /// The program has ended (it is a zombie until reaped).
-    ended: bool,
+    pub(super) ended: bool,
     /// The terminal is closed.
-    closed: bool,
+    pub(super) closed: bool,
     /// Reaped already.
     reaped: bool,
 }
@@ -756,13 +756,18 @@ impl Shared {
 
     /// Record one condition for reaping; reap once both hold.
     fn reap_when(&self, record: impl FnOnce(&mut Reaping)) {
-        let mut reaping = self.reaping.lock().unwrap();
-        record(&mut reaping);
-        if reaping.ended && reaping.closed && !reaping.reaped {
-            reaping.reaped = true;
-            // A zombie by now: this returns at once.
-            reap_now(self.pid);
-        }
+        reap_when(&self.reaping, self.pid, record);
+    }
+}
+
+/// Record one condition for reaping program `pid`; reap it once both hold.
+pub(super) fn reap_when(reaping: &Mutex<Reaping>, pid: u32, record: impl FnOnce(&mut Reaping)) {
+    let mut reaping = reaping.lock().unwrap_or_else(|p| p.into_inner());
+    record(&mut reaping);
+    if reaping.ended && reaping.closed && !reaping.reaped {
+        reaping.reaped = true;
+        // A zombie by now: this returns at once.
+        reap_now(pid);
     }
 }
 
@@ -773,7 +778,7 @@ impl Shared {
 /// all holding their locks (1-2 ms with 256 terminals), so trims are spaced by [`TRIM_SPACING`]:
 /// a worker that comes too soon waits for its turn, and one that finds a trim already waiting
 /// leaves its memory to that one, which runs after its frees.
-fn give_back_memory() {
+pub(super) fn give_back_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         /// When the last trim ran, and whether a worker waits to run the next.
@@ -815,7 +820,7 @@ fn wait_a_little<'a>(changed: &Condvar, guard: MutexGuard<'a, Backlog>) -> Mutex
 /// An fd that becomes readable when program `pid` ends: its pidfd (Linux 5.3 and later), or
 /// on an older kernel the read end of a pipe that a thread writes to once `waitid` returns
 /// (a thread per program there, as before pidfds).
-fn program_end_fd(pid: u32, id: &str) -> io::Result<File> {
+pub(super) fn program_end_fd(pid: u32, id: &str) -> io::Result<File> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd >= 0 {

@@ -869,6 +869,63 @@ fn a_missing_program_is_a_spawn_error() {
     }
 }
 
+/// Threads of this process named `acp-<job>-<id>`.
+fn threads_of(id: &str) -> Vec<String> {
+    let suffix = format!("-{id}");
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_string())
+        .filter(|name| name.starts_with("acp-") && name.ends_with(&suffix))
+        .collect()
+}
+
+#[test]
+fn a_quiet_agent_keeps_one_thread_and_its_view_sleeps() {
+    let Some((_dir, mut spec)) = fake(&[]) else {
+        return;
+    };
+    // Its own id: threads are found by name.
+    spec.terminal.id = "q2".to_string();
+    let mut run = Run::start(spec);
+    run.ready();
+    let turn = run.started(run.agent.prompt("hello there").unwrap());
+    assert_eq!(run.turn_ended(turn), TurnEnd::Stopped(StopReason::EndTurn));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(threads_of("q2") == ["acp-io-q2"] && run.agent.shared.lock_view().emulator.is_asleep())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "threads {:?}, view asleep {}",
+            threads_of("q2"),
+            run.agent.shared.lock_view().emulator.is_asleep()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Asleep, the view still answers with what was drawn, and a new turn draws on it.
+    assert!(
+        run.screen_text().contains("hello there"),
+        "{}",
+        run.screen_text()
+    );
+    let turn = run.started(run.agent.prompt("second prompt").unwrap());
+    assert_eq!(run.turn_ended(turn), TurnEnd::Stopped(StopReason::EndTurn));
+    run.wait_screen("second prompt");
+    assert!(run.screen_text().contains("hello there"));
+    // The end is seen and reported without a waiting thread; once closed, none is left.
+    let pid = run.agent.shared.pid;
+    run.agent.close().unwrap();
+    while !threads_of("q2").is_empty() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "threads {:?} after close",
+            threads_of("q2")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn fake_agent_protocol_paths() {
     let Some((dir, spec)) = fake(&["--auth"]) else {
