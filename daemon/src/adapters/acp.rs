@@ -109,8 +109,8 @@ pub use proto::{
 
 use crate::adapters::emulator::Emulator;
 use crate::adapters::pty::{
-    flush_input, give_back_memory, kill_group, pipe, poll, program_end_fd, reap_now, reap_when,
-    set_nonblocking, wait_without_reaping, OutputLog, Reaping, SCREEN_IDLE,
+    flush_input, give_back_memory_soon, kill_group, pipe, poll, program_end_fd, reap_now,
+    reap_when, set_nonblocking, wait_without_reaping, OutputLog, Reaping, SCREEN_IDLE,
 };
 use crate::fanout::{OutputFanout, OutputSubscriber};
 use crate::ports::{BackendError, ScreenSnapshot, Terminal, TerminalObserver, TerminalSpec};
@@ -679,7 +679,12 @@ impl Shared {
             return;
         }
         // A terminal's answers to queries go nowhere: the screen's only writer is orch.
+        let was_asleep = view.emulator.is_asleep();
         view.emulator.feed(bytes);
+        if was_asleep {
+            // The I/O thread may be waiting with no time limit: it times the view's next sleep.
+            self.wake_io();
+        }
         view.log.write(bytes);
         self.fanout.publish(bytes);
         self.observer.output(&self.id);
@@ -769,8 +774,7 @@ impl Terminal for AcpAgent {
             )));
         }
         let mut view = self.shared.lock_view();
-        let snapshot = view.emulator.snapshot(0);
-        if (snapshot.cols, snapshot.rows) == (cols, rows) {
+        if view.emulator.size() == (cols, rows) {
             return Ok(());
         }
         view.emulator.resize(cols, rows);
@@ -944,12 +948,19 @@ fn io_loop(shared: &Arc<Shared>, mut io: Io) {
             view.log.release();
             drop(view);
             if asleep {
-                give_back_memory();
+                // Not here: a trim may wait its turn, and this thread is the agent's only one.
+                give_back_memory_soon();
             }
         }
         if reading && shared.closed.load(Ordering::SeqCst) {
             reading = false;
             drained_tx.take();
+        }
+        if !reading && fds[0].revents & libc::POLLIN != 0 {
+            // The per-fd loop below is skipped from now on: drain the wake-up pipe here, or
+            // a byte left in it would make every poll return at once.
+            let mut sink = [0u8; 64];
+            let _ = (&io.wake).read(&mut sink);
         }
         if let Some(at) = fds
             .iter()

@@ -92,6 +92,20 @@ impl Emulator {
         true
     }
 
+    /// Width and height in cells, without waking the screen.
+    pub fn size(&self) -> (u16, u16) {
+        match &self.asleep {
+            Some(asleep) => {
+                let (lines, columns) = asleep.size();
+                (columns as u16, lines as u16)
+            }
+            None => (
+                self.term.grid().columns() as u16,
+                self.term.grid().screen_lines() as u16,
+            ),
+        }
+    }
+
     /// Whether the screen is asleep (see [`Emulator::sleep`]).
     pub fn is_asleep(&self) -> bool {
         self.asleep.is_some()

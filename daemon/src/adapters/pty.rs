@@ -426,7 +426,15 @@ impl Terminal for PtyTerminal {
     }
 
     fn screen(&self, scrollback: usize) -> Result<ScreenSnapshot, BackendError> {
-        Ok(self.shared.emulator.lock().unwrap().snapshot(scrollback))
+        let mut emulator = self.shared.emulator.lock().unwrap();
+        let asleep = emulator.is_asleep();
+        let snapshot = emulator.snapshot(scrollback);
+        drop(emulator);
+        if asleep {
+            // It woke for the answer and went back to sleep: give back what the wake took.
+            give_back_memory_soon();
+        }
+        Ok(snapshot)
     }
 
     fn subscribe(&self) -> Arc<OutputSubscriber> {
@@ -556,43 +564,52 @@ fn read_loop(shared: &Arc<Shared>, wake: File, ended: File) {
             shared.end_backlog();
         }
     }
+    // Ended by a failed poll, or closed while still reading: no more output comes either way.
+    shared.end_backlog();
+    if running {
+        // The poll failed before the program ended: learn of its end the old way, so that it
+        // is still reported and reaped.
+        let _ = wait_without_reaping(shared.pid);
+        shared.program_ended();
+    }
 }
 
 /// Read what the pty has now, up to [`READ_CHUNK`]: a pty hands out at most about 4 KiB per
 /// read, and taking all there is at once empties the pty sooner and makes one emulator feed,
-/// one publish and one observer call of several reads. The buffer is the chunk itself, trimmed
-/// when small: nothing is held between outputs. Returns the bytes read and whether more may
-/// come (false at end of file).
+/// one publish and one observer call of several reads. Reads go through a 4 KiB buffer on the
+/// stack into the chunk, which is sized to what came (a full chunk is reserved once a read
+/// comes back full): nothing is held between outputs, and an echo costs a few bytes, not 64
+/// KiB. Returns the bytes read and whether more may come (false at end of file).
 fn read_available(shared: &Shared) -> (Vec<u8>, bool) {
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut filled = 0;
-    let mut more = true;
-    while filled < buf.len() {
-        match (&shared.io).read(&mut buf[filled..]) {
-            Ok(0) => {
-                more = false;
-                break;
+    let mut chunk: Vec<u8> = Vec::new();
+    let mut piece = [0u8; 4096];
+    let more = loop {
+        let want = (READ_CHUNK - chunk.len()).min(piece.len());
+        if want == 0 {
+            break true;
+        }
+        match (&shared.io).read(&mut piece[..want]) {
+            Ok(0) => break false,
+            Ok(n) => {
+                if n == piece.len() && chunk.capacity() < READ_CHUNK {
+                    chunk.reserve_exact(READ_CHUNK - chunk.len());
+                }
+                chunk.extend_from_slice(&piece[..n]);
             }
-            Ok(n) => filled += n,
-            Err(err) if err.kind() == ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == ErrorKind::WouldBlock => break true,
             Err(err) if err.kind() == ErrorKind::Interrupted => {}
             // EIO is how Linux reports that every holder of the slave has closed it.
-            Err(err) if err.raw_os_error() == Some(libc::EIO) => {
-                more = false;
-                break;
-            }
+            Err(err) if err.raw_os_error() == Some(libc::EIO) => break false,
             Err(err) => {
                 tracing::warn!(terminal = %shared.id, "reading the pty failed: {err}");
-                more = false;
-                break;
+                break false;
             }
         }
+    };
+    if chunk.len() < chunk.capacity() / 4 {
+        chunk.shrink_to_fit();
     }
-    buf.truncate(filled);
-    if filled < READ_CHUNK / 4 {
-        buf.shrink_to_fit();
-    }
-    (buf, more)
+    (chunk, more)
 }
 
 /// The screen worker: each chunk, in order, through the emulator, the log, the subscribers and
@@ -742,6 +759,9 @@ impl Shared {
             backlog = wait_a_little(&self.backlog_changed, backlog);
         }
         drop(backlog);
+        // What was taken in is on disk before anyone hears of the exit (the worker flushes only
+        // once it finds the queue empty, which may be after this).
+        self.log.lock().unwrap().flush();
         self.close_and_report(code);
     }
 
@@ -804,6 +824,18 @@ pub(super) fn give_back_memory() {
     }
 }
 
+/// [`give_back_memory`] from a thread of its own, for a caller that must not wait for a trim's
+/// turn (the runtime asking for a screen, an ACP agent's only thread).
+pub(super) fn give_back_memory_soon() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Err(err) = thread::Builder::new()
+        .name("orch-trim".into())
+        .spawn(give_back_memory)
+    {
+        tracing::debug!("no thread to give memory back: {err}");
+    }
+}
+
 /// Least time between two [`give_back_memory`] trims.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TRIM_SPACING: Duration = Duration::from_secs(1);
@@ -818,7 +850,7 @@ fn wait_a_little<'a>(changed: &Condvar, guard: MutexGuard<'a, Backlog>) -> Mutex
 }
 
 /// An fd that becomes readable when program `pid` ends: its pidfd (Linux 5.3 and later), or
-/// on an older kernel the read end of a pipe that a thread writes to once `waitid` returns
+/// where that call is missing or refused the read end of a pipe that a thread writes to once `waitid` returns
 /// (a thread per program there, as before pidfds).
 pub(super) fn program_end_fd(pid: u32, id: &str) -> io::Result<File> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -830,7 +862,11 @@ pub(super) fn program_end_fd(pid: u32, id: &str) -> io::Result<File> {
         }));
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::ENOSYS) {
+    // Older kernels lack the call; some seccomp profiles refuse calls they do not know.
+    if !matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSYS | libc::EPERM | libc::EACCES)
+    ) {
         return Err(err);
     }
     let (rx, tx) = pipe()?;
@@ -1114,7 +1150,10 @@ impl OutputLog {
     /// Move the current log to `<path>.1`, replacing the previous one, and start a new file.
     fn rotate(&mut self) -> io::Result<()> {
         self.flush();
-        self.file = None;
+        if self.file.take().is_none() {
+            // Writing failed and logging stopped (said once, by `fail`).
+            return Ok(());
+        }
         let mut old = self.path.as_os_str().to_owned();
         old.push(".1");
         fs::rename(&self.path, PathBuf::from(old))?;
