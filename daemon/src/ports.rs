@@ -549,6 +549,9 @@ pub enum StoreError {
     Io(String),
 }
 
+/// The rest of a snapshot's work, from [`EventStore::prepare_snapshot`].
+pub type SnapshotJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+
 /// The durable, append-only event log plus snapshots of the state it folds into.
 pub trait EventStore: Send {
     /// The last appended sequence number (0 for an empty log).
@@ -563,6 +566,15 @@ pub trait EventStore: Send {
     fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError>;
     /// Save a snapshot of `state` as of `seq`.
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError>;
+    /// A snapshot in two steps: the copy of `state` is taken here, and the returned job
+    /// serializes and writes it durably on any thread, so that the caller's thread is not held
+    /// for that. Jobs must run one at a time and in the order prepared (a later snapshot must
+    /// never be overwritten by an earlier one: retention drops what the newest covers). By
+    /// default the snapshot is saved here and the job only reports how it went.
+    fn prepare_snapshot(&mut self, seq: u64, state: &State) -> SnapshotJob {
+        let saved = self.save_snapshot(seq, state);
+        Box::new(move || saved)
+    }
     /// Drop the oldest events with `seq < before` that a snapshot already covers (retention), at
     /// most `at_most` of them; how many were dropped.
     fn compact(&mut self, before: u64, at_most: usize) -> Result<u64, StoreError>;

@@ -107,6 +107,9 @@ pub enum Input {
     GateDone(tasks::GateOutcome),
     /// A remote host's connection changed state.
     Host(String, crate::ports::HostStatus),
+    /// A snapshot written off the loop is done: as of which seq, how many objects it held,
+    /// and how it went.
+    Snapshotted(u64, usize, Result<(), crate::ports::StoreError>),
 }
 
 /// Delayed work, scheduled with [`Runtime::after`].
@@ -329,6 +332,11 @@ struct Log {
     snapshot_objects: usize,
     /// A snapshot is due at the next commit.
     want_snapshot: bool,
+    /// The thread writing a snapshot, while one runs: one at a time, so that an older
+    /// snapshot never lands after a newer one.
+    snapshot_writer: Option<std::thread::JoinHandle<()>>,
+    /// The next snapshot is written before the commit returns (the daemon's stop).
+    snapshot_here: bool,
     /// How start-up loaded the state: the snapshot's seq (0: none) and the events replayed.
     loaded: (u64, u64),
 }
@@ -398,6 +406,8 @@ impl Runtime {
                 last_snapshot: snap_seq,
                 snapshot_objects,
                 want_snapshot: false,
+                snapshot_writer: None,
+                snapshot_here: false,
                 loaded: (snap_seq, replayed),
             },
             backends: backends.into_iter().map(|b| (b.name(), b)).collect(),
@@ -513,6 +523,7 @@ impl Runtime {
             Input::Timer(t) => self.on_timer(t),
             Input::GateDone(outcome) => self.on_gate_done(outcome),
             Input::Host(name, status) => self.on_host(&name, status),
+            Input::Snapshotted(seq, objects, result) => self.on_snapshotted(seq, objects, result),
         }
     }
 
@@ -703,19 +714,83 @@ impl Runtime {
                 self.offer_decision(conn, &d);
             }
         }
-        if std::mem::take(&mut self.log.want_snapshot) {
-            // Only here is the state exactly the durable log's: a snapshot is never ahead of it.
-            match self
-                .log
-                .store
-                .save_snapshot(self.state.last_seq, &self.state)
-            {
-                Ok(()) => {
-                    self.log.last_snapshot = self.state.last_seq;
-                    self.log.snapshot_objects = self.state.objects();
-                }
-                Err(e) => tracing::warn!("snapshot failed: {e}"),
+        if self.log.want_snapshot {
+            self.take_snapshot();
+        }
+    }
+
+    /// Snapshot the state, which only at a commit is exactly the durable log's (a snapshot is
+    /// never ahead of it). The loop pays for copying the state; JSON, the write and the device
+    /// flush happen on a thread of their own, one snapshot at a time (while one is written, a
+    /// due one waits for a later commit). The daemon's stop writes its last one here.
+    fn take_snapshot(&mut self) {
+        let writing = self
+            .log
+            .snapshot_writer
+            .as_ref()
+            .is_some_and(|w| !w.is_finished());
+        if writing && !self.log.snapshot_here {
+            return;
+        }
+        if let Some(writer) = self.log.snapshot_writer.take() {
+            // Finished, or the stop waits for it: its snapshot must land before a newer one.
+            let _ = writer.join();
+        }
+        self.log.want_snapshot = false;
+        let (seq, objects) = (self.state.last_seq, self.state.objects());
+        let copying = Instant::now();
+        let job = self.log.store.prepare_snapshot(seq, &self.state);
+        let loop_ms = copying.elapsed().as_secs_f64() * 1e3;
+        let write = move || {
+            let writing = Instant::now();
+            let result = job();
+            tracing::info!(
+                seq,
+                objects,
+                loop_ms = format!("{loop_ms:.1}"),
+                write_ms = format!("{:.1}", writing.elapsed().as_secs_f64() * 1e3),
+                ok = result.is_ok(),
+                "snapshot written"
+            );
+            result
+        };
+        if std::mem::take(&mut self.log.snapshot_here) {
+            let result = write();
+            self.on_snapshotted(seq, objects, result);
+            return;
+        }
+        let tx = self.tx.clone();
+        let started = std::thread::Builder::new()
+            .name("orch-snapshot".into())
+            .spawn(move || {
+                let _ = tx.send(Input::Snapshotted(seq, objects, write()));
+            });
+        match started {
+            Ok(writer) => self.log.snapshot_writer = Some(writer),
+            Err(e) => tracing::warn!("cannot start a thread for a snapshot: {e}"),
+        }
+    }
+
+    /// A snapshot landed (or failed): the next one is due from here.
+    fn on_snapshotted(
+        &mut self,
+        seq: u64,
+        objects: usize,
+        result: Result<(), crate::ports::StoreError>,
+    ) {
+        match result {
+            Ok(()) => {
+                self.log.last_snapshot = self.log.last_snapshot.max(seq);
+                self.log.snapshot_objects = objects;
+                // Asked while it was written because the old one was still the last: ask
+                // again only if one is due from this one.
+                self.log.want_snapshot = rules::snapshot_due(
+                    self.state.last_seq - self.log.last_snapshot,
+                    self.config.daemon.snapshot_every,
+                    self.log.snapshot_objects,
+                );
             }
+            Err(e) => tracing::warn!("snapshot failed: {e}"),
         }
     }
 
@@ -924,6 +999,8 @@ impl Runtime {
             pid: std::process::id(),
         });
         self.snapshot();
+        // The last snapshot is on disk before the daemon says it stopped.
+        self.log.snapshot_here = true;
         let done = self.daemon_stop.take().expect("checked above");
         self.held.push(done(Ok(())));
         self.commit();

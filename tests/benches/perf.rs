@@ -1747,11 +1747,12 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
     let create =
         |tag: &'static str| move |w: usize, id: i64| json!({ "name": format!("{tag}-{w}-{id}") });
     eprintln!("perf:   appending {total} events to an empty daemon");
-    let (empty_rate, empty_size) = {
+    let (empty_rate, empty_size, empty_probe) = {
         let daemon = Daemon::started(None);
         let server = Server::Orch(daemon.socket());
+        let probe = StatusProbe::start(&server)?;
         let rate = pipelined_events(&server, per, SessionCreate::METHOD, create("fresh"))?;
-        (rate, store_bytes(&server)?)
+        (rate, store_bytes(&server)?, probe.stop()?)
     };
     eprintln!("perf:   filling a daemon with {HISTORY_OBJECTS} finished sessions");
     let daemon = Daemon::started(None);
@@ -1766,8 +1767,11 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
     )?;
     let filled_in = fill.elapsed();
     eprintln!("perf:   appending {total} events to it (filled in {filled_in:.1?})");
+    let probe = StatusProbe::start(&server)?;
     let history_rate = pipelined_events(&server, per, SessionCreate::METHOD, create("new"))?;
+    let history_probe = probe.stop()?;
     let history_size = store_bytes(&server)?;
+    let snapshots = snapshot_log_lines(&daemon);
     drop(daemon);
     let ratio = empty_rate / history_rate;
     let table = Table {
@@ -1786,6 +1790,35 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
                 per_s(history_rate),
                 mib(history_size),
                 format!("**{} the time per event**", times(ratio)),
+            ],
+        ],
+    };
+    let (empty_max, history_max) = (empty_probe.max, history_probe.max);
+    let pause_table = Table {
+        head: vec![
+            "daemon",
+            "`orch/status` answers timed",
+            "p50",
+            "p99",
+            "longest",
+        ],
+        rows: vec![
+            vec![
+                "empty, while appending".into(),
+                count(empty_probe.n),
+                us(empty_probe.latency.p50),
+                us(empty_probe.latency.p99),
+                us(empty_max),
+            ],
+            vec![
+                format!(
+                    "holding {} finished sessions, while appending",
+                    count(HISTORY_OBJECTS)
+                ),
+                count(history_probe.n),
+                us(history_probe.latency.p50),
+                us(history_probe.latency.p99),
+                format!("**{}**", us(history_max)),
             ],
         ],
     };
@@ -1829,8 +1862,106 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
             times(ratio)
         )],
         },
+        Section {
+            title: "Snapshots and the runtime".into(),
+            method: format!(
+                "During both appending runs above, one more connection sends `orch/status` one at a \
+                 time, back to back, and times each answer: a request waits for whatever holds the \
+                 runtime loop. The run on the daemon holding {} finished sessions is due a snapshot \
+                 of all of them; the empty daemon's snapshots are small. The daemon's log says \
+                 how long each snapshot held the loop (`snapshot written`, `loop_ms`) and took in all.",
+                count(HISTORY_OBJECTS)
+            ),
+            table: pause_table,
+            goals: vec![Goal {
+                goal: format!(
+                    "the runtime never blocks on a snapshot: the longest `orch/status` answer while \
+                     a snapshot of {} objects is written within 2x of the longest on an empty daemon",
+                    count(HISTORY_OBJECTS)
+                ),
+                measured: format!(
+                    "{} vs {} = {}",
+                    us(history_max),
+                    us(empty_max),
+                    times(history_max.as_secs_f64() / empty_max.as_secs_f64())
+                ),
+                met: history_max.as_secs_f64() <= 2.0 * empty_max.as_secs_f64(),
+            }],
+            reading: if snapshots.is_empty() {
+                vec!["The daemon's log named no snapshot during the run.".into()]
+            } else {
+                vec![format!(
+                    "Snapshots the daemon logged during the run on the loaded daemon: {}.",
+                    snapshots.join("; ")
+                )]
+            },
+        },
         startup_section()?,
     ])
+}
+
+/// `orch/status` answers timed one at a time on a connection of its own, until stopped.
+struct StatusProbe {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<Vec<Duration>>>,
+}
+
+/// What a [`StatusProbe`] saw.
+struct Probed {
+    n: usize,
+    latency: Latency,
+    max: Duration,
+}
+
+impl StatusProbe {
+    fn start(server: &Server) -> Result<Self> {
+        let mut c = server.connect()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut times = Vec::new();
+            let mut id = 1_000_000_i64;
+            while !stopped.load(Ordering::Relaxed) {
+                id += 1;
+                let t = Instant::now();
+                let v = c.call(id, "orch/status", json!({}))?;
+                times.push(t.elapsed());
+                result_of(&v)?;
+            }
+            Ok(times)
+        });
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) -> Result<Probed> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut times = self
+            .thread
+            .join()
+            .map_err(|_| anyhow!("the status probe panicked"))??;
+        ensure!(!times.is_empty(), "the status probe timed no answer");
+        let max = times.iter().copied().max().unwrap_or_default();
+        Ok(Probed {
+            n: times.len(),
+            latency: latency(&mut times),
+            max,
+        })
+    }
+}
+
+/// The `snapshot written` lines of a daemon's log, shortened to their numbers.
+fn snapshot_log_lines(daemon: &Daemon) -> Vec<String> {
+    daemon
+        .log_tail()
+        .lines()
+        .filter(|l| l.contains("snapshot written"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|w| w.contains('='))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
 }
 
 /// Start-up of a daemon killed with SIGKILL (the restart that must lose nothing), on an empty

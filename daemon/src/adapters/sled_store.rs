@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::event::StoredEvent;
 use crate::core::state::State;
-use crate::ports::{EventStore, StoreError};
+use crate::ports::{EventStore, SnapshotJob, StoreError};
 
 mod records;
 
@@ -406,18 +406,33 @@ impl EventStore for SledStore {
     }
 
     fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&Snapshot {
+        self.prepare_snapshot(seq, state)()
+    }
+
+    fn prepare_snapshot(&mut self, seq: u64, state: &State) -> SnapshotJob {
+        // The copy is the record form the snapshot is written in; JSON and the writes follow
+        // in the job.
+        let record = Snapshot {
             v: RECORD_VERSION,
             seq,
             state: StateV1::from(state),
+        };
+        let (db, meta, path) = (self.db.clone(), self.meta.clone(), self.path.clone());
+        Box::new(move || {
+            let bytes = serde_json::to_vec(&record).map_err(io)?;
+            let blob = bytes.len() >= BLOB_THRESHOLD;
+            meta.insert("snapshot", bytes).map_err(io)?;
+            // Compaction trusts the snapshot: make it durable now, blob file included.
+            db.flush().map_err(io)?;
+            File::open(path.join("db").join("db"))
+                .and_then(|f| f.sync_data())
+                .map_err(io)?;
+            if blob {
+                sync_dir_files(&path.join("db").join("blobs"))?;
+            }
+            // Whatever else sled created since the last look (it is rare and cheap to check).
+            make_private(&path)
         })
-        .map_err(io)?;
-        self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
-        self.meta.insert("snapshot", bytes).map_err(io)?;
-        // Compaction trusts the snapshot: make it durable now, blob file included.
-        self.sync()?;
-        // Whatever else sled created since the last look (it is rare and cheap to check).
-        make_private(&self.path)
     }
 
     fn compact(&mut self, before: u64, at_most: usize) -> Result<u64, StoreError> {
