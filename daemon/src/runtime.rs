@@ -107,9 +107,8 @@ pub enum Input {
     GateDone(tasks::GateOutcome),
     /// A remote host's connection changed state.
     Host(String, crate::ports::HostStatus),
-    /// A snapshot written off the loop is done: as of which seq, how many objects it held,
-    /// and how it went.
-    Snapshotted(u64, usize, Result<(), crate::ports::StoreError>),
+    /// The snapshot written off the loop is done (its thread has the outcome).
+    Snapshotted,
 }
 
 /// Delayed work, scheduled with [`Runtime::after`].
@@ -316,6 +315,15 @@ pub struct Runtime {
     finished: bool,
 }
 
+/// A snapshot written on a thread of its own.
+struct SnapshotWriter {
+    /// The thread; it returns how the write went.
+    thread: std::thread::JoinHandle<Result<(), crate::ports::StoreError>>,
+    /// The state's seq and object count it holds.
+    seq: u64,
+    objects: usize,
+}
+
 /// The event log as the runtime writes it: events staged in the current batch, what is durable,
 /// snapshots.
 struct Log {
@@ -332,9 +340,9 @@ struct Log {
     snapshot_objects: usize,
     /// A snapshot is due at the next commit.
     want_snapshot: bool,
-    /// The thread writing a snapshot, while one runs: one at a time, so that an older
-    /// snapshot never lands after a newer one.
-    snapshot_writer: Option<std::thread::JoinHandle<()>>,
+    /// The snapshot being written, while one is: one at a time, so that an older snapshot
+    /// never lands after a newer one.
+    snapshot_writer: Option<SnapshotWriter>,
     /// The next snapshot is written before the commit returns (the daemon's stop).
     snapshot_here: bool,
     /// How start-up loaded the state: the snapshot's seq (0: none) and the events replayed.
@@ -523,7 +531,8 @@ impl Runtime {
             Input::Timer(t) => self.on_timer(t),
             Input::GateDone(outcome) => self.on_gate_done(outcome),
             Input::Host(name, status) => self.on_host(&name, status),
-            Input::Snapshotted(seq, objects, result) => self.on_snapshotted(seq, objects, result),
+            // The thread is ending: its outcome is a join away.
+            Input::Snapshotted => self.snapshot_written(true),
         }
     }
 
@@ -693,6 +702,9 @@ impl Runtime {
             for e in &staged {
                 self.react(e);
             }
+            // A snapshot written since counts from here, even if its report is still queued
+            // behind a burst of requests.
+            self.snapshot_written(false);
             if rules::snapshot_due(
                 self.state.last_seq - self.log.last_snapshot,
                 self.config.daemon.snapshot_every,
@@ -724,17 +736,12 @@ impl Runtime {
     /// flush happen on a thread of their own, one snapshot at a time (while one is written, a
     /// due one waits for a later commit). The daemon's stop writes its last one here.
     fn take_snapshot(&mut self) {
-        let writing = self
-            .log
-            .snapshot_writer
-            .as_ref()
-            .is_some_and(|w| !w.is_finished());
-        if writing && !self.log.snapshot_here {
+        // The last one first: a newer snapshot never lands before an older one. Until its
+        // outcome is known, the spacing counts from the one before: a due snapshot waits
+        // (the daemon's stop waits for it instead).
+        self.snapshot_written(self.log.snapshot_here);
+        if self.log.snapshot_writer.is_some() {
             return;
-        }
-        if let Some(writer) = self.log.snapshot_writer.take() {
-            // Finished, or the stop waits for it: its snapshot must land before a newer one.
-            let _ = writer.join();
         }
         self.log.want_snapshot = false;
         let (seq, objects) = (self.state.last_seq, self.state.objects());
@@ -763,12 +770,38 @@ impl Runtime {
         let started = std::thread::Builder::new()
             .name("orch-snapshot".into())
             .spawn(move || {
-                let _ = tx.send(Input::Snapshotted(seq, objects, write()));
+                let result = write();
+                let _ = tx.send(Input::Snapshotted);
+                result
             });
         match started {
-            Ok(writer) => self.log.snapshot_writer = Some(writer),
+            Ok(thread) => {
+                self.log.snapshot_writer = Some(SnapshotWriter {
+                    thread,
+                    seq,
+                    objects,
+                })
+            }
             Err(e) => tracing::warn!("cannot start a thread for a snapshot: {e}"),
         }
+    }
+
+    /// Take in the outcome of the snapshot being written, if it is done (or, with `wait`,
+    /// once it is).
+    fn snapshot_written(&mut self, wait: bool) {
+        let Some(writer) = self.log.snapshot_writer.take() else {
+            return;
+        };
+        if !wait && !writer.thread.is_finished() {
+            self.log.snapshot_writer = Some(writer);
+            return;
+        }
+        let result = writer.thread.join().unwrap_or_else(|_| {
+            Err(crate::ports::StoreError::Io(
+                "the snapshot thread panicked".to_string(),
+            ))
+        });
+        self.on_snapshotted(writer.seq, writer.objects, result);
     }
 
     /// A snapshot landed (or failed): the next one is due from here.
@@ -780,7 +813,7 @@ impl Runtime {
     ) {
         match result {
             Ok(()) => {
-                self.log.last_snapshot = self.log.last_snapshot.max(seq);
+                self.log.last_snapshot = seq;
                 self.log.snapshot_objects = objects;
                 // Asked while it was written because the old one was still the last: ask
                 // again only if one is due from this one.

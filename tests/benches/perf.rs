@@ -1767,11 +1767,12 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
     )?;
     let filled_in = fill.elapsed();
     eprintln!("perf:   appending {total} events to it (filled in {filled_in:.1?})");
+    let earlier = snapshot_log_lines(&daemon).len();
     let probe = StatusProbe::start(&server)?;
     let history_rate = pipelined_events(&server, per, SessionCreate::METHOD, create("new"))?;
     let history_probe = probe.stop()?;
     let history_size = store_bytes(&server)?;
-    let snapshots = snapshot_log_lines(&daemon);
+    let snapshots: Vec<String> = snapshot_log_lines(&daemon).split_off(earlier);
     drop(daemon);
     let ratio = empty_rate / history_rate;
     let table = Table {
@@ -1952,7 +1953,7 @@ impl StatusProbe {
 /// The `snapshot written` lines of a daemon's log, shortened to their numbers.
 fn snapshot_log_lines(daemon: &Daemon) -> Vec<String> {
     daemon
-        .log_tail()
+        .log_text()
         .lines()
         .filter(|l| l.contains("snapshot written"))
         .map(|l| {
@@ -1961,7 +1962,7 @@ fn snapshot_log_lines(daemon: &Daemon) -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join(" ")
         })
-        .collect()
+        .collect::<Vec<_>>()
 }
 
 /// Start-up of a daemon killed with SIGKILL (the restart that must lose nothing), on an empty

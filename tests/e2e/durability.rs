@@ -432,6 +432,75 @@ fn restart_loads_from_snapshot() {
     );
 }
 
+/// Snapshots are written on a thread of their own while the daemon goes on (a burst of
+/// pipelined requests keeps coming), stay spaced by the state's size (each waits at least as
+/// many events as the one before held objects: a snapshot's report queued behind the burst
+/// once let them come twice as often), and the last one written is the one a restart loads.
+#[test]
+fn snapshots_during_a_burst_keep_their_spacing_and_the_last_one_is_loaded() {
+    const WRITERS: usize = 4;
+    const EACH: usize = 600;
+    let mut d = Daemon::new(Some("[daemon]\nsnapshot_every = 100\n"));
+    d.start();
+    let mut clients: Vec<_> = (0..WRITERS).map(|_| d.client(Via::Socket)).collect();
+    let mut ids = Vec::new();
+    for (w, c) in clients.iter_mut().enumerate() {
+        for i in 0..EACH {
+            ids.push((
+                w,
+                c.request(
+                    "orch/session/create",
+                    json!({ "name": format!("b{w}-{i}") }),
+                ),
+            ));
+        }
+    }
+    for (w, id) in ids {
+        let r = clients[w].response(id);
+        assert!(r.get("result").is_some(), "{r}");
+    }
+    drop(clients);
+    // (seq, objects) of every snapshot the daemon wrote, in order.
+    let written: Vec<(u64, u64)> = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("snapshot written"))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .and_then(|v| v.trim_matches('"').parse().ok())
+                    .unwrap_or_else(|| panic!("no {name} in {l}"))
+            };
+            (field("seq="), field("objects="))
+        })
+        .collect();
+    assert!(written.len() >= 3, "snapshots written: {written:?}");
+    for pair in written.windows(2) {
+        let ((seq, objects), (next, _)) = (pair[0], pair[1]);
+        assert!(
+            next - seq >= objects.max(100),
+            "a snapshot at {next} came {} events after one of {objects} objects at {seq}: {written:?}",
+            next - seq
+        );
+    }
+    let last = written.last().unwrap().0;
+    d.kill9();
+    d.start();
+    let mut c = d.client(Via::Socket);
+    let store = &c.ok("orch/status", json!({}))["store"];
+    assert_eq!(
+        store["snapshotSeq"].as_u64(),
+        Some(last),
+        "the last snapshot written is not the one loaded: {store}"
+    );
+    assert_eq!(
+        c.list_all("orch/session/list", json!({})).len(),
+        WRITERS * EACH + 1,
+        "every session created is there"
+    );
+}
+
 /// Retention drops all but the newest `[retention] events` at start-up even when the backlog is
 /// several of the job's batches (it removes 2,000 per run, on the runtime task, and goes on at
 /// the next tick), and a replay from before what is kept is refused, naming the oldest kept.

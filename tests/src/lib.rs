@@ -203,14 +203,20 @@ impl Daemon {
 
     /// The last lines the daemon logged.
     pub fn log_tail(&self) -> String {
+        let all = self.log_text();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Everything the daemon logged (what `orch serve` wrote to its stderr).
+    pub fn log_text(&self) -> String {
         let mut all = String::new();
         for e in std::fs::read_dir(self.state_dir.path()).unwrap().flatten() {
             if e.file_name().to_string_lossy().ends_with(".log") {
                 all.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
             }
         }
-        let lines: Vec<&str> = all.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        all
     }
 
     /// The daemon's pid as `orch/status` reports it (works for auto-started daemons too).
