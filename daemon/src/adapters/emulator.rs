@@ -179,47 +179,28 @@ impl Emulator {
 
     /// The visible lines, right-trimmed, joined by `\n`: what pattern matching looks at.
     pub fn visible_text(&mut self) -> String {
-        self.awake(|emulator| emulator.visible_text_awake())
-    }
-
-    fn visible_text_awake(&self) -> String {
-        let grid = self.term.grid();
-        let mut text = String::new();
-        for line in 0..grid.screen_lines() {
-            if line > 0 {
-                text.push('\n');
-            }
-            push_row_text(&mut text, grid, Line(line as i32));
+        match &self.asleep {
+            // The screen's rows alone, without waking (or decoding) the history.
+            Some(asleep) => visible_text_of(&asleep.tail(0, self.scrollback)),
+            None => visible_text_of(self.term.grid()),
         }
-        text
     }
 
     /// The screen with up to `scrollback` lines of history above it, and a sequence that
-    /// repaints the visible part into a view of the same size.
+    /// repaints the visible part into a view of the same size. A sleeping screen answers from
+    /// the rows asked for, decoded apart: it stays asleep, and its history is not decoded
+    /// further back than asked.
     pub fn snapshot(&mut self, scrollback: usize) -> ScreenSnapshot {
-        self.awake(|emulator| emulator.snapshot_awake(scrollback))
-    }
-
-    fn snapshot_awake(&self, scrollback: usize) -> ScreenSnapshot {
-        let grid = self.term.grid();
-        let history = scrollback.min(grid.history_size()) as i32;
-        let lines = (-history..grid.screen_lines() as i32)
-            .map(|line| {
-                let mut text = String::new();
-                push_row_text(&mut text, grid, Line(line));
-                text
-            })
-            .collect();
-        let cursor = grid.cursor.point;
         let title = self.title();
-        ScreenSnapshot {
-            lines,
-            cursor_row: cursor.line.0.max(0) as u16,
-            cursor_col: cursor.column.0 as u16,
-            cols: grid.columns() as u16,
-            rows: grid.screen_lines() as u16,
-            title,
-            ansi: self.repaint(),
+        let mode = *self.term.mode();
+        match &self.asleep {
+            Some(asleep) => snapshot_of(
+                &asleep.tail(scrollback, self.scrollback),
+                mode,
+                title,
+                scrollback,
+            ),
+            None => snapshot_of(self.term.grid(), mode, title, scrollback),
         }
     }
 
@@ -227,70 +208,106 @@ impl Emulator {
     fn title(&self) -> Option<String> {
         self.captured.lock().unwrap().title.clone()
     }
+}
 
-    /// Escape sequences that bring a view (fresh, or one that fell behind and resyncs) to this
-    /// screen: modes that change how the view draws or encodes keys, the visible cells with
-    /// their attributes, the cursor and the pen the program is writing with.
-    fn repaint(&self) -> String {
-        let grid = self.term.grid();
-        let mode = *self.term.mode();
-        let mut out = String::with_capacity(grid.columns() * grid.screen_lines() * 2);
-
-        // Undo whatever state a reused view may be in before painting: attributes, scroll
-        // region, origin mode; then pick the screen buffer the program is on, and clear it.
-        out.push_str("\x1b[0m\x1b[r\x1b[?6l\x1b[?7h");
-        out.push_str(if mode.contains(TermMode::ALT_SCREEN) {
-            "\x1b[?1049h"
-        } else {
-            "\x1b[?1049l"
-        });
-        out.push_str("\x1b[H\x1b[2J");
-
-        let mut pen = Pen::default();
-        for line in 0..grid.screen_lines() {
-            if line > 0 {
-                out.push_str("\r\n");
-            }
-            let row = &grid[Line(line as i32)];
-            let end = (0..grid.columns())
-                .rev()
-                .find(|&c| !is_blank(&row[Column(c)]))
-                .map_or(0, |c| c + 1);
-            for col in 0..end {
-                push_cell(&mut out, &mut pen, row, col);
-            }
+/// The visible lines of `grid`, right-trimmed, joined by `\n`.
+fn visible_text_of(grid: &Grid<Cell>) -> String {
+    let mut text = String::new();
+    for line in 0..grid.screen_lines() {
+        if line > 0 {
+            text.push('\n');
         }
-
-        let cursor = &grid.cursor;
-        let (line, col) = (cursor.point.line.0 + 1, cursor.point.column.0 + 1);
-        let last_column = cursor.point.column.0 + 1 == grid.columns();
-        if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) && last_column {
-            // The program wrote the last column and the next character wraps. A cursor move
-            // cannot express that, so write the last cell again: the view lands in the same
-            // pending-wrap state. A wide character is written again whole, from its first half.
-            // (A resize can leave a wrap pending short of the last column, which no view can
-            // copy: there the cursor is only placed.)
-            let row = &grid[cursor.point.line];
-            let mut at = cursor.point.column.0;
-            if at > 0
-                && row[Column(at)].flags.contains(Flags::WIDE_CHAR_SPACER)
-                && !unpaired(row, at)
-            {
-                at -= 1;
-            }
-            let _ = write!(out, "\x1b[{line};{}H", at + 1);
-            push_cell(&mut out, &mut pen, row, at);
-        } else {
-            let _ = write!(out, "\x1b[{line};{col}H");
-        }
-        push_sgr(&mut out, &Pen::of(&cursor.template));
-
-        push_modes(&mut out, mode);
-        if let Some(title) = self.title() {
-            let _ = write!(out, "\x1b]2;{title}\x07");
-        }
-        out
+        push_row_text(&mut text, grid, Line(line as i32));
     }
+    text
+}
+
+/// What [`Emulator::snapshot`] returns, rendered from `grid` with the terminal's modes and
+/// title.
+fn snapshot_of(
+    grid: &Grid<Cell>,
+    mode: TermMode,
+    title: Option<String>,
+    scrollback: usize,
+) -> ScreenSnapshot {
+    let history = scrollback.min(grid.history_size()) as i32;
+    let lines = (-history..grid.screen_lines() as i32)
+        .map(|line| {
+            let mut text = String::new();
+            push_row_text(&mut text, grid, Line(line));
+            text
+        })
+        .collect();
+    let cursor = grid.cursor.point;
+    let ansi = repaint(grid, mode, title.as_deref());
+    ScreenSnapshot {
+        lines,
+        cursor_row: cursor.line.0.max(0) as u16,
+        cursor_col: cursor.column.0 as u16,
+        cols: grid.columns() as u16,
+        rows: grid.screen_lines() as u16,
+        title,
+        ansi,
+    }
+}
+
+/// Escape sequences that bring a view (fresh, or one that fell behind and resyncs) to this
+/// screen: modes that change how the view draws or encodes keys, the visible cells with
+/// their attributes, the cursor and the pen the program is writing with.
+fn repaint(grid: &Grid<Cell>, mode: TermMode, title: Option<&str>) -> String {
+    let mut out = String::with_capacity(grid.columns() * grid.screen_lines() * 2);
+
+    // Undo whatever state a reused view may be in before painting: attributes, scroll
+    // region, origin mode; then pick the screen buffer the program is on, and clear it.
+    out.push_str("\x1b[0m\x1b[r\x1b[?6l\x1b[?7h");
+    out.push_str(if mode.contains(TermMode::ALT_SCREEN) {
+        "\x1b[?1049h"
+    } else {
+        "\x1b[?1049l"
+    });
+    out.push_str("\x1b[H\x1b[2J");
+
+    let mut pen = Pen::default();
+    for line in 0..grid.screen_lines() {
+        if line > 0 {
+            out.push_str("\r\n");
+        }
+        let row = &grid[Line(line as i32)];
+        let end = (0..grid.columns())
+            .rev()
+            .find(|&c| !is_blank(&row[Column(c)]))
+            .map_or(0, |c| c + 1);
+        for col in 0..end {
+            push_cell(&mut out, &mut pen, row, col);
+        }
+    }
+
+    let cursor = &grid.cursor;
+    let (line, col) = (cursor.point.line.0 + 1, cursor.point.column.0 + 1);
+    let last_column = cursor.point.column.0 + 1 == grid.columns();
+    if cursor.input_needs_wrap && mode.contains(TermMode::LINE_WRAP) && last_column {
+        // The program wrote the last column and the next character wraps. A cursor move
+        // cannot express that, so write the last cell again: the view lands in the same
+        // pending-wrap state. A wide character is written again whole, from its first half.
+        // (A resize can leave a wrap pending short of the last column, which no view can
+        // copy: there the cursor is only placed.)
+        let row = &grid[cursor.point.line];
+        let mut at = cursor.point.column.0;
+        if at > 0 && row[Column(at)].flags.contains(Flags::WIDE_CHAR_SPACER) && !unpaired(row, at) {
+            at -= 1;
+        }
+        let _ = write!(out, "\x1b[{line};{}H", at + 1);
+        push_cell(&mut out, &mut pen, row, at);
+    } else {
+        let _ = write!(out, "\x1b[{line};{col}H");
+    }
+    push_sgr(&mut out, &Pen::of(&cursor.template));
+
+    push_modes(&mut out, mode);
+    if let Some(title) = title {
+        let _ = write!(out, "\x1b]2;{title}\x07");
+    }
+    out
 }
 
 /// Private modes the repaint sets or resets, with the flag that says which.
@@ -928,16 +945,27 @@ mod tests {
     /// Everything a sleep must keep: every cell of history and screen, both cursors, the modes,
     /// and what a client sees (lines, repaint).
     fn whole_state(emu: &mut Emulator) -> String {
+        // Asked while it may sleep (answered from the rows asked for), then awake.
         let snap = emu.snapshot(usize::MAX);
+        let (screen, two) = (emu.snapshot(0), emu.snapshot(2));
+        let text = emu.visible_text();
         emu.wake();
         let grid = emu.term.grid();
         let mut out = format!(
-            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
             emu.term.mode(),
             grid.cursor,
             grid.saved_cursor,
             snap.lines,
-            snap.ansi
+            snap.ansi,
+            (
+                screen.lines,
+                screen.ansi,
+                screen.cursor_row,
+                screen.cursor_col
+            ),
+            two.lines,
+            text,
         );
         for line in -(grid.history_size() as i32)..grid.screen_lines() as i32 {
             let row = &grid[Line(line)];

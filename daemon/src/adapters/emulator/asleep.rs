@@ -141,14 +141,35 @@ impl Asleep {
 
     /// The grid again, with `max_history` lines of history allowed as before.
     pub(super) fn grid(self, max_history: usize) -> Grid<Cell> {
-        let mut grid = Grid::new(self.lines, self.columns, max_history);
-        if self.history > 0 {
+        let mut grid = self.decode(self.history, max_history);
+        grid.cursor = self.cursor;
+        grid.saved_cursor = self.saved_cursor;
+        grid
+    }
+
+    /// A copy of the grid with only its newest `history` lines of history (at most as many as
+    /// it has), to read from while this stays asleep: rows further back are skipped, not
+    /// decoded.
+    pub(super) fn tail(&self, history: usize, max_history: usize) -> Grid<Cell> {
+        let mut grid = self.decode(history.min(self.history), max_history);
+        grid.cursor = self.cursor.clone();
+        grid.saved_cursor = self.saved_cursor.clone();
+        grid
+    }
+
+    /// The rows decoded into a new grid keeping the newest `history` lines of history.
+    fn decode(&self, history: usize, max_history: usize) -> Grid<Cell> {
+        let mut grid = Grid::new(self.lines, self.columns, max_history.max(history));
+        if history > 0 {
             // Scrolling the whole screen up makes the history; every row is written below.
-            grid.scroll_up::<Color>(&(Line(0)..Line(self.lines as i32)), self.history);
+            grid.scroll_up::<Color>(&(Line(0)..Line(self.lines as i32)), history);
         }
         let default = Cell::default();
         let mut at = 0;
-        for line in -(self.history as i32)..self.lines as i32 {
+        for _ in history..self.history {
+            skip_row(&self.rows, &mut at);
+        }
+        for line in -(history as i32)..self.lines as i32 {
             let row = &mut grid[Line(line)];
             row.reset::<Color>(&default);
             let len = take(&self.rows, &mut at) as usize;
@@ -168,9 +189,22 @@ impl Asleep {
                 }
             }
         }
-        grid.cursor = self.cursor;
-        grid.saved_cursor = self.saved_cursor;
         grid
+    }
+}
+
+/// Move `*at` past one encoded row.
+fn skip_row(bytes: &[u8], at: &mut usize) {
+    let len = take(bytes, at) as usize;
+    let mut col = 0;
+    while col < len {
+        let head = take(bytes, at);
+        let count = take(bytes, at) as usize;
+        let chars = if head & 1 == 1 { 1 } else { count };
+        for _ in 0..chars {
+            take(bytes, at);
+        }
+        col += count.max(1);
     }
 }
 
