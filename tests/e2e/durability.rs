@@ -440,24 +440,29 @@ fn restart_loads_from_snapshot() {
 fn snapshots_during_a_burst_keep_their_spacing_and_the_last_one_is_loaded() {
     const WRITERS: usize = 4;
     const EACH: usize = 600;
+    const WAVES: usize = 4;
     let mut d = Daemon::new(Some("[daemon]\nsnapshot_every = 100\n"));
     d.start();
     let mut clients: Vec<_> = (0..WRITERS).map(|_| d.client(Via::Socket)).collect();
-    let mut ids = Vec::new();
-    for (w, c) in clients.iter_mut().enumerate() {
-        for i in 0..EACH {
-            ids.push((
-                w,
-                c.request(
-                    "orch/session/create",
-                    json!({ "name": format!("b{w}-{i}") }),
-                ),
-            ));
+    // Waves of pipelined requests: however the daemon batches a wave, each ends in a commit,
+    // so snapshots come due during the run (objects double between them: 2,400, 4,800, ...).
+    for wave in 0..WAVES {
+        let mut ids = Vec::new();
+        for (w, c) in clients.iter_mut().enumerate() {
+            for i in 0..EACH {
+                ids.push((
+                    w,
+                    c.request(
+                        "orch/session/create",
+                        json!({ "name": format!("b{wave}-{w}-{i}") }),
+                    ),
+                ));
+            }
         }
-    }
-    for (w, id) in ids {
-        let r = clients[w].response(id);
-        assert!(r.get("result").is_some(), "{r}");
+        for (w, id) in ids {
+            let r = clients[w].response(id);
+            assert!(r.get("result").is_some(), "{r}");
+        }
     }
     drop(clients);
     // (seq, objects) of every snapshot the daemon wrote, in order.
@@ -475,7 +480,7 @@ fn snapshots_during_a_burst_keep_their_spacing_and_the_last_one_is_loaded() {
             (field("seq="), field("objects="))
         })
         .collect();
-    assert!(written.len() >= 3, "snapshots written: {written:?}");
+    assert!(written.len() >= 2, "snapshots written: {written:?}");
     for pair in written.windows(2) {
         let ((seq, objects), (next, _)) = (pair[0], pair[1]);
         assert!(
@@ -496,7 +501,7 @@ fn snapshots_during_a_burst_keep_their_spacing_and_the_last_one_is_loaded() {
     );
     assert_eq!(
         c.list_all("orch/session/list", json!({})).len(),
-        WRITERS * EACH + 1,
+        WAVES * WRITERS * EACH + 1,
         "every session created is there"
     );
 }
