@@ -6,12 +6,10 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use orch_tests::real::{require, ModelServer, RealAgent};
-use orch_tests::{require_tool, wait_for, WAIT};
+use orch_tests::{require_tool, wait_for, IsolatedTmux, WAIT};
 use serde_json::{json, Value};
 
 /// A response read to the end (the server closes every connection after one response).
@@ -1062,69 +1060,9 @@ fn prepare_aider_flags_and_offline_model_metadata() {
 
 // --- each installed CLI, started once from `prepare`, reaches the server ---
 
-/// An isolated tmux server (`tmux -L kit-...`), killed when dropped.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn new(agent: RealAgent) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        Self {
-            name: format!(
-                "kit-{}-{}-{}",
-                agent.name(),
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "0"])
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        // Killing the server only hangs up its panes, and Gemini CLI outlives a hangup: each
-        // pane's process group (its program leads one) is killed first.
-        if let Ok(out) = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.name)
-            .args(["list-panes", "-a", "-F", "#{pane_pid}"])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
-                .filter(|&p| p > 1)
-            {
-                // SAFETY: killpg has no memory-safety preconditions.
-                unsafe { libc::killpg(pid, libc::SIGKILL) };
-            }
-        }
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.name)
-            .arg("kill-server")
-            .output();
-    }
+/// What pane 0 of `tmux` shows.
+fn screen(tmux: &IsolatedTmux) -> String {
+    tmux.ok(&["capture-pane", "-p", "-t", "0"])
 }
 
 /// Start `agent` from `prepare` in a 120x40 tmux pane with `TERM=xterm-256color`, wait for its
@@ -1138,7 +1076,7 @@ fn reaches_the_server(agent: RealAgent, ready: &str) {
     let home = tempfile::tempdir().unwrap();
     let ws = tempfile::tempdir().unwrap();
     let setup = agent.prepare(home.path(), ws.path(), &s);
-    let tmux = Tmux::new(agent);
+    let tmux = IsolatedTmux::new(&format!("kit-{}", agent.name()));
     let mut argv: Vec<String> = vec!["env".into(), "TERM=xterm-256color".into()];
     argv.extend(setup.env.iter().map(|(k, v)| format!("{k}={v}")));
     argv.extend(setup.command.iter().cloned());
@@ -1156,15 +1094,15 @@ fn reaches_the_server(agent: RealAgent, ready: &str) {
     args.push(ws.path().to_str().unwrap());
     args.push("--");
     args.extend(argv.iter().map(String::as_str));
-    tmux.run(&args);
+    tmux.ok(&args);
     wait_for(
         &format!("{agent:?}'s prompt"),
         Duration::from_secs(60),
-        || tmux.screen().contains(ready).then_some(()),
+        || screen(&tmux).contains(ready).then_some(()),
     );
     let prompt = format!("hello from {}", agent.name());
-    tmux.run(&["set-buffer", "-b", "kit", "--", &prompt]);
-    tmux.run(&["paste-buffer", "-p", "-d", "-b", "kit", "-t", "0"]);
+    tmux.ok(&["set-buffer", "-b", "kit", "--", &prompt]);
+    tmux.ok(&["paste-buffer", "-p", "-d", "-b", "kit", "-t", "0"]);
     // Enter goes on its own, after the paste. A prompt typed while the CLI is still starting can
     // stay unsent in its input box (tests/fixtures/screens/README.md); Enter again sends it once.
     let sent = |s: &ModelServer| {
@@ -1175,7 +1113,7 @@ fn reaches_the_server(agent: RealAgent, ready: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     'submit: loop {
         std::thread::sleep(Duration::from_millis(300));
-        tmux.run(&["send-keys", "-t", "0", "Enter"]);
+        tmux.ok(&["send-keys", "-t", "0", "Enter"]);
         let waited = Instant::now();
         while waited.elapsed() < Duration::from_millis(1500) {
             if sent(&s) {
@@ -1186,12 +1124,12 @@ fn reaches_the_server(agent: RealAgent, ready: &str) {
         assert!(
             Instant::now() < deadline,
             "{agent:?} never sent {prompt:?}; screen:\n{}",
-            tmux.screen()
+            screen(&tmux)
         );
     }
     let expected = format!("OK: {prompt}");
     wait_for(&format!("{expected:?} on {agent:?}'s screen"), WAIT, || {
-        tmux.screen().contains(&expected).then_some(())
+        screen(&tmux).contains(&expected).then_some(())
     });
 }
 

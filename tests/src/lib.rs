@@ -671,6 +671,22 @@ impl IsolatedTmux {
         )
     }
 
+    /// `tmux -L <name> args...`, which must succeed: its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.name)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The names of the server's windows, in every session.
     pub fn window_names(&self) -> Vec<String> {
         self.tmux(&["list-windows", "-a", "-F", "#{window_name}"])
@@ -683,6 +699,17 @@ impl IsolatedTmux {
 
 impl Drop for IsolatedTmux {
     fn drop(&mut self) {
+        // Killing the server only hangs up its panes, and some programs (Gemini CLI) outlive a
+        // hangup: each pane's process group (its program leads one) is killed first.
+        let (_, panes) = self.tmux(&["list-panes", "-a", "-F", "#{pane_pid}"]);
+        for pid in panes
+            .lines()
+            .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+            .filter(|&p| p > 1)
+        {
+            // SAFETY: killpg has no memory-safety preconditions.
+            unsafe { libc::killpg(pid, libc::SIGKILL) };
+        }
         let _ = self.tmux(&["kill-server"]);
     }
 }

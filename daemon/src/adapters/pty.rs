@@ -430,8 +430,9 @@ impl Terminal for PtyTerminal {
         let asleep = emulator.is_asleep();
         let snapshot = emulator.snapshot(scrollback);
         drop(emulator);
-        if asleep {
-            // It woke for the answer and went back to sleep: give back what the wake took.
+        if asleep && snapshot.lines.len() > 1_000 {
+            // A long history was decoded for the answer: give back what that took. (A sleeping
+            // screen answers without waking; only the rows asked for are decoded.)
             give_back_memory_soon();
         }
         Ok(snapshot)
