@@ -591,8 +591,10 @@ pub trait ClientPort: Send + Sync {
     fn peer(&self) -> String;
     /// Whether everything sent to it was written out (the daemon's stop waits for this).
     fn drained(&self) -> bool;
-    /// An event for one of its subscriptions (`orch/event`).
-    fn event(&self, subscription: &str, event: &StoredEvent);
+    /// Events for one of its subscriptions (`orch/event` each), in order, handed over at once:
+    /// those of `batch` at the indices `matching`. A batch goes to every subscription, most
+    /// of which get the same events: the port may share its work on them.
+    fn events(&self, subscription: &str, batch: &Arc<[StoredEvent]>, matching: &[usize]);
     /// A warning for its log (`window/logMessage`).
     fn warn(&self, message: &str);
     /// Ask it to choose one of a decision's options (`window/showMessageRequest`); `answer` is

@@ -697,9 +697,9 @@ impl Runtime {
             delivery();
         }
         if !self.log.staged.is_empty() {
-            let staged = std::mem::take(&mut self.log.staged);
+            let staged: Arc<[StoredEvent]> = std::mem::take(&mut self.log.staged).into();
             self.clients.publish(&staged);
-            for e in &staged {
+            for e in staged.iter() {
                 self.react(e);
             }
             // A snapshot written since counts from here, even if its report is still queued

@@ -56,9 +56,34 @@ impl std::error::Error for FrameError {}
 /// Frame `body` for sending.
 pub fn encode(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 32);
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    push_header(&mut out, body.len());
     out.extend_from_slice(body);
     out
+}
+
+/// Append the header of a frame whose body has `len` bytes (`Content-Length: N\r\n\r\n`),
+/// without the formatting machinery: a server framing many small messages pays for this once
+/// per message.
+pub fn push_header(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// Bytes of the frame of a `len`-byte body: its header and the body.
+pub fn frame_len(len: usize) -> usize {
+    "Content-Length: \r\n\r\n".len() + len.checked_ilog10().unwrap_or(0) as usize + 1 + len
 }
 
 /// Incremental decoder of framed bodies.
@@ -182,6 +207,18 @@ fn parse_header(header: &[u8], max_body: usize) -> Result<usize, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_and_frame_lengths_match_formatting() {
+        for len in [0, 1, 9, 10, 99, 100, 12_345, 1 << 20, usize::MAX] {
+            let mut out = Vec::new();
+            push_header(&mut out, len);
+            assert_eq!(out, format!("Content-Length: {len}\r\n\r\n").into_bytes());
+            if len < 1 << 30 {
+                assert_eq!(frame_len(len), encode(&vec![b'x'; len]).len());
+            }
+        }
+    }
 
     #[test]
     fn decodes_split_and_pipelined_frames() {

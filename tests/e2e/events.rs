@@ -103,6 +103,126 @@ fn replay_since_then_live_without_gaps_or_duplicates() {
     }
 }
 
+/// Subscriptions with different filters, on two connections, while pipelining writers make
+/// the daemon commit events in large batches: each gets exactly the events it asked for, in
+/// order, once. (A batch goes to every subscription at once; the daemon shares the work among
+/// those that get the same events, so subscriptions that differ must not be given another's.)
+#[test]
+fn subscriptions_with_different_filters_each_get_exactly_theirs_from_large_batches() {
+    const EACH: usize = 400;
+    const AGENTS: usize = 8;
+    let d = Daemon::started(None);
+    let mut conns = [d.client(Via::Socket), d.client(Via::Socket)];
+    let first = conns[0].ok("orch/status", json!({}))["lastSeq"]
+        .as_u64()
+        .unwrap();
+    // (connection, subscription id, kind prefix it asked for; "" is every event)
+    let mut subs = Vec::new();
+    for (conn, prefix) in [
+        (0, ""),
+        (0, "session."),
+        (0, "agent."),
+        (1, "terminal."),
+        (1, "config."),
+        (1, ""),
+    ] {
+        let params = if prefix.is_empty() {
+            json!({})
+        } else {
+            json!({ "kinds": [prefix] })
+        };
+        let sub = conns[conn].ok("orch/events/subscribe", params);
+        subs.push((conn, sub["subscriptionId"].clone(), prefix));
+    }
+    // An agent's spawn commits events of two kinds at once (`agent.`, `terminal.`): batches
+    // whose events go to different subscriptions, however fast the daemon takes requests in.
+    let writers: Vec<_> = [
+        ("orch/session/create", EACH),
+        ("orch/config/reload", EACH),
+        ("orch/agent/spawn", AGENTS),
+    ]
+    .into_iter()
+    .map(|(method, count)| {
+        let socket = d.socket();
+        std::thread::spawn(move || {
+            let mut c = orch_tests::Client::socket(&socket);
+            c.initialize();
+            let ids: Vec<i64> = (0..count)
+                .map(|i| {
+                    let params = match method {
+                        "orch/session/create" => json!({ "name": format!("batch-{i}") }),
+                        "orch/agent/spawn" => json!({ "command": ["sleep", "60"] }),
+                        _ => json!({}),
+                    };
+                    c.request(method, params)
+                })
+                .collect();
+            for id in ids {
+                let r = c.response(id);
+                assert!(r.get("error").is_none(), "{method}: {r}");
+            }
+        })
+    })
+    .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let last = conns[0].ok("orch/status", json!({}))["lastSeq"]
+        .as_u64()
+        .unwrap();
+    assert!(last - first >= 2 * EACH as u64, "{first}..{last}");
+    // Each connection's unfiltered subscription reaches the last event (every earlier message
+    // is kept meanwhile); then whatever else was sent is in too.
+    let mut got: Vec<Vec<Value>> = vec![Vec::new(); subs.len()];
+    for (conn, c) in conns.iter_mut().enumerate() {
+        let every = subs
+            .iter()
+            .position(|(n, _, prefix)| *n == conn && prefix.is_empty())
+            .unwrap();
+        let reached = c.notification("orch/event", WAIT, |p| {
+            p["subscriptionId"] == subs[every].1 && p["event"]["seq"] == json!(last)
+        });
+        for m in c.drain(Duration::from_millis(300)) {
+            if m["method"] != "orch/event" {
+                continue;
+            }
+            let i = subs
+                .iter()
+                .position(|(n, id, _)| *n == conn && *id == m["params"]["subscriptionId"])
+                .unwrap_or_else(|| panic!("an event of no subscription of this connection: {m}"));
+            got[i].push(m["params"]["event"].clone());
+        }
+        // The unfiltered subscription's last: nothing of it came after.
+        got[every].push(reached["event"].clone());
+    }
+    let all = &got[0];
+    let all_seqs = seqs_of(all);
+    assert_eq!(
+        all_seqs,
+        (first + 1..=last).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    for (i, (_, id, prefix)) in subs.iter().enumerate() {
+        let want: Vec<u64> = all
+            .iter()
+            .filter(|e| e["kind"].as_str().unwrap().starts_with(prefix))
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs_of(&got[i]), want, "subscription {id} ({prefix:?})");
+    }
+    // Every kind the test counts on came (an agent's spawn is more than one event).
+    let kinds = |prefix: &str| {
+        all.iter()
+            .filter(|e| e["kind"].as_str().unwrap().starts_with(prefix))
+            .count()
+    };
+    assert_eq!((kinds("session."), kinds("config.")), (EACH, EACH));
+    assert!(
+        kinds("agent.") >= AGENTS && kinds("terminal.") >= AGENTS,
+        "{all:?}"
+    );
+}
+
 #[test]
 fn query_filters_and_pages() {
     let d = Daemon::started(None);

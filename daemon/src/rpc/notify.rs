@@ -4,7 +4,7 @@
 //! module alone knows the shapes.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -54,12 +54,57 @@ const EVENT_CACHE_BYTES: usize = 4 << 20;
 pub struct EventCache {
     /// The events kept, by increasing seq, and their bytes in all.
     recent: Mutex<(VecDeque<CachedEvent>, usize)>,
+    /// The batch [`Self::batch`] gave last (it keeps its events until the next commit's).
+    last_batch: Mutex<Option<Arc<WireBatch>>>,
 }
 
 /// `(seq, time, JSON of the wire event)`.
 type CachedEvent = (u64, String, Arc<[u8]>);
 
+/// Events of a batch bound for subscriptions, and their wire form once one connection's writer
+/// made it: shared by every subscription that gets exactly these events.
+struct WireBatch {
+    /// The batch.
+    events: Arc<[StoredEvent]>,
+    /// The indices of the events meant.
+    matching: Vec<usize>,
+    /// Their wire form, made by the first writer that needs it.
+    wire: OnceLock<Vec<Arc<[u8]>>>,
+}
+
+impl WireBatch {
+    /// The events' wire form, made now unless another writer made it.
+    fn wire(&self, cache: &EventCache) -> &[Arc<[u8]>] {
+        self.wire.get_or_init(|| {
+            self.matching
+                .iter()
+                .map(|&i| cache.wire(&self.events[i]))
+                .collect()
+        })
+    }
+}
+
 impl EventCache {
+    /// `batch`'s events at `matching`, to be made wire form by a writer. The runtime hands a
+    /// commit's events to one subscription after another, most of which (those without a
+    /// filter, or with the same) get the same ones: the last one asked for is given again,
+    /// and made wire form once, off the runtime's loop.
+    fn batch(&self, batch: &Arc<[StoredEvent]>, matching: &[usize]) -> Arc<WireBatch> {
+        let mut last = self.last_batch.lock().unwrap();
+        if let Some(last) = &*last {
+            if Arc::ptr_eq(&last.events, batch) && last.matching == matching {
+                return last.clone();
+            }
+        }
+        let made = Arc::new(WireBatch {
+            events: batch.clone(),
+            matching: matching.to_vec(),
+            wire: OnceLock::new(),
+        });
+        *last = Some(made.clone());
+        made
+    }
+
     /// `e` as the `event` of an `orch/event` notification, serialized.
     fn wire(&self, e: &StoredEvent) -> Arc<[u8]> {
         let mut guard = self.recent.lock().unwrap();
@@ -99,9 +144,25 @@ impl ClientPort for WireClient {
         self.out.drained()
     }
 
-    fn event(&self, subscription: &str, e: &StoredEvent) {
-        self.out
-            .send_body(event_notification(subscription, &self.events.wire(e)));
+    fn events(&self, subscription: &str, batch: &Arc<[StoredEvent]>, matching: &[usize]) {
+        let batch = self.events.batch(batch, matching);
+        let subscription = serde_json::to_vec(subscription).expect("a string serializes");
+        // The bytes as the writer will frame them, but for the events' size, not known
+        // until it makes their wire form: a typical event's is assumed.
+        let bytes = matching.len()
+            * editor_protocol::framing::frame_len(event_notification_len(&subscription, &[0; 256]));
+        let cache = self.events.clone();
+        // Serialized and framed by the connection's writer: the runtime's loop only hands the
+        // batch over.
+        self.out.send_rendered(
+            matching.len(),
+            bytes,
+            Box::new(move |out| {
+                for e in batch.wire(&cache) {
+                    push_event_notification(out, &subscription, e);
+                }
+            }),
+        );
     }
 
     fn warn(&self, message: &str) {
@@ -159,21 +220,28 @@ impl ClientPort for WireClient {
     }
 }
 
-/// The body of an `orch/event` notification for `subscription` around `event` (the wire event,
-/// serialized): the same bytes as the [`Notification`](editor_protocol::jsonrpc::Notification)
-/// of `EventNotification` params, built without converting the event again.
-fn event_notification(subscription: &str, event: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(event.len() + subscription.len() + 96);
-    body.extend_from_slice(br#"{"jsonrpc":"2.0","method":"#);
-    serde_json::to_writer(&mut body, editor_protocol::methods::EVENT_NOTIFICATION)
-        .expect("a string serializes");
-    // A JSON value's keys come sorted: `event`, then `subscriptionId`.
-    body.extend_from_slice(br#","params":{"event":"#);
-    body.extend_from_slice(event);
-    body.extend_from_slice(br#","subscriptionId":"#);
-    serde_json::to_writer(&mut body, subscription).expect("a string serializes");
-    body.extend_from_slice(b"}}");
-    body
+/// Append the framed `orch/event` notification for `subscription` (serialized as a JSON string)
+/// around `event` (the wire event, serialized): the frame of the
+/// [`Notification`](editor_protocol::jsonrpc::Notification) of `EventNotification` params, built
+/// without converting the event again.
+fn push_event_notification(out: &mut Vec<u8>, subscription: &[u8], event: &[u8]) {
+    let len = event_notification_len(subscription, event);
+    editor_protocol::framing::push_header(out, len);
+    out.reserve(len);
+    for piece in [EVENT_HEAD, event, EVENT_MIDDLE, subscription, EVENT_TAIL] {
+        out.extend_from_slice(piece);
+    }
+}
+
+// The pieces of an `orch/event` notification around its event and subscription. A JSON
+// value's keys come sorted: `event`, then `subscriptionId`.
+const EVENT_HEAD: &[u8] = br#"{"jsonrpc":"2.0","method":"orch/event","params":{"event":"#;
+const EVENT_MIDDLE: &[u8] = br#","subscriptionId":"#;
+const EVENT_TAIL: &[u8] = b"}}";
+
+/// Bytes of the body [`push_event_notification`] frames.
+fn event_notification_len(subscription: &[u8], event: &[u8]) -> usize {
+    EVENT_HEAD.len() + event.len() + EVENT_MIDDLE.len() + subscription.len() + EVENT_TAIL.len()
 }
 
 /// Ask a client to choose one of a decision's options; `None` when it dismissed the prompt,
@@ -251,9 +319,12 @@ mod tests {
                     .unwrap(),
                 })
                 .to_bytes();
+                let expected = editor_protocol::framing::encode(&expected);
                 // Twice: converted, then from the cache.
                 for _ in 0..2 {
-                    let got = event_notification(sub, &cache.wire(&e));
+                    let mut got = Vec::new();
+                    let sub = serde_json::to_vec(sub).unwrap();
+                    push_event_notification(&mut got, &sub, &cache.wire(&e));
                     assert_eq!(
                         String::from_utf8(got).unwrap(),
                         String::from_utf8(expected.clone()).unwrap()

@@ -18,6 +18,8 @@ use crate::ports::{ClientPort, FollowHandle, Progress};
 const MAX_SUBS_PER_CONN: usize = 64;
 /// Most terminals one connection may follow.
 pub const MAX_FOLLOWED_PER_CONN: usize = 64;
+/// Events a replay hands to a connection at once.
+const REPLAY_CHUNK: usize = 256;
 
 /// One connected client.
 struct Client {
@@ -163,11 +165,23 @@ impl Clients {
         let id = format!("sub-{}", self.next_sub + 1);
         self.next_sub += 1;
         let port = client.port.clone();
+        // Handed over in chunks: one hand-off to the connection for many events.
+        let mut chunk = Vec::new();
+        let hand_over = |chunk: &mut Vec<StoredEvent>| {
+            let events: Arc<[StoredEvent]> = std::mem::take(chunk).into();
+            port.events(&id, &events, &(0..events.len()).collect::<Vec<_>>());
+        };
         replay(&mut |e| {
             if event_matches(&kinds, &subjects, e) {
-                port.event(&id, e);
+                chunk.push(e.clone());
+                if chunk.len() == REPLAY_CHUNK {
+                    hand_over(&mut chunk);
+                }
             }
         })?;
+        if !chunk.is_empty() {
+            hand_over(&mut chunk);
+        }
         self.subs.insert(
             id.clone(),
             EventSub {
@@ -192,17 +206,23 @@ impl Clients {
     }
 
     /// Newly durable events to every subscription they match, in order.
-    pub fn publish(&mut self, events: &[StoredEvent]) {
+    pub fn publish(&mut self, events: &Arc<[StoredEvent]>) {
         for (id, sub) in &mut self.subs {
             let Some(c) = self.conns.get(&sub.conn) else {
                 continue;
             };
             let upto = sub.delivered;
-            for e in events.iter().filter(|e| e.seq > upto) {
-                if event_matches(&sub.kinds, &sub.subjects, e) {
-                    c.port.event(id, e);
-                }
-                sub.delivered = e.seq;
+            let matching: Vec<usize> = (0..events.len())
+                .filter(|&i| {
+                    let e = &events[i];
+                    e.seq > upto && event_matches(&sub.kinds, &sub.subjects, e)
+                })
+                .collect();
+            if !matching.is_empty() {
+                c.port.events(id, events, &matching);
+            }
+            if let Some(last) = events.last() {
+                sub.delivered = sub.delivered.max(last.seq);
             }
         }
     }

@@ -111,9 +111,9 @@ type Pending = Arc<Mutex<HashMap<Id, oneshot::Sender<Result<Value, ResponseError
 /// The sending half of a connection, shared by the runtime and the connection's tasks.
 #[derive(Clone)]
 pub struct Outbound {
-    /// Responses, events and requests: never dropped while the client keeps up.
-    tx: mpsc::UnboundedSender<Vec<u8>>,
-    /// Terminal output: bounded, so a slow reader backs up into its coalescing buffer.
+    /// Responses, events and requests, framed: never dropped while the client keeps up.
+    tx: mpsc::UnboundedSender<Queued>,
+    /// Terminal output, framed: bounded, so a slow reader backs up into its coalescing buffer.
     output_tx: mpsc::Sender<Vec<u8>>,
     /// Messages in `tx` not yet written.
     queued: Arc<AtomicUsize>,
@@ -138,29 +138,49 @@ impl Outbound {
         self.send_with(|| msg.to_bytes())
     }
 
-    /// Queue a message serialized already (a JSON-RPC body, not framed), such as one built from
-    /// pieces serialized once for many clients. Returns false as [`Self::send`] does.
-    pub fn send_body(&self, body: Vec<u8>) -> bool {
-        self.send_with(|| body)
+    /// Queue `messages` messages, `bytes` bytes framed, that the connection's writer appends to
+    /// its buffer with `render` when their turn comes: work shared by many connections (a
+    /// batch of events serialized once) is done once, and each connection's own share of it
+    /// (framing) off the caller's thread. Returns false as [`Self::send`] does.
+    pub fn send_rendered(&self, messages: usize, bytes: usize, render: Render) -> bool {
+        self.queue(messages, || (Framed::Rendered(render), bytes))
     }
 
     /// Queue the body `body` makes, made only if the connection takes it.
     fn send_with(&self, body: impl FnOnce() -> Vec<u8>) -> bool {
+        self.queue(1, || {
+            let body = body();
+            if tracing::enabled!(tracing::Level::TRACE) {
+                tracing::trace!(peer = %self.peer, dir = "out", msg = %redacted(&body));
+            }
+            let mut frame = Vec::with_capacity(body.len() + 32);
+            push_frame(&mut frame, &body);
+            let bytes = frame.len();
+            (Framed::Bytes(frame), bytes)
+        })
+    }
+
+    /// Queue the `messages` messages `make` makes (and their size), made only if the
+    /// connection takes them.
+    fn queue(&self, messages: usize, make: impl FnOnce() -> (Framed, usize)) -> bool {
         if self.overloaded.load(Ordering::Relaxed) {
             return false;
         }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
+        if self.queued.fetch_add(messages, Ordering::Relaxed) >= MAX_QUEUED {
             tracing::warn!(peer = %self.peer, "client stopped reading; dropping the connection");
             self.overloaded.store(true, Ordering::Relaxed);
             self.closing.notify_one();
             return false;
         }
-        let bytes = body();
-        if tracing::enabled!(tracing::Level::TRACE) {
-            tracing::trace!(peer = %self.peer, dir = "out", msg = %redacted(&bytes));
-        }
-        self.queued_bytes.fetch_add(bytes.len(), Ordering::Relaxed);
-        self.tx.send(bytes).is_ok()
+        let (framed, bytes) = make();
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.tx
+            .send(Queued {
+                framed,
+                messages,
+                bytes,
+            })
+            .is_ok()
     }
 
     /// Queue a notification.
@@ -173,12 +193,14 @@ impl Outbound {
 
     /// Send a notification through the bounded output queue, waiting for room.
     pub async fn notify_output(&self, method: &str, params: Value) -> bool {
-        let bytes = Message::Notification(Notification {
+        let body = Message::Notification(Notification {
             method: method.into(),
             params,
         })
         .to_bytes();
-        self.output_tx.send(bytes).await.is_ok()
+        let mut frame = Vec::with_capacity(body.len() + 32);
+        push_frame(&mut frame, &body);
+        self.output_tx.send(frame).await.is_ok()
     }
 
     /// Send a request to the client and wait for its answer, at most `timeout`.
@@ -243,6 +265,37 @@ impl Outbound {
     }
 }
 
+/// Appends frames to a connection writer's buffer: see [`Outbound::send_rendered`].
+pub type Render = Box<dyn FnOnce(&mut Vec<u8>) + Send>;
+
+/// Messages for the writer: one or more, in order.
+struct Queued {
+    /// The messages.
+    framed: Framed,
+    /// How many.
+    messages: usize,
+    /// Their bytes, framed.
+    bytes: usize,
+}
+
+/// Messages as frames, or what makes them.
+enum Framed {
+    /// The frames, one after the other.
+    Bytes(Vec<u8>),
+    /// Appends the frames to the writer's buffer.
+    Rendered(Render),
+}
+
+impl Framed {
+    /// Append the frames to `buf`.
+    fn append_to(self, buf: &mut Vec<u8>) {
+        match self {
+            Framed::Bytes(bytes) => buf.extend_from_slice(&bytes),
+            Framed::Rendered(render) => render(buf),
+        }
+    }
+}
+
 /// Per-connection protocol state owned by the reader.
 struct ConnState {
     /// `initialize` was received.
@@ -285,10 +338,12 @@ pub async fn serve<R, W>(
         writer,
         rx,
         output_rx,
-        out.queued.clone(),
-        out.queued_bytes.clone(),
-        out.overloaded.clone(),
-        out.closing.clone(),
+        WriterLinks {
+            queued: out.queued.clone(),
+            queued_bytes: out.queued_bytes.clone(),
+            overloaded: out.overloaded.clone(),
+            closing: out.closing.clone(),
+        },
     ));
     let conn = rt.open(out.clone());
     let mut state = ConnState {
@@ -399,15 +454,31 @@ pub async fn serve<R, W>(
     }
 }
 
+/// What a connection's writer shares with its [`Outbound`]s (not the queue's sending half:
+/// the writer ends when the last of those is gone).
+struct WriterLinks {
+    /// [`Outbound::queued`].
+    queued: Arc<AtomicUsize>,
+    /// [`Outbound::queued_bytes`].
+    queued_bytes: Arc<AtomicUsize>,
+    /// [`Outbound::overloaded`].
+    overloaded: Arc<AtomicBool>,
+    /// [`Outbound::closing`].
+    closing: Arc<tokio::sync::Notify>,
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     mut output_rx: mpsc::Receiver<Vec<u8>>,
-    queued: Arc<AtomicUsize>,
-    queued_bytes: Arc<AtomicUsize>,
-    overloaded: Arc<AtomicBool>,
-    closing: Arc<tokio::sync::Notify>,
+    links: WriterLinks,
 ) {
+    let WriterLinks {
+        queued,
+        queued_bytes,
+        overloaded,
+        closing,
+    } = links;
     // However the writer ends, the reader stops too.
     struct Closing(Arc<tokio::sync::Notify>);
     impl Drop for Closing {
@@ -417,71 +488,114 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
     let _closing = Closing(closing);
     let mut output_open = true;
+    let taken = |q: Queued| {
+        queued.fetch_sub(q.messages, Ordering::Relaxed);
+        queued_bytes.fetch_sub(q.bytes, Ordering::Relaxed);
+        q.framed
+    };
+    // Frames of more than one message are gathered here: kept between writes while messages
+    // come, so a busy connection does not allocate (and fault in) a fresh buffer for each write.
+    let mut buf: Vec<u8> = Vec::new();
     loop {
-        let body = tokio::select! {
+        let first = tokio::select! {
             biased;
             m = rx.recv() => match m {
-                Some(b) => {
-                    queued.fetch_sub(1, Ordering::Relaxed);
-                    queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
-                    b
-                }
+                Some(q) => taken(q),
                 None => break,
             },
             m = output_rx.recv(), if output_open => match m {
-                Some(b) => b,
+                Some(b) => Framed::Bytes(b),
                 None => { output_open = false; continue; }
             },
         };
         if overloaded.load(Ordering::Relaxed) {
             break;
         }
-        let mut frame = Vec::with_capacity(body.len() + 32);
-        push_frame(&mut frame, &body);
-        // Coalesce whatever else is ready into one write: fewer syscalls under load.
-        while frame.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(b) => {
-                    queued.fetch_sub(1, Ordering::Relaxed);
-                    queued_bytes.fetch_sub(b.len(), Ordering::Relaxed);
-                    push_frame(&mut frame, &b);
+        // Coalesce whatever else is ready into one write: fewer syscalls under load. A lone
+        // message framed already is written as it is.
+        buf.clear();
+        let lone = match rx.try_recv() {
+            Err(_) => match first {
+                Framed::Bytes(bytes) => Some(bytes),
+                other => {
+                    other.append_to(&mut buf);
+                    None
                 }
-                Err(_) => break,
-            }
-        }
-        // Written with an eye on the clock: a client that takes nothing for STALL_TIMEOUT while
-        // much waits for it is dropped, whether or not anything more is sent to it.
-        let started = tokio::time::Instant::now();
-        let write = async { writer.write_all(&frame).await.and(writer.flush().await) };
-        tokio::pin!(write);
-        let written = loop {
-            match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
-                Ok(r) => break r.is_ok(),
-                Err(_) => {
-                    let waiting = queued_bytes.load(Ordering::Relaxed);
-                    if started.elapsed() >= STALL_TIMEOUT && waiting > STALLED_BYTES {
-                        tracing::warn!(
-                            "client read nothing for {}s with {waiting} bytes waiting; dropping the connection",
-                            started.elapsed().as_secs()
-                        );
-                        overloaded.store(true, Ordering::Relaxed);
-                        break false;
+            },
+            Ok(next) => {
+                first.append_to(&mut buf);
+                taken(next).append_to(&mut buf);
+                while buf.len() < 256 * 1024 {
+                    match rx.try_recv() {
+                        Ok(q) => taken(q).append_to(&mut buf),
+                        Err(_) => break,
                     }
                 }
+                None
             }
         };
-        if !written {
+        // Written with an eye on the clock: a client that takes nothing for STALL_TIMEOUT while
+        // much waits for it is dropped, whether or not anything more is sent to it.
+        let frames = lone.as_deref().unwrap_or(&buf);
+        let written = write_watched(&mut writer, frames, &queued_bytes).await;
+        if written == Written::Stalled {
+            overloaded.store(true, Ordering::Relaxed);
+        }
+        if written != Written::Yes {
             break;
+        }
+        // An idle connection does not keep a burst's buffer.
+        if rx.is_empty() && buf.capacity() > 64 * 1024 {
+            buf = Vec::new();
         }
     }
     let _ = writer.shutdown().await;
 }
 
+/// How [`write_watched`] went.
+#[derive(PartialEq, Eq)]
+enum Written {
+    /// All of it.
+    Yes,
+    /// The connection failed.
+    Failed,
+    /// The client read nothing for too long with too much waiting for it.
+    Stalled,
+}
+
+/// Write `frame` whole, unless the client takes nothing of it for [`STALL_TIMEOUT`] while more
+/// than [`STALLED_BYTES`] wait for it (`queued_bytes` besides this write), whether or not
+/// anything more is sent to it.
+async fn write_watched<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &[u8],
+    queued_bytes: &AtomicUsize,
+) -> Written {
+    let started = tokio::time::Instant::now();
+    let write = async { writer.write_all(frame).await.and(writer.flush().await) };
+    tokio::pin!(write);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
+            Ok(Ok(())) => return Written::Yes,
+            Ok(Err(_)) => return Written::Failed,
+            Err(_) => {
+                let waiting = queued_bytes.load(Ordering::Relaxed);
+                if started.elapsed() >= STALL_TIMEOUT && waiting > STALLED_BYTES {
+                    tracing::warn!(
+                        "client read nothing for {}s with {waiting} bytes waiting; dropping the connection",
+                        started.elapsed().as_secs()
+                    );
+                    return Written::Stalled;
+                }
+            }
+        }
+    }
+}
+
 /// Append `body` framed to `out`: what [`editor_protocol::framing::encode`] makes, without a
 /// buffer of its own.
 fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
-    use std::io::Write as _;
-    let _ = write!(out, "Content-Length: {}\r\n\r\n", body.len());
+    editor_protocol::framing::push_header(out, body.len());
     out.extend_from_slice(body);
 }
 
