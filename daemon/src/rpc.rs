@@ -35,7 +35,18 @@ const DEFAULT_LIMIT: u64 = 100;
 /// Largest page size.
 const MAX_LIMIT: u64 = 1000;
 
-type Handler = fn(&mut Runtime, &mut Call) -> Result<Value, OpError>;
+type Handler = fn(&mut Runtime, &mut Call) -> Result<Json, OpError>;
+
+/// A result serialized for the wire, straight from its wire type: no JSON value is built,
+/// walked and dropped on the runtime's loop for each answer.
+pub struct Json(Vec<u8>);
+
+impl Json {
+    /// `v` serialized.
+    fn of<T: Serialize + ?Sized>(v: &T) -> Self {
+        Json(serde_json::to_vec(v).expect("wire types serialize"))
+    }
+}
 
 /// Where one call's answer goes.
 enum Answer {
@@ -46,10 +57,10 @@ enum Answer {
 }
 
 impl Answer {
-    fn deliver(self, result: Result<Value, ResponseError>) {
+    fn deliver(self, result: Result<Json, ResponseError>) {
         match self {
             Answer::Reply(r) => {
-                r.send(result);
+                r.send_json(result.map(|j| j.0));
             }
             Answer::Logged(done) => done(result.err()),
         }
@@ -86,7 +97,9 @@ impl Call {
         let slot = self.answer.clone();
         Box::new(move |result: Result<T, OpError>| {
             let answer = slot.lock().unwrap().take();
-            let result = result.map(conv).map_err(to_response_error);
+            let result = result
+                .map(|t| Json::of(&conv(t)))
+                .map_err(to_response_error);
             Box::new(move || {
                 if let Some(a) = answer {
                     a.deliver(result);
@@ -188,8 +201,8 @@ impl Dispatch for Rpc {
     }
 }
 
-fn ok<T: Serialize>(v: T) -> Result<Value, OpError> {
-    Ok(to_value(v))
+fn ok<T: Serialize>(v: T) -> Result<Json, OpError> {
+    Ok(Json::of(&v))
 }
 
 fn to_value<T: Serialize>(v: T) -> Value {
@@ -350,7 +363,7 @@ fn page<T, W: Serialize>(
     limit: Option<u64>,
     cursor: Option<&str>,
     conv: impl Fn(&T) -> W,
-) -> Result<Value, OpError> {
+) -> Result<Json, OpError> {
     let limit = check_limit(limit)? as usize;
     let after = cursor.map(ids::order_key);
     let rest: Vec<&T> = items
@@ -383,7 +396,7 @@ fn sorted<'a, T>(it: impl Iterator<Item = &'a T>, id: impl Fn(&T) -> &str) -> Ve
     v
 }
 
-fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = std::mem::take(&mut call.params);
     let window = &p["capabilities"]["window"];
     let show_message = window.get("showMessage").is_some_and(|v| !v.is_null());
@@ -401,7 +414,7 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
         .map(|path| std::fs::canonicalize(&path).unwrap_or_else(|_| path.into()));
     rt.client_initialized(call.conn, show_message, progress, asked);
     let commands: Vec<String> = m::ALL.iter().map(|m| m::command_name(m)).collect();
-    Ok(json!({
+    ok(json!({
         "serverInfo": { "name": "orch", "version": crate::VERSION },
         "capabilities": {
             "executeCommandProvider": { "commands": commands },
@@ -414,7 +427,7 @@ fn handle_initialize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     }))
 }
 
-fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     call.params::<m::Status>()?;
     let state = rt.state();
     let mut by_state = BTreeMap::new();
@@ -469,7 +482,7 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
     })
 }
 
-fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentSpawn>()?;
     if p.env.as_ref().is_some_and(|e| e.len() > 256) {
         return Err(OpError::Limit {
@@ -519,7 +532,7 @@ fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
     Err(OpError::Deferred)
 }
 
-fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentDiff>()?;
     let shown = call.later(
         |(d, w): (crate::ports::DiffReport, crate::core::agent::WorktreeRecord)| {
@@ -549,7 +562,7 @@ fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     Err(OpError::Deferred)
 }
 
-fn handle_agent_merge(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_merge(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentMerge>()?;
     let landed = call.later(|l: crate::ports::Landed| {
         to_value(m::AgentMergeResult {
@@ -562,28 +575,28 @@ fn handle_agent_merge(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
     Err(OpError::Deferred)
 }
 
-fn handle_agent_discard(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_discard(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentDiscard>()?;
     let gone = call.later(|()| json!({}));
     rt.discard_agent(&p.id, p.force.unwrap_or(false), gone)?;
     Err(OpError::Deferred)
 }
 
-fn handle_agent_pause(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_pause(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentPause>()?;
     let paused = call.later(|a| to_value(convert::agent(&a)));
     rt.pause_agent(&p.id, paused)?;
     Err(OpError::Deferred)
 }
 
-fn handle_agent_resume(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_resume(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentResume>()?;
     let resumed = call.later(|a| to_value(convert::agent(&a)));
     rt.resume_agent(&p.id, resumed)?;
     Err(OpError::Deferred)
 }
 
-fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentList>()?;
     let state = match &p.state {
         Some(s) => Some(
@@ -621,12 +634,12 @@ fn handle_agent_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     )
 }
 
-fn handle_agent_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_get(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentGet>()?;
     ok(convert::agent(rt.agent_ref(&p.id)?))
 }
 
-fn handle_agent_send(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_send(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentSend>()?;
     // Answered once the text was typed (an agent that does not take input yet gets it later).
     let typed = call.later(|()| json!({}));
@@ -634,7 +647,7 @@ fn handle_agent_send(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     Err(OpError::Deferred)
 }
 
-fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentStop>()?;
     // Answered with the stopped agent when its process has exited.
     let stopped = call.later(|a| to_value(convert::agent(&a)));
@@ -642,31 +655,31 @@ fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError
     Err(OpError::Deferred)
 }
 
-fn handle_agent_restart(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_restart(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentRestart>()?;
     ok(convert::agent(&rt.restart_agent(&p.id)?))
 }
 
-fn handle_agent_interrupt(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_interrupt(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentInterrupt>()?;
     rt.interrupt_agent(&p.id)?;
     ok(m::Empty {})
 }
 
-fn handle_hook(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_hook(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::Hook>()?;
     let event = convert::hook_event(&p.event)?;
     rt.on_hook(&p.agent_id, p.terminal_id.as_deref(), event)?;
     ok(m::Empty {})
 }
 
-fn handle_agent_screen(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_agent_screen(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentScreen>()?;
     let agent = rt.agent_ref(&p.id)?.clone();
     screen_of(rt, &agent.terminal_id, p.scrollback)
 }
 
-fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Value, OpError> {
+fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Json, OpError> {
     const MAX_SCROLLBACK: u32 = 100_000;
     let scrollback = scrollback.unwrap_or(0);
     if scrollback > MAX_SCROLLBACK {
@@ -680,7 +693,7 @@ fn screen_of(rt: &Runtime, terminal: &str, scrollback: Option<u32>) -> Result<Va
     ))
 }
 
-fn handle_terminal_open(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_open(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalOpen>()?;
     let t = rt.open_terminal(
         p.command,
@@ -693,7 +706,7 @@ fn handle_terminal_open(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
     ok(convert::terminal(&t, None))
 }
 
-fn handle_terminal_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_list(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalList>()?;
     let items = sorted(rt.state().terminals.values().filter(|t| !t.closed), |t| {
         &t.id
@@ -711,49 +724,49 @@ fn handle_terminal_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
     )
 }
 
-fn handle_terminal_write(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_write(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalWrite>()?;
     rt.write_terminal(&p.id, &p.data)?;
     ok(m::Empty {})
 }
 
-fn handle_terminal_resize(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_resize(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalResize>()?;
     rt.resize_terminal(&p.id, p.cols, p.rows)?;
     ok(m::Empty {})
 }
 
-fn handle_terminal_screen(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_screen(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalScreen>()?;
     screen_of(rt, &p.id, p.scrollback)
 }
 
-fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalSubscribe>()?;
     // An agent's id or name is accepted too: it means the agent's current terminal.
     rt.follow_terminal(call.conn, &p.id)?;
     ok(m::Empty {})
 }
 
-fn handle_terminal_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalUnsubscribe>()?;
     rt.unfollow_terminal(call.conn, &p.id)?;
     ok(m::Empty {})
 }
 
-fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_terminal_close(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TerminalClose>()?;
     rt.close_terminal(&p.id)?;
     ok(m::Empty {})
 }
 
-fn handle_session_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_session_create(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::SessionCreate>()?;
     let session = rt.create_session(p.name)?;
     ok(convert::session(&session, rt.state()))
 }
 
-fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::SessionList>()?;
     let closed = match p.state.as_deref() {
         None => None,
@@ -782,13 +795,13 @@ fn handle_session_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     )
 }
 
-fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_session_close(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::SessionClose>()?;
     let session = rt.close_session(&p.id, p.stop_agents.unwrap_or(false))?;
     ok(convert::session(&session, rt.state()))
 }
 
-fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TaskCreate>()?;
     let gates = p.gates.map(|gs| {
         gs.into_iter()
@@ -821,7 +834,7 @@ fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErro
     Err(OpError::Deferred)
 }
 
-fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TaskList>()?;
     let state = match &p.state {
         Some(s) => Some(
@@ -852,27 +865,27 @@ fn handle_task_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError>
     )
 }
 
-fn handle_task_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_task_get(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TaskGet>()?;
     ok(convert::task(rt.task_ref(&p.id)?))
 }
 
-fn handle_task_assign(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_task_assign(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TaskAssign>()?;
     ok(convert::task(&rt.assign_task(&p.id, &p.agent_id)?))
 }
 
-fn handle_task_complete(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_task_complete(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TaskComplete>()?;
     ok(convert::task(&rt.complete_task(&p.id, p.summary)?))
 }
 
-fn handle_task_cancel(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_task_cancel(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::TaskCancel>()?;
     ok(convert::task(&rt.cancel_task(&p.id)?))
 }
 
-fn handle_decision_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_decision_list(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::DecisionList>()?;
     let resolved = match p.state.as_deref() {
         None => None,
@@ -901,7 +914,7 @@ fn handle_decision_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpEr
     )
 }
 
-fn handle_decision_resolve(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_decision_resolve(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::DecisionResolve>()?;
     ok(convert::decision(
         &rt.resolve_decision(&p.id, &p.choice, p.reason)?,
@@ -930,7 +943,7 @@ fn filters(
     Ok((kinds, subjects))
 }
 
-fn handle_events_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_events_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::EventsSubscribe>()?;
     let (kinds, subjects) = filters(p.kinds, p.subjects)?;
     let (id, last) = rt.subscribe_events(call.conn, kinds, subjects, p.since)?;
@@ -940,13 +953,13 @@ fn handle_events_subscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, O
     })
 }
 
-fn handle_events_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_events_unsubscribe(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::EventsUnsubscribe>()?;
     rt.unsubscribe_events(call.conn, &p.subscription_id)?;
     ok(m::Empty {})
 }
 
-fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::EventsQuery>()?;
     let (kinds, subjects) = filters(p.kinds, p.subjects)?;
     let limit = check_limit(p.limit)? as usize;
@@ -970,15 +983,15 @@ fn handle_events_query(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpErr
     })
 }
 
-fn handle_config_get(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_config_get(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     call.params::<m::ConfigGet>()?;
-    Ok(rt.config().to_json())
+    ok(rt.config().to_json())
 }
 
-fn handle_config_reload(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_config_reload(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     call.params::<m::ConfigReload>()?;
     rt.reload_config()?;
-    Ok(rt.config().to_json())
+    ok(rt.config().to_json())
 }
 
 fn job(j: &crate::runtime::tasks::Job) -> wire::Job {
@@ -991,29 +1004,29 @@ fn job(j: &crate::runtime::tasks::Job) -> wire::Job {
     }
 }
 
-fn handle_jobs_list(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_jobs_list(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     call.params::<m::JobsList>()?;
     ok(rt.jobs().iter().map(job).collect::<Vec<_>>())
 }
 
-fn handle_jobs_pause(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_jobs_pause(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::JobsPause>()?;
     ok(job(&rt.set_job_paused(&p.name, true)?))
 }
 
-fn handle_jobs_resume(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_jobs_resume(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::JobsResume>()?;
     ok(job(&rt.set_job_paused(&p.name, false)?))
 }
 
-fn handle_daemon_stop(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_daemon_stop(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     call.params::<m::DaemonStop>()?;
     // Answered once every agent stopped and the state is flushed.
     rt.begin_daemon_stop(call.later(|()| json!({})));
     Err(OpError::Deferred)
 }
 
-fn handle_execute_command(rt: &mut Runtime, call: &mut Call) -> Result<Value, OpError> {
+fn handle_execute_command(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = std::mem::take(&mut call.params);
     let command = p["command"].as_str().ok_or_else(|| {
         OpError::invalid(

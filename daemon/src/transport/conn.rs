@@ -75,6 +75,17 @@ impl ReplyTo {
         }))
     }
 
+    /// Answer with a result serialized already (`outcome`'s bytes are its JSON), or an error;
+    /// false as [`Self::send`].
+    pub fn send_json(self, outcome: Result<Vec<u8>, ResponseError>) -> bool {
+        let result = match outcome {
+            Ok(result) => result,
+            Err(e) => return self.send(Err(e)),
+        };
+        let open = self.inflight.lock().unwrap().remove(&self.id);
+        open && self.out.send_with(|| response_body(&self.id, &result))
+    }
+
     /// The connection this answer goes to.
     pub fn out(&self) -> &Outbound {
         &self.out
@@ -592,6 +603,18 @@ async fn write_watched<W: AsyncWrite + Unpin>(
     }
 }
 
+/// The body of a successful response to `id` whose result is the JSON `result`: the bytes
+/// [`Message::to_bytes`] makes of it.
+fn response_body(id: &Id, result: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(result.len() + 48);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    serde_json::to_writer(&mut body, id).expect("an id serializes");
+    body.extend_from_slice(br#","result":"#);
+    body.extend_from_slice(result);
+    body.push(b'}');
+    body
+}
+
 /// Append `body` framed to `out`: what [`editor_protocol::framing::encode`] makes, without a
 /// buffer of its own.
 fn push_frame(out: &mut Vec<u8>, body: &[u8]) {
@@ -791,6 +814,31 @@ mod tests {
             expected.extend_from_slice(&editor_protocol::framing::encode(body));
         }
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn responses_of_serialized_results_are_the_messages_bytes() {
+        use editor_protocol::jsonrpc::{Id, Message, Response};
+        let results = [
+            serde_json::json!({}),
+            serde_json::json!({ "a": [1, "two\n\"3\""], "b": null }),
+            serde_json::json!("text"),
+            serde_json::json!(null),
+        ];
+        for id in [Id::Num(7), Id::Num(-1), Id::Str("x \"y\" \u{e9}".into())] {
+            for result in &results {
+                let want = Message::Response(Response {
+                    id: Some(id.clone()),
+                    outcome: Ok(result.clone()),
+                })
+                .to_bytes();
+                let got = super::response_body(&id, &serde_json::to_vec(result).unwrap());
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
     }
 
     #[test]
