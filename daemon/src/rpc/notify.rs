@@ -46,73 +46,110 @@ const EVENT_CACHE_EVENTS: usize = 4096;
 /// Most bytes of wire form [`EventCache`] keeps.
 const EVENT_CACHE_BYTES: usize = 4 << 20;
 
-/// The wire form of the latest events, each converted and serialized once however many
-/// subscriptions it goes to: the runtime publishes every event to every matching subscription
-/// from its one loop, and converting it for each was most of that loop's time with many
-/// subscribers. Keyed by seq (never reused) and checked against the event's time.
+/// The wire form of the latest events, each converted and serialized about once however many
+/// subscriptions it goes to (converting it for each was most of the work with many
+/// subscribers), by the connection writers that need it. Keyed by seq (never reused) and
+/// checked against the event's time.
 #[derive(Default)]
 pub struct EventCache {
     /// The events kept, by increasing seq, and their bytes in all.
     recent: Mutex<(VecDeque<CachedEvent>, usize)>,
-    /// The batch [`Self::batch`] gave last (it keeps its events until the next commit's).
-    last_batch: Mutex<Option<Arc<WireBatch>>>,
+    /// The batches [`Self::batch`] gave for the latest commit (kept until the next one's).
+    latest: Mutex<LatestBatches>,
 }
 
 /// `(seq, time, JSON of the wire event)`.
 type CachedEvent = (u64, String, Arc<[u8]>);
 
-/// Events of a batch bound for subscriptions, and their wire form once one connection's writer
+/// Events of a commit bound for subscriptions, and their wire form once one connection's writer
 /// made it: shared by every subscription that gets exactly these events.
 struct WireBatch {
-    /// The batch.
-    events: Arc<[StoredEvent]>,
-    /// The indices of the events meant.
+    /// The indices in the commit's batch of the events meant (what tells batches apart).
     matching: Vec<usize>,
+    /// The commit's batch, or, when the events meant are less than half of it, a copy of
+    /// them alone: a slow subscriber with a narrow filter holds only its own events.
+    events: Arc<[StoredEvent]>,
+    /// Whether `events` is that copy.
+    copied: bool,
     /// Their wire form, made by the first writer that needs it.
     wire: OnceLock<Vec<Arc<[u8]>>>,
 }
 
 impl WireBatch {
-    /// The events' wire form, made now unless another writer made it.
+    /// The events' wire form, made now unless another writer made it (a writer that needs it
+    /// meanwhile waits for that one, for as long as serializing these events takes).
     fn wire(&self, cache: &EventCache) -> &[Arc<[u8]>] {
         self.wire.get_or_init(|| {
-            self.matching
-                .iter()
-                .map(|&i| cache.wire(&self.events[i]))
-                .collect()
+            if self.copied {
+                self.events.iter().map(|e| cache.wire(e)).collect()
+            } else {
+                self.matching
+                    .iter()
+                    .map(|&i| cache.wire(&self.events[i]))
+                    .collect()
+            }
         })
     }
 }
 
+/// Where [`EventCache::wire`] finds an event.
+enum Lookup {
+    /// Made already.
+    Found(Arc<[u8]>),
+    /// To be kept at this position once made.
+    Keep(usize),
+    /// Not to be kept.
+    PassThrough,
+}
+
+/// The latest commit's batch (the key, compared by address) and the [`WireBatch`]es given for
+/// it, one per set of matching events.
+type LatestBatches = Option<(Arc<[StoredEvent]>, Vec<Arc<WireBatch>>)>;
+
 impl EventCache {
     /// `batch`'s events at `matching`, to be made wire form by a writer. The runtime hands a
-    /// commit's events to one subscription after another, most of which (those without a
-    /// filter, or with the same) get the same ones: the last one asked for is given again,
-    /// and made wire form once, off the runtime's loop.
+    /// commit's events to one subscription after another: those that get the same events
+    /// (without a filter, or with the same one) get the same [`WireBatch`], made wire form
+    /// once, off the runtime's loop.
     fn batch(&self, batch: &Arc<[StoredEvent]>, matching: &[usize]) -> Arc<WireBatch> {
-        let mut last = self.last_batch.lock().unwrap();
-        if let Some(last) = &*last {
-            if Arc::ptr_eq(&last.events, batch) && last.matching == matching {
-                return last.clone();
-            }
+        let mut latest = self.latest.lock().unwrap();
+        if !matches!(&*latest, Some((b, _)) if Arc::ptr_eq(b, batch)) {
+            *latest = Some((batch.clone(), Vec::new()));
         }
+        let (_, given) = latest.as_mut().expect("set above");
+        if let Some(w) = given.iter().find(|w| w.matching == matching) {
+            return w.clone();
+        }
+        let copied = matching.len() * 2 < batch.len();
+        let events = if copied {
+            matching.iter().map(|&i| batch[i].clone()).collect()
+        } else {
+            batch.clone()
+        };
         let made = Arc::new(WireBatch {
-            events: batch.clone(),
             matching: matching.to_vec(),
+            events,
+            copied,
             wire: OnceLock::new(),
         });
-        *last = Some(made.clone());
+        given.push(made.clone());
         made
     }
 
-    /// `e` as the `event` of an `orch/event` notification, serialized.
+    /// `e` as the `event` of an `orch/event` notification, serialized (outside the lock:
+    /// writers of other batches do not wait for it).
     fn wire(&self, e: &StoredEvent) -> Arc<[u8]> {
-        let mut guard = self.recent.lock().unwrap();
-        let (recent, bytes) = &mut *guard;
-        if let Ok(i) = recent.binary_search_by_key(&e.seq, |(seq, _, _)| *seq) {
-            if recent[i].1 == e.time {
-                return recent[i].2.clone();
-            }
+        let look = |recent: &VecDeque<CachedEvent>| match recent
+            .binary_search_by_key(&e.seq, |(seq, _, _)| *seq)
+        {
+            Ok(i) if recent[i].1 == e.time => Lookup::Found(recent[i].2.clone()),
+            // Kept in seq order (writers reach batches in any order); an event older than all
+            // of a full cache (a replay) passes through.
+            Err(i) if i > 0 || recent.len() < EVENT_CACHE_EVENTS => Lookup::Keep(i),
+            _ => Lookup::PassThrough,
+        };
+        if let Lookup::Found(json) = look(&self.recent.lock().unwrap().0) {
+            return json;
         }
         // The same bytes as serializing the notification's params as a JSON value.
         let json: Arc<[u8]> = serde_json::to_vec(
@@ -120,16 +157,22 @@ impl EventCache {
         )
         .expect("event serializes")
         .into();
-        // Only newer events are kept (a replay of older ones passes through).
-        if recent.back().is_none_or(|(seq, _, _)| *seq < e.seq) {
-            *bytes += json.len();
-            recent.push_back((e.seq, e.time.clone(), json.clone()));
-            while recent.len() > EVENT_CACHE_EVENTS || *bytes > EVENT_CACHE_BYTES {
-                let Some((_, _, old)) = recent.pop_front() else {
-                    break;
-                };
-                *bytes -= old.len();
+        let mut guard = self.recent.lock().unwrap();
+        let (recent, bytes) = &mut *guard;
+        match look(recent) {
+            // Another writer made it meanwhile.
+            Lookup::Found(made) => return made,
+            Lookup::Keep(i) => {
+                *bytes += json.len();
+                recent.insert(i, (e.seq, e.time.clone(), json.clone()));
+                while recent.len() > EVENT_CACHE_EVENTS || *bytes > EVENT_CACHE_BYTES {
+                    let Some((_, _, old)) = recent.pop_front() else {
+                        break;
+                    };
+                    *bytes -= old.len();
+                }
             }
+            Lookup::PassThrough => {}
         }
         json
     }

@@ -128,7 +128,7 @@ pub struct Outbound {
     output_tx: mpsc::Sender<Vec<u8>>,
     /// Messages in `tx` not yet written.
     queued: Arc<AtomicUsize>,
-    /// Bytes of the messages in `tx`.
+    /// Bytes of the messages in `tx` (framed; estimated for those the writer makes itself).
     queued_bytes: Arc<AtomicUsize>,
     /// Set when the client fell too far behind; everything is refused from then on.
     overloaded: Arc<AtomicBool>,
@@ -298,11 +298,22 @@ enum Framed {
 }
 
 impl Framed {
-    /// Append the frames to `buf`.
-    fn append_to(self, buf: &mut Vec<u8>) {
+    /// Append the frames to `buf`; `peer` names the connection in the trace log.
+    fn append_to(self, buf: &mut Vec<u8>, peer: &str) {
         match self {
             Framed::Bytes(bytes) => buf.extend_from_slice(&bytes),
-            Framed::Rendered(render) => render(buf),
+            Framed::Rendered(render) => {
+                let start = buf.len();
+                render(buf);
+                // Messages made here are logged here (the others were, when queued).
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    let mut frames = FrameDecoder::new(usize::MAX);
+                    frames.push(&buf[start..]);
+                    while let Ok(Some(body)) = frames.next_frame() {
+                        tracing::trace!(peer, dir = "out", msg = %redacted(&body));
+                    }
+                }
+            }
         }
     }
 }
@@ -354,6 +365,7 @@ pub async fn serve<R, W>(
             queued_bytes: out.queued_bytes.clone(),
             overloaded: out.overloaded.clone(),
             closing: out.closing.clone(),
+            peer: out.peer.clone(),
         },
     ));
     let conn = rt.open(out.clone());
@@ -476,6 +488,8 @@ struct WriterLinks {
     overloaded: Arc<AtomicBool>,
     /// [`Outbound::closing`].
     closing: Arc<tokio::sync::Notify>,
+    /// [`Outbound::peer`].
+    peer: Arc<str>,
 }
 
 async fn write_loop<W: AsyncWrite + Unpin>(
@@ -489,6 +503,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         queued_bytes,
         overloaded,
         closing,
+        peer,
     } = links;
     // However the writer ends, the reader stops too.
     struct Closing(Arc<tokio::sync::Notify>);
@@ -529,16 +544,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Err(_) => match first {
                 Framed::Bytes(bytes) => Some(bytes),
                 other => {
-                    other.append_to(&mut buf);
+                    other.append_to(&mut buf, &peer);
                     None
                 }
             },
             Ok(next) => {
-                first.append_to(&mut buf);
-                taken(next).append_to(&mut buf);
+                first.append_to(&mut buf, &peer);
+                taken(next).append_to(&mut buf, &peer);
                 while buf.len() < 256 * 1024 {
                     match rx.try_recv() {
-                        Ok(q) => taken(q).append_to(&mut buf),
+                        Ok(q) => taken(q).append_to(&mut buf, &peer),
                         Err(_) => break,
                     }
                 }
@@ -574,32 +589,39 @@ enum Written {
     Stalled,
 }
 
-/// Write `frame` whole, unless the client takes nothing of it for [`STALL_TIMEOUT`] while more
-/// than [`STALLED_BYTES`] wait for it (`queued_bytes` besides this write), whether or not
-/// anything more is sent to it.
+/// Write `frame` whole, unless the client takes nothing of a piece of it (256 KiB) for
+/// [`STALL_TIMEOUT`] while more than [`STALLED_BYTES`] wait for it (`queued_bytes` besides this
+/// write), whether or not anything more is sent to it. A client that reads, however slowly,
+/// finishes pieces and is not dropped.
 async fn write_watched<W: AsyncWrite + Unpin>(
     writer: &mut W,
     frame: &[u8],
     queued_bytes: &AtomicUsize,
 ) -> Written {
-    let started = tokio::time::Instant::now();
-    let write = async { writer.write_all(frame).await.and(writer.flush().await) };
-    tokio::pin!(write);
-    loop {
-        match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
-            Ok(Ok(())) => return Written::Yes,
-            Ok(Err(_)) => return Written::Failed,
-            Err(_) => {
-                let waiting = queued_bytes.load(Ordering::Relaxed);
-                if started.elapsed() >= STALL_TIMEOUT && waiting > STALLED_BYTES {
-                    tracing::warn!(
-                        "client read nothing for {}s with {waiting} bytes waiting; dropping the connection",
-                        started.elapsed().as_secs()
-                    );
-                    return Written::Stalled;
+    for piece in frame.chunks(256 * 1024) {
+        let started = tokio::time::Instant::now();
+        let write = writer.write_all(piece);
+        tokio::pin!(write);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(1), &mut write).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return Written::Failed,
+                Err(_) => {
+                    let waiting = queued_bytes.load(Ordering::Relaxed);
+                    if started.elapsed() >= STALL_TIMEOUT && waiting > STALLED_BYTES {
+                        tracing::warn!(
+                            "client read nothing for {}s with {waiting} bytes waiting; dropping the connection",
+                            started.elapsed().as_secs()
+                        );
+                        return Written::Stalled;
+                    }
                 }
             }
         }
+    }
+    match writer.flush().await {
+        Ok(()) => Written::Yes,
+        Err(_) => Written::Failed,
     }
 }
 
