@@ -338,8 +338,11 @@ struct Log {
     /// Objects the state held at the last snapshot (or at start): the next one waits at least
     /// as many events ([`rules::snapshot_due`]).
     snapshot_objects: usize,
-    /// A snapshot is due at the next commit.
+    /// A snapshot is due at the next commit by the spacing ([`rules::snapshot_due`]).
     want_snapshot: bool,
+    /// A snapshot was asked for ([`Runtime::snapshot`]: retention, the daemon's stop) and is
+    /// taken at the next commit whatever the spacing.
+    snapshot_asked: bool,
     /// The snapshot being written, while one is: one at a time, so that an older snapshot
     /// never lands after a newer one.
     snapshot_writer: Option<SnapshotWriter>,
@@ -414,6 +417,7 @@ impl Runtime {
                 last_snapshot: snap_seq,
                 snapshot_objects,
                 want_snapshot: false,
+                snapshot_asked: false,
                 snapshot_writer: None,
                 snapshot_here: false,
                 loaded: (snap_seq, replayed),
@@ -726,7 +730,7 @@ impl Runtime {
                 self.offer_decision(conn, &d);
             }
         }
-        if self.log.want_snapshot {
+        if self.log.want_snapshot || self.log.snapshot_asked {
             self.take_snapshot();
         }
     }
@@ -739,11 +743,18 @@ impl Runtime {
         // The last one first: a newer snapshot never lands before an older one. Until its
         // outcome is known, the spacing counts from the one before: a due snapshot waits
         // (the daemon's stop waits for it instead).
+        let in_flight = self.log.snapshot_writer.is_some();
         self.snapshot_written(self.log.snapshot_here);
         if self.log.snapshot_writer.is_some() {
             return;
         }
+        // One that was being written has just landed: the spacing counts from it now (its
+        // outcome was taken in above), so a snapshot due from the one before may not be due.
+        if in_flight && !self.log.want_snapshot && !self.log.snapshot_asked {
+            return;
+        }
         self.log.want_snapshot = false;
+        self.log.snapshot_asked = false;
         let (seq, objects) = (self.state.last_seq, self.state.objects());
         let copying = Instant::now();
         let job = self.log.store.prepare_snapshot(seq, &self.state);
@@ -829,7 +840,7 @@ impl Runtime {
 
     /// Ask for a snapshot of the state at the next commit.
     pub fn snapshot(&mut self) {
-        self.log.want_snapshot = true;
+        self.log.snapshot_asked = true;
     }
 
     /// A warning to every client's log, and the daemon's.
