@@ -93,7 +93,10 @@ impl Call {
     /// A waiter for an answer that comes later, converted by `conv`. The handler returns
     /// [`OpError::Deferred`] once the runtime holds it; if the runtime refused before taking it,
     /// the handler's error is the answer.
-    fn later<T: 'static>(&self, conv: impl FnOnce(T) -> Value + Send + 'static) -> Waiter<T> {
+    fn later<T: 'static, R: Serialize>(
+        &self,
+        conv: impl FnOnce(T) -> R + Send + 'static,
+    ) -> Waiter<T> {
         let slot = self.answer.clone();
         Box::new(move |result: Result<T, OpError>| {
             let answer = slot.lock().unwrap().take();
@@ -203,10 +206,6 @@ impl Dispatch for Rpc {
 
 fn ok<T: Serialize>(v: T) -> Result<Json, OpError> {
     Ok(Json::of(&v))
-}
-
-fn to_value<T: Serialize>(v: T) -> Value {
-    serde_json::to_value(v).expect("wire types serialize")
 }
 
 /// Every method the daemon serves, with its handler. `initialize` is here too: the connection
@@ -511,7 +510,7 @@ fn handle_agent_spawn(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError
         })),
     };
     // Answered once the agent runs: at once, or once its worktree is made.
-    let spawned = call.later(|a| to_value(convert::agent(&a)));
+    let spawned = call.later(|a| convert::agent(&a));
     rt.spawn(
         SpawnArgs {
             kind: p.kind,
@@ -536,7 +535,7 @@ fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError>
     let p = call.params::<m::AgentDiff>()?;
     let shown = call.later(
         |(d, w): (crate::ports::DiffReport, crate::core::agent::WorktreeRecord)| {
-            to_value(m::AgentDiffResult {
+            m::AgentDiffResult {
                 base: d.base,
                 merge_base: d.merge_base,
                 branch: d.branch,
@@ -555,7 +554,7 @@ fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError>
                     .collect(),
                 diff: d.diff,
                 truncated: d.truncated,
-            })
+            }
         },
     );
     rt.diff_agent(&p.id, p.base, shown)?;
@@ -564,11 +563,9 @@ fn handle_agent_diff(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError>
 
 fn handle_agent_merge(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentMerge>()?;
-    let landed = call.later(|l: crate::ports::Landed| {
-        to_value(m::AgentMergeResult {
-            commit: l.commit,
-            files: l.files,
-        })
+    let landed = call.later(|l: crate::ports::Landed| m::AgentMergeResult {
+        commit: l.commit,
+        files: l.files,
     });
     let strategy = p.strategy.unwrap_or_else(|| "merge".into());
     rt.merge_agent(&p.id, strategy, p.message, Some(landed))?;
@@ -584,14 +581,14 @@ fn handle_agent_discard(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpErr
 
 fn handle_agent_pause(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentPause>()?;
-    let paused = call.later(|a| to_value(convert::agent(&a)));
+    let paused = call.later(|a| convert::agent(&a));
     rt.pause_agent(&p.id, paused)?;
     Err(OpError::Deferred)
 }
 
 fn handle_agent_resume(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentResume>()?;
-    let resumed = call.later(|a| to_value(convert::agent(&a)));
+    let resumed = call.later(|a| convert::agent(&a));
     rt.resume_agent(&p.id, resumed)?;
     Err(OpError::Deferred)
 }
@@ -650,7 +647,7 @@ fn handle_agent_send(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError>
 fn handle_agent_stop(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     let p = call.params::<m::AgentStop>()?;
     // Answered with the stopped agent when its process has exited.
-    let stopped = call.later(|a| to_value(convert::agent(&a)));
+    let stopped = call.later(|a| convert::agent(&a));
     rt.stop_agent_for(call.conn, &p.id, p.force.unwrap_or(false), stopped)?;
     Err(OpError::Deferred)
 }
@@ -829,7 +826,7 @@ fn handle_task_create(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError
         return ok(convert::task(&rt.create_task(req)?));
     }
     // Best of N: answered once its candidates' agents run (kinds are spawned first).
-    let created = call.later(|t| to_value(convert::task(&t)));
+    let created = call.later(|t| convert::task(&t));
     rt.create_best_of(req, created)?;
     Err(OpError::Deferred)
 }

@@ -657,14 +657,19 @@ impl IsolatedTmux {
         }
     }
 
-    /// `tmux -L <name> args...`: whether it succeeded, and its stdout.
-    pub fn tmux(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("tmux")
+    /// Run `tmux -L <name> args...`.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
             .arg("-L")
             .arg(&self.name)
             .args(args)
             .output()
-            .expect("run tmux");
+            .expect("run tmux")
+    }
+
+    /// `tmux -L <name> args...`: whether it succeeded, and its stdout.
+    pub fn tmux(&self, args: &[&str]) -> (bool, String) {
+        let out = self.run(args);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -673,12 +678,7 @@ impl IsolatedTmux {
 
     /// `tmux -L <name> args...`, which must succeed: its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.name)
-            .args(args)
-            .output()
-            .expect("run tmux");
+        let out = self.run(args);
         assert!(
             out.status.success(),
             "tmux {args:?}: {}",

@@ -696,7 +696,10 @@ fn handle_request(
         )
         .with("method", excerpt(&req.method))));
     }
-    if state.inflight.lock().unwrap().contains(&req.id) {
+    // Registered before the runtime can answer; the runtime writes the reply itself.
+    let mut inflight = state.inflight.lock().unwrap();
+    if inflight.contains(&req.id) {
+        drop(inflight);
         return reply(Err(ResponseError::new(
             errors::INVALID_REQUEST,
             "invalidRequest",
@@ -706,7 +709,8 @@ fn handle_request(
             ),
         )));
     }
-    if state.inflight.lock().unwrap().len() >= MAX_INFLIGHT {
+    if inflight.len() >= MAX_INFLIGHT {
+        drop(inflight);
         let e = ResponseError::new(
             errors::LIMIT_EXCEEDED,
             "limit",
@@ -716,8 +720,8 @@ fn handle_request(
             .with("limit", "requests in flight")
             .with("max", MAX_INFLIGHT as u64)));
     }
-    // Registered before the runtime can answer; the runtime writes the reply itself.
-    state.inflight.lock().unwrap().insert(req.id.clone());
+    inflight.insert(req.id.clone());
+    drop(inflight);
     let reply = ReplyTo {
         out: out.clone(),
         id: req.id,
