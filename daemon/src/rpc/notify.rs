@@ -67,10 +67,9 @@ struct WireBatch {
     /// The indices in the commit's batch of the events meant (what tells batches apart).
     matching: Vec<usize>,
     /// The commit's batch, or, when the events meant are less than half of it, a copy of
-    /// them alone: a slow subscriber with a narrow filter holds only its own events.
+    /// them alone: a slow subscriber with a narrow filter holds only its own events. Either
+    /// way, when it has as many events as are meant, they are all of it.
     events: Arc<[StoredEvent]>,
-    /// Whether `events` is that copy.
-    copied: bool,
     /// Their wire form, made by the first writer that needs it.
     wire: OnceLock<Vec<Arc<[u8]>>>,
 }
@@ -80,7 +79,7 @@ impl WireBatch {
     /// meanwhile waits for that one, for as long as serializing these events takes).
     fn wire(&self, cache: &EventCache) -> &[Arc<[u8]>] {
         self.wire.get_or_init(|| {
-            if self.copied {
+            if self.events.len() == self.matching.len() {
                 self.events.iter().map(|e| cache.wire(e)).collect()
             } else {
                 self.matching
@@ -120,8 +119,7 @@ impl EventCache {
         if let Some(w) = given.iter().find(|w| w.matching == matching) {
             return w.clone();
         }
-        let copied = matching.len() * 2 < batch.len();
-        let events = if copied {
+        let events = if matching.len() * 2 < batch.len() {
             matching.iter().map(|&i| batch[i].clone()).collect()
         } else {
             batch.clone()
@@ -129,7 +127,6 @@ impl EventCache {
         let made = Arc::new(WireBatch {
             matching: matching.to_vec(),
             events,
-            copied,
             wire: OnceLock::new(),
         });
         given.push(made.clone());
@@ -193,7 +190,9 @@ impl ClientPort for WireClient {
         // The bytes as the writer will frame them, but for the events' size, not known
         // until it makes their wire form: a typical event's is assumed.
         let bytes = matching.len()
-            * editor_protocol::framing::frame_len(event_notification_len(&subscription, &[0; 256]));
+            * editor_protocol::framing::frame_len(
+                event_notification_len(&subscription, &[]) + TYPICAL_EVENT_BYTES,
+            );
         let cache = self.events.clone();
         // Serialized and framed by the connection's writer: the runtime's loop only hands the
         // batch over.
@@ -281,6 +280,9 @@ fn push_event_notification(out: &mut Vec<u8>, subscription: &[u8], event: &[u8])
 const EVENT_HEAD: &[u8] = br#"{"jsonrpc":"2.0","method":"orch/event","params":{"event":"#;
 const EVENT_MIDDLE: &[u8] = br#","subscriptionId":"#;
 const EVENT_TAIL: &[u8] = b"}}";
+
+/// An event's wire form, as counted in a connection's queue before it is made.
+const TYPICAL_EVENT_BYTES: usize = 256;
 
 /// Bytes of the body [`push_event_notification`] frames.
 fn event_notification_len(subscription: &[u8], event: &[u8]) -> usize {
