@@ -549,8 +549,20 @@ pub enum StoreError {
     Io(String),
 }
 
-/// The rest of a snapshot's work, from [`EventStore::prepare_snapshot`].
-pub type SnapshotJob = Box<dyn FnOnce() -> Result<(), StoreError> + Send>;
+/// Saves snapshots of the state from any thread: [`EventStore::snapshot_writer`].
+pub trait SnapshotWrite: Send {
+    /// Save a snapshot of `state` as of `seq`, durably (the device flushed).
+    fn write(&self, seq: u64, state: &State) -> Result<(), StoreError>;
+}
+
+/// What [`EventStore::compact`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Compacted {
+    /// Events dropped.
+    pub removed: u64,
+    /// More events could be dropped: `at_most` stopped it.
+    pub more: bool,
+}
 
 /// The durable, append-only event log plus snapshots of the state it folds into.
 pub trait EventStore: Send {
@@ -564,20 +576,19 @@ pub trait EventStore: Send {
     fn read_since(&self, since: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
     /// The newest snapshot, if any: the state as of its `seq`.
     fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError>;
-    /// Save a snapshot of `state` as of `seq`.
-    fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError>;
-    /// A snapshot in two steps: the copy of `state` is taken here, and the returned job
-    /// serializes and writes it durably on any thread, so that the caller's thread is not held
-    /// for that. Jobs must run one at a time and in the order prepared (a later snapshot must
-    /// never be overwritten by an earlier one: retention drops what the newest covers). By
-    /// default the snapshot is saved here and the job only reports how it went.
-    fn prepare_snapshot(&mut self, seq: u64, state: &State) -> SnapshotJob {
-        let saved = self.save_snapshot(seq, state);
-        Box::new(move || saved)
+    /// Save a snapshot of `state` as of `seq`, durably.
+    fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
+        self.snapshot_writer().write(seq, state)
     }
-    /// Drop the oldest events with `seq < before` that a snapshot already covers (retention), at
-    /// most `at_most` of them; how many were dropped.
-    fn compact(&mut self, before: u64, at_most: usize) -> Result<u64, StoreError>;
+    /// Something that saves snapshots from another thread (the runtime's snapshot thread).
+    /// Snapshots must be written one at a time and in order (a later snapshot must never be
+    /// overwritten by an earlier one: retention drops what the newest covers).
+    fn snapshot_writer(&self) -> Box<dyn SnapshotWrite>;
+    /// Drop the oldest events with `seq < before` that a snapshot already covers (retention),
+    /// about `at_most` of them: a store keeping events in groups drops whole groups, so fewer
+    /// (never more) unless the first group alone is larger. Says how many went and whether
+    /// more would have gone but for `at_most`.
+    fn compact(&mut self, before: u64, at_most: usize) -> Result<Compacted, StoreError>;
     /// Bytes on disk, for `orch/status`.
     fn size_bytes(&self) -> u64;
     /// Where it lives, for `orch/status`.

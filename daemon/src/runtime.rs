@@ -36,6 +36,7 @@ pub mod conversations;
 pub mod hosts;
 pub mod screen;
 pub mod sessions;
+mod snapshots;
 pub mod tasks;
 pub mod terminals;
 pub mod watching;
@@ -107,7 +108,7 @@ pub enum Input {
     GateDone(tasks::GateOutcome),
     /// A remote host's connection changed state.
     Host(String, crate::ports::HostStatus),
-    /// The snapshot written off the loop is done (its thread has the outcome).
+    /// A snapshot landed (the snapshot thread has its outcome).
     Snapshotted,
 }
 
@@ -315,15 +316,6 @@ pub struct Runtime {
     finished: bool,
 }
 
-/// A snapshot written on a thread of its own.
-struct SnapshotWriter {
-    /// The thread; it returns how the write went.
-    thread: std::thread::JoinHandle<Result<(), crate::ports::StoreError>>,
-    /// The state's seq and object count it holds.
-    seq: u64,
-    objects: usize,
-}
-
 /// The event log as the runtime writes it: events staged in the current batch, what is durable,
 /// snapshots.
 struct Log {
@@ -343,9 +335,12 @@ struct Log {
     /// A snapshot was asked for ([`Runtime::snapshot`]: retention, the daemon's stop) and is
     /// taken at the next commit whatever the spacing.
     snapshot_asked: bool,
-    /// The snapshot being written, while one is: one at a time, so that an older snapshot
-    /// never lands after a newer one.
-    snapshot_writer: Option<SnapshotWriter>,
+    /// The snapshot thread and its copy of the state, from the first snapshot on
+    /// ([`snapshots`]).
+    shadow: Option<snapshots::Shadow>,
+    /// The seq of the snapshot being written, while one is: one at a time, so that an older
+    /// snapshot never lands after a newer one.
+    snapshot_in_flight: Option<u64>,
     /// The next snapshot is written before the commit returns (the daemon's stop).
     snapshot_here: bool,
     /// How start-up loaded the state: the snapshot's seq (0: none) and the events replayed.
@@ -418,7 +413,8 @@ impl Runtime {
                 snapshot_objects,
                 want_snapshot: false,
                 snapshot_asked: false,
-                snapshot_writer: None,
+                shadow: None,
+                snapshot_in_flight: None,
                 snapshot_here: false,
                 loaded: (snap_seq, replayed),
             },
@@ -702,6 +698,11 @@ impl Runtime {
         }
         if !self.log.staged.is_empty() {
             let staged: Arc<[StoredEvent]> = std::mem::take(&mut self.log.staged).into();
+            if let Some(shadow) = &self.log.shadow {
+                if !shadow.events(&staged) {
+                    self.shadow_gone();
+                }
+            }
             self.clients.publish(&staged);
             for e in staged.iter() {
                 self.react(e);
@@ -735,17 +736,18 @@ impl Runtime {
         }
     }
 
-    /// Snapshot the state, which only at a commit is exactly the durable log's (a snapshot is
-    /// never ahead of it). The loop pays for copying the state; JSON, the write and the device
-    /// flush happen on a thread of their own, one snapshot at a time (while one is written, a
-    /// due one waits for a later commit). The daemon's stop writes its last one here.
+    /// Snapshot the state as of the last commit (a snapshot is never ahead of the durable log).
+    /// The snapshot thread keeps a copy of the state fed with every committed batch and writes
+    /// it: the loop copies the state only to start that thread, at the first snapshot. One
+    /// snapshot at a time (while one is written, a due one waits for a later commit). The
+    /// daemon's stop waits for its last one.
     fn take_snapshot(&mut self) {
         // The last one first: a newer snapshot never lands before an older one. Until its
         // outcome is known, the spacing counts from the one before: a due snapshot waits
         // (the daemon's stop waits for it instead).
-        let in_flight = self.log.snapshot_writer.is_some();
+        let in_flight = self.log.snapshot_in_flight.is_some();
         self.snapshot_written(self.log.snapshot_here);
-        if self.log.snapshot_writer.is_some() {
+        if self.log.snapshot_in_flight.is_some() {
             return;
         }
         // One that was being written has just landed: the spacing counts from it now (its
@@ -753,66 +755,69 @@ impl Runtime {
         if in_flight && !self.log.want_snapshot && !self.log.snapshot_asked {
             return;
         }
+        let seq = self.log.committed_seq;
+        let copying = Instant::now();
+        if self.log.shadow.is_none() {
+            // The shadow starts from the state at the last commit: with events staged since
+            // (a reaction's), they would reach it twice. Rare; the next commit tries again.
+            if self.state.last_seq != seq {
+                return;
+            }
+            let tx = self.tx.clone();
+            match snapshots::Shadow::start(
+                self.state.clone(),
+                self.log.store.snapshot_writer(),
+                move || {
+                    let _ = tx.send(Input::Snapshotted);
+                },
+            ) {
+                Ok(shadow) => self.log.shadow = Some(shadow),
+                Err(e) => {
+                    tracing::warn!("cannot start the snapshot thread: {e}");
+                    return;
+                }
+            }
+        }
+        let loop_ms = copying.elapsed().as_secs_f64() * 1e3;
         self.log.want_snapshot = false;
         self.log.snapshot_asked = false;
-        let (seq, objects) = (self.state.last_seq, self.state.objects());
-        let copying = Instant::now();
-        let job = self.log.store.prepare_snapshot(seq, &self.state);
-        let loop_ms = copying.elapsed().as_secs_f64() * 1e3;
-        let write = move || {
-            let writing = Instant::now();
-            let result = job();
-            tracing::info!(
-                seq,
-                objects,
-                loop_ms = format!("{loop_ms:.1}"),
-                write_ms = format!("{:.1}", writing.elapsed().as_secs_f64() * 1e3),
-                ok = result.is_ok(),
-                "snapshot written"
-            );
-            result
-        };
-        if std::mem::take(&mut self.log.snapshot_here) {
-            let result = write();
-            self.on_snapshotted(seq, objects, result);
+        if !self
+            .log
+            .shadow
+            .as_ref()
+            .is_some_and(|s| s.snapshot(seq, loop_ms))
+        {
+            self.shadow_gone();
             return;
         }
-        let tx = self.tx.clone();
-        let started = std::thread::Builder::new()
-            .name("orch-snapshot".into())
-            .spawn(move || {
-                let result = write();
-                let _ = tx.send(Input::Snapshotted);
-                result
-            });
-        match started {
-            Ok(thread) => {
-                self.log.snapshot_writer = Some(SnapshotWriter {
-                    thread,
-                    seq,
-                    objects,
-                })
-            }
-            Err(e) => tracing::warn!("cannot start a thread for a snapshot: {e}"),
+        self.log.snapshot_in_flight = Some(seq);
+        if std::mem::take(&mut self.log.snapshot_here) {
+            self.snapshot_written(true);
         }
     }
 
     /// Take in the outcome of the snapshot being written, if it is done (or, with `wait`,
     /// once it is).
     fn snapshot_written(&mut self, wait: bool) {
-        let Some(writer) = self.log.snapshot_writer.take() else {
+        let (Some(_), Some(shadow)) = (self.log.snapshot_in_flight, &self.log.shadow) else {
             return;
         };
-        if !wait && !writer.thread.is_finished() {
-            self.log.snapshot_writer = Some(writer);
-            return;
+        match shadow.landing(wait) {
+            snapshots::Landing::Writing => {}
+            snapshots::Landing::Landed(l) => {
+                self.log.snapshot_in_flight = None;
+                self.on_snapshotted(l.seq, l.objects, l.result);
+            }
+            snapshots::Landing::Gone => self.shadow_gone(),
         }
-        let result = writer.thread.join().unwrap_or_else(|_| {
-            Err(crate::ports::StoreError::Io(
-                "the snapshot thread panicked".to_string(),
-            ))
-        });
-        self.on_snapshotted(writer.seq, writer.objects, result);
+    }
+
+    /// The snapshot thread is gone (it panicked): the next snapshot starts another, from the
+    /// state as it is then.
+    fn shadow_gone(&mut self) {
+        tracing::warn!("the snapshot thread ended; the next snapshot starts another");
+        self.log.shadow = None;
+        self.log.snapshot_in_flight = None;
     }
 
     /// A snapshot landed (or failed): the next one is due from here.

@@ -37,8 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use editor_protocol::framing::{encode, FrameDecoder};
 use editor_protocol::methods::{
-    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, ConfigReload, EventsSubscribe, Method,
-    SessionClose, SessionCreate, Status, EVENT_NOTIFICATION,
+    AgentDiff, AgentDiscard, AgentGet, AgentSpawn, ConfigReload, EventsQuery, EventsSubscribe,
+    Method, SessionClose, SessionCreate, Status, EVENT_NOTIFICATION,
 };
 use orch_tests::Daemon;
 use serde_json::{json, Value};
@@ -1747,12 +1747,13 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
     let create =
         |tag: &'static str| move |w: usize, id: i64| json!({ "name": format!("{tag}-{w}-{id}") });
     eprintln!("perf:   appending {total} events to an empty daemon");
-    let (empty_rate, empty_size, empty_probe) = {
+    let (empty_rate, empty_size, empty_json, empty_probe) = {
         let daemon = Daemon::started(None);
         let server = Server::Orch(daemon.socket());
         let probe = StatusProbe::start(&server)?;
         let rate = pipelined_events(&server, per, SessionCreate::METHOD, create("fresh"))?;
-        (rate, store_bytes(&server)?, probe.stop()?)
+        let probe = probe.stop()?;
+        (rate, store_bytes(&server)?, events_json(&server)?, probe)
     };
     eprintln!("perf:   filling a daemon with {HISTORY_OBJECTS} finished sessions");
     let daemon = Daemon::started(None);
@@ -1772,17 +1773,30 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
     let history_rate = pipelined_events(&server, per, SessionCreate::METHOD, create("new"))?;
     let history_probe = probe.stop()?;
     let history_size = store_bytes(&server)?;
+    let history_json = events_json(&server)?;
     let snapshots: Vec<String> = snapshot_log_lines(&daemon).split_off(earlier);
     drop(daemon);
     let ratio = empty_rate / history_rate;
     let table = Table {
-        head: vec!["daemon", "events appended", "events/s", "store after", "vs"],
+        head: vec![
+            "daemon",
+            "events appended",
+            "events/s",
+            "store after",
+            "JSON of the events it holds",
+            "vs",
+        ],
         rows: vec![
             vec![
                 "empty".into(),
                 count(total),
                 per_s(empty_rate),
                 mib(empty_size),
+                format!(
+                    "{} ({} events)",
+                    mib(empty_json.bytes),
+                    count(empty_json.events)
+                ),
                 String::new(),
             ],
             vec![
@@ -1790,10 +1804,33 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
                 count(total),
                 per_s(history_rate),
                 mib(history_size),
+                format!(
+                    "{} ({} events)",
+                    mib(history_json.bytes),
+                    count(history_json.events)
+                ),
                 format!("**{} the time per event**", times(ratio)),
             ],
         ],
     };
+    let size_ratio = |size: u64, json: &EventsJson| size as f64 / json.bytes as f64;
+    let size_goals = [
+        ("empty", empty_size, &empty_json),
+        ("holding finished sessions", history_size, &history_json),
+    ]
+    .map(|(daemon, size, json)| Goal {
+        goal: format!(
+            "store size at most 2x the JSON bytes of the events it holds ({daemon}, after \
+             appending; the snapshot included)"
+        ),
+        measured: format!(
+            "{} vs {} = {}",
+            mib(size),
+            mib(json.bytes),
+            times(size_ratio(size, json))
+        ),
+        met: size_ratio(size, json) <= 2.0,
+    });
     let (empty_max, history_max) = (empty_probe.max, history_probe.max);
     let pause_table = Table {
         head: vec![
@@ -1833,7 +1870,10 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
              finished objects. As many events are appended as the history holds objects, so the \
              run pays for the snapshots it is due (a snapshot writes the whole state; the daemon \
              takes one at most once per as many events as the last one held objects). Defaults of \
-             `orch.toml` otherwise (`snapshot_every` 1000). Store size from `orch/status`.",
+             `orch.toml` otherwise (`snapshot_every` 1000). Store size from `orch/status` \
+             (sled's files: its log, blob files, the snapshot among them), against the JSON of \
+             every event the store holds (`orch/events/query` from the first, each event \
+             serialized compactly).",
                 conns = GROUP_CONNECTIONS,
                 per = count(per),
                 create = SessionCreate::METHOD,
@@ -1841,7 +1881,7 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
                 fill = count(2 * HISTORY_OBJECTS),
             ),
             table,
-            goals: vec![Goal {
+            goals: [Goal {
                 goal: format!(
                 "appending with {} finished objects in the store within 1.2x of an empty daemon",
                 count(HISTORY_OBJECTS)
@@ -1853,7 +1893,10 @@ fn history_group(_env: &Env) -> Result<Vec<Section>> {
                     times(ratio)
                 ),
                 met: ratio <= 1.2,
-            }],
+            }]
+            .into_iter()
+            .chain(size_goals)
+            .collect(),
             reading: vec![format!(
             "With {} finished objects the daemon appends {} events/s against {} on an empty one \
              ({} the time per event).",
@@ -2087,12 +2130,18 @@ fn startup_runs(d: &mut Daemon) -> Result<(Vec<Duration>, Vec<Duration>)> {
             .arg(&copy)
             .status()?;
         ensure!(cp.success(), "cp -a {} failed: {cp}", db.display());
+        let conf = std::fs::read(copy.join("conf"))?;
+        let compressed = String::from_utf8_lossy(&conf).contains("use_compression: true");
         flush_dirty_pages();
         let t = Instant::now();
         let store = sled::Config::new()
             .path(&copy)
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(16 << 20)
+            // As the daemon made it (sled refuses another setting): compressed at zstd level 1,
+            // or not, by an orch from before compression (`ORCH_BIN`).
+            .use_compression(compressed)
+            .compression_factor(1)
             .open()
             .with_context(|| format!("open {}", copy.display()))?;
         let meta = store.open_tree("meta")?;
@@ -2151,6 +2200,45 @@ fn workspace_state_name(d: &Daemon) -> Result<String> {
         [one] => Ok(one.clone()),
         _ => bail!("expected one workspace state directory, found {names:?}"),
     }
+}
+
+/// The events a daemon's store holds, as JSON.
+struct EventsJson {
+    /// How many.
+    events: usize,
+    /// Their compact JSON's bytes, summed.
+    bytes: u64,
+}
+
+/// Every event the daemon holds, read with `orch/events/query` from the first, and the bytes of
+/// their compact JSON.
+fn events_json(server: &Server) -> Result<EventsJson> {
+    let mut c = server.connect()?;
+    let mut out = EventsJson {
+        events: 0,
+        bytes: 0,
+    };
+    let mut cursor: Option<String> = None;
+    for id in 1.. {
+        let mut params = json!({ "limit": 1000 });
+        if let Some(c) = &cursor {
+            params["cursor"] = json!(c);
+        }
+        let v = c.call(id, EventsQuery::METHOD, params)?;
+        let page = v
+            .get("result")
+            .ok_or_else(|| anyhow!("query failed: {v}"))?;
+        let items = page["items"].as_array().context("no items")?;
+        for e in items {
+            out.events += 1;
+            out.bytes += serde_json::to_vec(e)?.len() as u64;
+        }
+        match page.get("nextCursor").and_then(Value::as_str) {
+            Some(next) if !items.is_empty() => cursor = Some(next.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 /// The store's size on disk from `orch/status`: measured after a sync at most once a second, so

@@ -1,6 +1,7 @@
 //! The event store on sled: the event log, the latest snapshot and the schema version.
 //!
-//! Layout: tree `events` maps big-endian `seq` to a versioned JSON record; tree `meta` holds
+//! Layout: tree `events` maps the big-endian `seq` of a group's first event to the group: the
+//! versioned JSON records of consecutive events, one per line (see [`GROUP_BYTES`]); tree `meta` holds
 //! `schema_version` and the latest snapshot (`snapshot` → `{v, seq, state}`). sled's `flush()`
 //! only calls `sync_file_range` (sled#1452), which is not a device flush, so [`SledStore::sync`]
 //! follows it with `fdatasync` on sled's data file: an acknowledged event survives power loss,
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::event::StoredEvent;
 use crate::core::state::State;
-use crate::ports::{EventStore, SnapshotJob, StoreError};
+use crate::ports::{Compacted, EventStore, SnapshotWrite, StoreError};
 
 mod records;
 
@@ -30,8 +31,23 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 const CACHE_BYTES: u64 = 16 << 20;
 
-/// Schema version this build writes. Bump with a migration in [`SledStore::open`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// zstd level of sled's compression (1 to 22). Each log message sled writes is compressed alone
+/// (an event, a rewritten page, the snapshot); level 1 is the fastest and already keeps the store
+/// at about half the JSON bytes of its events (level 3 gained a tenth more and cost more time).
+const COMPRESSION_LEVEL: i32 = 1;
+
+/// Schema version this build writes. Bump with a migration in [`SledStore::open`]. Version 2
+/// keeps events in groups of several records; a version 1 store (one record per key) is a
+/// version 2 store whose groups all hold one event, so it opens without a migration.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// A group of events is closed once its records reach this many bytes (a commit's events fill
+/// as many groups as they need; a record this large or larger is a group alone). sled compresses
+/// each message it writes on its own, so one message per group rather than per event costs one
+/// compression per group (creating zstd's context each time cost about 15 us an event) and
+/// compresses the records together; 4 KiB (about 16 events of the usual size) keeps sled's
+/// pages (16 keys a leaf) well below the size at which it writes them as blob files.
+const GROUP_BYTES: usize = 4 << 10;
 /// Version of one event record.
 const RECORD_VERSION: u32 = 1;
 
@@ -70,9 +86,10 @@ pub struct SledStore {
     data_file: Option<File>,
     /// Last appended seq.
     last_seq: u64,
-    /// A record large enough for sled to keep as a blob file was written since the last sync:
-    /// sled does not fsync blob files, so `sync` does.
-    blobs_dirty: bool,
+    /// Names of the blob files synced so far: sled keeps a large message (a big record, a page
+    /// holding one, the snapshot) in a file of its own and never fsyncs it, so `sync` does for
+    /// every one it has not seen.
+    synced_blobs: std::collections::HashSet<std::ffi::OsString>,
     /// Bytes on disk as of the last refresh: measuring stats sled's files, too costly for every
     /// `orch/status`, so it is refreshed after a sync at most once a second.
     size: (u64, std::time::Instant),
@@ -136,7 +153,9 @@ impl SledStore {
         let config = sled::Config::new()
             .path(&db_path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(CACHE_BYTES);
+            .cache_capacity(CACHE_BYTES)
+            .use_compression(compresses(&db_path)?)
+            .compression_factor(COMPRESSION_LEVEL);
         // The same process reopening a store it just closed may find sled's file lock still
         // held for a moment by the old handle's background flusher: wait for it (a lock another
         // process holds stays held, and is reported after the wait).
@@ -178,7 +197,7 @@ impl SledStore {
                     supported: SCHEMA_VERSION,
                 });
             }
-            // Older versions would be migrated here; version 1 is the first.
+            // Version 1 needs no migration (see SCHEMA_VERSION).
         }
         meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())
             .map_err(io)?;
@@ -187,7 +206,7 @@ impl SledStore {
         // sled's own files (conf, db, snapshots) and those of an older orch that left them open.
         make_private(dir)?;
         let last_seq = match events.last().map_err(io)? {
-            Some((k, _)) => decode_seq(&k)?,
+            Some((k, v)) => decode_group(&k, &v)?.last().map_or(0, |e| e.seq),
             None => 0,
         };
         let data_file = File::open(db_path.join("db")).ok();
@@ -200,7 +219,7 @@ impl SledStore {
             data_file,
             last_seq,
             size,
-            blobs_dirty: false,
+            synced_blobs: Default::default(),
         };
         if last_seq == 0 {
             // Everything may have been compacted away: continue after the snapshot.
@@ -212,9 +231,29 @@ impl SledStore {
     }
 }
 
-/// Records at least this large may become sled blob files (its threshold is a quarter of a
-/// 512 KiB segment; we err low).
-const BLOB_THRESHOLD: usize = 64 << 10;
+/// Whether the sled database at `db_path` compresses: a new one does; one an older orch made
+/// without compression keeps its setting, which sled fixes for a database's life (it refuses to
+/// open it with another). Read from sled's `conf` file, `use_compression: <bool>`.
+fn compresses(db_path: &Path) -> Result<bool, StoreError> {
+    let conf = db_path.join("conf");
+    // Text lines, then sled's checksum.
+    let text = match std::fs::read(&conf) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(io(format!("cannot read {}: {e}", conf.display()))),
+    };
+    parse_compression(&text).ok_or_else(|| StoreError::Corrupt {
+        what: conf.display().to_string(),
+        detail: "no `use_compression: true|false` line".into(),
+    })
+}
+
+/// The `use_compression` setting of sled's `conf` text.
+fn parse_compression(conf: &str) -> Option<bool> {
+    conf.lines()
+        .find_map(|l| l.strip_prefix("use_compression:"))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 /// Mode of the store's directories.
 const DIR_MODE: u32 = 0o700;
@@ -243,6 +282,49 @@ fn sync_dir_files(dir: &Path) -> Result<(), StoreError> {
         f.sync_all().map_err(io)?;
     }
     File::open(dir).and_then(|f| f.sync_all()).map_err(io)
+}
+
+/// fsync, and make private, every file in sled's blob directory `dir` not in `synced`, then the
+/// directory when there was one; `synced` is left naming the files present. Blobs are few (a
+/// snapshot and the page holding it, large records), so the listing costs little beside the
+/// sync it follows.
+fn sync_new_blobs(
+    dir: &Path,
+    synced: &mut std::collections::HashSet<std::ffi::OsString>,
+) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut present = std::collections::HashSet::with_capacity(synced.len());
+    let mut new = false;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !synced.contains(&name) {
+            let f = match File::open(e.path()) {
+                Ok(f) => f,
+                // sled removes blobs it no longer needs at any time.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(e)),
+            };
+            let meta = f.metadata().map_err(io)?;
+            if !meta.is_file() {
+                continue;
+            }
+            if meta.permissions().mode() & 0o7777 != FILE_MODE {
+                f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+                    .map_err(io)?;
+            }
+            f.sync_all().map_err(io)?;
+            new = true;
+        }
+        present.insert(name);
+    }
+    if new {
+        File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
+    }
+    *synced = present;
+    Ok(())
 }
 
 /// Create `dir` and any missing parents with mode 0700.
@@ -318,16 +400,43 @@ fn decode_seq(k: &[u8]) -> Result<u64, StoreError> {
 }
 
 /// An event as its versioned record's bytes.
+#[cfg(test)]
 fn encode_event(e: &StoredEvent) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    write_event(&mut out, e)?;
+    Ok(out)
+}
+
+/// Append an event's versioned record to `out` (compact JSON: no newline in it).
+fn write_event(out: &mut Vec<u8>, e: &StoredEvent) -> Result<(), StoreError> {
     let record = Record {
         v: RECORD_VERSION,
         event: EventV1::from(e),
     };
-    serde_json::to_vec(&record).map_err(io)
+    serde_json::to_writer(out, &record).map_err(io)
 }
 
-fn decode_event(k: &[u8], v: &[u8]) -> Result<StoredEvent, StoreError> {
-    let seq = decode_seq(k)?;
+/// A group's events: its records, one per line (one line in a version 1 store); each must carry
+/// the seq that follows the one before, starting with the key's.
+fn decode_group(k: &[u8], v: &[u8]) -> Result<Vec<StoredEvent>, StoreError> {
+    let first = decode_seq(k)?;
+    v.split(|&b| b == b'\n')
+        .zip(first..)
+        .map(|(line, seq)| {
+            let e = decode_event(seq, line)?;
+            if e.seq != seq {
+                return Err(StoreError::Corrupt {
+                    what: format!("event {seq}"),
+                    detail: format!("its record says seq {}", e.seq),
+                });
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
+/// One record, the event `seq` (named in errors).
+fn decode_event(seq: u64, v: &[u8]) -> Result<StoredEvent, StoreError> {
     let record: Record = serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
         what: format!("event {seq}"),
         detail: e.to_string(),
@@ -349,6 +458,7 @@ impl EventStore for SledStore {
     fn append(&mut self, events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         let mut expect = self.last_seq + 1;
+        let (mut first, mut group) = (expect, Vec::new());
         for e in events {
             if e.seq != expect {
                 return Err(StoreError::Io(format!(
@@ -358,9 +468,18 @@ impl EventStore for SledStore {
                 )));
             }
             expect += 1;
-            let bytes = encode_event(e)?;
-            self.blobs_dirty |= bytes.len() >= BLOB_THRESHOLD;
-            batch.insert(&e.seq.to_be_bytes(), bytes);
+            if group.is_empty() {
+                first = e.seq;
+            } else {
+                group.push(b'\n');
+            }
+            write_event(&mut group, e)?;
+            if group.len() >= GROUP_BYTES {
+                batch.insert(&first.to_be_bytes(), std::mem::take(&mut group));
+            }
+        }
+        if !group.is_empty() {
+            batch.insert(&first.to_be_bytes(), group);
         }
         self.events.apply_batch(batch).map_err(io)?;
         self.last_seq = expect - 1;
@@ -375,9 +494,7 @@ impl EventStore for SledStore {
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(io)?;
         }
-        if std::mem::take(&mut self.blobs_dirty) {
-            sync_dir_files(&self.path.join("db").join("blobs"))?;
-        }
+        sync_new_blobs(&self.path.join("db").join("blobs"), &mut self.synced_blobs)?;
         if self.size.1.elapsed() >= std::time::Duration::from_secs(1) {
             self.size = (
                 self.db.size_on_disk().unwrap_or(self.size.0),
@@ -388,15 +505,24 @@ impl EventStore for SledStore {
     }
 
     fn read_since(&self, since: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let start = since.saturating_add(1).to_be_bytes();
-        self.events
-            .range(start..)
-            .take(limit)
-            .map(|r| {
-                let (k, v) = r.map_err(io)?;
-                decode_event(&k, &v)
-            })
-            .collect()
+        let from = since.saturating_add(1);
+        // The group holding `from` starts at or before it.
+        let start = match self.events.range(..=from.to_be_bytes()).next_back() {
+            Some(r) => r.map_err(io)?.0,
+            None => sled::IVec::from(&from.to_be_bytes()),
+        };
+        let mut out = Vec::new();
+        for r in self.events.range(start..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = r.map_err(io)?;
+            let group = decode_group(&k, &v)?;
+            let skip = group.iter().take_while(|e| e.seq < from).count();
+            let take = (limit - out.len()).min(group.len() - skip);
+            out.extend(group.into_iter().skip(skip).take(take));
+        }
+        Ok(out)
     }
 
     fn load_snapshot(&self) -> Result<Option<(u64, State)>, StoreError> {
@@ -405,50 +531,53 @@ impl EventStore for SledStore {
             .map(|snap| (snap.seq, snap.state.into())))
     }
 
-    fn save_snapshot(&mut self, seq: u64, state: &State) -> Result<(), StoreError> {
-        self.prepare_snapshot(seq, state)()
-    }
-
-    fn prepare_snapshot(&mut self, seq: u64, state: &State) -> SnapshotJob {
-        // The copy is the record form the snapshot is written in; JSON and the writes follow
-        // in the job.
-        let record = Snapshot {
-            v: RECORD_VERSION,
-            seq,
-            state: StateV1::from(state),
-        };
-        let (db, meta, path) = (self.db.clone(), self.meta.clone(), self.path.clone());
-        Box::new(move || {
-            let bytes = serde_json::to_vec(&record).map_err(io)?;
-            let blob = bytes.len() >= BLOB_THRESHOLD;
-            meta.insert("snapshot", bytes).map_err(io)?;
-            // Compaction trusts the snapshot: make it durable now, blob file included.
-            db.flush().map_err(io)?;
-            File::open(path.join("db").join("db"))
-                .and_then(|f| f.sync_data())
-                .map_err(io)?;
-            if blob {
-                sync_dir_files(&path.join("db").join("blobs"))?;
-            }
-            // Whatever else sled created since the last look (it is rare and cheap to check).
-            make_private(&path)
+    fn snapshot_writer(&self) -> Box<dyn SnapshotWrite> {
+        Box::new(SledSnapshots {
+            db: self.db.clone(),
+            meta: self.meta.clone(),
+            path: self.path.clone(),
         })
     }
 
-    fn compact(&mut self, before: u64, at_most: usize) -> Result<u64, StoreError> {
+    fn compact(&mut self, before: u64, at_most: usize) -> Result<Compacted, StoreError> {
         let covered = self.snapshot_seq()?.unwrap_or(0);
         let before = before.min(covered + 1);
-        let mut removed = 0;
-        for k in self
-            .events
-            .range(..before.to_be_bytes())
-            .keys()
-            .take(at_most)
-        {
-            self.events.remove(k.map_err(io)?).map_err(io)?;
-            removed += 1;
+        // Whole groups only: a group ends where the next one starts (the last one at the last
+        // seq), and goes when that is at or before `before`. Each group holds an event at least,
+        // so at most `at_most + 1` of them are looked at, and one more start gives their ends.
+        let mut starts = Vec::new();
+        let mut all = true;
+        for k in self.events.range(..before.to_be_bytes()).keys() {
+            starts.push(decode_seq(&k.map_err(io)?)?);
+            if starts.len() > at_most + 1 {
+                all = false;
+                break;
+            }
         }
-        Ok(removed)
+        let mut ends: Vec<u64> = starts.iter().skip(1).copied().collect();
+        if all {
+            ends.push(
+                match self.events.range(before.to_be_bytes()..).keys().next() {
+                    Some(k) => decode_seq(&k.map_err(io)?)?,
+                    None => self.last_seq + 1,
+                },
+            );
+        }
+        let mut done = Compacted::default();
+        for (&start, &end) in starts.iter().zip(&ends) {
+            if end > before {
+                return Ok(done);
+            }
+            // The first group goes even when it alone is larger than asked, or nothing would.
+            if done.removed > 0 && done.removed + (end - start) > at_most as u64 {
+                done.more = true;
+                return Ok(done);
+            }
+            self.events.remove(start.to_be_bytes()).map_err(io)?;
+            done.removed += end - start;
+        }
+        done.more = !all;
+        Ok(done)
     }
 
     fn size_bytes(&self) -> u64 {
@@ -457,6 +586,37 @@ impl EventStore for SledStore {
 
     fn path(&self) -> PathBuf {
         self.path.clone()
+    }
+}
+
+/// Writes snapshots into a [`SledStore`]'s `meta` tree from another thread.
+struct SledSnapshots {
+    /// The database, to flush.
+    db: sled::Db,
+    /// Where the snapshot goes.
+    meta: sled::Tree,
+    /// The store's directory.
+    path: PathBuf,
+}
+
+impl SnapshotWrite for SledSnapshots {
+    fn write(&self, seq: u64, state: &State) -> Result<(), StoreError> {
+        let record = Snapshot {
+            v: RECORD_VERSION,
+            seq,
+            state: StateV1::from(state),
+        };
+        let bytes = serde_json::to_vec(&record).map_err(io)?;
+        self.meta.insert("snapshot", bytes).map_err(io)?;
+        // Compaction trusts the snapshot: make it durable now, blob file included.
+        self.db.flush().map_err(io)?;
+        File::open(self.path.join("db").join("db"))
+            .and_then(|f| f.sync_data())
+            .map_err(io)?;
+        // The snapshot, or the page holding it, may be a blob file (a few at most).
+        sync_dir_files(&self.path.join("db").join("blobs"))?;
+        // Whatever else sled created since the last look (it is rare and cheap to check).
+        make_private(&self.path)
     }
 }
 
@@ -491,26 +651,100 @@ mod tests {
         assert_eq!(seqs, [2, 3]);
     }
 
+    /// `n` dropped, and whether more could have gone.
+    fn compacted(removed: u64, more: bool) -> Compacted {
+        Compacted { removed, more }
+    }
+
     #[test]
     fn snapshot_and_compaction() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SledStore::open(dir.path()).unwrap();
-        s.append(&(1..=10).map(ev).collect::<Vec<_>>()).unwrap();
+        // One commit each: groups of one event.
+        for seq in 1..=10 {
+            s.append(&[ev(seq)]).unwrap();
+        }
         let st = State {
             last_seq: 8,
             ..State::default()
         };
         s.save_snapshot(8, &st).unwrap();
-        assert_eq!(s.compact(100, 3).unwrap(), 3, "at most as many as asked");
+        assert_eq!(
+            s.compact(100, 3).unwrap(),
+            compacted(3, true),
+            "at most as many as asked"
+        );
         assert_eq!(s.read_since(0, 100).unwrap()[0].seq, 4, "the oldest first");
         assert_eq!(
             s.compact(100, 1000).unwrap(),
-            5,
+            compacted(5, false),
             "only what the snapshot covers is dropped"
         );
-        assert_eq!(s.compact(100, 1000).unwrap(), 0);
+        assert_eq!(s.compact(100, 1000).unwrap(), compacted(0, false));
         assert_eq!(s.read_since(0, 100).unwrap().len(), 2);
         assert_eq!(s.load_snapshot().unwrap().unwrap().0, 8);
+    }
+
+    /// A commit's events are kept in groups of about GROUP_BYTES; reads start inside a group,
+    /// stop inside one, and go on after a reopen; compaction drops only whole groups.
+    #[test]
+    fn events_are_kept_in_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let sized = |seq| StoredEvent {
+            body: EventBody::ConfigReloaded {
+                path: format!("{seq:0>200}"),
+            },
+            ..ev(seq)
+        };
+        let record = encode_event(&sized(1)).unwrap().len();
+        let per_group = GROUP_BYTES.div_ceil(record + 1) as u64;
+        {
+            let mut s = SledStore::open(dir.path()).unwrap();
+            s.append(&(1..=100).map(sized).collect::<Vec<_>>()).unwrap();
+            s.append(&[sized(101)]).unwrap();
+            s.sync().unwrap();
+            let keys: Vec<u64> = s
+                .events
+                .iter()
+                .keys()
+                .map(|k| decode_seq(&k.unwrap()).unwrap())
+                .collect();
+            let want: Vec<u64> = (0..100 / per_group + 1)
+                .map(|i| 1 + i * per_group)
+                .chain([101])
+                .collect();
+            assert_eq!(keys, want, "{per_group} records of {record} bytes a group");
+        }
+        let mut s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.last_seq(), 101, "the last group's last event");
+        let seqs = |s: &SledStore, since, limit| -> Vec<u64> {
+            s.read_since(since, limit)
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(&s, 0, 3), [1, 2, 3]);
+        let mid = per_group + 2;
+        assert_eq!(seqs(&s, mid, 4), (mid + 1..=mid + 4).collect::<Vec<_>>());
+        assert_eq!(seqs(&s, 98, 100), [99, 100, 101]);
+        assert_eq!(seqs(&s, 101, 10), Vec::<u64>::new());
+        assert_eq!(
+            s.read_since(41, 1).unwrap(),
+            vec![sized(42)],
+            "the event read back whole"
+        );
+        s.save_snapshot(101, &State::default()).unwrap();
+        // Events before `per_group + 3`: only the first group is wholly before.
+        assert_eq!(
+            s.compact(per_group + 3, 1000).unwrap(),
+            compacted(per_group, false)
+        );
+        assert_eq!(seqs(&s, 0, 1), [per_group + 1]);
+        // A group larger than asked still goes when it is the first, and says more remain.
+        assert_eq!(s.compact(100, 1).unwrap(), compacted(per_group, true));
+        s.append(&[sized(102)]).unwrap();
+        assert_eq!(seqs(&s, 100, 10), [101, 102]);
     }
 
     #[test]
@@ -520,7 +754,7 @@ mod tests {
         let err = SledStore::open(dir.path()).err().unwrap();
         assert!(
             err.to_string()
-                .contains("schema version 7, newer than this orch supports (1)"),
+                .contains("schema version 7, newer than this orch supports (2)"),
             "{err}"
         );
         assert!(
@@ -560,9 +794,19 @@ mod tests {
         // made by an older orch that left them readable.
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("store");
+        // Letters that do not compress much, so that the record stays a blob.
+        let mut x = 1u64;
+        let noise: String = (0..300 << 10)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                char::from(b'a' + (x >> 59) as u8 % 26)
+            })
+            .collect();
         let big = |seq| StoredEvent {
             body: EventBody::ConfigReloaded {
-                path: "x".repeat(300 << 10),
+                path: noise.clone(),
             },
             ..ev(seq)
         };
@@ -600,11 +844,81 @@ mod tests {
         assert_private(&dir);
     }
 
+    #[test]
+    fn the_compression_setting_is_read_from_sleds_conf() {
+        let conf = "segment_size: 524288\nuse_compression: false\nversion: 0.34\n";
+        assert_eq!(parse_compression(conf), Some(false));
+        assert_eq!(
+            parse_compression(&conf.replace("false", "true")),
+            Some(true)
+        );
+        assert_eq!(parse_compression("segment_size: 524288\n"), None);
+        assert_eq!(parse_compression("use_compression: maybe\n"), None);
+    }
+
+    /// A new store compresses: its events take less room than their JSON.
+    #[test]
+    fn a_new_store_takes_less_room_than_its_events_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(dir.path()).unwrap();
+        // Records of a typical event's size (about 250 bytes).
+        let events: Vec<StoredEvent> = (1..=20_000)
+            .map(|seq| StoredEvent {
+                body: EventBody::ConfigReloaded {
+                    path: format!("/home/someone/projects/{seq}/{}", "orch.toml/".repeat(16)),
+                },
+                ..ev(seq)
+            })
+            .collect();
+        let json: usize = events.iter().map(|e| encode_event(e).unwrap().len()).sum();
+        for chunk in events.chunks(500) {
+            s.append(chunk).unwrap();
+            s.sync().unwrap();
+        }
+        let size = s.db.size_on_disk().unwrap();
+        assert!(
+            (size as usize) < json,
+            "{size} bytes on disk for {json} bytes of records"
+        );
+        drop(s);
+        let conf = std::fs::read(dir.path().join("db/conf")).unwrap();
+        let conf = String::from_utf8_lossy(&conf);
+        assert_eq!(parse_compression(&conf), Some(true), "{conf}");
+    }
+
+    /// A store an older orch made without compression opens as it is (sled refuses to open a
+    /// database with another setting than it was made with) and goes on without.
+    #[test]
+    fn an_uncompressed_store_keeps_its_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path().join("db"))
+                .use_compression(false)
+                .open()
+                .unwrap();
+            db.open_tree("events")
+                .unwrap()
+                .insert(1u64.to_be_bytes(), encode_event(&ev(1)).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let mut s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.last_seq(), 1);
+        s.append(&[ev(2)]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.read_since(0, 10).unwrap(), vec![ev(1), ev(2)]);
+        drop(s);
+        let conf = std::fs::read(dir.path().join("db/conf")).unwrap();
+        let conf = String::from_utf8_lossy(&conf);
+        assert_eq!(parse_compression(&conf), Some(false), "{conf}");
+    }
+
     /// Records written by version 1 must stay readable by every later version.
     #[test]
     fn v1_record_compatibility() {
         let v1 = br#"{"v":1,"seq":5,"time":"2026-11-21T00:00:00Z","kind":"agent.state","data":{"id":"a-1","state":"idle","previous":"busy","evidence":"quiet 1500ms"}}"#;
-        let e = decode_event(&5u64.to_be_bytes(), v1).unwrap();
+        let e = decode_event(5, v1).unwrap();
         assert_eq!(e.body.kind(), "agent.state");
         assert_eq!(e.seq, 5);
     }
@@ -978,7 +1292,7 @@ mod tests {
         // And back: each record reads as the event it was.
         for e in crate::core::event::samples() {
             let bytes = encode_event(&e).unwrap();
-            assert_eq!(decode_event(&e.seq.to_be_bytes(), &bytes).unwrap(), e);
+            assert_eq!(decode_event(e.seq, &bytes).unwrap(), e);
         }
     }
 }

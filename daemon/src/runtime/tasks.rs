@@ -637,12 +637,12 @@ impl Runtime {
                 // A new round: the snapshot compaction trusts is saved at the next commit.
                 self.snapshot();
             }
-            let removed = self
+            more = self
                 .log
                 .store
                 .compact(self.state.last_seq - keep, RETENTION_BATCH)
-                .map_err(|e| e.to_string())?;
-            more = removed == RETENTION_BATCH as u64;
+                .map_err(|e| e.to_string())?
+                .more;
             self.work.retention_backlog = more;
         }
         if more {
