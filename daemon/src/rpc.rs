@@ -437,9 +437,9 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
     }
     let status = rt.status();
     ok(wire::Status {
-        workspace: rt.paths().root.display().to_string(),
+        workspace: status.workspace,
         version: crate::VERSION.into(),
-        pid: std::process::id(),
+        pid: status.pid,
         uptime_ms: status.uptime.as_millis() as u64,
         protocol_version: editor_protocol::PROTOCOL_VERSION,
         agents: wire::AgentCounts {
@@ -458,7 +458,7 @@ fn handle_status(rt: &mut Runtime, call: &mut Call) -> Result<Json, OpError> {
             })
             .collect(),
         store: wire::StoreInfo {
-            path: status.store_path.display().to_string(),
+            path: status.store_path,
             size_bytes: status.store_bytes,
             snapshot_seq: status.loaded.0,
             replayed: status.loaded.1,

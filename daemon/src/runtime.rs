@@ -314,6 +314,19 @@ pub struct Runtime {
     shutdown: watch::Sender<bool>,
     /// The loop ends after this batch.
     finished: bool,
+    /// What `orch/status` says of the daemon that never changes, made once: paths as text
+    /// (a lossy UTF-8 conversion) and the pid (a system call) were a tenth of answering it.
+    identity: Identity,
+}
+
+/// See [`Runtime::identity`].
+struct Identity {
+    /// The workspace root.
+    workspace: String,
+    /// The event store's directory.
+    store_path: String,
+    /// This process.
+    pid: u32,
 }
 
 /// The event log as the runtime writes it: events staged in the current batch, what is durable,
@@ -401,7 +414,13 @@ impl Runtime {
         let (tx, rx) = mpsc::unbounded_channel();
         let (shutdown, shutdown_rx) = watch::channel(false);
         let committed = state.last_seq;
+        let identity = Identity {
+            workspace: paths.root.display().to_string(),
+            store_path: store.path().display().to_string(),
+            pid: std::process::id(),
+        };
         let mut rt = Runtime {
+            identity,
             paths,
             config,
             state,
@@ -531,8 +550,9 @@ impl Runtime {
             Input::Timer(t) => self.on_timer(t),
             Input::GateDone(outcome) => self.on_gate_done(outcome),
             Input::Host(name, status) => self.on_host(&name, status),
-            // The thread is ending: its outcome is a join away.
-            Input::Snapshotted => self.snapshot_written(true),
+            // Its outcome was sent before this: taken in now, unless a commit took it already
+            // (and another snapshot may be on its way: never wait for that one here).
+            Input::Snapshotted => self.snapshot_written(false),
         }
     }
 
@@ -756,6 +776,11 @@ impl Runtime {
             return;
         }
         let seq = self.log.committed_seq;
+        if self.log.shadow.is_none() && std::mem::take(&mut self.log.snapshot_here) {
+            // The daemon's stop, with no snapshot thread yet: not worth starting one.
+            self.snapshot_in_place(seq);
+            return;
+        }
         let copying = Instant::now();
         if self.log.shadow.is_none() {
             // The shadow starts from the state at the last commit: with events staged since
@@ -788,6 +813,9 @@ impl Runtime {
             .is_some_and(|s| s.snapshot(seq, loop_ms))
         {
             self.shadow_gone();
+            if std::mem::take(&mut self.log.snapshot_here) {
+                self.snapshot_in_place(seq);
+            }
             return;
         }
         self.log.snapshot_in_flight = Some(seq);
@@ -807,9 +835,35 @@ impl Runtime {
             snapshots::Landing::Landed(l) => {
                 self.log.snapshot_in_flight = None;
                 self.on_snapshotted(l.seq, l.objects, l.result);
+                if l.stale {
+                    // Its state is not the log's: the next snapshot starts from the loop's.
+                    self.shadow_gone();
+                }
             }
             snapshots::Landing::Gone => self.shadow_gone(),
         }
+    }
+
+    /// Write a snapshot of the loop's own state as of `seq`, here (the daemon's stop when the
+    /// snapshot thread cannot write it), if the state is at `seq`.
+    fn snapshot_in_place(&mut self, seq: u64) {
+        if self.state.last_seq != seq {
+            tracing::warn!(
+                seq,
+                "no snapshot at the stop: events were recorded after the last commit"
+            );
+            return;
+        }
+        let (objects, writing) = (self.state.objects(), Instant::now());
+        let result = self.log.store.save_snapshot(seq, &self.state);
+        tracing::info!(
+            seq,
+            objects,
+            loop_ms = format!("{:.1}", writing.elapsed().as_secs_f64() * 1e3),
+            ok = result.is_ok(),
+            "snapshot written"
+        );
+        self.on_snapshotted(seq, objects, result);
     }
 
     /// The snapshot thread is gone (it panicked): the next snapshot starts another, from the
@@ -1048,8 +1102,10 @@ impl Runtime {
             pid: std::process::id(),
         });
         self.snapshot();
-        // The last snapshot is on disk before the daemon says it stopped.
+        // The last snapshot is on disk before the daemon says it stopped: this commit writes
+        // it and waits for it, the next one answers.
         self.log.snapshot_here = true;
+        self.commit();
         let done = self.daemon_stop.take().expect("checked above");
         self.held.push(done(Ok(())));
         self.commit();
@@ -1107,7 +1163,9 @@ impl Runtime {
                 .values()
                 .map(|b| (b.name(), b.probe()))
                 .collect(),
-            store_path: self.log.store.path(),
+            workspace: self.identity.workspace.clone(),
+            pid: self.identity.pid,
+            store_path: self.identity.store_path.clone(),
             store_bytes: self.log.store.size_bytes(),
             loaded: self.log.loaded,
             hosts: self
@@ -1153,8 +1211,12 @@ pub struct Status {
     pub clients: usize,
     /// Each backend and whether it can be used.
     pub backends: Vec<(&'static str, crate::ports::BackendProbe)>,
-    /// The store's location.
-    pub store_path: std::path::PathBuf,
+    /// The workspace, as text.
+    pub workspace: String,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The store's location, as text.
+    pub store_path: String,
     /// The store's size.
     pub store_bytes: u64,
     /// The snapshot start-up loaded and the events it replayed.

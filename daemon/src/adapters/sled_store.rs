@@ -32,7 +32,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 const CACHE_BYTES: u64 = 16 << 20;
 
 /// zstd level of sled's compression (1 to 22). Each log message sled writes is compressed alone
-/// (an event, a rewritten page, the snapshot); level 1 is the fastest and already keeps the store
+/// (a group of events, a rewritten page, the snapshot); level 1 is the fastest and already keeps the store
 /// at about half the JSON bytes of its events (level 3 gained a tenth more and cost more time).
 const COMPRESSION_LEVEL: i32 = 1;
 
@@ -42,7 +42,7 @@ const COMPRESSION_LEVEL: i32 = 1;
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// A group of events is closed once its records reach this many bytes (a commit's events fill
-/// as many groups as they need; a record this large or larger is a group alone). sled compresses
+/// as many groups as they need; a group holds at most this much plus one record). sled compresses
 /// each message it writes on its own, so one message per group rather than per event costs one
 /// compression per group (creating zstd's context each time cost about 15 us an event) and
 /// compresses the records together; 4 KiB (about 16 events of the usual size) keeps sled's
@@ -78,7 +78,7 @@ pub struct SledStore {
     path: PathBuf,
     /// The open database.
     db: sled::Db,
-    /// `seq -> Record`.
+    /// First seq of a group -> the group's records, one per line.
     events: sled::Tree,
     /// Schema version, snapshot.
     meta: sled::Tree,
@@ -86,10 +86,11 @@ pub struct SledStore {
     data_file: Option<File>,
     /// Last appended seq.
     last_seq: u64,
-    /// Names of the blob files synced so far: sled keeps a large message (a big record, a page
-    /// holding one, the snapshot) in a file of its own and never fsyncs it, so `sync` does for
-    /// every one it has not seen.
-    synced_blobs: std::collections::HashSet<std::ffi::OsString>,
+    /// The blob files synced so far, with their length then: sled keeps a large message (a big
+    /// record, a page holding one, the snapshot) in a file of its own and never fsyncs it, so
+    /// `sync` does for every one it has not seen at that length (one another thread was still
+    /// writing is synced again).
+    synced_blobs: std::collections::HashMap<std::ffi::OsString, u64>,
     /// Bytes on disk as of the last refresh: measuring stats sled's files, too costly for every
     /// `orch/status`, so it is refreshed after a sync at most once a second.
     size: (u64, std::time::Instant),
@@ -236,8 +237,10 @@ impl SledStore {
 /// open it with another). Read from sled's `conf` file, `use_compression: <bool>`.
 fn compresses(db_path: &Path) -> Result<bool, StoreError> {
     let conf = db_path.join("conf");
-    // Text lines, then sled's checksum.
+    // Text lines, then sled's checksum. sled takes a file of 8 bytes or less (a crash while it
+    // was first written: sled does not fsync it) for none and writes it again.
     let text = match std::fs::read(&conf) {
+        Ok(bytes) if bytes.len() <= 8 => return Ok(true),
         Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
         Err(e) => return Err(io(format!("cannot read {}: {e}", conf.display()))),
@@ -284,23 +287,28 @@ fn sync_dir_files(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io)
 }
 
-/// fsync, and make private, every file in sled's blob directory `dir` not in `synced`, then the
-/// directory when there was one; `synced` is left naming the files present. Blobs are few (a
-/// snapshot and the page holding it, large records), so the listing costs little beside the
-/// sync it follows.
+/// fsync, and make private, every file in sled's blob directory `dir` not in `synced` at its
+/// length, then the directory when there was one; `synced` is left naming the files present.
+/// Blobs are few (a snapshot and the page holding it, large records), so the listing costs
+/// little beside the sync it follows.
 fn sync_new_blobs(
     dir: &Path,
-    synced: &mut std::collections::HashSet<std::ffi::OsString>,
+    synced: &mut std::collections::HashMap<std::ffi::OsString, u64>,
 ) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
     };
-    let mut present = std::collections::HashSet::with_capacity(synced.len());
+    let mut present = std::collections::HashMap::with_capacity(synced.len());
     let mut new = false;
     for e in entries.flatten() {
         let name = e.file_name();
-        if !synced.contains(&name) {
+        let len = match e.metadata() {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        };
+        if synced.get(&name) != Some(&len) {
             let f = match File::open(e.path()) {
                 Ok(f) => f,
                 // sled removes blobs it no longer needs at any time.
@@ -318,7 +326,7 @@ fn sync_new_blobs(
             f.sync_all().map_err(io)?;
             new = true;
         }
-        present.insert(name);
+        present.insert(name, len);
     }
     if new {
         File::open(dir).and_then(|f| f.sync_all()).map_err(io)?;
@@ -511,13 +519,22 @@ impl EventStore for SledStore {
             Some(r) => r.map_err(io)?.0,
             None => sled::IVec::from(&from.to_be_bytes()),
         };
-        let mut out = Vec::new();
+        let mut out: Vec<StoredEvent> = Vec::new();
         for r in self.events.range(start..) {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = r.map_err(io)?;
             let group = decode_group(&k, &v)?;
+            // Groups follow one another without a gap or an overlap.
+            if let (Some(last), Some(first)) = (out.last(), group.first()) {
+                if first.seq != last.seq + 1 {
+                    return Err(StoreError::Corrupt {
+                        what: format!("event {}", first.seq),
+                        detail: format!("its group follows event {}", last.seq),
+                    });
+                }
+            }
             let skip = group.iter().take_while(|e| e.seq < from).count();
             let take = (limit - out.len()).min(group.len() - skip);
             out.extend(group.into_iter().skip(skip).take(take));
@@ -854,6 +871,19 @@ mod tests {
         );
         assert_eq!(parse_compression("segment_size: 524288\n"), None);
         assert_eq!(parse_compression("use_compression: maybe\n"), None);
+    }
+
+    /// A `conf` sled left short (it does not fsync it when it makes a store) is taken for
+    /// none, as sled takes it, rather than refusing to open.
+    #[test]
+    fn a_short_sled_conf_is_taken_for_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db")).unwrap();
+        std::fs::write(dir.path().join("db/conf"), b"segm").unwrap();
+        let mut s = SledStore::open(dir.path()).unwrap();
+        s.append(&[ev(1)]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(s.read_since(0, 10).unwrap(), vec![ev(1)]);
     }
 
     /// A new store compresses: its events take less room than their JSON.

@@ -33,6 +33,8 @@ pub(super) struct Landed {
     pub objects: usize,
     /// How the write went.
     pub result: Result<(), StoreError>,
+    /// The shadow was not at `seq` (nothing was written): it must not be used again.
+    pub stale: bool,
 }
 
 /// The outcome of the snapshot asked for last.
@@ -112,7 +114,9 @@ fn run(
             Work::Snapshot { seq, loop_ms } => {
                 let objects = state.objects();
                 let writing = Instant::now();
-                let result = at_seq(&state, seq).and_then(|()| writer.write(seq, &state));
+                let at = at_seq(&state, seq);
+                let stale = at.is_err();
+                let result = at.and_then(|()| writer.write(seq, &state));
                 tracing::info!(
                     seq,
                     objects,
@@ -126,6 +130,7 @@ fn run(
                         seq,
                         objects,
                         result,
+                        stale,
                     })
                     .is_err()
                 {
@@ -193,7 +198,7 @@ mod tests {
                 panic!("no snapshot landed")
             };
             assert_eq!(l.seq, *seq);
-            assert!(l.result.is_ok());
+            assert!(l.result.is_ok() && !l.stale);
             woke.recv().unwrap();
         }
         assert!(matches!(shadow.landing(false), Landing::Writing));
@@ -209,6 +214,7 @@ mod tests {
         let Landing::Landed(l) = shadow.landing(true) else {
             panic!("no outcome")
         };
+        assert!(l.stale);
         let err = l.result.unwrap_err().to_string();
         assert!(err.contains("at seq 0, not at 3"), "{err}");
         assert!(kept.lock().unwrap().is_empty());

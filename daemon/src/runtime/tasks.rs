@@ -640,7 +640,12 @@ impl Runtime {
             more = self
                 .log
                 .store
-                .compact(self.state.last_seq - keep, RETENTION_BATCH)
+                // Only what a snapshot that has landed covers: the store's newest one may
+                // still be being written (and flushed) by the snapshot thread.
+                .compact(
+                    (self.state.last_seq - keep).min(self.log.last_snapshot + 1),
+                    RETENTION_BATCH,
+                )
                 .map_err(|e| e.to_string())?
                 .more;
             self.work.retention_backlog = more;
