@@ -873,6 +873,12 @@ mod tests {
         assert_eq!(parse_compression("use_compression: maybe\n"), None);
     }
 
+    /// The compression setting sled's `conf` of the store in `dir` records.
+    fn conf_compression(dir: &Path) -> Option<bool> {
+        let conf = std::fs::read(dir.join("db/conf")).unwrap();
+        parse_compression(&String::from_utf8_lossy(&conf))
+    }
+
     /// A `conf` sled left short (it does not fsync it when it makes a store) is taken for
     /// none, as sled takes it, rather than refusing to open.
     #[test]
@@ -911,9 +917,7 @@ mod tests {
             "{size} bytes on disk for {json} bytes of records"
         );
         drop(s);
-        let conf = std::fs::read(dir.path().join("db/conf")).unwrap();
-        let conf = String::from_utf8_lossy(&conf);
-        assert_eq!(parse_compression(&conf), Some(true), "{conf}");
+        assert_eq!(conf_compression(dir.path()), Some(true));
     }
 
     /// A store an older orch made without compression opens as it is (sled refuses to open a
@@ -939,9 +943,7 @@ mod tests {
         s.sync().unwrap();
         assert_eq!(s.read_since(0, 10).unwrap(), vec![ev(1), ev(2)]);
         drop(s);
-        let conf = std::fs::read(dir.path().join("db/conf")).unwrap();
-        let conf = String::from_utf8_lossy(&conf);
-        assert_eq!(parse_compression(&conf), Some(false), "{conf}");
+        assert_eq!(conf_compression(dir.path()), Some(false));
     }
 
     /// Records written by version 1 must stay readable by every later version.
