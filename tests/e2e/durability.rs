@@ -432,6 +432,33 @@ fn restart_loads_from_snapshot() {
     );
 }
 
+/// The daemon's stop writes a snapshot of everything before it says it stopped, whether the
+/// snapshot thread runs (snapshots came due before) or not (none did): a restart replays nothing.
+#[test]
+fn a_stopped_daemon_restarts_from_the_snapshot_its_stop_wrote() {
+    for (config, sessions) in [(None, 5), (Some("[daemon]\nsnapshot_every = 50\n"), 120)] {
+        let mut d = Daemon::new(config);
+        d.start();
+        let mut c = d.client(Via::Socket);
+        for i in 0..sessions {
+            c.ok("orch/session/create", json!({ "name": format!("n{i}") }));
+        }
+        let before = c.ok("orch/status", json!({}))["lastSeq"].as_u64().unwrap();
+        c.ok("orch/daemon/stop", json!({}));
+        let status = d.child.as_mut().unwrap().wait().unwrap();
+        assert!(status.success(), "{status}");
+        d.start();
+        let mut c = d.client(Via::Socket);
+        let store = &c.ok("orch/status", json!({}))["store"];
+        let snapshot = store["snapshotSeq"].as_u64().unwrap();
+        assert!(
+            snapshot > before,
+            "{sessions} sessions: {store}, {before} before the stop"
+        );
+        assert_eq!(store["replayed"], 0, "{sessions} sessions: {store}");
+    }
+}
+
 /// Snapshots are written on a thread of their own while the daemon goes on (a burst of
 /// pipelined requests keeps coming), stay spaced by the state's size (each waits at least as
 /// many events as the one before held objects: a snapshot's report queued behind the burst
