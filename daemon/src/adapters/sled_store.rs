@@ -263,30 +263,6 @@ const DIR_MODE: u32 = 0o700;
 /// Mode of the store's files.
 const FILE_MODE: u32 = 0o600;
 
-/// fsync every file in `dir` and the directory itself (new blob files and their names), making
-/// each file private on the way: sled creates blob files with the umask's mode.
-fn sync_dir_files(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for e in entries.flatten() {
-        let f = match File::open(e.path()) {
-            Ok(f) => f,
-            // sled removes blobs it no longer needs at any time.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(e)),
-        };
-        let meta = f.metadata().map_err(io)?;
-        if meta.is_file() && meta.permissions().mode() & 0o7777 != FILE_MODE {
-            f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
-                .map_err(io)?;
-        }
-        f.sync_all().map_err(io)?;
-    }
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io)
-}
-
 /// fsync, and make private, every file in sled's blob directory `dir` not in `synced` at its
 /// length, then the directory when there was one; `synced` is left naming the files present.
 /// Blobs are few (a snapshot and the page holding it, large records), so the listing costs
@@ -631,7 +607,8 @@ impl SnapshotWrite for SledSnapshots {
             .and_then(|f| f.sync_data())
             .map_err(io)?;
         // The snapshot, or the page holding it, may be a blob file (a few at most).
-        sync_dir_files(&self.path.join("db").join("blobs"))?;
+        // Every one: the loop's `sync` keeps its own account of what it synced.
+        sync_new_blobs(&self.path.join("db").join("blobs"), &mut Default::default())?;
         // Whatever else sled created since the last look (it is rare and cheap to check).
         make_private(&self.path)
     }
